@@ -1,0 +1,76 @@
+#include "core/allocator.h"
+
+#include <atomic>
+#include <cstdlib>
+
+#include "core/error.h"
+#if GRAFT_HAS_CUDA
+#include "kernels/cuda_device.h"
+#endif
+
+namespace graft {
+namespace {
+
+struct Counters {
+  std::atomic<std::int64_t> current{0};
+  std::atomic<std::int64_t> peak{0};
+};
+
+Counters& counters(Device device) {
+  static Counters cpu, cuda;
+  return device.is_cpu() ? cpu : cuda;
+}
+
+void count_alloc(Device device, std::size_t bytes) {
+  Counters& c = counters(device);
+  std::int64_t now = c.current.fetch_add(static_cast<std::int64_t>(bytes)) + static_cast<std::int64_t>(bytes);
+  std::int64_t peak = c.peak.load();
+  while (now > peak && !c.peak.compare_exchange_weak(peak, now)) {
+  }
+}
+
+constexpr std::size_t kAlignment = 64;
+
+}  // namespace
+
+void* device_alloc(std::size_t bytes, Device device) {
+  if (bytes == 0) return nullptr;
+  void* ptr = nullptr;
+  if (device.is_cpu()) {
+    std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    ptr = std::aligned_alloc(kAlignment, rounded);
+    GRAFT_CHECK(ptr != nullptr, "allocator: out of host memory allocating ", bytes, " bytes");
+  } else {
+#if GRAFT_HAS_CUDA
+    ptr = cuda::malloc_async(bytes);
+#else
+    GRAFT_FAIL("allocator: CUDA memory requested but graft was built without CUDA");
+#endif
+  }
+  count_alloc(device, bytes);
+  return ptr;
+}
+
+void device_free(void* ptr, std::size_t bytes, Device device) {
+  if (ptr == nullptr) return;
+  if (device.is_cpu()) {
+    std::free(ptr);
+  } else {
+#if GRAFT_HAS_CUDA
+    cuda::free_async(ptr);
+#endif
+  }
+  counters(device).current.fetch_sub(static_cast<std::int64_t>(bytes));
+}
+
+MemoryStats memory_stats(Device device) {
+  Counters& c = counters(device);
+  return MemoryStats{c.current.load(), c.peak.load()};
+}
+
+void reset_peak_memory(Device device) {
+  Counters& c = counters(device);
+  c.peak.store(c.current.load());
+}
+
+}  // namespace graft

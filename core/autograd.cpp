@@ -1,0 +1,136 @@
+#include "core/autograd.h"
+
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace graft {
+
+static thread_local bool g_grad_enabled = true;
+
+bool grad_mode_enabled() { return g_grad_enabled; }
+NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
+
+namespace autograd {
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!g_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+void record(Tensor& out, const char* name, std::initializer_list<const Tensor*> inputs, BackwardFn backward) {
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  for (const Tensor* t : inputs) {
+    Edge edge;
+    if (t && t->defined() && t->requires_grad()) {
+      if (t->is_leaf()) edge.leaf = t->impl_ptr();
+      else edge.node = t->impl()->grad_fn;
+    }
+    node->inputs.push_back(edge);
+    node->input_shapes.push_back(t && t->defined() ? t->shape() : Shape{});
+  }
+  node->backward = std::move(backward);
+  out.impl()->grad_fn = std::move(node);
+  out.impl()->requires_grad = true;
+}
+
+static void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) slot = g;
+  else slot = add(slot, g);
+}
+
+static void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
+  if (!leaf.grad) {
+    // A fresh buffer: `g` may alias another tensor (add's backward passes dout through unchanged).
+    leaf.grad = g.clone().impl_ptr();
+  } else {
+    leaf.grad = add(Tensor(leaf.grad), g).impl_ptr();
+  }
+}
+
+// Frees the closure (and the activations it saved) as soon as a node is done.
+static void release(Node& node) {
+  node.backward = nullptr;
+  node.inputs.clear();
+  node.released = true;
+}
+
+// Nodes reachable from root, each after every node that feeds its gradient (reverse topological order),
+// computed without recursion so deep networks cannot overflow the stack.
+static std::vector<std::shared_ptr<Node>> order_nodes(const std::shared_ptr<Node>& root) {
+  std::vector<std::shared_ptr<Node>> order;
+  std::unordered_map<Node*, bool> done;  // false = on the stack, true = finished
+  std::vector<std::pair<std::shared_ptr<Node>, std::size_t>> stack{{root, 0}};
+  done[root.get()] = false;
+  while (!stack.empty()) {
+    auto& [node, next] = stack.back();
+    if (node->released)
+      GRAFT_FAIL("backward: the graph through '", node->name,
+                 "' was already freed by an earlier backward(); run the forward pass again");
+    if (next < node->inputs.size()) {
+      std::shared_ptr<Node> child = node->inputs[next++].node;
+      if (child && !done.count(child.get())) {
+        done[child.get()] = false;
+        stack.emplace_back(child, 0);
+      }
+      continue;
+    }
+    done[node.get()] = true;
+    order.push_back(node);
+    stack.pop_back();
+  }
+  return {order.rbegin(), order.rend()};  // root first
+}
+
+void run_backward(const Tensor& root, const Tensor& seed) {
+  GRAFT_CHECK(root.defined() && seed.defined(), "backward: undefined tensor");
+  GRAFT_CHECK(root.requires_grad(), "backward: tensor ", shape_str(root.shape()),
+              " does not require grad (no input of its graph requires grad)");
+  GRAFT_CHECK(seed.shape() == root.shape() && seed.device() == root.device(), "backward: seed gradient ",
+              shape_str(seed.shape()), " on ", seed.device().str(), " does not match tensor ", shape_str(root.shape()),
+              " on ", root.device().str());
+  NoGradGuard no_grad;
+  if (root.is_leaf()) {
+    accumulate_leaf(*root.impl(), seed);
+    return;
+  }
+  // `order` also keeps every node alive until the walk ends (releasing a node drops the edges owning its inputs).
+  std::vector<std::shared_ptr<Node>> order = order_nodes(root.impl()->grad_fn);
+  std::unordered_map<Node*, Tensor> grads;
+  grads[order.front().get()] = seed;
+  for (const std::shared_ptr<Node>& node_ptr : order) {
+    Node* node = node_ptr.get();
+    auto found = grads.find(node);
+    if (found == grads.end()) {  // no gradient flows here
+      release(*node);
+      continue;
+    }
+    Tensor dout = found->second;
+    grads.erase(found);
+    std::vector<bool> needs;
+    for (const Edge& e : node->inputs) needs.push_back(e.active());
+    std::vector<Tensor> dinputs = node->backward(dout, needs);
+    GRAFT_CHECK(dinputs.size() == node->inputs.size(), "backward: op '", node->name, "' returned ", dinputs.size(),
+                " gradients for ", node->inputs.size(), " inputs");
+    for (std::size_t i = 0; i < node->inputs.size(); ++i) {
+      const Edge& e = node->inputs[i];
+      if (!e.active() || !dinputs[i].defined()) continue;
+      GRAFT_CHECK(dinputs[i].shape() == node->input_shapes[i], "backward: op '", node->name, "' produced gradient ",
+                  shape_str(dinputs[i].shape()), " for input ", i, " of shape ", shape_str(node->input_shapes[i]));
+      if (e.node) {
+        accumulate(grads[e.node.get()], dinputs[i]);
+      } else {
+        accumulate_leaf(*e.leaf, dinputs[i]);
+      }
+    }
+    release(*node);
+  }
+}
+
+}  // namespace autograd
+}  // namespace graft

@@ -1,0 +1,51 @@
+// Batch normalisation over the channels of an NHWC activation viewed as (M, C): M = N*H*W rows, C contiguous.
+//   forward:  mean_c = 1/M sum_m x_mc,  var_c = 1/M sum_m (x_mc - mean_c)^2   (biased, used to normalise)
+//             invstd_c = 1/sqrt(var_c + eps),  xhat = (x - mean) invstd,  y = gamma xhat + beta
+//             running update (torch momentum m): r_mean = (1-m) r_mean + m mean,
+//                                                 r_var  = (1-m) r_var  + m var * M/(M-1)   (unbiased)
+//             with running statistics instead: mean = r_mean, invstd = 1/sqrt(r_var + eps)
+//   backward: dbeta = sum_m dy,  dgamma = sum_m dy xhat
+//             batch statistics:   dx = gamma invstd / M * (M dy - dbeta - xhat dgamma)
+//             running statistics: dx = gamma invstd dy
+// gamma/beta may be null (1 and 0). Sums use double accumulation. The CUDA reductions are deterministic two-level
+// reductions (per-block partial sums into a caller-provided workspace, then a final pass over the partials in a
+// fixed order; no atomics). The CUDA versions run on graft's compute stream.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+namespace graft {
+
+// inp (M,C) -> mean, invstd (C); when running_mean/running_var are non-null they are updated in place.
+void batch_norm_stats_cpu(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
+                          std::int64_t m, std::int64_t c, float eps, float momentum);
+// var (C) -> invstd (C) = 1/sqrt(var + eps)
+void batch_norm_invstd_cpu(float* invstd, const float* var, std::int64_t c, float eps);
+// out, inp (M,C); mean, invstd, gamma, beta (C)
+void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, const float* invstd,
+                            const float* gamma, const float* beta, std::int64_t m, std::int64_t c);
+// dout, inp (M,C) -> dgamma = sum dy xhat, dbeta = sum dy (C)
+void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* dout, const float* inp,
+                                    const float* mean, const float* invstd, std::int64_t m, std::int64_t c);
+// dinp (M,C); sum_dy, sum_dy_xhat (C) come from batch_norm_backward_reduce (only read with batch statistics)
+void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* inp, const float* mean,
+                                   const float* invstd, const float* gamma, const float* sum_dy,
+                                   const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats);
+
+#if GRAFT_HAS_CUDA
+// Bytes of workspace batch_norm_stats_cuda and batch_norm_backward_reduce_cuda need for (M,C).
+std::size_t batch_norm_workspace_cuda(std::int64_t m, std::int64_t c);
+void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
+                           std::int64_t m, std::int64_t c, float eps, float momentum, void* workspace);
+void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, float eps);
+void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
+                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c);
+void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
+                                     const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
+                                     void* workspace);
+void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
+                                    const float* invstd, const float* gamma, const float* sum_dy,
+                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats);
+#endif
+
+}  // namespace graft

@@ -1,0 +1,62 @@
+// graft's CUDA context: one device, one compute stream, one cuBLAS handle, the stream-ordered memory pool.
+// Every CUDA, cuBLAS and cuDNN call goes through a *_CHECK macro that throws graft::Error naming the call.
+#pragma once
+#if GRAFT_HAS_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <string>
+
+#include "core/error.h"
+
+namespace graft::cuda {
+
+// Number of usable CUDA devices (0 when no driver or device; never throws).
+int device_count();
+// Why no device can be used ("" when one can).
+std::string unavailable_reason();
+
+cudaStream_t stream();           // the compute stream every kernel and copy runs on
+cublasHandle_t cublas_handle();  // bound to stream()
+
+// Stream-ordered allocation from a pool that keeps freed memory (release threshold = max).
+void* malloc_async(std::size_t bytes);
+void free_async(void* ptr);
+// Copies on the compute stream; a copy to the host waits for it.
+void copy_to_device(void* dst, const void* src, std::size_t bytes);
+void copy_to_host(void* dst, const void* src, std::size_t bytes);
+void copy_device_to_device(void* dst, const void* src, std::size_t bytes);
+void synchronize();
+
+// TF32 tensor-core math for convolutions and GEMMs (default on; off = strict FP32).
+bool tf32_allowed();
+void set_tf32_allowed(bool allowed);
+
+// Threads per block and a grid size covering n elements (grid capped; kernels use grid-stride loops).
+inline constexpr int kBlock = 256;
+inline unsigned grid_for(long long n, int block = kBlock) {
+  long long blocks = (n + block - 1) / block;
+  if (blocks < 1) blocks = 1;
+  return static_cast<unsigned>(blocks < 65535LL * 8 ? blocks : 65535LL * 8);
+}
+
+const char* cublas_status_name(cublasStatus_t status);
+
+}  // namespace graft::cuda
+
+#define GRAFT_CUDA_CHECK(expr)                                                                        \
+  do {                                                                                                \
+    cudaError_t graft_err_ = (expr);                                                                  \
+    if (graft_err_ != cudaSuccess)                                                                    \
+      GRAFT_FAIL("CUDA error in ", #expr, ": ", cudaGetErrorName(graft_err_), " (", cudaGetErrorString(graft_err_), ")"); \
+  } while (0)
+#define GRAFT_CUDA_CHECK_LAUNCH(name) GRAFT_CUDA_CHECK(cudaGetLastError())
+#define GRAFT_CUBLAS_CHECK(expr)                                                                      \
+  do {                                                                                                \
+    cublasStatus_t graft_st_ = (expr);                                                                \
+    if (graft_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
+      GRAFT_FAIL("cuBLAS error in ", #expr, ": ", ::graft::cuda::cublas_status_name(graft_st_));       \
+  } while (0)
+
+#endif  // GRAFT_HAS_CUDA

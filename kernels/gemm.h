@@ -1,0 +1,22 @@
+// General matrix multiply, row-major:  C (M,N) = alpha * op(A) op(B) + beta * C
+// op(A) is (M,K): A is stored (M,K), or (K,M) when trans_a. op(B) is (K,N): B is (K,N), or (N,K) when trans_b.
+//   gemm_cpu         OpenBLAS cblas_sgemm
+//   gemm_cublas      cuBLAS sgemm (TF32 tensor-core math when allowed, see kernels/cuda_device.h)
+//   gemm_cuda_tiled  hand-written shared-memory tiled SGEMM with register blocking, kept for study and for the
+//                    benchmark against cuBLAS (strict FP32)
+#pragma once
+#include <cstdint>
+
+namespace graft {
+
+void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
+              std::int64_t k, float alpha, float beta);
+
+#if GRAFT_HAS_CUDA
+void gemm_cublas(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m,
+                 std::int64_t n, std::int64_t k, float alpha, float beta);
+void gemm_cuda_tiled(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m,
+                     std::int64_t n, std::int64_t k, float alpha, float beta);
+#endif
+
+}  // namespace graft

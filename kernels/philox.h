@@ -1,0 +1,65 @@
+// Philox-4x32-10 (Salmon, Moraes, Dror, Shaw: "Parallel random numbers: as easy as 1, 2, 3", SC'11).
+// A pure function of (counter, key): the same inline code runs on host and device, so CPU and CUDA draws agree.
+// Draw layout shared by every random kernel (uniform, normal, dropout):
+//   uniform element i: counter (offset + i/4, seed), lane i%4             -> ceil(n/4) counters
+//   normal element i:  counter (offset + i/2, seed), lanes 2(i%2), 2(i%2)+1 -> ceil(n/2) counters, Box-Muller
+// Floats come from the top 24 bits: u = (x >> 8) * 2^-24 in [0,1), exact on both devices. The normal transform
+// is computed in double and rounded once, so both devices give the same float.
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define GRAFT_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define GRAFT_HOST_DEVICE inline
+#endif
+
+namespace graft {
+
+struct Philox4 {
+  std::uint32_t x[4];
+};
+
+GRAFT_HOST_DEVICE std::uint32_t philox_mulhilo(std::uint32_t a, std::uint32_t b, std::uint32_t* hi) {
+  std::uint64_t product = static_cast<std::uint64_t>(a) * b;
+  *hi = static_cast<std::uint32_t>(product >> 32);
+  return static_cast<std::uint32_t>(product);
+}
+
+// counter: 64-bit block index (the upper 64 counter bits are 0); key: the 64-bit seed.
+GRAFT_HOST_DEVICE Philox4 philox4x32_10(std::uint64_t counter, std::uint64_t seed) {
+  std::uint32_t c0 = static_cast<std::uint32_t>(counter), c1 = static_cast<std::uint32_t>(counter >> 32);
+  std::uint32_t c2 = 0, c3 = 0;
+  std::uint32_t k0 = static_cast<std::uint32_t>(seed), k1 = static_cast<std::uint32_t>(seed >> 32);
+  for (int round = 0; round < 10; ++round) {
+    std::uint32_t hi0, hi1;
+    std::uint32_t lo0 = philox_mulhilo(0xD2511F53u, c0, &hi0);
+    std::uint32_t lo1 = philox_mulhilo(0xCD9E8D57u, c2, &hi1);
+    std::uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+    c0 = n0, c1 = n1, c2 = n2, c3 = n3;
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
+  return Philox4{{c0, c1, c2, c3}};
+}
+
+GRAFT_HOST_DEVICE float philox_unit_float(std::uint32_t bits) {  // [0, 1)
+  return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f);
+}
+
+GRAFT_HOST_DEVICE float philox_uniform(std::uint64_t i, std::uint64_t seed, std::uint64_t offset) {
+  Philox4 r = philox4x32_10(offset + i / 4, seed);
+  return philox_unit_float(r.x[i % 4]);
+}
+
+GRAFT_HOST_DEVICE float philox_normal(std::uint64_t i, std::uint64_t seed, std::uint64_t offset) {
+  Philox4 r = philox4x32_10(offset + i / 2, seed);
+  unsigned lane = 2 * static_cast<unsigned>(i % 2);
+  // u1 in (0,1] so the log is finite
+  double u1 = (static_cast<double>(r.x[lane] >> 8) + 1.0) * (1.0 / 16777216.0);
+  double u2 = static_cast<double>(r.x[lane + 1] >> 8) * (1.0 / 16777216.0);
+  return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+}
+
+}  // namespace graft

@@ -1,0 +1,135 @@
+// Plain CPU reference of the pooling kernels (math in kernels/pool.h). Forward loops put the channels innermost
+// so memory is walked in order; every sum runs over the window in row-major order in float, exactly as the CUDA
+// threads do, and the backward passes are the same gathers as on CUDA.
+#include <cmath>
+#include <limits>
+
+#include "kernels/pool.h"
+
+namespace graft {
+
+void max_pool2d_forward_cpu(float* out, std::int32_t* argmax, const float* inp, const Pool2dShape& s) {
+  const std::int64_t c = s.c;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (int p = 0; p < s.p; ++p)
+      for (int q = 0; q < s.q; ++q) {
+        PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+        PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+        float* o = out + ((n * s.p + p) * s.q + q) * c;
+        std::int32_t* a = argmax + ((n * s.p + p) * s.q + q) * c;
+        for (std::int64_t j = 0; j < c; ++j) {
+          o[j] = -std::numeric_limits<float>::infinity();
+          a[j] = wh.lo * s.w + ww.lo;
+        }
+        for (int h = wh.lo; h < wh.hi; ++h)
+          for (int w = ww.lo; w < ww.hi; ++w) {
+            const float* x = inp + ((n * s.h + h) * s.w + w) * c;
+            for (std::int64_t j = 0; j < c; ++j)
+              if (x[j] > o[j] || std::isnan(x[j])) o[j] = x[j], a[j] = h * s.w + w;
+          }
+      }
+}
+
+void max_pool2d_backward_cpu(float* dinp, const float* dout, const std::int32_t* argmax, const Pool2dShape& s) {
+  const std::int64_t c = s.c;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (int h = 0; h < s.h; ++h)
+      for (int w = 0; w < s.w; ++w) {
+        int p0, p1, q0, q1;
+        pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
+        pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
+        const std::int32_t self = h * s.w + w;
+        float* d = dinp + ((n * s.h + h) * s.w + w) * c;
+        for (std::int64_t j = 0; j < c; ++j) {
+          float acc = 0.f;
+          for (int p = p0; p <= p1; ++p)
+            for (int q = q0; q <= q1; ++q) {
+              std::int64_t o = ((n * s.p + p) * s.q + q) * c + j;
+              if (argmax[o] == self) acc += dout[o];
+            }
+          d[j] = acc;
+        }
+      }
+}
+
+void avg_pool2d_forward_cpu(float* out, const float* inp, const Pool2dShape& s, bool count_include_pad) {
+  const std::int64_t c = s.c;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (int p = 0; p < s.p; ++p)
+      for (int q = 0; q < s.q; ++q) {
+        PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+        PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+        float* o = out + ((n * s.p + p) * s.q + q) * c;
+        for (std::int64_t j = 0; j < c; ++j) o[j] = 0.f;
+        for (int h = wh.lo; h < wh.hi; ++h)
+          for (int w = ww.lo; w < ww.hi; ++w) {
+            const float* x = inp + ((n * s.h + h) * s.w + w) * c;
+            for (std::int64_t j = 0; j < c; ++j) o[j] += x[j];
+          }
+        int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
+        for (std::int64_t j = 0; j < c; ++j) o[j] = count > 0 ? o[j] / static_cast<float>(count) : 0.f;
+      }
+}
+
+void avg_pool2d_backward_cpu(float* dinp, const float* dout, const Pool2dShape& s, bool count_include_pad) {
+  const std::int64_t c = s.c;
+  for (std::int64_t n = 0; n < s.n; ++n)
+    for (int h = 0; h < s.h; ++h)
+      for (int w = 0; w < s.w; ++w) {
+        int p0, p1, q0, q1;
+        pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
+        pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
+        float* d = dinp + ((n * s.h + h) * s.w + w) * c;
+        for (std::int64_t j = 0; j < c; ++j) d[j] = 0.f;
+        for (int p = p0; p <= p1; ++p)
+          for (int q = q0; q <= q1; ++q) {
+            PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+            PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+            int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
+            const float* g = dout + ((n * s.p + p) * s.q + q) * c;
+            for (std::int64_t j = 0; j < c; ++j) d[j] += g[j] / static_cast<float>(count);
+          }
+      }
+}
+
+void adaptive_avg_pool2d_forward_cpu(float* out, const float* inp, std::int64_t n, int h, int w, int c, int p,
+                                     int q) {
+  for (std::int64_t b = 0; b < n; ++b)
+    for (int i = 0; i < p; ++i)
+      for (int k = 0; k < q; ++k) {
+        int h0 = adaptive_start(i, h, p), h1 = adaptive_end(i, h, p);
+        int w0 = adaptive_start(k, w, q), w1 = adaptive_end(k, w, q);
+        float* o = out + ((b * p + i) * q + k) * c;
+        for (int j = 0; j < c; ++j) o[j] = 0.f;
+        for (int y = h0; y < h1; ++y)
+          for (int x = w0; x < w1; ++x) {
+            const float* src = inp + ((b * h + y) * w + x) * c;
+            for (int j = 0; j < c; ++j) o[j] += src[j];
+          }
+        const float count = static_cast<float>((h1 - h0) * (w1 - w0));
+        for (int j = 0; j < c; ++j) o[j] /= count;
+      }
+}
+
+void adaptive_avg_pool2d_backward_cpu(float* dinp, const float* dout, std::int64_t n, int h, int w, int c, int p,
+                                      int q) {
+  for (std::int64_t b = 0; b < n; ++b)
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        int i0, i1, k0, k1;
+        adaptive_covering(y, h, p, &i0, &i1);
+        adaptive_covering(x, w, q, &k0, &k1);
+        float* d = dinp + ((b * h + y) * w + x) * c;
+        for (int j = 0; j < c; ++j) d[j] = 0.f;
+        for (int i = i0; i <= i1; ++i)
+          for (int k = k0; k <= k1; ++k) {
+            const float count =
+                static_cast<float>((adaptive_end(i, h, p) - adaptive_start(i, h, p)) *
+                                   (adaptive_end(k, w, q) - adaptive_start(k, w, q)));
+            const float* g = dout + ((b * p + i) * q + k) * c;
+            for (int j = 0; j < c; ++j) d[j] += g[j] / count;
+          }
+      }
+}
+
+}  // namespace graft

@@ -1,0 +1,31 @@
+// Softmax over the last axis of a (rows, cols) matrix, and the fused softmax-cross-entropy.
+//   softmax:      y = e^{x - max} / sum e^{x - max}                 (log: y = x - max - log sum e^{x - max})
+//   backward:     dx = y * (dy - sum(dy * y))                       (log: dx = dy - e^y * sum(dy))
+//   cross entropy with label smoothing s over C classes, target q = (1-s) onehot(label) + s/C:
+//                 loss_r = -sum_c q_c log p_c,  p = softmax(logits_r); probs keeps p for the backward
+//                 dlogits = (p - q) * dloss[0] * scale     (dloss is a one-element device/host buffer, scale = 1/N)
+// Labels are assumed valid (the op checks them before launching).
+#pragma once
+#include <cstdint>
+
+namespace graft {
+
+void softmax_forward_cpu(float* out, const float* inp, std::int64_t rows, std::int64_t cols, bool log);
+void softmax_backward_cpu(float* dinp, const float* dout, const float* out, std::int64_t rows, std::int64_t cols,
+                          bool log);
+void cross_entropy_forward_cpu(float* losses, float* probs, const float* logits, const std::int32_t* labels,
+                               std::int64_t rows, std::int64_t cols, float smoothing);
+void cross_entropy_backward_cpu(float* dlogits, const float* probs, const std::int32_t* labels, const float* dloss,
+                                std::int64_t rows, std::int64_t cols, float smoothing, float scale);
+
+#if GRAFT_HAS_CUDA
+void softmax_forward_cuda(float* out, const float* inp, std::int64_t rows, std::int64_t cols, bool log);
+void softmax_backward_cuda(float* dinp, const float* dout, const float* out, std::int64_t rows, std::int64_t cols,
+                           bool log);
+void cross_entropy_forward_cuda(float* losses, float* probs, const float* logits, const std::int32_t* labels,
+                                std::int64_t rows, std::int64_t cols, float smoothing);
+void cross_entropy_backward_cuda(float* dlogits, const float* probs, const std::int32_t* labels, const float* dloss,
+                                 std::int64_t rows, std::int64_t cols, float smoothing, float scale);
+#endif
+
+}  // namespace graft

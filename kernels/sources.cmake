@@ -1,0 +1,33 @@
+# Explicit source lists of kernels/: plain CPU references (always built) and CUDA code (GRAFT_CUDA=ON).
+set(GRAFT_KERNEL_CPU_SOURCES
+  kernels/elementwise_cpu.cpp
+  kernels/reduce_cpu.cpp
+  kernels/gemm_cpu.cpp
+  kernels/softmax_cpu.cpp
+  kernels/random_cpu.cpp
+)
+set(GRAFT_KERNEL_CUDA_SOURCES
+  kernels/cuda_device.cpp
+  kernels/elementwise_cuda.cu
+  kernels/reduce_cuda.cu
+  kernels/gemm_cublas.cpp
+  kernels/gemm_cuda_tiled.cu
+  kernels/softmax_cuda.cu
+  kernels/random_cuda.cu
+)
+
+# Layer ops (conv2d, batch_norm, pooling, dropout, padding, concat) and optimizers
+list(APPEND GRAFT_KERNEL_CPU_SOURCES
+  kernels/conv2d_cpu.cpp
+  kernels/batch_norm_cpu.cpp
+  kernels/pool_cpu.cpp
+  kernels/layout_cpu.cpp
+  kernels/dropout_cpu.cpp
+)
+list(APPEND GRAFT_KERNEL_CUDA_SOURCES
+  kernels/conv2d_cudnn.cpp
+  kernels/batch_norm_cuda.cu
+  kernels/pool_cuda.cu
+  kernels/layout_cuda.cu
+  kernels/dropout_cuda.cu
+)

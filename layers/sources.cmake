@@ -1,0 +1,1 @@
+set(GRAFT_LAYER_SOURCES)

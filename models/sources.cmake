@@ -1,0 +1,1 @@
+set(GRAFT_MODEL_SOURCES)

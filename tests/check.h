@@ -1,0 +1,69 @@
+// Shared test helpers: closeness with a per-op tolerance, CUDA skipping, finite-difference gradient checks.
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <vector>
+
+#include "core/autograd.h"
+#include "core/ops.h"
+#include "core/rng.h"
+#include "core/tensor.h"
+
+namespace graft::testing {
+
+// |a - ref| <= atol + rtol * |ref| elementwise; reports the worst element.
+inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, float atol, float rtol) {
+  if (a.shape() != ref.shape())
+    return ::testing::AssertionFailure() << "shape " << shape_str(a.shape()) << " vs " << shape_str(ref.shape());
+  std::vector<float> x = a.to(kCPU).to_vector(), y = ref.to(kCPU).to_vector();
+  std::size_t worst = 0;
+  double worst_excess = -1;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    double excess = std::fabs(double(x[i]) - y[i]) - (atol + rtol * std::fabs(double(y[i])));
+    if (!(excess <= 0) || std::isnan(x[i]) != std::isnan(y[i])) {
+      if (std::isnan(excess) || excess > worst_excess) worst_excess = std::isnan(excess) ? 1e30 : excess, worst = i;
+    }
+  }
+  if (worst_excess < 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "element " << worst << " of " << x.size() << ": " << x[worst]
+                                       << " vs reference " << y[worst] << " (atol " << atol << ", rtol " << rtol << ")";
+}
+
+#define GRAFT_REQUIRE_CUDA()                                                           \
+  do {                                                                                 \
+    if (!::graft::cuda_available()) GTEST_SKIP() << ::graft::cuda_unavailable_reason(); \
+  } while (0)
+
+// Central-difference gradient check of f at `inputs` (float32 CPU leaves). The scalar checked is
+// sum(f(inputs) * w) for a fixed random w, so every output element contributes with a distinct weight.
+inline void expect_gradients_match(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                   std::vector<Tensor> inputs, float eps = 1e-2f, float atol = 2e-3f,
+                                   float rtol = 2e-2f) {
+  for (auto& x : inputs) x.set_requires_grad(true);
+  Tensor out = f(inputs);
+  Generator gen(1234);
+  Tensor w = Tensor::uniform(out.shape(), gen, 0.5f, 1.5f);
+  sum(mul(out, w)).backward();
+  for (std::size_t which = 0; which < inputs.size(); ++which) {
+    Tensor& x = inputs[which];
+    ASSERT_TRUE(x.grad().defined()) << "input " << which << " got no gradient";
+    std::vector<float> analytic = x.grad().to_vector();
+    float* p = x.data<float>();
+    for (std::int64_t i = 0; i < x.numel(); ++i) {
+      NoGradGuard no_grad;
+      float saved = p[i];
+      p[i] = saved + eps;
+      double plus = sum(mul(f(inputs), w)).item();
+      p[i] = saved - eps;
+      double minus = sum(mul(f(inputs), w)).item();
+      p[i] = saved;
+      double numeric = (plus - minus) / (2.0 * eps);
+      EXPECT_NEAR(analytic[static_cast<std::size_t>(i)], numeric, atol + rtol * std::fabs(numeric))
+          << "input " << which << " element " << i;
+    }
+  }
+}
+
+}  // namespace graft::testing
