@@ -14,4 +14,6 @@ set(GRAFT_CORE_SOURCES
   core/ops_pool.cpp
   core/ops_layout.cpp
   core/ops_dropout.cpp
+  core/optim.cpp
+  core/lr_schedule.cpp
 )

@@ -1,1 +1,6 @@
-set(GRAFT_MODEL_SOURCES)
+# Explicit source list of models/ (ResNet and VGG families, the zoo, surgery).
+set(GRAFT_MODEL_SOURCES
+  models/resnet.cpp
+  models/vgg.cpp
+  models/zoo.cpp
+)

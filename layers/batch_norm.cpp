@@ -1,0 +1,63 @@
+#include "layers/batch_norm.h"
+
+#include <sstream>
+
+#include "core/ops.h"
+
+namespace graft {
+
+BatchNorm2d::BatchNorm2d(int channels, float eps, float momentum)
+    : channels_(channels), eps_(eps), momentum_(momentum) {
+  register_parameter("weight", Tensor::ones({channels}));
+  register_parameter("bias", Tensor::zeros({channels}));
+  register_buffer("running_mean", Tensor::zeros({channels}));
+  register_buffer("running_var", Tensor::ones({channels}));
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x) {
+  return batch_norm(x, parameter("weight"), parameter("bias"), buffer("running_mean"), buffer("running_var"),
+                    use_batch_stats_, update_running_, momentum_, eps_);
+}
+
+void BatchNorm2d::train(bool training) {
+  training_ = training;
+  if (!pinned_) use_batch_stats_ = update_running_ = training;
+}
+
+void BatchNorm2d::pin_stats(bool use_batch_stats, bool update_running) {
+  pinned_ = true;
+  use_batch_stats_ = use_batch_stats;
+  update_running_ = update_running;
+}
+
+void BatchNorm2d::unpin_stats() {
+  pinned_ = false;
+  use_batch_stats_ = update_running_ = training_;
+}
+
+void BatchNorm2d::freeze_bn() {
+  pin_stats(false, false);
+  freeze("*");
+}
+
+bool BatchNorm2d::learn_affine() const {
+  for (auto& [name, t] : named_parameters())
+    if (t.requires_grad()) return true;
+  return false;
+}
+
+std::string BatchNorm2d::mode() const {
+  std::string s = use_batch_stats_ ? "batch stats" : "running stats";
+  if (update_running_) s += ", updating";
+  if (pinned_) s += ", pinned";
+  s += learn_affine() ? ", affine trainable" : ", affine frozen";
+  return s;
+}
+
+std::string BatchNorm2d::describe() const {
+  std::ostringstream s;
+  s << channels_ << ", eps " << eps_ << ", momentum " << momentum_;
+  return s.str();
+}
+
+}  // namespace graft

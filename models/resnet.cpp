@@ -1,0 +1,142 @@
+#include "models/resnet.h"
+
+#include "core/error.h"
+
+namespace graft {
+
+const char* dialect_name(Dialect d) {
+  switch (d) {
+    case Dialect::Torchvision: return "torchvision";
+    case Dialect::Keras: return "keras";
+    case Dialect::KerasLegacy: return "keras-legacy";
+  }
+  return "?";
+}
+
+Dialect parse_dialect(const std::string& name) {
+  if (name == "torchvision" || name == "torch") return Dialect::Torchvision;
+  if (name == "keras") return Dialect::Keras;
+  if (name == "keras-legacy") return Dialect::KerasLegacy;
+  GRAFT_FAIL("dialect: unknown dialect '", name, "' (expected torchvision, keras or keras-legacy)");
+}
+
+namespace {
+
+bool is_keras(Dialect d) { return d != Dialect::Torchvision; }
+
+std::shared_ptr<BatchNorm2d> make_bn(int channels, Dialect d) {
+  switch (d) {
+    case Dialect::Torchvision: return std::make_shared<BatchNorm2d>(channels, 1e-5f, 0.1f);
+    case Dialect::Keras: return std::make_shared<BatchNorm2d>(channels, 1.001e-5f, 0.01f);
+    case Dialect::KerasLegacy: return std::make_shared<BatchNorm2d>(channels, 1e-3f, 0.01f);
+  }
+  return nullptr;
+}
+
+// torchvision's ResNet init: convs kaiming_normal(fan_out, relu).
+std::shared_ptr<Conv2d> make_conv(int in, int out, int kernel, int stride, int padding, Dialect d, Generator& gen) {
+  Conv2dConfig c;
+  c.in_channels = in, c.out_channels = out, c.kernel_h = c.kernel_w = kernel;
+  c.stride = stride, c.padding = padding, c.bias = is_keras(d), c.init = ConvInit::KaimingFanOut;
+  return std::make_shared<Conv2d>(c, gen);
+}
+
+}  // namespace
+
+ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Dialect d, Generator& gen)
+    : bottleneck_(bottleneck) {
+  const int expansion = bottleneck ? 4 : 1, out = planes * expansion;
+  if (bottleneck) {
+    // Where the stage's stride goes is the difference between the dialects (see resnet.h).
+    int stride_1x1 = is_keras(d) ? stride : 1, stride_3x3 = is_keras(d) ? 1 : stride;
+    conv1_ = register_module("conv1", make_conv(in, planes, 1, stride_1x1, 0, d, gen));
+    bn1_ = register_module("bn1", make_bn(planes, d));
+    conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride_3x3, 1, d, gen));
+    bn2_ = register_module("bn2", make_bn(planes, d));
+    conv3_ = register_module("conv3", make_conv(planes, out, 1, 1, 0, d, gen));
+    bn3_ = register_module("bn3", make_bn(out, d));
+  } else {
+    conv1_ = register_module("conv1", make_conv(in, planes, 3, stride, 1, d, gen));
+    bn1_ = register_module("bn1", make_bn(planes, d));
+    conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1, 1, d, gen));
+    bn2_ = register_module("bn2", make_bn(planes, d));
+  }
+  register_module("relu", std::make_shared<ReLU>());
+  if (stride != 1 || in != out) {
+    downsample_ = register_module("downsample", std::make_shared<Sequential>());
+    downsample_->push_back(make_conv(in, out, 1, stride, 0, d, gen));
+    downsample_->push_back(make_bn(out, d));
+  }
+}
+
+Tensor ResidualBlock::forward(const Tensor& x) {
+  Tensor y = relu((*bn1_)((*conv1_)(x)));
+  if (bottleneck_) {
+    y = relu((*bn2_)((*conv2_)(y)));
+    y = (*bn3_)((*conv3_)(y));
+  } else {
+    y = (*bn2_)((*conv2_)(y));
+  }
+  Tensor shortcut = downsample_ ? (*downsample_)(x) : x;
+  return relu(add(y, shortcut));
+}
+
+ResNet::ResNet(const ResNetOptions& o) : options_(o) {
+  int blocks[4];
+  bool bottleneck = o.depth >= 50;
+  switch (o.depth) {
+    case 18: blocks[0] = 2, blocks[1] = 2, blocks[2] = 2, blocks[3] = 2; break;
+    case 34: blocks[0] = 3, blocks[1] = 4, blocks[2] = 6, blocks[3] = 3; break;
+    case 50: blocks[0] = 3, blocks[1] = 4, blocks[2] = 6, blocks[3] = 3; break;
+    case 101: blocks[0] = 3, blocks[1] = 4, blocks[2] = 23, blocks[3] = 3; break;
+    case 152: blocks[0] = 3, blocks[1] = 8, blocks[2] = 36, blocks[3] = 3; break;
+    default: GRAFT_FAIL("ResNet: unsupported depth ", o.depth, " (18, 34, 50, 101 or 152)");
+  }
+  GRAFT_CHECK(!o.include_top || o.num_classes > 0, "ResNet: num_classes must be positive, got ", o.num_classes);
+  Generator gen(o.seed);
+  const Dialect d = o.dialect;
+  if (is_keras(d)) {
+    stem_pad_ = register_module("conv1_pad", std::make_shared<ZeroPad2d>(3));
+    conv1_ = register_module("conv1", make_conv(3, 64, 7, 2, 0, d, gen));
+  } else {
+    conv1_ = register_module("conv1", make_conv(3, 64, 7, 2, 3, d, gen));
+  }
+  bn1_ = register_module("bn1", make_bn(64, d));
+  relu_ = register_module("relu", std::make_shared<ReLU>());
+  if (is_keras(d)) {
+    pool_pad_ = register_module("pool1_pad", std::make_shared<ZeroPad2d>(1));
+    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
+  } else {
+    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
+  }
+  int in = 64;
+  const int expansion = bottleneck ? 4 : 1;
+  for (int stage = 0; stage < 4; ++stage) {
+    int planes = 64 << stage;
+    layers_[stage] = register_module("layer" + std::to_string(stage + 1), std::make_shared<Sequential>());
+    for (int b = 0; b < blocks[stage]; ++b) {
+      int stride = (b == 0 && stage > 0) ? 2 : 1;
+      layers_[stage]->push_back(std::make_shared<ResidualBlock>(in, planes, stride, bottleneck, d, gen));
+      in = planes * expansion;
+    }
+  }
+  feature_channels_ = in;
+  avgpool_ = register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(1, 1));
+  if (o.include_top) register_module("fc", std::make_shared<Linear>(in, o.num_classes, true, gen));
+}
+
+Tensor ResNet::forward(const Tensor& x) {
+  GRAFT_CHECK(x.ndim() == 4 && x.dim(3) == 3, type_name(), ": input ", shape_str(x.shape()),
+              " must be NHWC images (N,H,W,3)");
+  Tensor y = stem_pad_ ? (*stem_pad_)(x) : x;
+  y = (*relu_)((*bn1_)((*conv1_)(y)));
+  if (pool_pad_) y = (*pool_pad_)(y);
+  y = (*maxpool_)(y);
+  for (auto& layer : layers_) y = (*layer)(y);
+  y = (*avgpool_)(y).flatten(1);
+  // The head is looked up by name so replace_module("fc", ...) takes effect.
+  if (Module* head = child("fc")) y = (*head)(y);
+  return y;
+}
+
+}  // namespace graft

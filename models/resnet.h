@@ -1,0 +1,71 @@
+// ResNet-18/34/50/101/152 in two dialects, with module names equal to torchvision's state_dict keys
+// (conv1, bn1, layer{1..4}.{i}.conv{1,2,3}, .bn{1,2,3}, .downsample.{0,1}, fc).
+//
+//                      torchvision (v1.5)                    Keras applications (v1)
+//   stage stride       on the 3x3 conv (conv2)               on the first 1x1 conv (conv1) and the shortcut
+//   conv biases        none                                  every conv
+//   BN eps / momentum  1e-5 / 0.1                            1.001e-5 (KerasLegacy 2016 file: 1e-3) / 0.01
+//   stem padding       conv pad 3, max-pool pad 1            explicit ZeroPad2d(3) and ZeroPad2d(1), valid ops
+//                      (equal results: the pool's input is post-ReLU, so zero padding never wins the max)
+//   head               avgpool + fc (logits)                 same (graft returns logits in both dialects)
+// include_top = false drops fc: forward returns the pooled (N, 512 * expansion) features.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/rng.h"
+#include "layers/basic.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+#include "layers/sequential.h"
+
+namespace graft {
+
+enum class Dialect { Torchvision, Keras, KerasLegacy };
+const char* dialect_name(Dialect d);
+Dialect parse_dialect(const std::string& name);  // torchvision | keras | keras-legacy
+
+struct ResNetOptions {
+  int depth = 50;  // 18, 34, 50, 101, 152
+  int num_classes = 1000;
+  bool include_top = true;
+  Dialect dialect = Dialect::Torchvision;
+  std::uint64_t seed = 0;  // initial weights
+};
+
+// The residual unit of every ResNet: two 3x3 convs (BasicBlock, ResNet-18/34) or 1x1-3x3-1x1 (Bottleneck).
+class ResidualBlock : public Module {
+ public:
+  ResidualBlock(int in_channels, int planes, int stride, bool bottleneck, Dialect dialect, Generator& gen);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return bottleneck_ ? "Bottleneck" : "BasicBlock"; }
+
+ private:
+  bool bottleneck_;
+  std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
+  std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
+  std::shared_ptr<Sequential> downsample_;
+};
+
+class ResNet : public Module {
+ public:
+  explicit ResNet(const ResNetOptions& options);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "ResNet" + std::to_string(options_.depth); }
+  const ResNetOptions& options() const { return options_; }
+  int feature_channels() const { return feature_channels_; }
+
+ private:
+  ResNetOptions options_;
+  int feature_channels_ = 0;
+  std::shared_ptr<ZeroPad2d> stem_pad_, pool_pad_;  // Keras dialects only
+  std::shared_ptr<Conv2d> conv1_;
+  std::shared_ptr<BatchNorm2d> bn1_;
+  std::shared_ptr<ReLU> relu_;
+  std::shared_ptr<MaxPool2d> maxpool_;
+  std::shared_ptr<Sequential> layers_[4];
+  std::shared_ptr<AdaptiveAvgPool2d> avgpool_;
+};
+
+}  // namespace graft

@@ -1,0 +1,68 @@
+#include "models/vgg.h"
+
+#include <vector>
+
+#include "core/error.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+
+namespace graft {
+
+namespace {
+constexpr int M = 0;  // max-pool marker in a configuration
+std::vector<int> vgg_config(int depth) {
+  switch (depth) {
+    case 11: return {64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M};
+    case 13: return {64, 64, M, 128, 128, M, 256, 256, M, 512, 512, M, 512, 512, M};
+    case 16: return {64, 64, M, 128, 128, M, 256, 256, 256, M, 512, 512, 512, M, 512, 512, 512, M};
+    case 19: return {64, 64, M, 128, 128, M, 256, 256, 256, 256, M, 512, 512, 512, 512, M, 512, 512, 512, 512, M};
+  }
+  GRAFT_FAIL("VGG: unsupported depth ", depth, " (11, 13, 16 or 19)");
+}
+}  // namespace
+
+VGG::VGG(const VGGOptions& o) : options_(o) {
+  GRAFT_CHECK(!o.include_top || o.num_classes > 0, "VGG: num_classes must be positive, got ", o.num_classes);
+  Generator gen(o.seed);
+  features_ = register_module("features", std::make_shared<Sequential>());
+  int in = 3;
+  for (int width : vgg_config(o.depth)) {
+    if (width == M) {
+      features_->push_back(std::make_shared<MaxPool2d>(2, 2));
+      continue;
+    }
+    Conv2dConfig c;
+    c.in_channels = in, c.out_channels = width, c.kernel_h = c.kernel_w = 3, c.padding = 1;
+    c.init = ConvInit::KaimingFanOut;
+    features_->push_back(std::make_shared<Conv2d>(c, gen));
+    if (o.batch_norm) features_->push_back(std::make_shared<BatchNorm2d>(width));
+    features_->push_back(std::make_shared<ReLU>());
+    in = width;
+  }
+  if (!o.include_top) return;
+  register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(7, 7));
+  auto classifier = register_module("classifier", std::make_shared<Sequential>());
+  classifier->push_back(std::make_shared<Linear>(512 * 7 * 7, 4096, true, gen, LinearInit::Normal001));
+  classifier->push_back(std::make_shared<ReLU>());
+  classifier->push_back(std::make_shared<Dropout>(o.dropout, o.seed + 1));
+  classifier->push_back(std::make_shared<Linear>(4096, 4096, true, gen, LinearInit::Normal001));
+  classifier->push_back(std::make_shared<ReLU>());
+  classifier->push_back(std::make_shared<Dropout>(o.dropout, o.seed + 2));
+  classifier->push_back(std::make_shared<Linear>(4096, o.num_classes, true, gen, LinearInit::Normal001));
+}
+
+std::string VGG::type_name() const {
+  return "VGG" + std::to_string(options_.depth) + (options_.batch_norm ? "_BN" : "");
+}
+
+Tensor VGG::forward(const Tensor& x) {
+  GRAFT_CHECK(x.ndim() == 4 && x.dim(3) == 3, type_name(), ": input ", shape_str(x.shape()),
+              " must be NHWC images (N,H,W,3)");
+  Tensor y = (*features_)(x);
+  if (!options_.include_top) return y;
+  y = (*child("avgpool"))(y).flatten(1);
+  return (*child("classifier"))(y);
+}
+
+}  // namespace graft
