@@ -61,7 +61,7 @@ ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Di
     conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1, 1, d, gen));
     bn2_ = register_module("bn2", make_bn(planes, d));
   }
-  register_module("relu", std::make_shared<ReLU>());
+  relu_ = register_module("relu", std::make_shared<ReLU>());
   if (stride != 1 || in != out) {
     downsample_ = register_module("downsample", std::make_shared<Sequential>());
     downsample_->push_back(make_conv(in, out, 1, stride, 0, d, gen));
@@ -70,15 +70,15 @@ ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Di
 }
 
 Tensor ResidualBlock::forward(const Tensor& x) {
-  Tensor y = relu((*bn1_)((*conv1_)(x)));
+  Tensor y = (*relu_)((*bn1_)((*conv1_)(x)));
   if (bottleneck_) {
-    y = relu((*bn2_)((*conv2_)(y)));
+    y = (*relu_)((*bn2_)((*conv2_)(y)));
     y = (*bn3_)((*conv3_)(y));
   } else {
     y = (*bn2_)((*conv2_)(y));
   }
   Tensor shortcut = downsample_ ? (*downsample_)(x) : x;
-  return relu(add(y, shortcut));
+  return (*relu_)(add(y, shortcut));
 }
 
 ResNet::ResNet(const ResNetOptions& o) : options_(o) {

@@ -46,6 +46,7 @@ class ResidualBlock : public Module {
   std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
   std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
   std::shared_ptr<Sequential> downsample_;
+  std::shared_ptr<ReLU> relu_;
 };
 
 class ResNet : public Module {

@@ -1,4 +1,9 @@
-# Executables: the demo (main job until the transfer-learning workflow lands) and, later, the graft CLI.
+# Executables: graft (the CLI) and graft_demo (a 2-layer MLP trained end to end).
+add_executable(graft_cli tools/graft.cpp tools/cli_common.cpp tools/cmd_summary.cpp tools/cmd_bench.cpp)
+set_target_properties(graft_cli PROPERTIES OUTPUT_NAME graft)
+target_link_libraries(graft_cli PRIVATE graft)
+target_compile_options(graft_cli PRIVATE ${GRAFT_WARNINGS})
+
 add_executable(graft_demo tools/demo_mlp.cpp)
 target_link_libraries(graft_demo PRIVATE graft)
 target_compile_options(graft_demo PRIVATE ${GRAFT_WARNINGS})

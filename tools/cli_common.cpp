@@ -1,0 +1,31 @@
+#include "tools/cli_common.h"
+
+#include "core/error.h"
+
+namespace graft::cli {
+
+void add_model_options(CLI::App& cmd, ModelArgs& args) {
+  cmd.add_option("--arch", args.arch, "architecture: resnet18/34/50/101/152, vgg11/13/16/19[_bn]")->capture_default_str();
+  cmd.add_option("--dialect", args.dialect, "ResNet dialect: torchvision, keras or keras-legacy")->capture_default_str();
+  cmd.add_option("--num-classes", args.num_classes, "classifier outputs")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd.add_option("--seed", args.seed, "seed of the initial weights")->capture_default_str();
+}
+
+std::shared_ptr<Module> build_model(const ModelArgs& args) {
+  ModelOptions o;
+  o.num_classes = args.num_classes;
+  o.dialect = parse_dialect(args.dialect);
+  o.seed = args.seed;
+  GRAFT_CHECK(o.dialect == Dialect::Torchvision || args.arch.rfind("resnet", 0) == 0, "--dialect ", args.dialect,
+              " applies to ResNets only; VGG has a single architecture");
+  return make_model(args.arch, o);
+}
+
+Device resolve_device(const std::string& name) {
+  if (name == "auto") return cuda_available() ? kCUDA : kCPU;
+  Device d = parse_device(name);
+  GRAFT_CHECK(d.is_cpu() || cuda_available(), "--device cuda: ", cuda_unavailable_reason());
+  return d;
+}
+
+}  // namespace graft::cli
