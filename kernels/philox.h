@@ -2,7 +2,8 @@
 // A pure function of (counter, key): the same inline code runs on host and device, so CPU and CUDA draws agree.
 // Draw layout shared by every random kernel (uniform, normal, dropout):
 //   uniform element i: counter (offset + i/4, seed), lane i%4             -> ceil(n/4) counters
-//   normal element i:  counter (offset + i/2, seed), lanes 2(i%2), 2(i%2)+1 -> ceil(n/2) counters, Box-Muller
+//   normal element i:  counter (offset + i/4, seed); Box-Muller on lanes (0,1) gives elements 4j, 4j+1 (cos, sin),
+//                      on lanes (2,3) elements 4j+2, 4j+3                  -> ceil(n/4) counters
 // Floats come from the top 24 bits: u = (x >> 8) * 2^-24 in [0,1), exact on both devices. The normal transform
 // is computed in double and rounded once, so both devices give the same float.
 #pragma once
@@ -53,13 +54,28 @@ GRAFT_HOST_DEVICE float philox_uniform(std::uint64_t i, std::uint64_t seed, std:
   return philox_unit_float(r.x[i % 4]);
 }
 
+// Box-Muller on two 24-bit uniforms: (r cos(theta), r sin(theta)), computed in double, rounded once.
+GRAFT_HOST_DEVICE void philox_box_muller(std::uint32_t bits1, std::uint32_t bits2, float* z_cos, float* z_sin) {
+  double u1 = (static_cast<double>(bits1 >> 8) + 1.0) * (1.0 / 16777216.0);  // (0,1] so the log is finite
+  double theta = 6.283185307179586 * static_cast<double>(bits2 >> 8) * (1.0 / 16777216.0);
+  double radius = std::sqrt(-2.0 * std::log(u1));
+  *z_cos = static_cast<float>(radius * std::cos(theta));
+  *z_sin = static_cast<float>(radius * std::sin(theta));
+}
+
+// The four normals of counter `block` (elements 4*block .. 4*block+3).
+GRAFT_HOST_DEVICE void philox_normal4(std::uint64_t block, std::uint64_t seed, std::uint64_t offset, float out[4]) {
+  Philox4 r = philox4x32_10(offset + block, seed);
+  philox_box_muller(r.x[0], r.x[1], &out[0], &out[1]);
+  philox_box_muller(r.x[2], r.x[3], &out[2], &out[3]);
+}
+
 GRAFT_HOST_DEVICE float philox_normal(std::uint64_t i, std::uint64_t seed, std::uint64_t offset) {
-  Philox4 r = philox4x32_10(offset + i / 2, seed);
-  unsigned lane = 2 * static_cast<unsigned>(i % 2);
-  // u1 in (0,1] so the log is finite
-  double u1 = (static_cast<double>(r.x[lane] >> 8) + 1.0) * (1.0 / 16777216.0);
-  double u2 = static_cast<double>(r.x[lane + 1] >> 8) * (1.0 / 16777216.0);
-  return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  Philox4 r = philox4x32_10(offset + i / 4, seed);
+  unsigned lane = static_cast<unsigned>(i % 4) < 2 ? 0u : 2u;
+  float z[2];
+  philox_box_muller(r.x[lane], r.x[lane + 1], &z[0], &z[1]);
+  return z[i % 2];
 }
 
 }  // namespace graft

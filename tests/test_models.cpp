@@ -1,0 +1,294 @@
+// The model zoo: exact parameter counts, torchvision key names, forward + backward on CPU, dialect differences,
+// freezing, head replacement and BatchNorm modes under freezing.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/allocator.h"
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "core/optim.h"
+#include "layers/batch_norm.h"
+#include "layers/linear.h"
+#include "layers/summary.h"
+#include "models/zoo.h"
+#include "tests/check.h"
+
+namespace graft {
+namespace {
+
+std::shared_ptr<Module> model(const std::string& arch, Dialect d = Dialect::Torchvision, int classes = 1000) {
+  ModelOptions o;
+  o.dialect = d;
+  o.num_classes = classes;
+  return make_model(arch, o);
+}
+
+TEST(Models, ExactParameterCounts) {
+  EXPECT_EQ(model("resnet50")->parameter_count(), 25'557'032);
+  EXPECT_EQ(model("vgg16")->parameter_count(), 138'357'544);
+  EXPECT_EQ(model("resnet18")->parameter_count(), 11'689'512);
+  EXPECT_EQ(model("resnet34")->parameter_count(), 21'797'672);
+  EXPECT_EQ(model("resnet101")->parameter_count(), 44'549'160);
+  EXPECT_EQ(model("resnet152")->parameter_count(), 60'192'808);
+  EXPECT_EQ(model("vgg11")->parameter_count(), 132'863'336);
+  EXPECT_EQ(model("vgg13")->parameter_count(), 133'047'848);
+  EXPECT_EQ(model("vgg19")->parameter_count(), 143'667'240);
+  EXPECT_EQ(model("vgg16_bn")->parameter_count(), 138'365'992);
+  // Keras applications ResNet50: 25,636,712 weights including the 53,120 BatchNorm moving statistics.
+  auto keras = model("resnet50", Dialect::Keras);
+  std::int64_t buffers = 0;
+  for (auto& [name, t] : keras->named_buffers()) buffers += t.numel();
+  EXPECT_EQ(keras->parameter_count() + buffers, 25'636'712);
+}
+
+TEST(Models, ResNet50KeysMatchTorchvision) {
+  auto m = model("resnet50");
+  auto state = m->state();
+  for (const char* key : {"conv1.weight", "bn1.weight", "bn1.running_var", "layer1.0.conv1.weight",
+                          "layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_mean",
+                          "layer4.2.conv3.weight", "layer4.2.bn3.bias", "fc.weight", "fc.bias"})
+    EXPECT_TRUE(state.count(key)) << key;
+  EXPECT_FALSE(state.count("conv1.bias"));
+  EXPECT_FALSE(state.count("layer2.1.downsample.0.weight"));
+  EXPECT_EQ(state["layer1.0.conv2.weight"].shape(), (Shape{64, 3, 3, 64}));  // (out, kh, kw, in)
+  EXPECT_EQ(state["fc.weight"].shape(), (Shape{1000, 2048}));
+  // 53 convs + 53 BNs * 4 + fc: 320 tensors as in torchvision's state_dict without num_batches_tracked
+  EXPECT_EQ(state.size(), 53u + 53u * 4u + 2u);
+}
+
+TEST(Models, VGG16KeysMatchTorchvision) {
+  auto state = model("vgg16")->state();
+  std::set<std::string> expected;
+  for (int i : {0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28})
+    for (const char* p : {"weight", "bias"}) expected.insert("features." + std::to_string(i) + "." + p);
+  for (int i : {0, 3, 6})
+    for (const char* p : {"weight", "bias"}) expected.insert("classifier." + std::to_string(i) + "." + p);
+  std::set<std::string> actual;
+  for (auto& [k, v] : state) actual.insert(k);
+  EXPECT_EQ(actual, expected);
+  EXPECT_EQ(state["classifier.0.weight"].shape(), (Shape{4096, 25088}));
+}
+
+TEST(Models, DialectsDifferWhereTheyShould) {
+  auto tv = model("resnet50"), keras = model("resnet50", Dialect::Keras), legacy = model("resnet50", Dialect::KerasLegacy);
+  auto* tv_block = dynamic_cast<Conv2d*>(tv->find_module("layer2.0.conv2"));
+  auto* keras_first = dynamic_cast<Conv2d*>(keras->find_module("layer2.0.conv1"));
+  auto* keras_3x3 = dynamic_cast<Conv2d*>(keras->find_module("layer2.0.conv2"));
+  ASSERT_TRUE(tv_block && keras_first && keras_3x3);
+  EXPECT_EQ(tv_block->config().stride, 2);
+  EXPECT_EQ(keras_first->config().stride, 2);
+  EXPECT_EQ(keras_3x3->config().stride, 1);
+  EXPECT_TRUE(keras_first->config().bias);
+  EXPECT_FLOAT_EQ(dynamic_cast<BatchNorm2d*>(tv->find_module("bn1"))->eps(), 1e-5f);
+  EXPECT_FLOAT_EQ(dynamic_cast<BatchNorm2d*>(keras->find_module("bn1"))->eps(), 1.001e-5f);
+  EXPECT_FLOAT_EQ(dynamic_cast<BatchNorm2d*>(legacy->find_module("bn1"))->eps(), 1e-3f);
+}
+
+TEST(Models, SameSeedSameWeights) {
+  ModelOptions o;
+  o.seed = 7;
+  auto a = make_model("resnet18", o), b = make_model("resnet18", o);
+  o.seed = 8;
+  auto c = make_model("resnet18", o);
+  EXPECT_EQ(a->state()["layer3.1.conv2.weight"].to_vector(), b->state()["layer3.1.conv2.weight"].to_vector());
+  EXPECT_NE(a->state()["layer3.1.conv2.weight"].to_vector(), c->state()["layer3.1.conv2.weight"].to_vector());
+}
+
+// Forward + backward at 64x64, batch 2: every trainable parameter receives a finite gradient.
+void forward_backward(const std::string& arch, Dialect d, int classes) {
+  auto m = model(arch, d, classes);
+  Generator gen(3);
+  Tensor x = Tensor::randn({2, 64, 64, 3}, gen);
+  Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{1, classes - 1}, {2});
+  Tensor logits = (*m)(x);
+  ASSERT_EQ(logits.shape(), (Shape{2, classes}));
+  Tensor loss = softmax_cross_entropy(logits, labels);
+  EXPECT_TRUE(std::isfinite(loss.item()));
+  loss.backward();
+  for (auto& [name, p] : m->named_parameters()) {
+    ASSERT_TRUE(p.grad().defined()) << name;
+    for (float g : p.grad().to_vector()) ASSERT_TRUE(std::isfinite(g)) << name;
+  }
+}
+
+TEST(Models, ResNet50TorchvisionForwardBackward) { forward_backward("resnet50", Dialect::Torchvision, 10); }
+TEST(Models, ResNet50KerasForwardBackward) { forward_backward("resnet50", Dialect::Keras, 10); }
+TEST(Models, VGG16ForwardBackward) { forward_backward("vgg16", Dialect::Torchvision, 10); }
+TEST(Models, ResNet18AndVGG11BNForwardBackward) {
+  forward_backward("resnet18", Dialect::Torchvision, 5);
+  forward_backward("vgg11_bn", Dialect::Torchvision, 5);
+}
+
+TEST(Models, IncludeTopFalseGivesFeatures) {
+  ModelOptions o;
+  o.include_top = false;
+  Generator gen(1);
+  Tensor x = Tensor::randn({1, 64, 64, 3}, gen);
+  NoGradGuard no_grad;
+  auto r = make_model("resnet50", o);
+  r->eval();
+  EXPECT_EQ((*r)(x).shape(), (Shape{1, 2048}));
+  auto v = make_model("vgg16", o);
+  EXPECT_EQ((*v)(x).shape(), (Shape{1, 2, 2, 512}));
+  EXPECT_EQ(v->parameter_count(), 14'714'688);  // the conv base of VGG16
+}
+
+TEST(Surgery, FreezePatternsAndTrainableParameters) {
+  auto m = model("resnet18");
+  std::int64_t total = m->parameter_count();
+  m->freeze("*");
+  EXPECT_EQ(m->trainable_parameter_count(), 0);
+  m->unfreeze("layer4.*");
+  m->unfreeze("fc");
+  std::int64_t expected = 0;
+  for (auto& [name, p] : m->named_parameters())
+    if (name.rfind("layer4.", 0) == 0 || name.rfind("fc.", 0) == 0) expected += p.numel();
+  EXPECT_EQ(m->trainable_parameter_count(), expected);
+  EXPECT_LT(expected, total);
+  EXPECT_THROW(m->freeze("layer5.*"), Error);  // a typo must not silently freeze nothing
+}
+
+TEST(Surgery, ReplaceHeadAndTrainOnlyIt) {
+  for (const char* arch : {"resnet18", "vgg11"}) {
+    auto m = model(arch);
+    m->freeze("*");
+    std::string head = head_path(*m);
+    int in = dynamic_cast<Linear*>(m->find_module(head))->in_features();
+    replace_head(*m, std::make_shared<Linear>(in, 3));
+    m->eval();
+    EXPECT_EQ(m->trainable_parameter_count(), in * 3 + 3) << arch;
+    Generator gen(5);
+    Tensor x = Tensor::randn({2, 32, 32, 3}, gen);
+    Tensor loss = softmax_cross_entropy((*m)(x), Tensor::from_vector(std::vector<std::int32_t>{0, 2}, {2}));
+    loss.backward();
+    for (auto& [name, p] : m->named_parameters()) {
+      bool is_head = name.rfind(head + ".", 0) == 0;
+      EXPECT_EQ(p.grad().defined(), is_head) << arch << " " << name;
+    }
+  }
+}
+
+// A fully frozen backbone records no graph: the forward pass keeps no activations alive for backward, so the
+// memory held between forward and backward drops to (almost) the head's.
+TEST(Surgery, FrozenBackboneHoldsNoActivations) {
+  auto held_after_forward = [](bool freeze) {
+    ModelOptions o;
+    o.num_classes = 4;
+    auto m = make_model("resnet18", o);
+    if (freeze) {
+      m->freeze("*");
+      m->unfreeze("fc");
+    }
+    Generator gen(2);
+    Tensor x = Tensor::randn({2, 64, 64, 3}, gen);
+    std::int64_t before = memory_stats(kCPU).current_bytes;
+    Tensor loss = softmax_cross_entropy((*m)(x), Tensor::from_vector(std::vector<std::int32_t>{0, 3}, {2}));
+    std::int64_t held = memory_stats(kCPU).current_bytes - before;
+    reset_peak_memory(kCPU);
+    std::int64_t base = memory_stats(kCPU).current_bytes;
+    loss.backward();
+    std::int64_t backward_peak = memory_stats(kCPU).peak_bytes - base;
+    return std::make_pair(held, backward_peak);
+  };
+  auto [held_full, peak_full] = held_after_forward(false);
+  auto [held_frozen, peak_frozen] = held_after_forward(true);
+  // Full fine-tuning keeps megabytes of activations; the frozen model keeps only the head's input (2 x 512 floats)
+  // and the loss's softmax.
+  EXPECT_GT(held_full, 1'000'000);
+  EXPECT_LT(held_frozen, 64 * 1024);
+  EXPECT_LT(peak_frozen * 20, peak_full);
+}
+
+TEST(BatchNormModes, FollowTrainEvalUnlessPinned) {
+  auto m = model("resnet18");
+  auto* bn = dynamic_cast<BatchNorm2d*>(m->find_module("layer1.0.bn1"));
+  ASSERT_TRUE(bn);
+  m->eval();
+  EXPECT_FALSE(bn->use_batch_stats());
+  m->train();
+  EXPECT_TRUE(bn->use_batch_stats() && bn->update_running());
+  EXPECT_EQ(freeze_batch_norm(*m, "layer1"), 4);  // layer1.{0,1}.bn{1,2}
+  m->train();  // a parent's train() must not undo freeze_bn
+  EXPECT_FALSE(bn->use_batch_stats());
+  EXPECT_FALSE(bn->update_running());
+  EXPECT_FALSE(bn->learn_affine());
+  auto* other = dynamic_cast<BatchNorm2d*>(m->find_module("layer2.0.bn1"));
+  EXPECT_TRUE(other->use_batch_stats());
+}
+
+TEST(BatchNormModes, FrozenBNKeepsRunningStatsInTraining) {
+  auto m = model("resnet18", Dialect::Torchvision, 3);
+  freeze_batch_norm(*m);
+  m->train();
+  auto before = m->state()["layer2.1.bn2.running_mean"].to_vector();
+  Generator gen(9);
+  Tensor loss = softmax_cross_entropy((*m)(Tensor::randn({2, 32, 32, 3}, gen)),
+                                      Tensor::from_vector(std::vector<std::int32_t>{0, 1}, {2}));
+  loss.backward();
+  EXPECT_EQ(m->state()["layer2.1.bn2.running_mean"].to_vector(), before);
+  // and an unfrozen model in training mode does update them
+  auto n = model("resnet18", Dialect::Torchvision, 3);
+  n->train();
+  auto before_n = n->state()["layer2.1.bn2.running_mean"].to_vector();
+  NoGradGuard no_grad;
+  (*n)(Tensor::randn({2, 32, 32, 3}, gen));
+  EXPECT_NE(n->state()["layer2.1.bn2.running_mean"].to_vector(), before_n);
+}
+
+TEST(Summary, ShowsShapesCountsAndStates) {
+  auto m = model("resnet50");
+  m->freeze("*");
+  m->unfreeze("fc");
+  freeze_batch_norm(*m, "layer1");
+  std::string s = summary(*m, {1, 64, 64, 3});
+  EXPECT_NE(s.find("25,557,032 total"), std::string::npos) << s;
+  EXPECT_NE(s.find("2,049,000 trainable"), std::string::npos);
+  EXPECT_NE(s.find("layer4.2.conv3"), std::string::npos);
+  EXPECT_NE(s.find("(1,2,2,2048)"), std::string::npos);
+  EXPECT_NE(s.find("running stats, pinned, affine frozen"), std::string::npos);
+  EXPECT_NE(s.find("frozen"), std::string::npos);
+}
+
+TEST(Models, UnknownArchitectureIsAnError) {
+  EXPECT_THROW(make_model("resnet51"), Error);
+  EXPECT_THROW(make_model("vgg17"), Error);
+  EXPECT_THROW(parse_dialect("tf"), Error);
+  auto m = model("resnet18");
+  EXPECT_THROW((*m)(Tensor::zeros({1, 32, 32, 4})), Error);
+}
+
+// A small CNN overfits a fixed batch to near-zero loss (conv, BN, ReLU, pool, linear, Adam).
+TEST(Training, SmallCNNOverfitsAFixedBatch) {
+  Generator gen(11);
+  Conv2dConfig c1{.in_channels = 3, .out_channels = 8, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1};
+  Conv2dConfig c2{.in_channels = 8, .out_channels = 16, .kernel_h = 3, .kernel_w = 3, .stride = 2, .padding = 1};
+  Sequential net;
+  net.push_back(std::make_shared<Conv2d>(c1, gen));
+  net.push_back(std::make_shared<BatchNorm2d>(8));
+  net.push_back(std::make_shared<ReLU>());
+  net.push_back(std::make_shared<MaxPool2d>(2, 2));
+  net.push_back(std::make_shared<Conv2d>(c2, gen));
+  net.push_back(std::make_shared<ReLU>());
+  net.push_back(std::make_shared<AdaptiveAvgPool2d>(1, 1));
+  net.push_back(std::make_shared<Flatten>());
+  net.push_back(std::make_shared<Linear>(16, 4, true, gen));
+  Tensor x = Tensor::randn({8, 12, 12, 3}, gen);
+  Tensor y = Tensor::from_vector(std::vector<std::int32_t>{0, 1, 2, 3, 3, 2, 1, 0}, {8});
+  Adam opt(net.parameters(), AdamOptions{.lr = 0.02f});
+  float first = 0, last = 0;
+  for (int step = 0; step < 300; ++step) {
+    Tensor loss = softmax_cross_entropy(net(x), y);
+    loss.backward();
+    opt.step();
+    opt.zero_grad();
+    if (step == 0) first = loss.item();
+    last = loss.item();
+  }
+  EXPECT_GT(first, 1.0f);
+  EXPECT_LT(last, 0.02f);
+}
+
+}  // namespace
+}  // namespace graft
