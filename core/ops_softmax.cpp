@@ -38,7 +38,9 @@ Tensor log_softmax(const Tensor& x) { return softmax_impl(x, true, "log_softmax"
 
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float label_smoothing) {
   check_float(logits, "softmax_cross_entropy", "logits");
-  GRAFT_CHECK(labels.defined() && labels.dtype() == DType::Int32, "softmax_cross_entropy: labels must be an int32 tensor");
+  GRAFT_CHECK(labels.defined(), "softmax_cross_entropy: argument 'labels' is an undefined tensor");
+  GRAFT_CHECK(labels.dtype() == DType::Int32, "softmax_cross_entropy: labels ", shape_str(labels.shape()), " are ",
+              dtype_name(labels.dtype()), ", expected int32 class indices for logits ", shape_str(logits.shape()));
   check_same_device("softmax_cross_entropy", {&logits, &labels});
   GRAFT_CHECK(logits.ndim() == 2 && logits.dim(0) > 0 && logits.dim(1) > 0, "softmax_cross_entropy: logits ",
               shape_str(logits.shape()), " must be (N,C) with N,C > 0");

@@ -1,5 +1,6 @@
 #include "core/tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <iomanip>
 #include <ostream>
@@ -167,6 +168,8 @@ template void* Tensor::data<void>() const;
 
 Tensor Tensor::to(Device target) const {
   if (device() == target) return *this;
+  GRAFT_CHECK(target.is_cpu() || cuda_available(), "to: cannot move tensor ", shape_str(shape()), " to ",
+              target.str(), ": ", cuda_unavailable_reason());
   Tensor out = empty(shape(), target, dtype());
 #if GRAFT_HAS_CUDA
   if (target.is_cuda()) cuda::copy_to_device(out.data<void>(), data<void>(), nbytes());
@@ -305,11 +308,13 @@ static void print_axis(std::ostringstream& out, const Tensor& host, std::size_t 
   std::int64_t len = shape[axis];
   std::int64_t stride = 1;
   for (std::size_t a = axis + 1; a < shape.size(); ++a) stride *= shape[a];
+  // at least one element is shown at each end, so a tiny budget cannot index past the axis
+  const std::int64_t half = std::max<std::int64_t>(max_per_axis / 2, 1);
   out << "[";
   for (std::int64_t i = 0; i < len; ++i) {
-    if (len > max_per_axis && i == max_per_axis / 2) {
+    if (len > max_per_axis && len > 2 * half && i == half) {
       out << "..., ";
-      i = len - max_per_axis / 2;
+      i = len - half;
     }
     if (axis + 1 == shape.size()) {
       std::int64_t idx = base + i;

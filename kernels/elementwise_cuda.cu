@@ -93,7 +93,8 @@ struct UnaryFn {
 
 struct ScaleShiftFn {
   float scale, shift;
-  __device__ float operator()(float x, float, int64_t) const { return x * scale + shift; }
+  // Rounded twice like the CPU reference; a contracted FMA would differ from it in the last bit.
+  __device__ float operator()(float x, float, int64_t) const { return __fadd_rn(__fmul_rn(x, scale), shift); }
 };
 
 struct ReluBackwardFn {
@@ -187,20 +188,28 @@ void binary_forward_cuda(float* out, const float* a, Broadcast ia, const float* 
                          std::int64_t n, std::int64_t channels) {
   if (n <= 0) return;
   switch (op) {
-    case BinaryOp::Add: return launch_binary<BinaryOp::Add>(out, a, ia, b, ib, n, channels);
-    case BinaryOp::Sub: return launch_binary<BinaryOp::Sub>(out, a, ia, b, ib, n, channels);
-    case BinaryOp::Mul: return launch_binary<BinaryOp::Mul>(out, a, ia, b, ib, n, channels);
-    case BinaryOp::Div: return launch_binary<BinaryOp::Div>(out, a, ia, b, ib, n, channels);
+    case BinaryOp::Add:
+      return launch_binary<BinaryOp::Add>(out, a, ia, b, ib, n, channels);
+    case BinaryOp::Sub:
+      return launch_binary<BinaryOp::Sub>(out, a, ia, b, ib, n, channels);
+    case BinaryOp::Mul:
+      return launch_binary<BinaryOp::Mul>(out, a, ia, b, ib, n, channels);
+    case BinaryOp::Div:
+      return launch_binary<BinaryOp::Div>(out, a, ia, b, ib, n, channels);
   }
   GRAFT_FAIL("binary_forward_cuda: unknown BinaryOp ", static_cast<int>(op));
 }
 
 void unary_forward_cuda(float* out, const float* inp, UnaryOp op, std::int64_t n) {
   switch (op) {
-    case UnaryOp::Neg: return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Neg>{});
-    case UnaryOp::Relu: return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Relu>{});
-    case UnaryOp::Exp: return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Exp>{});
-    case UnaryOp::Log: return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Log>{});
+    case UnaryOp::Neg:
+      return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Neg>{});
+    case UnaryOp::Relu:
+      return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Relu>{});
+    case UnaryOp::Exp:
+      return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Exp>{});
+    case UnaryOp::Log:
+      return launch_map<1>(out, inp, nullptr, n, UnaryFn<UnaryOp::Log>{});
   }
   GRAFT_FAIL("unary_forward_cuda: unknown UnaryOp ", static_cast<int>(op));
 }
