@@ -5,7 +5,9 @@
 //   normal element i:  counter (offset + i/4, seed); Box-Muller on lanes (0,1) gives elements 4j, 4j+1 (cos, sin),
 //                      on lanes (2,3) elements 4j+2, 4j+3                  -> ceil(n/4) counters
 // Floats come from the top 24 bits: u = (x >> 8) * 2^-24 in [0,1), exact on both devices. The normal transform
-// is computed in double and rounded once, so both devices give the same float.
+// is computed in double and rounded once, so both devices give the same float - except in about 1 of 10^8 draws,
+// where CUDA's double log/sin/cos (1-2 ulp from glibc's) land on the other side of a float rounding boundary and
+// the two devices differ by one float ulp.
 #pragma once
 #include <cmath>
 #include <cstdint>

@@ -1,1 +1,626 @@
-// placeholder: being written
+// CPU vs CUDA parity of the foundation ops (core/ops.h) and of every CUDA kernel behind them.
+// Kernel tests call the raw launchers on NaN-poisoned outputs placed at odd float offsets (breaking 16-byte
+// alignment) with a NaN guard element after them, so an element a kernel skips or a write past the end shows.
+// Op tests run the same random inputs through the public ops on both devices, forward and backward.
+// Inputs are fresh Philox draws made on the CPU, never zeros. Each tolerance says why it is what it is.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/rng.h"
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/random.h"
+#include "kernels/reduce.h"
+#include "kernels/softmax.h"
+#include "tests/check.h"
+#if GRAFT_HAS_CUDA
+#include "kernels/cuda_device.h"
+#endif
+
+namespace graft {
+namespace {
+
+using testing::all_close;
+
+constexpr std::int64_t kSizes[] = {1, 7, 33, 1000003};
+// (output offset, input offset) in floats: both aligned, both misaligned, mixed.
+constexpr std::int64_t kOffsets[][2] = {{0, 0}, {1, 1}, {0, 1}};
+
+Tensor rand_cpu(const Shape& shape, Generator& gen, float low = -1.f, float high = 1.f) {
+  return Tensor::uniform(shape, gen, low, high);
+}
+
+std::string describe(const char* what, std::initializer_list<std::int64_t> values) {
+  std::ostringstream s;
+  s << what;
+  for (std::int64_t v : values) s << ' ' << v;
+  return s.str();
+}
+
+// Bit-for-bit equality (NaN poison left in `a` fails it too).
+::testing::AssertionResult bitwise_equal(const Tensor& a, const Tensor& ref) {
+  std::vector<float> x = a.to_vector(), y = ref.to_vector();
+  if (x.size() != y.size()) return ::testing::AssertionFailure() << x.size() << " vs " << y.size() << " elements";
+  std::size_t mismatches = 0, first = 0;
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (std::memcmp(&x[i], &y[i], sizeof(float)) != 0 && mismatches++ == 0) first = i;
+  if (mismatches == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << mismatches << " of " << x.size() << " elements differ, first at " << first
+                                       << ": " << x[first] << " vs " << y[first];
+}
+
+// Normals come from a double-precision Box-Muller rounded once to float. CUDA's double log/sin/cos may differ from
+// glibc's by 1-2 double ulp, which flips the rounded float by one ulp in about 1 of 10^8 draws - so a normal may
+// differ from the CPU's by at most one float ulp, and only rarely (at most 1 in 10^6 here). Uniforms are exact.
+::testing::AssertionResult equal_up_to_rare_ulp(const Tensor& a, const Tensor& ref) {
+  std::vector<float> x = a.to_vector(), y = ref.to_vector();
+  if (x.size() != y.size()) return ::testing::AssertionFailure() << x.size() << " vs " << y.size() << " elements";
+  std::size_t off_by_one = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    std::int32_t bx, by;
+    std::memcpy(&bx, &x[i], 4);
+    std::memcpy(&by, &y[i], 4);
+    if (bx == by) continue;
+    if (std::abs(static_cast<long long>(bx) - by) > 1)
+      return ::testing::AssertionFailure() << "element " << i << ": " << x[i] << " vs " << y[i] << " (more than 1 ulp)";
+    ++off_by_one;
+  }
+  if (off_by_one <= 1 + x.size() / 1000000) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << off_by_one << " of " << x.size() << " elements differ by one ulp";
+}
+
+#if GRAFT_HAS_CUDA
+// |got - ref| <= bound elementwise, for tolerances that scale with something other than |ref|.
+::testing::AssertionResult within(const Tensor& got, const Tensor& ref, const std::vector<double>& bound) {
+  std::vector<float> x = got.to_vector(), y = ref.to_vector();
+  for (std::size_t i = 0; i < y.size(); ++i)
+    if (!(std::fabs(double(x[i]) - y[i]) <= bound[i]))
+      return ::testing::AssertionFailure() << "element " << i << " of " << y.size() << ": " << x[i] << " vs "
+                                           << y[i] << " (bound " << bound[i] << ")";
+  return ::testing::AssertionSuccess();
+}
+
+// n floats at `offset` floats into a GPU allocation whose every byte is 0xFF (a NaN), one guard float after them.
+class Poisoned {
+ public:
+  explicit Poisoned(std::int64_t n, std::int64_t offset = 0)
+      : n_(n), offset_(offset), all_(Tensor::empty({offset + n + 1}, kCUDA)) {
+    GRAFT_CUDA_CHECK(cudaMemsetAsync(all_.data<void>(), 0xFF, all_.nbytes(), cuda::stream()));
+  }
+  static Poisoned upload(const Tensor& host, std::int64_t offset = 0) {
+    Poisoned p(host.numel(), offset);
+    cuda::copy_to_device(p.ptr(), host.data<float>(), host.nbytes());
+    return p;
+  }
+  float* ptr() const { return all_.data<float>() + offset_; }
+  Tensor values(const Shape& shape) const { return all_.slice(offset_, offset_ + n_).reshape(shape); }
+  ::testing::AssertionResult guards_intact() const {
+    std::vector<float> v = all_.to_vector();
+    for (std::int64_t i = 0; i < offset_; ++i)
+      if (!std::isnan(v[static_cast<std::size_t>(i)])) return ::testing::AssertionFailure() << "wrote before the output";
+    if (!std::isnan(v.back())) return ::testing::AssertionFailure() << "wrote past the end of the output";
+    return ::testing::AssertionSuccess();
+  }
+
+ private:
+  std::int64_t n_, offset_;
+  Tensor all_;
+};
+
+void expect_close(const Poisoned& out, const Tensor& ref, float atol, float rtol) {
+  EXPECT_TRUE(all_close(out.values(ref.shape()), ref, atol, rtol));
+  EXPECT_TRUE(out.guards_intact());
+}
+
+class Tf32Guard {
+ public:
+  explicit Tf32Guard(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
+  ~Tf32Guard() { cuda::set_tf32_allowed(saved_); }
+
+ private:
+  bool saved_;
+};
+
+// Best effort: NaN-fill 64 MiB and free it, so the op outputs allocated next from the pool start as NaN.
+void poison_pool() { Poisoned nan_block(16 << 20); }
+#endif
+
+// ================================ raw kernels vs their CPU references =========================================
+
+TEST(CudaKernelParity, Unary) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(101);
+  for (UnaryOp op : {UnaryOp::Neg, UnaryOp::Relu, UnaryOp::Exp, UnaryOp::Log})
+    for (std::int64_t n : kSizes)
+      for (auto [out_off, in_off] : kOffsets) {
+        SCOPED_TRACE(describe("op/n/offsets", {static_cast<int>(op), n, out_off, in_off}));
+        Tensor x = op == UnaryOp::Log ? rand_cpu({n}, gen, 0.01f, 10.f) : rand_cpu({n}, gen, -4.f, 4.f);
+        Tensor ref = Tensor::empty({n});
+        unary_forward_cpu(ref.data<float>(), x.data<float>(), op, n);
+        Poisoned in = Poisoned::upload(x, in_off), out(n, out_off);
+        unary_forward_cuda(out.ptr(), in.ptr(), op, n);
+        // neg and relu are exact; CUDA's expf/logf are within 2 ulp (2.4e-7 relative) of glibc's.
+        const bool transcendental = op == UnaryOp::Exp || op == UnaryOp::Log;
+        expect_close(out, ref, transcendental ? 1e-7f : 0.f, transcendental ? 1e-6f : 0.f);
+      }
+#endif
+}
+
+// Exact: both devices round x*scale and then +shift once each (the CUDA kernel forbids the FMA contraction).
+TEST(CudaKernelParity, ScaleShiftAlsoInPlace) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(102);
+  for (std::int64_t n : kSizes)
+    for (auto [out_off, in_off] : kOffsets) {
+      SCOPED_TRACE(describe("n/offsets", {n, out_off, in_off}));
+      Tensor x = rand_cpu({n}, gen), ref = Tensor::empty({n});
+      scale_shift_cpu(ref.data<float>(), x.data<float>(), -1.37f, 0.29f, n);
+      Poisoned in = Poisoned::upload(x, in_off), out(n, out_off);
+      scale_shift_cuda(out.ptr(), in.ptr(), -1.37f, 0.29f, n);
+      expect_close(out, ref, 0.f, 0.f);
+      scale_shift_cuda(in.ptr(), in.ptr(), -1.37f, 0.29f, n);  // in place
+      expect_close(in, ref, 0.f, 0.f);
+    }
+#endif
+}
+
+TEST(CudaKernelParity, ReluBackwardFillArange) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(103);
+  for (std::int64_t n : kSizes)
+    for (auto [out_off, in_off] : kOffsets) {
+      SCOPED_TRACE(describe("n/offsets", {n, out_off, in_off}));
+      Tensor dout = rand_cpu({n}, gen), out = relu(rand_cpu({n}, gen)), ref = Tensor::empty({n});  // half exact 0s
+      relu_backward_cpu(ref.data<float>(), dout.data<float>(), out.data<float>(), n);
+      Poisoned d = Poisoned::upload(dout, in_off), o = Poisoned::upload(out, in_off), dinp(n, out_off);
+      relu_backward_cuda(dinp.ptr(), d.ptr(), o.ptr(), n);
+      expect_close(dinp, ref, 0.f, 0.f);  // a selection, exact
+
+      Poisoned filled(n, out_off), range(n, in_off);
+      fill_cuda(filled.ptr(), 2.75f, n);
+      expect_close(filled, Tensor::full({n}, 2.75f), 0.f, 0.f);
+      arange_cuda(range.ptr(), n);
+      expect_close(range, Tensor::arange(n), 0.f, 0.f);
+    }
+#endif
+}
+
+// Exact: one IEEE +, -, * or / per element on both devices (nvcc's default division is correctly rounded).
+TEST(CudaKernelParity, BinaryAllBroadcastModes) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(104);
+  const std::int64_t shapes[][2] = {{1, 1},  {1, 7},    {7, 1},     {3, 11},     {33, 4},
+                                    {5, 31}, {3, 1025}, {977, 1024}, {32259, 31}, {1000003, 1}};  // (rows, channels)
+  const Broadcast modes[][2] = {{Broadcast::Full, Broadcast::Full},    {Broadcast::Full, Broadcast::Channel},
+                                {Broadcast::Channel, Broadcast::Full}, {Broadcast::Full, Broadcast::Scalar},
+                                {Broadcast::Scalar, Broadcast::Full}};
+  auto operand_size = [](Broadcast mode, std::int64_t n, std::int64_t channels) {
+    return mode == Broadcast::Full ? n : mode == Broadcast::Channel ? channels : std::int64_t{1};
+  };
+  for (BinaryOp op : {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div})
+    for (auto [rows, channels] : shapes)
+      for (auto [ia, ib] : modes)
+        for (auto [out_off, in_off] : kOffsets) {
+          const std::int64_t n = rows * channels;
+          SCOPED_TRACE(describe("op/rows/channels/modes/offsets", {static_cast<int>(op), rows, channels,
+                                                                   static_cast<int>(ia), static_cast<int>(ib), out_off, in_off}));
+          Tensor a = rand_cpu({operand_size(ia, n, channels)}, gen, -2.f, 2.f);
+          Tensor b = op == BinaryOp::Div ? rand_cpu({operand_size(ib, n, channels)}, gen, 0.5f, 2.f)
+                                         : rand_cpu({operand_size(ib, n, channels)}, gen, -2.f, 2.f);
+          Tensor ref = Tensor::empty({n});
+          binary_forward_cpu(ref.data<float>(), a.data<float>(), ia, b.data<float>(), ib, op, n, channels);
+          Poisoned da = Poisoned::upload(a, in_off), db = Poisoned::upload(b, out_off), out(n, out_off);
+          binary_forward_cuda(out.ptr(), da.ptr(), ia, db.ptr(), ib, op, n, channels);
+          expect_close(out, ref, 0.f, 0.f);
+          if (ia == Broadcast::Full && ib == Broadcast::Channel && out_off == in_off) {  // in place, as linear's bias
+            binary_forward_cuda(da.ptr(), da.ptr(), ia, db.ptr(), ib, op, n, channels);
+            expect_close(da, ref, 0.f, 0.f);
+          }
+        }
+#endif
+}
+
+// (outer, len, inner) views of sum_axis / broadcast_axis: rows, columns, chunked long axes, an empty axis.
+constexpr std::int64_t kAxisShapes[][3] = {{1, 1, 1},    {1, 7, 1},     {1, 33, 1},   {7, 1, 1},     {1, 1000003, 1},
+                                           {31, 1025, 1}, {1025, 31, 1}, {1000, 1000, 1}, {1, 7, 33},  {1, 333334, 3},
+                                           {5, 1025, 31}, {2, 40000, 64}, {33, 7, 1025}, {4, 257, 2}, {3, 0, 5}};
+
+// Tolerance 1e-5 * sum|x| per output: float partial sums of mixed-sign values, each rounding bounded by that
+// sum; the CPU reference accumulates in double. A result must also be bit-identical when run twice.
+TEST(CudaKernelParity, SumAxis) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(105);
+  for (auto [outer, len, inner] : kAxisShapes)
+    for (float scale : {1.f, 1.f / 7.f}) {
+      SCOPED_TRACE(describe("outer/len/inner", {outer, len, inner}));
+      Tensor x = rand_cpu({outer * len * inner}, gen), ref = Tensor::empty({outer * inner});
+      sum_axis_cpu(ref.data<float>(), x.data<float>(), outer, len, inner, scale);
+      std::vector<float> abs_x = x.to_vector();
+      for (float& v : abs_x) v = std::fabs(v);
+      std::vector<float> abs_sum(static_cast<std::size_t>(outer * inner));
+      sum_axis_cpu(abs_sum.data(), abs_x.data(), outer, len, inner, scale);
+      std::vector<double> bound(abs_sum.begin(), abs_sum.end());
+      for (double& v : bound) v = 1e-5 * v + 1e-30;
+
+      const std::size_t bytes = sum_axis_workspace_cuda(outer, len, inner);
+      Poisoned in = Poisoned::upload(x, 1), out(outer * inner, 1), workspace(static_cast<std::int64_t>(bytes / 4) + 1);
+      sum_axis_cuda(out.ptr(), in.ptr(), outer, len, inner, scale, bytes ? workspace.ptr() : nullptr);
+      EXPECT_TRUE(within(out.values(ref.shape()), ref, bound));
+      EXPECT_TRUE(out.guards_intact());
+      Tensor first = out.values(ref.shape()).clone();
+      sum_axis_cuda(out.ptr(), in.ptr(), outer, len, inner, scale, bytes ? workspace.ptr() : nullptr);
+      EXPECT_TRUE(bitwise_equal(out.values(ref.shape()), first)) << "not deterministic";
+    }
+#endif
+}
+
+TEST(CudaKernelParity, BroadcastAxis) {  // exact: one multiply per element
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(106);
+  for (auto [outer, len, inner] : kAxisShapes)
+    for (float scale : {1.f, 0.3f}) {
+      SCOPED_TRACE(describe("outer/len/inner", {outer, len, inner}));
+      Tensor dout = rand_cpu({outer * inner}, gen), ref = Tensor::empty({outer * len * inner});
+      broadcast_axis_cpu(ref.data<float>(), dout.data<float>(), outer, len, inner, scale);
+      Poisoned in = Poisoned::upload(dout, 1), out(outer * len * inner, 1);
+      broadcast_axis_cuda(out.ptr(), in.ptr(), outer, len, inner, scale);
+      expect_close(out, ref, 0.f, 0.f);
+    }
+#endif
+}
+
+#if GRAFT_HAS_CUDA
+using GemmFn = void (*)(float*, const float*, const float*, bool, bool, std::int64_t, std::int64_t, std::int64_t,
+                        float, float);
+
+// `gemm` vs gemm_cpu for all four transposes at odd sizes, first with beta = 0 into a NaN-filled C (which BLAS
+// semantics forbid reading), then with alpha 0.75, beta -0.5 into a random C. Tolerance per element:
+// rel * (|alpha| |op(A)| |op(B)| + |beta| |C|): every product and term is off by at most rel of its magnitude.
+void expect_gemm_matches_cpu(GemmFn gemm, double rel) {
+  const std::int64_t sizes[][3] = {{1, 1, 1},      {1, 7, 33},     {7, 1, 5},      {33, 17, 1},    {31, 65, 127},
+                                   {129, 63, 255}, {300, 300, 300}, {257, 300, 1}, {1, 300, 299}, {1024, 1024, 1024}};
+  Generator gen(107);
+  for (auto [m, n, k] : sizes)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (auto [alpha, beta] : {std::pair{1.f, 0.f}, std::pair{0.75f, -0.5f}}) {
+          SCOPED_TRACE(describe("m/n/k/trans_a/trans_b/beta!=0", {m, n, k, ta, tb, beta != 0.f}));
+          Tensor a = rand_cpu(ta ? Shape{k, m} : Shape{m, k}, gen), b = rand_cpu(tb ? Shape{n, k} : Shape{k, n}, gen);
+          Tensor c0 = rand_cpu({m, n}, gen), ref = c0.clone(), abs_ab = Tensor::zeros({m, n});
+          gemm_cpu(ref.data<float>(), a.data<float>(), b.data<float>(), ta, tb, m, n, k, alpha, beta);
+          std::vector<float> abs_a = a.to_vector(), abs_b = b.to_vector(), c_host = c0.to_vector();
+          for (float& v : abs_a) v = std::fabs(v);
+          for (float& v : abs_b) v = std::fabs(v);
+          gemm_cpu(abs_ab.data<float>(), abs_a.data(), abs_b.data(), ta, tb, m, n, k, 1.f, 0.f);
+          std::vector<float> ab = abs_ab.to_vector();
+          std::vector<double> bound(ab.size());
+          for (std::size_t i = 0; i < ab.size(); ++i)
+            bound[i] = rel * (std::fabs(alpha) * ab[i] + std::fabs(beta) * std::fabs(c_host[i])) + 1e-30;
+          Poisoned da = Poisoned::upload(a, 1), db = Poisoned::upload(b), dc = beta == 0.f ? Poisoned(m * n, 1)
+                                                                                       : Poisoned::upload(c0, 1);
+          gemm(dc.ptr(), da.ptr(), db.ptr(), ta, tb, m, n, k, alpha, beta);
+          EXPECT_TRUE(within(dc.values({m, n}), ref, bound));
+          EXPECT_TRUE(dc.guards_intact());
+        }
+}
+#endif
+
+// Strict FP32 (fmaf per product): 1e-5 of sum|a||b| is far above K*eps-type rounding in practice.
+TEST(CudaKernelParity, GemmTiledAllTransposes) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  expect_gemm_matches_cpu(&gemm_cuda_tiled, 1e-5);
+#endif
+}
+
+TEST(CudaKernelParity, GemmCublasStrictFp32) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Tf32Guard strict(false);  // a TF32 product is off by ~1e-3 and would fail 1e-5
+  expect_gemm_matches_cpu(&gemm_cublas, 1e-5);
+#endif
+}
+
+// TF32 keeps 10 mantissa bits: each operand is off by <= 2^-10 (truncation), a product by <= 2^-9 = 2e-3.
+TEST(CudaKernelParity, GemmCublasTf32) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Tf32Guard tf32(true);
+  expect_gemm_matches_cpu(&gemm_cublas, 5e-3);
+#endif
+}
+
+constexpr std::int64_t kRowShapes[][2] = {{1, 1},  {7, 1},     {1, 31},   {33, 31},     {1000, 31}, {1, 1025},
+                                          {7, 1025}, {977, 1025}, {3, 4097}, {2, 100003}};  // (rows, cols)
+
+// Forward: expf's 2 ulp plus a float sum of up to 1e5 exponentials (sequential per thread over up to ~400 of
+// them, then a tree): ~1e-6 relative typically, 1e-5 leaves margin; log-softmax adds the absolute error of log(sum). Backward: dot = sum(dy*y) with |dy| <= 1 is off by ~1e-7,
+// while sum(dy) of log-softmax (up to 1e5 terms of size 1) is off by ~1e-6 absolute, hence its looser atol.
+TEST(CudaKernelParity, SoftmaxAndLogSoftmax) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(108);
+  for (auto [rows, cols] : kRowShapes)
+    for (bool log : {false, true})
+      for (float shift : {0.f, 100.f}) {  // +100 overflows expf unless the row max is subtracted
+        SCOPED_TRACE(describe("rows/cols/log/shift", {rows, cols, log, static_cast<int>(shift)}));
+        const std::int64_t n = rows * cols;
+        Tensor x = rand_cpu({rows, cols}, gen, shift - 5.f, shift + 5.f), y = Tensor::empty({rows, cols});
+        softmax_forward_cpu(y.data<float>(), x.data<float>(), rows, cols, log);
+        Poisoned dx = Poisoned::upload(x, 1), dy(n, 1);
+        softmax_forward_cuda(dy.ptr(), dx.ptr(), rows, cols, log);
+        expect_close(dy, y, log ? 5e-6f : 1e-7f, log ? 1e-6f : 1e-5f);
+
+        Tensor grad = rand_cpu({rows, cols}, gen), ref = Tensor::empty({rows, cols});
+        softmax_backward_cpu(ref.data<float>(), grad.data<float>(), y.data<float>(), rows, cols, log);
+        Poisoned g = Poisoned::upload(grad), yy = Poisoned::upload(y, 1), dinp(n, 1);
+        softmax_backward_cuda(dinp.ptr(), g.ptr(), yy.ptr(), rows, cols, log);
+        expect_close(dinp, ref, log ? 1e-5f : 1e-6f, 1e-5f);
+      }
+#endif
+}
+
+// losses: log(sum exp) is off by ~1e-6 absolute (see above); probs as softmax; dlogits = (p - q) g inherits p's
+// error scaled by g = dloss / rows.
+TEST(CudaKernelParity, CrossEntropyWithLabelSmoothing) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(109);
+  for (auto [rows, cols] : kRowShapes)
+    for (float smoothing : {0.f, 0.1f}) {
+      SCOPED_TRACE(describe("rows/cols/smoothing%", {rows, cols, static_cast<int>(smoothing * 100)}));
+      Tensor logits = rand_cpu({rows, cols}, gen, -5.f, 5.f), label_draw = rand_cpu({rows}, gen, 0.f, 1.f);
+      std::vector<std::int32_t> labels;
+      for (float u : label_draw.to_vector()) labels.push_back(std::min<std::int32_t>(static_cast<std::int32_t>(u * cols), cols - 1));
+      Tensor host_labels = Tensor::from_vector(labels, {rows}), dev_labels = host_labels.to(kCUDA);
+      Tensor losses = Tensor::empty({rows}), probs = Tensor::empty({rows, cols});
+      cross_entropy_forward_cpu(losses.data<float>(), probs.data<float>(), logits.data<float>(),
+                                host_labels.data<std::int32_t>(), rows, cols, smoothing);
+      Poisoned dlogits_in = Poisoned::upload(logits, 1), dlosses(rows, 1), dprobs(rows * cols);
+      cross_entropy_forward_cuda(dlosses.ptr(), dprobs.ptr(), dlogits_in.ptr(), dev_labels.data<std::int32_t>(), rows,
+                                 cols, smoothing);
+      expect_close(dlosses, losses, 5e-6f, 1e-5f);
+      expect_close(dprobs, probs, 1e-7f, 1e-5f);
+
+      const float dloss = 1.7f, scale = 1.f / static_cast<float>(rows), g = dloss * scale;
+      Tensor ref = Tensor::empty({rows, cols});
+      cross_entropy_backward_cpu(ref.data<float>(), probs.data<float>(), host_labels.data<std::int32_t>(), &dloss, rows,
+                                 cols, smoothing, scale);
+      Poisoned dprobs_ref = Poisoned::upload(probs, 1), dgrad(rows * cols, 1);
+      Tensor dev_dloss = Tensor::full({1}, dloss, kCUDA);  // read on the device, as the op passes it
+      cross_entropy_backward_cuda(dgrad.ptr(), dprobs_ref.ptr(), dev_labels.data<std::int32_t>(),
+                                  dev_dloss.data<float>(), rows, cols, smoothing, scale);
+      expect_close(dgrad, ref, 1e-6f * g, 1e-6f);  // same inputs, one subtract and multiply: near exact
+    }
+#endif
+}
+
+// Same (seed, offset) -> the same bits on both devices: uniform, normal, nontrivial ranges, 64-bit counters.
+TEST(CudaKernelParity, RandomBitIdentical) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  const std::uint64_t states[][2] = {{0, 0}, {0x9E3779B97F4A7C15ull, 5}, {42, (1ull << 32) + 3}};
+  for (std::int64_t n : kSizes)
+    for (auto [seed, offset] : states)
+      for (auto [lo, hi] : {std::pair{0.f, 1.f}, std::pair{-2.5f, 3.f}})
+        for (std::int64_t out_off : {0, 1}) {
+          SCOPED_TRACE(describe("n/offset/range/out_offset", {n, static_cast<std::int64_t>(offset), lo != 0.f, out_off}));
+          Tensor ref = Tensor::empty({n});
+          Poisoned out(n, out_off);
+          uniform_cpu(ref.data<float>(), n, seed, offset, lo, hi);
+          uniform_cuda(out.ptr(), n, seed, offset, lo, hi);
+          EXPECT_TRUE(bitwise_equal(out.values({n}), ref)) << "uniform";
+          EXPECT_TRUE(out.guards_intact());
+          normal_cpu(ref.data<float>(), n, seed, offset, lo, hi);  // mean lo, stddev hi
+          normal_cuda(out.ptr(), n, seed, offset, lo, hi);
+          EXPECT_TRUE(equal_up_to_rare_ulp(out.values({n}), ref)) << "normal";
+          EXPECT_TRUE(out.guards_intact());
+        }
+#endif
+}
+
+// ================================ public ops, forward and backward ===========================================
+
+struct Tol {
+  float atol, rtol;
+};
+using OpFn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+// f on CPU leaves and on CUDA copies of them: outputs compared, then the input gradients of sum(out * w) for a
+// positive random w. int32 inputs (labels) are copied but never require grad.
+void expect_op_parity(const OpFn& f, const std::vector<Tensor>& inputs, Tol forward, Tol backward) {
+#if GRAFT_HAS_CUDA
+  poison_pool();
+#endif
+  std::vector<Tensor> cpu, gpu;
+  for (const Tensor& t : inputs) {
+    cpu.push_back(t.detach());
+    gpu.push_back(t.to(kCUDA));
+    if (t.dtype() == DType::Float32) {
+      cpu.back().set_requires_grad(true);
+      gpu.back().set_requires_grad(true);
+    }
+  }
+  Tensor out_cpu = f(cpu), out_gpu = f(gpu);
+  ASSERT_TRUE(out_gpu.is_cuda());
+  EXPECT_TRUE(all_close(out_gpu, out_cpu, forward.atol, forward.rtol)) << "forward";
+  Generator gen(99);
+  Tensor w = rand_cpu(out_cpu.shape(), gen, 0.5f, 1.5f);
+  sum(mul(out_cpu, w)).backward();
+  sum(mul(out_gpu, w.to(kCUDA))).backward();
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].dtype() != DType::Float32) continue;
+    ASSERT_TRUE(cpu[i].grad().defined() && gpu[i].grad().defined()) << "input " << i << " got no gradient";
+    EXPECT_TRUE(gpu[i].grad().is_cuda());
+    EXPECT_TRUE(all_close(gpu[i].grad(), cpu[i].grad(), backward.atol, backward.rtol)) << "gradient of input " << i;
+  }
+}
+
+// Positive inputs: every gradient is then a sum of same-signed terms (broadcast operands reduce dout * ...), so
+// float summation error stays relative to the result: 1e-5. Forward values are exact IEEE operations.
+TEST(CudaOpParity, BinaryOpsAllBroadcastModes) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(201);
+  const std::pair<Shape, Shape> modes[] = {{{33, 7}, {33, 7}},     {{33, 7}, {}},          {{1}, {33, 7}},
+                                           {{5, 3, 31}, {31}},     {{31}, {5, 3, 31}},     {{977, 1024}, {1024}},
+                                           {{1024}, {977, 1024}},  {{1000003}, {1}}};
+  const std::function<Tensor(const Tensor&, const Tensor&)> ops[] = {
+      [](const Tensor& a, const Tensor& b) { return add(a, b); }, [](const Tensor& a, const Tensor& b) { return sub(a, b); },
+      [](const Tensor& a, const Tensor& b) { return mul(a, b); }, [](const Tensor& a, const Tensor& b) { return div(a, b); }};
+  for (std::size_t op = 0; op < 4; ++op)
+    for (const auto& [shape_a, shape_b] : modes) {
+      SCOPED_TRACE("op " + std::to_string(op) + " " + shape_str(shape_a) + " with " + shape_str(shape_b));
+      expect_op_parity([&](const std::vector<Tensor>& x) { return ops[op](x[0], x[1]); },
+                       {rand_cpu(shape_a, gen, 0.5f, 1.5f), rand_cpu(shape_b, gen, 0.5f, 1.5f)}, {0.f, 0.f}, {0.f, 1e-5f});
+    }
+}
+
+// Elementwise: forward within the kernels' tolerances; gradients are elementwise products, 1e-6.
+TEST(CudaOpParity, UnaryAndScalarOps) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(202);
+  const std::pair<const char*, OpFn> ops[] = {
+      {"add_scalar", [](const std::vector<Tensor>& x) { return add(x[0], 0.625f); }},
+      {"mul_scalar", [](const std::vector<Tensor>& x) { return mul(x[0], -1.5f); }},
+      {"neg", [](const std::vector<Tensor>& x) { return neg(x[0]); }},
+      {"relu", [](const std::vector<Tensor>& x) { return relu(x[0]); }},
+      {"exp", [](const std::vector<Tensor>& x) { return exp(x[0]); }},
+      {"log", [](const std::vector<Tensor>& x) { return log(add(x[0], 2.f)); }}};  // log of [1, 3]
+  for (const auto& [name, f] : ops)
+    for (const Shape& shape : {Shape{1}, Shape{33, 31}, Shape{1000003}}) {
+      SCOPED_TRACE(std::string(name) + " " + shape_str(shape));
+      expect_op_parity(f, {rand_cpu(shape, gen)}, {1e-7f, 1e-6f}, {1e-7f, 1e-6f});
+    }
+}
+
+// Positive inputs: sums without cancellation, float tree sums within 1e-5 relative; backward is a broadcast.
+TEST(CudaOpParity, SumAndMean) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(203);
+  std::vector<std::pair<std::string, OpFn>> ops = {
+      {"sum", [](const std::vector<Tensor>& x) { return sum(x[0]); }},
+      {"mean", [](const std::vector<Tensor>& x) { return mean(x[0]); }}};
+  for (int axis : {0, 1, 2, -1})
+    for (bool keep : {false, true}) {
+      ops.emplace_back("sum axis " + std::to_string(axis) + (keep ? " keepdim" : ""),
+                       [=](const std::vector<Tensor>& x) { return sum(x[0], axis, keep); });
+      ops.emplace_back("mean axis " + std::to_string(axis) + (keep ? " keepdim" : ""),
+                       [=](const std::vector<Tensor>& x) { return mean(x[0], axis, keep); });
+    }
+  for (const auto& [name, f] : ops)
+    for (const Shape& shape : {Shape{7, 33, 31}, Shape{2, 40000, 64}, Shape{1, 1000003, 1}}) {
+      SCOPED_TRACE(name + " " + shape_str(shape));
+      expect_op_parity(f, {rand_cpu(shape, gen, 0.5f, 1.5f)}, {0.f, 1e-5f}, {0.f, 1e-6f});
+    }
+}
+
+// A plain float accumulator stops growing at 2^24 = 16777216 (adding 1 no longer changes it).
+TEST(CudaOpParity, SumOfMoreThan2To24Elements) {
+  GRAFT_REQUIRE_CUDA();
+  const std::int64_t n = (std::int64_t{1} << 25) + 7;
+  Tensor ones = Tensor::ones({n}, kCUDA);
+  EXPECT_NEAR(sum(ones).item(), static_cast<double>(n), 1e-6 * n);
+  EXPECT_NEAR(mean(ones).item(), 1.0, 1e-6);
+  Generator gen(204);
+  Tensor x = rand_cpu({(std::int64_t{1} << 24) + 3}, gen, 0.f, 1.f);
+  const double ref = sum(x).item();
+  EXPECT_NEAR(sum(x.to(kCUDA)).item(), ref, 1e-5 * ref);
+  Tensor columns = x.slice(0, (std::int64_t{1} << 24)).reshape({1 << 22, 4});  // 4 columns of 2^22 rows
+  EXPECT_TRUE(all_close(sum(columns.to(kCUDA), 0), sum(columns, 0), 0.f, 1e-5f));
+}
+
+// Positive inputs keep every GEMM output and gradient a sum of positive products, so its relative error is
+// bounded by the products': 1e-5 in strict FP32, 5e-3 with TF32 (operands truncated to 10 mantissa bits).
+TEST(CudaOpParity, MatmulAndLinear) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(205);
+  for (bool tf32 : {false, true}) {
+    Tf32Guard mode(tf32);
+    const Tol tol{0.f, tf32 ? 5e-3f : 1e-5f};
+    SCOPED_TRACE(tf32 ? "tf32" : "strict fp32");
+    auto r = [&](const Shape& s) { return rand_cpu(s, gen, 0.5f, 1.5f); };
+    auto mm = [](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); };
+    auto lin = [](const std::vector<Tensor>& x) { return linear(x[0], x[1]); };
+    auto lin_bias = [](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); };
+    expect_op_parity(mm, {r({33, 65}), r({65, 17})}, tol, tol);
+    expect_op_parity(mm, {r({1, 1}), r({1, 1})}, tol, tol);
+    expect_op_parity(mm, {r({257, 300}), r({300, 129})}, tol, tol);
+    expect_op_parity(lin_bias, {r({33, 65}), r({17, 65}), r({17})}, tol, tol);
+    expect_op_parity(lin, {r({33, 65}), r({17, 65})}, tol, tol);
+    expect_op_parity(lin_bias, {r({3, 11, 65}), r({17, 65}), r({17})}, tol, tol);
+    expect_op_parity(lin, {r({3, 11, 65}), r({17, 65})}, tol, tol);
+  }
+  // A frozen weight gets no gradient on the GPU either.
+  Generator g2(206);
+  Tensor x = rand_cpu({5, 9}, g2).to(kCUDA), w = rand_cpu({4, 9}, g2).to(kCUDA), b = rand_cpu({4}, g2).to(kCUDA);
+  x.set_requires_grad(true);
+  b.set_requires_grad(true);
+  sum(linear(x, w, b)).backward();
+  EXPECT_TRUE(x.grad().defined() && b.grad().defined());
+  EXPECT_FALSE(w.grad().defined());
+#endif
+}
+
+// Tolerances of the kernel test; the backward also inherits the forward's error in y: softmax dx = y (w - dot)
+// is off by ~1e-5 y, log-softmax dx = w - e^y sum(w) by e^y sum(w) dy with sum(w) ~ cols, p*cols ~ O(1).
+TEST(CudaOpParity, SoftmaxAndLogSoftmax) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(207);
+  for (const Shape& shape : {Shape{1, 1}, Shape{33, 1}, Shape{7, 31}, Shape{3, 5, 31}, Shape{7, 1025}}) {
+    SCOPED_TRACE(shape_str(shape));
+    expect_op_parity([](const std::vector<Tensor>& x) { return softmax(x[0]); }, {rand_cpu(shape, gen, -5.f, 5.f)},
+                     {1e-7f, 1e-5f}, {5e-6f, 1e-5f});
+    expect_op_parity([](const std::vector<Tensor>& x) { return log_softmax(x[0]); }, {rand_cpu(shape, gen, -5.f, 5.f)},
+                     {5e-6f, 1e-6f}, {2e-5f, 1e-5f});
+  }
+}
+
+// The mean loss as in the kernel test; dlogits = (p - q) w / rows inherits p's error (1e-5 of p <= 1) times
+// w / rows, without cancellation protection where p ~ q, hence the absolute 1e-5 / rows.
+TEST(CudaOpParity, SoftmaxCrossEntropyWithLabelSmoothing) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(208);
+  for (auto [rows, cols] : {std::pair<std::int64_t, std::int64_t>{1, 1}, {7, 31}, {33, 1025}, {1000, 10}})
+    for (float smoothing : {0.f, 0.1f}) {
+      SCOPED_TRACE(describe("rows/cols/smoothing%", {rows, cols, static_cast<int>(smoothing * 100)}));
+      std::vector<std::int32_t> labels;
+      for (std::int64_t r = 0; r < rows; ++r) labels.push_back(static_cast<std::int32_t>((r * 7 + 3) % cols));
+      expect_op_parity([=](const std::vector<Tensor>& x) { return softmax_cross_entropy(x[0], x[1], smoothing); },
+                       {rand_cpu({rows, cols}, gen, -5.f, 5.f), Tensor::from_vector(labels, {rows})}, {5e-6f, 1e-5f},
+                       {1e-5f / static_cast<float>(rows), 1e-5f});
+    }
+}
+
+// The public factories: one generator state -> the same tensor on both devices, and the same state afterwards.
+TEST(CudaOpParity, TensorUniformAndRandnMatchAcrossDevices) {
+  GRAFT_REQUIRE_CUDA();
+  for (std::int64_t n : kSizes) {
+    Generator on_cpu(77), on_gpu(77);
+    on_cpu.advance(3), on_gpu.advance(3);
+    Tensor u_cpu = Tensor::uniform({n}, on_cpu, -1.f, 2.f), u_gpu = Tensor::uniform({n}, on_gpu, -1.f, 2.f, kCUDA);
+    Tensor z_cpu = Tensor::randn({n}, on_cpu, kCPU, 0.5f, 3.f), z_gpu = Tensor::randn({n}, on_gpu, kCUDA, 0.5f, 3.f);
+    EXPECT_TRUE(u_gpu.is_cuda() && z_gpu.is_cuda());
+    EXPECT_TRUE(bitwise_equal(u_gpu, u_cpu)) << "uniform n=" << n;
+    EXPECT_TRUE(equal_up_to_rare_ulp(z_gpu, z_cpu)) << "randn n=" << n;
+    EXPECT_EQ(on_cpu.offset(), on_gpu.offset());
+  }
+}
+
+}  // namespace
+}  // namespace graft
