@@ -31,7 +31,7 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c) {
   std::int64_t max_chunks = std::max<std::int64_t>(1, (m + 4 * kLanesR - 1) / (4 * kLanesR));
   std::int64_t want = std::max<std::int64_t>(1, (kTargetBlocks + g.blocks_c - 1) / g.blocks_c);
   std::int64_t chunks = std::min<std::int64_t>({max_chunks, want, 65535});
-  g.rows_per_chunk = (m + chunks - 1) / chunks;
+  g.rows_per_chunk = std::max<std::int64_t>(1, (m + chunks - 1) / chunks);  // m may be 0 (an empty batch)
   g.chunks = std::max<std::int64_t>(1, (m + g.rows_per_chunk - 1) / g.rows_per_chunk);
   return g;
 }

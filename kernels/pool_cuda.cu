@@ -1,1 +1,199 @@
-// placeholder: being written
+// CUDA pooling (math in kernels/pool.h). Forward: one thread per output element (n,p,q,c), consecutive threads
+// on consecutive channels so every window row is read coalesced. Backward: one thread per input element that
+// gathers from the output windows covering it - deterministic, no atomics - in the same order as the CPU reference.
+#include <cuda_runtime.h>
+
+#include "kernels/cuda_device.h"
+#include "kernels/pool.h"
+
+namespace graft {
+namespace {
+
+__global__ void max_pool2d_forward_kernel(float* out, std::int32_t* argmax, const float* inp, Pool2dShape s,
+                                          std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % s.c);
+    std::int64_t rest = i / s.c;
+    const int q = static_cast<int>(rest % s.q);
+    rest /= s.q;
+    const int p = static_cast<int>(rest % s.p);
+    const std::int64_t n = rest / s.p;
+    const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+    const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+    float best = -INFINITY;
+    std::int32_t best_index = wh.lo * s.w + ww.lo;
+    for (int h = wh.lo; h < wh.hi; ++h)
+      for (int w = ww.lo; w < ww.hi; ++w) {
+        const float v = inp[((n * s.h + h) * s.w + w) * s.c + j];
+        if (v > best || isnan(v)) best = v, best_index = h * s.w + w;
+      }
+    out[i] = best;
+    argmax[i] = best_index;
+  }
+}
+
+__global__ void max_pool2d_backward_kernel(float* dinp, const float* dout, const std::int32_t* argmax, Pool2dShape s,
+                                           std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % s.c);
+    std::int64_t rest = i / s.c;
+    const int w = static_cast<int>(rest % s.w);
+    rest /= s.w;
+    const int h = static_cast<int>(rest % s.h);
+    const std::int64_t n = rest / s.h;
+    int p0, p1, q0, q1;
+    pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
+    pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
+    const std::int32_t self = h * s.w + w;
+    float acc = 0.f;
+    for (int p = p0; p <= p1; ++p)
+      for (int q = q0; q <= q1; ++q) {
+        const std::int64_t o = ((n * s.p + p) * s.q + q) * s.c + j;
+        if (argmax[o] == self) acc += dout[o];
+      }
+    dinp[i] = acc;
+  }
+}
+
+__global__ void avg_pool2d_forward_kernel(float* out, const float* inp, Pool2dShape s, bool count_include_pad,
+                                          std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % s.c);
+    std::int64_t rest = i / s.c;
+    const int q = static_cast<int>(rest % s.q);
+    rest /= s.q;
+    const int p = static_cast<int>(rest % s.p);
+    const std::int64_t n = rest / s.p;
+    const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+    const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+    float acc = 0.f;
+    for (int h = wh.lo; h < wh.hi; ++h)
+      for (int w = ww.lo; w < ww.hi; ++w) acc += inp[((n * s.h + h) * s.w + w) * s.c + j];
+    const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
+    out[i] = count > 0 ? acc / static_cast<float>(count) : 0.f;
+  }
+}
+
+__global__ void avg_pool2d_backward_kernel(float* dinp, const float* dout, Pool2dShape s, bool count_include_pad,
+                                           std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % s.c);
+    std::int64_t rest = i / s.c;
+    const int w = static_cast<int>(rest % s.w);
+    rest /= s.w;
+    const int h = static_cast<int>(rest % s.h);
+    const std::int64_t n = rest / s.h;
+    int p0, p1, q0, q1;
+    pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
+    pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
+    float acc = 0.f;
+    for (int p = p0; p <= p1; ++p)
+      for (int q = q0; q <= q1; ++q) {
+        const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+        const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+        const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
+        acc += dout[((n * s.p + p) * s.q + q) * s.c + j] / static_cast<float>(count);
+      }
+    dinp[i] = acc;
+  }
+}
+
+__global__ void adaptive_avg_pool2d_forward_kernel(float* out, const float* inp, int h, int w, int c, int p, int q,
+                                                   std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % c);
+    std::int64_t rest = i / c;
+    const int k = static_cast<int>(rest % q);
+    rest /= q;
+    const int bin = static_cast<int>(rest % p);
+    const std::int64_t b = rest / p;
+    const int h0 = adaptive_start(bin, h, p), h1 = adaptive_end(bin, h, p);
+    const int w0 = adaptive_start(k, w, q), w1 = adaptive_end(k, w, q);
+    float acc = 0.f;
+    for (int y = h0; y < h1; ++y)
+      for (int x = w0; x < w1; ++x) acc += inp[((b * h + y) * w + x) * c + j];
+    out[i] = acc / static_cast<float>((h1 - h0) * (w1 - w0));
+  }
+}
+
+__global__ void adaptive_avg_pool2d_backward_kernel(float* dinp, const float* dout, int h, int w, int c, int p, int q,
+                                                    std::int64_t total) {
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const int j = static_cast<int>(i % c);
+    std::int64_t rest = i / c;
+    const int x = static_cast<int>(rest % w);
+    rest /= w;
+    const int y = static_cast<int>(rest % h);
+    const std::int64_t b = rest / h;
+    int i0, i1, k0, k1;
+    adaptive_covering(y, h, p, &i0, &i1);
+    adaptive_covering(x, w, q, &k0, &k1);
+    float acc = 0.f;
+    for (int bin = i0; bin <= i1; ++bin)
+      for (int k = k0; k <= k1; ++k) {
+        const float count = static_cast<float>((adaptive_end(bin, h, p) - adaptive_start(bin, h, p)) *
+                                               (adaptive_end(k, w, q) - adaptive_start(k, w, q)));
+        acc += dout[((b * p + bin) * q + k) * c + j] / count;
+      }
+    dinp[i] = acc;
+  }
+}
+
+}  // namespace
+
+void max_pool2d_forward_cuda(float* out, std::int32_t* argmax, const float* inp, const Pool2dShape& s) {
+  const std::int64_t total = s.n * s.p * s.q * s.c;
+  if (total == 0) return;
+  max_pool2d_forward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(out, argmax, inp, s, total);
+  GRAFT_CUDA_CHECK_LAUNCH("max_pool2d_forward_kernel");
+}
+
+void max_pool2d_backward_cuda(float* dinp, const float* dout, const std::int32_t* argmax, const Pool2dShape& s) {
+  const std::int64_t total = s.n * s.h * s.w * s.c;
+  if (total == 0) return;
+  max_pool2d_backward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, argmax, s,
+                                                                                         total);
+  GRAFT_CUDA_CHECK_LAUNCH("max_pool2d_backward_kernel");
+}
+
+void avg_pool2d_forward_cuda(float* out, const float* inp, const Pool2dShape& s, bool count_include_pad) {
+  const std::int64_t total = s.n * s.p * s.q * s.c;
+  if (total == 0) return;
+  avg_pool2d_forward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(out, inp, s,
+                                                                                        count_include_pad, total);
+  GRAFT_CUDA_CHECK_LAUNCH("avg_pool2d_forward_kernel");
+}
+
+void avg_pool2d_backward_cuda(float* dinp, const float* dout, const Pool2dShape& s, bool count_include_pad) {
+  const std::int64_t total = s.n * s.h * s.w * s.c;
+  if (total == 0) return;
+  avg_pool2d_backward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, s,
+                                                                                         count_include_pad, total);
+  GRAFT_CUDA_CHECK_LAUNCH("avg_pool2d_backward_kernel");
+}
+
+void adaptive_avg_pool2d_forward_cuda(float* out, const float* inp, std::int64_t n, int h, int w, int c, int p,
+                                      int q) {
+  const std::int64_t total = n * p * q * c;
+  if (total == 0) return;
+  adaptive_avg_pool2d_forward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(out, inp, h, w, c,
+                                                                                                 p, q, total);
+  GRAFT_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
+}
+
+void adaptive_avg_pool2d_backward_cuda(float* dinp, const float* dout, std::int64_t n, int h, int w, int c, int p,
+                                       int q) {
+  const std::int64_t total = n * h * w * c;
+  if (total == 0) return;
+  adaptive_avg_pool2d_backward_kernel<<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, h, w,
+                                                                                                  c, p, q, total);
+  GRAFT_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
+}
+
+}  // namespace graft
