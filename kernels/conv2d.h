@@ -51,8 +51,8 @@ std::size_t conv2d_workspace_bytes_cpu_im2col(const Conv2dGeometry& g);
 
 // inp (N,H,W,C), weight (K,R,S,C/groups), bias (K) or nullptr -> out (N,P,Q,K)
 // `workspace` holds `workspace_bytes` (>= one im2col row, R*S*C/groups floats); more bytes = fewer, larger GEMMs.
-void conv2d_forward_cpu(float* out, const float* inp, const float* weight, const float* bias,
-                        const Conv2dGeometry& g, float* workspace, std::size_t workspace_bytes);
+void conv2d_forward_cpu(float* out, const float* inp, const float* weight, const float* bias, const Conv2dGeometry& g,
+                        float* workspace, std::size_t workspace_bytes);
 // dout (N,P,Q,K), weight (K,R,S,C/groups) -> dinp (N,H,W,C), overwritten
 void conv2d_backward_data_cpu(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
                               float* workspace, std::size_t workspace_bytes);
@@ -64,38 +64,35 @@ void conv2d_forward_cpu_im2col(float* out, const float* inp, const float* weight
                                const Conv2dGeometry& g, float* workspace, std::size_t workspace_bytes);
 void conv2d_backward_data_cpu_im2col(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
                                      float* workspace, std::size_t workspace_bytes);
-void conv2d_backward_filter_cpu_im2col(float* dweight, const float* dout, const float* inp,
-                                       const Conv2dGeometry& g, float* workspace, std::size_t workspace_bytes);
+void conv2d_backward_filter_cpu_im2col(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g,
+                                       float* workspace, std::size_t workspace_bytes);
 
 // Only for conv2d_is_pointwise(g).
 void conv2d_forward_cpu_pointwise(float* out, const float* inp, const float* weight, const float* bias,
                                   const Conv2dGeometry& g);
-void conv2d_backward_data_cpu_pointwise(float* dinp, const float* dout, const float* weight,
-                                        const Conv2dGeometry& g);
-void conv2d_backward_filter_cpu_pointwise(float* dweight, const float* dout, const float* inp,
-                                          const Conv2dGeometry& g);
+void conv2d_backward_data_cpu_pointwise(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
+void conv2d_backward_filter_cpu_pointwise(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
 // Test oracles: the definition, loop by loop.
 void conv2d_forward_cpu_direct(float* out, const float* inp, const float* weight, const float* bias,
                                const Conv2dGeometry& g);
 void conv2d_backward_data_cpu_direct(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
-void conv2d_backward_filter_cpu_direct(float* dweight, const float* dout, const float* inp,
-                                       const Conv2dGeometry& g);
+void conv2d_backward_filter_cpu_direct(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
 // ---- CUDA (cuDNN) --------------------------------------------------------------------------------------------
 #if GRAFT_HAS_CUDA
 // All on graft::cuda::stream(); outputs are overwritten (beta = 0). TF32 tensor-core math when
 // graft::cuda::tf32_allowed(), strict FP32 (CUDNN_FMA_MATH) otherwise. The algorithm is found with
-// cudnnFind*AlgorithmEx the first time a (geometry, direction, math mode) is seen and cached; workspace comes
-// from graft's stream-ordered pool (graft::cuda::malloc_async).
+// cudnnFind*AlgorithmEx the first time a (geometry, direction, math mode, pointer alignment) is seen and cached;
+// workspace comes from graft's stream-ordered pool (graft::cuda::malloc_async).
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g);
 void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
 void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
-// One line per cached (geometry, direction, math mode): the chosen algorithm, its math type, whether cuDNN
+// One line per cached (geometry, direction, math mode, alignment): the chosen algorithm, its math type, whether cuDNN
 // reports it deterministic, and its workspace, e.g.
-// "forward in (...) ... tf32: IMPLICIT_PRECOMP_GEMM math=TENSOR_OP deterministic=yes workspace=0".
+// "forward in (...) ... groups 1 align 16 tf32: IMPLICIT_PRECOMP_GEMM math=TENSOR_OP deterministic=yes workspace=0".
 std::vector<std::string> conv2d_cudnn_algorithms_used();
 // True when every cached choice is deterministic (for a later --deterministic mode).
 bool conv2d_cudnn_all_deterministic();

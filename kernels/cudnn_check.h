@@ -5,10 +5,10 @@
 
 #include "core/error.h"
 
-#define GRAFT_CUDNN_CHECK(expr)                                                        \
-  do {                                                                                 \
-    cudnnStatus_t graft_cudnn_st_ = (expr);                                            \
-    if (graft_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                       \
+#define GRAFT_CUDNN_CHECK(expr)                                                         \
+  do {                                                                                  \
+    cudnnStatus_t graft_cudnn_st_ = (expr);                                             \
+    if (graft_cudnn_st_ != CUDNN_STATUS_SUCCESS)                                        \
       GRAFT_FAIL("cuDNN error in ", #expr, ": ", cudnnGetErrorString(graft_cudnn_st_)); \
   } while (0)
 

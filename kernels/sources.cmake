@@ -23,6 +23,7 @@ list(APPEND GRAFT_KERNEL_CPU_SOURCES
   kernels/pool_cpu.cpp
   kernels/layout_cpu.cpp
   kernels/dropout_cpu.cpp
+  kernels/optimizer_cpu.cpp
 )
 list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/conv2d_cudnn.cpp
@@ -30,4 +31,7 @@ list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/pool_cuda.cu
   kernels/layout_cuda.cu
   kernels/dropout_cuda.cu
+  kernels/optimizer_cuda.cu
 )
+# The optimizer's CPU reference must not fuse multiply-adds: the CUDA kernels match it bit for bit.
+set_source_files_properties(kernels/optimizer_cpu.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)

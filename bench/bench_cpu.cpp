@@ -1,0 +1,273 @@
+// CPU benchmarks of the foundation kernels: the very launchers of kernels/*.h that the engine calls.
+// Memory-bound kernels report bytes/s counting every byte read plus every byte written once (the convention of
+// a copy benchmark: a copy of B bytes moves 2B); GEMM reports FLOP/s (2*M*N*K per call).
+// Inputs are fresh Philox-random values (never zeros: exp/log/division take data-dependent time on some CPUs).
+// Sizes: 1M floats (4 MiB, cache-resident on most server CPUs) and 16M floats (64 MiB, DRAM-bound).
+// Rates use the calling thread's CPU time (the default), which a busy shared machine disturbs less than wall time;
+// the single-threaded kernels spend all their time on that thread. GEMM uses wall time (OpenBLAS threads).
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/elementwise.h"
+#include "kernels/gemm.h"
+#include "kernels/random.h"
+#include "kernels/reduce.h"
+#include "kernels/softmax.h"
+
+namespace graft {
+namespace {
+
+constexpr std::int64_t kSmall = std::int64_t{1} << 20;
+constexpr std::int64_t kLarge = std::int64_t{1} << 24;
+constexpr std::int64_t kF = sizeof(float);
+
+std::vector<float> random_vector(std::int64_t n, std::uint64_t seed, float low = -1.f, float high = 1.f) {
+  std::vector<float> v(static_cast<std::size_t>(n));
+  uniform_cpu(v.data(), n, seed, 0, low, high);
+  return v;
+}
+
+// Bytes moved per call -> bytes/s; the label records the shape so RESULTS.md tables read on their own.
+void finish(benchmark::State& state, std::int64_t bytes_per_call, const std::string& label) {
+  state.SetBytesProcessed(state.iterations() * bytes_per_call);
+  state.SetLabel(label);
+}
+
+std::string n_label(std::int64_t n) { return "n=" + std::to_string(n); }
+
+// "(a,b,c)" (ostringstream: GCC 12 reports a false -Wrestrict on `"(" + std::to_string(...)`).
+std::string tuple_label(std::initializer_list<std::int64_t> dims) {
+  std::ostringstream s;
+  s << '(';
+  const char* sep = "";
+  for (std::int64_t d : dims) {
+    s << sep << d;
+    sep = ",";
+  }
+  s << ')';
+  return s.str();
+}
+
+// ---- elementwise --------------------------------------------------------------------------------------------
+
+void BM_binary_forward_cpu(benchmark::State& state, BinaryOp op, Broadcast ib) {
+  const std::int64_t n = state.range(0), channels = 64;
+  const std::int64_t nb = ib == Broadcast::Full ? n : ib == Broadcast::Channel ? channels : 1;
+  std::vector<float> a = random_vector(n, 1), b = random_vector(nb, 2, 0.5f, 2.f), out(a.size());
+  for (auto _ : state) {
+    binary_forward_cpu(out.data(), a.data(), Broadcast::Full, b.data(), ib, op, n, channels);
+    benchmark::ClobberMemory();
+  }
+  finish(state, (2 * n + nb) * kF, n_label(n) + (ib == Broadcast::Channel ? " b=(64)" : ""));
+}
+BENCHMARK_CAPTURE(BM_binary_forward_cpu, add, BinaryOp::Add, Broadcast::Full)->Arg(kSmall)->Arg(kLarge);
+BENCHMARK_CAPTURE(BM_binary_forward_cpu, div, BinaryOp::Div, Broadcast::Full)->Arg(kSmall)->Arg(kLarge);
+BENCHMARK_CAPTURE(BM_binary_forward_cpu, mul_channel, BinaryOp::Mul, Broadcast::Channel)->Arg(kSmall)->Arg(kLarge);
+
+void BM_unary_forward_cpu(benchmark::State& state, UnaryOp op) {
+  const std::int64_t n = state.range(0);
+  // log needs positive inputs; the others get both signs so relu's branch is unpredictable.
+  std::vector<float> x = op == UnaryOp::Log ? random_vector(n, 3, 0.1f, 4.f) : random_vector(n, 3), out(x.size());
+  for (auto _ : state) {
+    unary_forward_cpu(out.data(), x.data(), op, n);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 2 * n * kF, n_label(n));
+}
+BENCHMARK_CAPTURE(BM_unary_forward_cpu, relu, UnaryOp::Relu)->Arg(kSmall)->Arg(kLarge);
+BENCHMARK_CAPTURE(BM_unary_forward_cpu, exp, UnaryOp::Exp)->Arg(kSmall)->Arg(kLarge);
+BENCHMARK_CAPTURE(BM_unary_forward_cpu, log, UnaryOp::Log)->Arg(kSmall)->Arg(kLarge);
+
+void BM_scale_shift_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> x = random_vector(n, 4), out(x.size());
+  for (auto _ : state) {
+    scale_shift_cpu(out.data(), x.data(), 1.5f, -0.25f, n);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 2 * n * kF, n_label(n));
+}
+BENCHMARK(BM_scale_shift_cpu)->Arg(kSmall)->Arg(kLarge);
+
+void BM_relu_backward_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> dout = random_vector(n, 5), out = random_vector(n, 6), dinp(dout.size());
+  for (auto _ : state) {
+    relu_backward_cpu(dinp.data(), dout.data(), out.data(), n);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 3 * n * kF, n_label(n));
+}
+BENCHMARK(BM_relu_backward_cpu)->Arg(kSmall)->Arg(kLarge);
+
+void BM_fill_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> out(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    fill_cpu(out.data(), 0.5f, n);
+    benchmark::ClobberMemory();
+  }
+  finish(state, n * kF, n_label(n));
+}
+BENCHMARK(BM_fill_cpu)->Arg(kSmall)->Arg(kLarge);
+
+// ---- reductions: the input viewed as (outer, len, inner), 16M floats ----------------------------------------
+// (1, 65536, 256): per-channel sums over N*H*W rows (bias / batch-norm gradients); (65536, 256, 1): row sums;
+// (64, 1024, 256): a middle axis.
+
+void BM_sum_axis_cpu(benchmark::State& state) {
+  const std::int64_t outer = state.range(0), len = state.range(1), inner = state.range(2);
+  const std::int64_t n = outer * len * inner;
+  std::vector<float> inp = random_vector(n, 7), out(static_cast<std::size_t>(outer * inner));
+  for (auto _ : state) {
+    sum_axis_cpu(out.data(), inp.data(), outer, len, inner, 1.f);
+    benchmark::ClobberMemory();
+  }
+  finish(state, (n + outer * inner) * kF, tuple_label({outer, len, inner}));
+}
+BENCHMARK(BM_sum_axis_cpu)->Args({1, 65536, 256})->Args({65536, 256, 1})->Args({64, 1024, 256});
+
+void BM_broadcast_axis_cpu(benchmark::State& state) {
+  const std::int64_t outer = state.range(0), len = state.range(1), inner = state.range(2);
+  const std::int64_t n = outer * len * inner;
+  std::vector<float> dout = random_vector(outer * inner, 8), dinp(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    broadcast_axis_cpu(dinp.data(), dout.data(), outer, len, inner, 0.5f);
+    benchmark::ClobberMemory();
+  }
+  finish(state, (n + outer * inner) * kF, tuple_label({outer, len, inner}));
+}
+BENCHMARK(BM_broadcast_axis_cpu)->Args({1, 65536, 256})->Args({65536, 256, 1})->Args({64, 1024, 256});
+
+// ---- softmax and cross entropy: (rows, 1000 classes), the ImageNet classifier head --------------------------
+
+void BM_softmax_forward_cpu(benchmark::State& state, bool log) {
+  const std::int64_t rows = state.range(0), cols = state.range(1), n = rows * cols;
+  std::vector<float> x = random_vector(n, 9, -4.f, 4.f), y(x.size());
+  for (auto _ : state) {
+    softmax_forward_cpu(y.data(), x.data(), rows, cols, log);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 2 * n * kF, tuple_label({rows, cols}));
+}
+BENCHMARK_CAPTURE(BM_softmax_forward_cpu, softmax, false)->Args({256, 1000})->Args({4096, 1000});
+BENCHMARK_CAPTURE(BM_softmax_forward_cpu, log_softmax, true)->Args({256, 1000})->Args({4096, 1000});
+
+void BM_softmax_backward_cpu(benchmark::State& state, bool log) {
+  const std::int64_t rows = state.range(0), cols = state.range(1), n = rows * cols;
+  std::vector<float> x = random_vector(n, 10, -4.f, 4.f), y(x.size()), dy = random_vector(n, 11), dx(x.size());
+  softmax_forward_cpu(y.data(), x.data(), rows, cols, log);  // a real softmax output, as the backward sees it
+  for (auto _ : state) {
+    softmax_backward_cpu(dx.data(), dy.data(), y.data(), rows, cols, log);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 3 * n * kF, tuple_label({rows, cols}));
+}
+BENCHMARK_CAPTURE(BM_softmax_backward_cpu, softmax, false)->Args({256, 1000})->Args({4096, 1000});
+BENCHMARK_CAPTURE(BM_softmax_backward_cpu, log_softmax, true)->Args({256, 1000})->Args({4096, 1000});
+
+std::vector<std::int32_t> random_labels(std::int64_t rows, std::int64_t cols) {
+  std::vector<float> u = random_vector(rows, 12, 0.f, 1.f);
+  std::vector<std::int32_t> labels(u.size());
+  for (std::size_t i = 0; i < u.size(); ++i)
+    labels[i] = static_cast<std::int32_t>(std::min<std::int64_t>(cols - 1, static_cast<std::int64_t>(u[i] * cols)));
+  return labels;
+}
+
+void BM_cross_entropy_forward_cpu(benchmark::State& state) {
+  const std::int64_t rows = state.range(0), cols = state.range(1), n = rows * cols;
+  std::vector<float> logits = random_vector(n, 13, -4.f, 4.f), probs(logits.size()),
+                     losses(static_cast<std::size_t>(rows));
+  std::vector<std::int32_t> labels = random_labels(rows, cols);
+  for (auto _ : state) {
+    cross_entropy_forward_cpu(losses.data(), probs.data(), logits.data(), labels.data(), rows, cols, 0.1f);
+    benchmark::ClobberMemory();
+  }
+  finish(state, (2 * n + 2 * rows) * kF, tuple_label({rows, cols}) + " smoothing=0.1");
+}
+BENCHMARK(BM_cross_entropy_forward_cpu)->Args({256, 1000})->Args({4096, 1000});
+
+void BM_cross_entropy_backward_cpu(benchmark::State& state) {
+  const std::int64_t rows = state.range(0), cols = state.range(1), n = rows * cols;
+  std::vector<float> logits = random_vector(n, 14, -4.f, 4.f), probs(logits.size()), dlogits(logits.size()),
+                     losses(static_cast<std::size_t>(rows));
+  std::vector<std::int32_t> labels = random_labels(rows, cols);
+  cross_entropy_forward_cpu(losses.data(), probs.data(), logits.data(), labels.data(), rows, cols, 0.1f);
+  const float dloss = 1.f;
+  for (auto _ : state) {
+    cross_entropy_backward_cpu(dlogits.data(), probs.data(), labels.data(), &dloss, rows, cols, 0.1f,
+                               1.f / static_cast<float>(rows));
+    benchmark::ClobberMemory();
+  }
+  finish(state, (2 * n + rows) * kF, tuple_label({rows, cols}) + " smoothing=0.1");
+}
+BENCHMARK(BM_cross_entropy_backward_cpu)->Args({256, 1000})->Args({4096, 1000});
+
+// ---- random fills: write-only, bounded by the Philox arithmetic on the CPU ---------------------------------
+
+void BM_uniform_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> out(static_cast<std::size_t>(n));
+  std::uint64_t offset = 0;
+  for (auto _ : state) {
+    uniform_cpu(out.data(), n, 42, offset, -1.f, 1.f);
+    offset += uniform_counters(n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  finish(state, n * kF, n_label(n));
+}
+BENCHMARK(BM_uniform_cpu)->Arg(kSmall)->Arg(kLarge);
+
+void BM_normal_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> out(static_cast<std::size_t>(n));
+  std::uint64_t offset = 0;
+  for (auto _ : state) {
+    normal_cpu(out.data(), n, 42, offset, 0.f, 1.f);
+    offset += normal_counters(n);
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  finish(state, n * kF, n_label(n));
+}
+BENCHMARK(BM_normal_cpu)->Arg(kSmall)->Arg(kLarge);
+
+// ---- GEMM (OpenBLAS): C (M,N) = op(A) op(B) ------------------------------------------------------------------
+
+void BM_gemm_cpu(benchmark::State& state) {
+  const std::int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const bool trans_a = state.range(3) != 0, trans_b = state.range(4) != 0;
+  std::vector<float> a = random_vector(m * k, 15), b = random_vector(k * n, 16), c(static_cast<std::size_t>(m * n));
+  for (auto _ : state) {
+    gemm_cpu(c.data(), a.data(), b.data(), trans_a, trans_b, m, n, k, 1.f, 0.f);
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  std::ostringstream label;
+  label << "M=" << m << " N=" << n << " K=" << k << (trans_a ? " A^T" : "") << (trans_b ? " B^T" : "");
+  state.SetLabel(label.str());
+}
+BENCHMARK(BM_gemm_cpu)
+    ->ArgNames({"M", "N", "K", "ta", "tb"})
+    ->Args({256, 256, 256, 0, 0})
+    ->Args({512, 512, 512, 0, 0})
+    ->Args({1024, 1024, 1024, 0, 0})
+    ->Args({2048, 2048, 2048, 0, 0})
+    ->Args({1024, 1024, 1024, 1, 0})  // the dW GEMM of a Linear/1x1 conv backward: x^T dy
+    ->Args({256, 1000, 2048, 0, 1})   // ResNet-50's fc forward at batch 256: x W^T
+    ->UseRealTime()                   // OpenBLAS runs its own threads: the calling thread's CPU time undercounts
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace graft
+
+BENCHMARK_MAIN();

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# graft device check: ONE script for a bare GPU machine (no Debian packages, no network), given build-dev built
+# on the development machine (bench/README.md says how). It
+#   1. lists the GPU (nvidia-smi -L) and the driver, and warns when the driver is too old for CUDA 13;
+#   2. finds libcublas.so.13, libcublasLt.so.13 and libcudnn.so.9 (CUDA toolkit first, then Python
+#      site-packages nvidia/*/lib) and exports LD_LIBRARY_PATH; prints ldd when something is missing;
+#   3. runs the gpu-labelled tests (ctest -L gpu, or the test binary itself when ctest cannot be used);
+#   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference).
+# Everything printed is also written under $OUT when that is set (device_check.log, gpu_tests.log,
+# bench_cuda.json, ldd.txt). Takes well under 5 minutes on an H100.
+# Exit code: 0 all passed (or no GPU at all: tests and benchmarks skip, said clearly); 1 a gpu test failed, or
+# tests were skipped although a GPU is present; 2 the tests passed but the benchmark failed; 3 the build or the
+# CUDA libraries are missing.
+# Usage: bash tools/device_check.sh [build-dir]      (default: build-dev next to this script's tools/)
+#        GRAFT_NO_CTEST=1 runs the test binary directly (one process) instead of ctest.
+set -u -o pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=$(cd "${1:-$ROOT/build-dev}" 2>/dev/null && pwd || echo "${1:-$ROOT/build-dev}")
+TEST_BIN=$BUILD/tests/graft_gpu_tests
+BENCH_BIN=$BUILD/bench/graft_bench_cuda
+OUT_DIR=${OUT:-}
+NEEDED_LIBS="libcublas.so.13 libcublasLt.so.13 libcudnn.so.9"
+START=$(date +%s)
+
+section() { printf '\n==== %s  (t=%ss)\n' "$1" "$(( $(date +%s) - START ))"; }
+save() {  # save NAME: copy stdin to $OUT/NAME when $OUT is set, and pass it through
+  if [ -n "$OUT_DIR" ]; then tee "$OUT_DIR/$1"; else cat; fi
+}
+
+# Ranks a library path: the CUDA toolkit first, then system folders, then Python wheels, then anything else.
+rank() {
+  case "$1" in
+    /usr/local/cuda*) echo 0 ;;
+    /usr/lib*|/lib*|/opt/nvidia*|/usr/local/nvidia*) echo 1 ;;
+    */site-packages/nvidia/*|*/dist-packages/nvidia/*) echo 2 ;;
+    *) echo 3 ;;
+  esac
+}
+
+show_ldd() {  # show_ldd BINARY: the dynamic libraries BINARY resolves with the current LD_LIBRARY_PATH
+  if command -v ldd >/dev/null 2>&1; then ldd "$1" 2>&1; else LD_TRACE_LOADED_OBJECTS=1 "$1" 2>&1; fi
+}
+
+main() {
+  section "graft device check"
+  echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "host:    $(uname -n) $(uname -m), kernel $(uname -r)"
+  echo "libc:    $( (ldd --version 2>/dev/null || true) | head -1)"
+  echo "build:   $BUILD"
+  local missing_build=0
+  for bin in "$TEST_BIN" "$BENCH_BIN"; do
+    if [ -x "$bin" ]; then
+      echo "binary:  $bin ($(du -h "$bin" | cut -f1))"
+    else
+      echo "MISSING: $bin"
+      missing_build=1
+    fi
+  done
+  if [ "$missing_build" = 1 ]; then
+    echo "FAIL: build-dev is incomplete: build it on the development machine (bench/README.md) and carry it."
+    return 3
+  fi
+
+  # ---- 1. the GPU and its driver -------------------------------------------------------------------------
+  section "GPU"
+  local gpu_present=0
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    nvidia-smi -L 2>&1 || true
+    if nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then gpu_present=1; fi
+    local query driver
+    query=$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader 2>/dev/null |
+            head -1)
+    echo "gpu 0:   ${query:-?}"
+    driver=$(echo "$query" | cut -d, -f2 | tr -d ' ')
+    echo "driver supports CUDA $(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1)"
+    # The binaries carry the CUDA 13 runtime (cudart_static), which needs driver 580 or newer.
+    if [ -n "$driver" ] && [ "${driver%%.*}" -lt 580 ] 2>/dev/null; then
+      echo "WARNING: driver $driver is older than 580: the CUDA 13 runtime in these binaries will refuse it"
+      echo "         (cudaErrorInsufficientDriver); rebuild build-dev with a CUDA 12 toolkit for this machine."
+    fi
+  else
+    echo "nvidia-smi not found: no NVIDIA driver on this machine"
+  fi
+  [ "$gpu_present" = 1 ] || echo "NO GPU: the gpu tests and benchmarks will skip, each with its reason."
+
+  # ---- 2. the CUDA libraries -----------------------------------------------------------------------------
+  section "CUDA libraries (need $NEEDED_LIBS)"
+  # The usual places first (the toolkit, system folders, Python environments); all of / only if one is missing.
+  local found roots lib
+  find_libs() {
+    timeout 120 find "$@" \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path "$ROOT" \) -prune -o \
+      \( -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' -o -name 'libcudnn.so.*' -o -name 'libnvrtc.so.*' \) \
+      -print 2>/dev/null
+  }
+  roots=$(for d in /usr/local /opt /usr/lib /usr/lib64 /lib /root /home; do [ -d "$d" ] && echo "$d"; done)
+  found=$(find_libs $roots | sort -u)
+  for lib in $NEEDED_LIBS; do
+    if ! echo "$found" | awk -F/ -v n="$lib" '$NF == n {hit = 1} END {exit !hit}'; then
+      echo "($lib not in $(echo $roots): searching all of /)"
+      found=$(find_libs / | sort -u)
+      break
+    fi
+  done
+  echo "${found:-(none found)}" | sed 's/^/  found: /'
+  local dirs="" best missing_libs=""
+  for lib in $NEEDED_LIBS; do
+    best=$(echo "$found" | awk -F/ -v n="$lib" '$NF == n' | while read -r p; do echo "$(rank "$p") $p"; done |
+           sort -n | head -1 | cut -d' ' -f2-)
+    if [ -n "$best" ]; then
+      echo "using:   $best"
+      case ":$dirs:" in *":$(dirname "$best"):"*) ;; *) dirs="$dirs:$(dirname "$best")" ;; esac
+    else
+      missing_libs="$missing_libs $lib"
+    fi
+  done
+  # cuDNN's runtime-compiled engines dlopen NVRTC; add its folder when there is a CUDA 13 one (optional).
+  best=$(echo "$found" | awk -F/ '$NF == "libnvrtc.so.13"' | while read -r p; do echo "$(rank "$p") $p"; done |
+         sort -n | head -1 | cut -d' ' -f2-)
+  if [ -n "$best" ]; then case ":$dirs:" in *":$(dirname "$best"):"*) ;; *) dirs="$dirs:$(dirname "$best")" ;; esac; fi
+  if [ -n "$missing_libs" ]; then
+    echo "MISSING:$missing_libs"
+    if echo "$found" | grep -q 'libcublas\.so\.12'; then
+      echo "This machine has only CUDA 12 cuBLAS (libcublas.so.12 above). graft's build-dev was built with the"
+      echo "CUDA 13 toolkit and needs libcublas.so.13 / libcublasLt.so.13: carry CUDA 13's cuBLAS (e.g. the"
+      echo "nvidia-cublas wheel for CUDA 13, unpacked) or rebuild build-dev with a CUDA 12 toolkit."
+    fi
+  fi
+  export LD_LIBRARY_PATH="${dirs#:}:$BUILD/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+
+  local unresolved=0
+  for bin in "$TEST_BIN" "$BENCH_BIN"; do
+    local deps
+    deps=$(show_ldd "$bin")
+    if [ -n "$OUT_DIR" ]; then printf '## %s\n%s\n' "$bin" "$deps" >>"$OUT_DIR/ldd.txt"; fi
+    if echo "$deps" | grep -q 'not found'; then
+      unresolved=1
+      echo "unresolved libraries of $bin:"
+      echo "$deps"
+    fi
+  done
+  if [ "$unresolved" = 1 ]; then
+    echo "FAIL: the binaries cannot start: a library above is 'not found'."
+    return 3
+  fi
+  echo "all libraries of the test and benchmark binaries resolve."
+
+  # ---- 3. the gpu tests ----------------------------------------------------------------------------------
+  section "gpu tests"
+  local test_rc skipped=0 log
+  log=$(mktemp)
+  # CTest's files hold the absolute paths the build was configured at. On a copy of the tree elsewhere (the
+  # device machine), rewrite them in this copy so that ctest finds the binaries.
+  local configured source
+  configured=$(sed -n 's/^# Build directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
+  source=$(sed -n 's/^# Source directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
+  if command -v ctest >/dev/null 2>&1 && [ -n "$configured" ] && [ "$configured" != "$BUILD" ]; then
+    echo "(relocating this copy's CTest files: $configured -> $BUILD, $source -> $ROOT)"
+    find "$BUILD" -maxdepth 2 \( -name CTestTestfile.cmake -o -name '*_include.cmake' -o -name '*_tests.cmake' \) \
+      -exec sed -i -e "s#$configured#$BUILD#g" -e "s#$source/#$ROOT/#g" {} + && configured=$BUILD
+  fi
+  if [ -z "${GRAFT_NO_CTEST:-}" ] && command -v ctest >/dev/null 2>&1 && [ "$configured" = "$BUILD" ]; then
+    echo "+ ctest --test-dir $BUILD -L gpu --output-on-failure -j4 --timeout 120"
+    timeout 240 ctest --test-dir "$BUILD" -L gpu --output-on-failure -j4 --timeout 120 >"$log" 2>&1
+    test_rc=$?
+    skipped=$(grep -c '\*\*\*Skipped' "$log" || true)
+    # Failures in full, then CTest's summary (which lists the skipped tests).
+    grep -v '^ *[0-9]*/[0-9]* Test *#[0-9]*: .* Passed' "$log" | grep -v '\*\*\*Skipped' |
+      grep -v '^ *Start  *[0-9]*: ' | sed -n '/^Test project/,$p'
+    [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
+    # (ctest prints the skipped output only on failure; rerun one test to show the reason)
+    if [ "$skipped" != 0 ] && ! grep -q ': Skipped$' "$log"; then
+      local first
+      first=$(grep -m1 '\*\*\*Skipped' "$log" | sed 's/.*Test *#[0-9]*: \([^ ]*\) .*/\1/')
+      "$TEST_BIN" --gtest_brief=1 --gtest_filter="$first" 2>&1 | grep -m1 -A1 ': Skipped$' | tail -1 |
+        sed 's/^/first skip reason: /'
+    fi
+  else
+    if [ -n "${GRAFT_NO_CTEST:-}" ]; then echo "(GRAFT_NO_CTEST set: running the test binary directly)"
+    elif ! command -v ctest >/dev/null 2>&1; then echo "(no ctest here: running the test binary directly)"
+    else echo "(no usable CTest files in $BUILD: running the test binary directly)"; fi
+    echo "+ $TEST_BIN"
+    timeout 240 "$TEST_BIN" ${OUT_DIR:+--gtest_output=xml:$OUT_DIR/gpu_tests.xml} >"$log" 2>&1
+    test_rc=$?
+    skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' "$log" | head -1)
+    skipped=${skipped:-0}
+    # Each failing test in full, then gtest's summary (which lists the failed and the skipped tests).
+    awk '/^\[ RUN      \]/ {buf = ""; run = 1}
+         run {buf = buf $0 "\n"}
+         /^\[  FAILED  \] [A-Za-z_]/ && run {printf "%s", buf; run = 0}
+         /^\[       OK \]|^\[  SKIPPED \] [A-Za-z_]/ {run = 0}
+         /^\[==========\] .* ran/ {summary = 1}
+         summary {print}' "$log"
+    [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
+  fi
+  [ "$test_rc" = 124 ] && echo "FAIL: the gpu tests ran past 240 s"
+  [ -n "$OUT_DIR" ] && cat "$log" >"$OUT_DIR/gpu_tests.log"
+  rm -f "$log"
+
+  # ---- 4. the benchmarks ---------------------------------------------------------------------------------
+  section "graft_bench_cuda --benchmark_min_time=0.05"
+  local bench_rc bench_log
+  bench_log=${OUT_DIR:+$OUT_DIR/bench_cuda.log}
+  bench_log=${bench_log:-$(mktemp)}
+  timeout 180 "$BENCH_BIN" --benchmark_min_time=0.05 \
+    ${OUT_DIR:+--benchmark_out=$OUT_DIR/bench_cuda.json --benchmark_out_format=json} >"$bench_log" 2>&1
+  bench_rc=$?
+  # The full console output stays in the log ($OUT/bench_cuda.log); the summary table and any errors show here.
+  grep -m1 'skipping' "$bench_log"
+  grep 'ERROR OCCURRED' "$bench_log" | grep -v 'no usable GPU' | head -20
+  sed -n '/^== graft_bench_cuda summary/,$p' "$bench_log"
+  [ "$bench_rc" = 124 ] && echo "FAIL: graft_bench_cuda ran past 180 s"
+  [ -z "$OUT_DIR" ] && rm -f "$bench_log"
+
+  # ---- verdict -------------------------------------------------------------------------------------------
+  section "verdict"
+  echo "gpu present: $gpu_present   tests exit: $test_rc   tests skipped: $skipped   bench exit: $bench_rc"
+  if [ "$test_rc" != 0 ]; then echo "FAIL: gpu tests failed (exit $test_rc)"; return 1; fi
+  if [ "$gpu_present" = 1 ] && [ "$skipped" != 0 ]; then
+    echo "FAIL: a GPU is present but $skipped gpu tests skipped (driver/runtime mismatch? see their reasons above)"
+    return 1
+  fi
+  if [ "$bench_rc" != 0 ]; then echo "FAIL: graft_bench_cuda exited $bench_rc"; return 2; fi
+  if [ "$gpu_present" = 1 ]; then echo "PASS: all gpu tests passed and the benchmarks ran."
+  else echo "OK (no GPU): every gpu test and benchmark skipped with its reason; nothing ran on a device."; fi
+  return 0
+}
+
+if [ -n "$OUT_DIR" ]; then
+  mkdir -p "$OUT_DIR"
+  : >"$OUT_DIR/ldd.txt"
+  main 2>&1 | tee "$OUT_DIR/device_check.log"
+  exit "${PIPESTATUS[0]}"
+fi
+main
