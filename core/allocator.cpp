@@ -1,5 +1,7 @@
 #include "core/allocator.h"
 
+#include <malloc.h>
+
 #include <atomic>
 #include <cstdlib>
 
@@ -31,12 +33,25 @@ void count_alloc(Device device, std::size_t bytes) {
 
 constexpr std::size_t kAlignment = 64;
 
+// glibc serves blocks above its mmap threshold with a fresh mmap and returns them on free, so every large
+// activation or im2col buffer would be page-faulted in anew on each use. Keeping freed memory in the heap (as the
+// CUDA pool does on the device) makes steady-state training reuse it.
+void keep_freed_host_memory() {
+  static const bool done = [] {
+    mallopt(M_MMAP_THRESHOLD, 1 << 30);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    return true;
+  }();
+  (void)done;
+}
+
 }  // namespace
 
 void* device_alloc(std::size_t bytes, Device device) {
   if (bytes == 0) return nullptr;
   void* ptr = nullptr;
   if (device.is_cpu()) {
+    keep_freed_host_memory();
     std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     ptr = std::aligned_alloc(kAlignment, rounded);
     GRAFT_CHECK(ptr != nullptr, "allocator: out of host memory allocating ", bytes, " bytes");

@@ -1,1 +1,6 @@
-set(GRAFT_IO_SOURCES)
+set(GRAFT_IO_SOURCES
+  io/hdf5.cpp
+  io/weights.cpp
+  io/weights_keras.cpp
+  io/weights_torch.cpp
+)

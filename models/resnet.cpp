@@ -103,8 +103,10 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
   }
   bn1_ = register_module("bn1", make_bn(64, d));
   relu_ = register_module("relu", std::make_shared<ReLU>());
-  if (is_keras(d)) {
+  if (d == Dialect::Keras) {
     pool_pad_ = register_module("pool1_pad", std::make_shared<ZeroPad2d>(1));
+    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
+  } else if (d == Dialect::KerasLegacy) {  // the 2016 model pools without padding: 112 -> 55, not 56
     maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
   } else {
     maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));

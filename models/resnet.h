@@ -6,6 +6,7 @@
 //   conv biases        none                                  every conv
 //   BN eps / momentum  1e-5 / 0.1                            1.001e-5 (KerasLegacy 2016 file: 1e-3) / 0.01
 //   stem padding       conv pad 3, max-pool pad 1            explicit ZeroPad2d(3) and ZeroPad2d(1), valid ops
+//                                                            (KerasLegacy: no pool padding, 112 -> 55 as in 2016)
 //                      (equal results: the pool's input is post-ReLU, so zero padding never wins the max)
 //   head               avgpool + fc (logits)                 same (graft returns logits in both dialects)
 // include_top = false drops fc: forward returns the pooled (N, 512 * expansion) features.

@@ -1,0 +1,67 @@
+// A small read-only view of an HDF5 file over the HDF5 C API (RAII: every hid_t is closed by its owner).
+// Objects are named by absolute paths ("/conv1_conv/conv1_conv/kernel:0"); HDF5 walks the '/' itself.
+// Every failure is a graft::Error naming the file and the object, with HDF5's own innermost reason appended;
+// HDF5's automatic error printing is switched off.
+//
+// Strings: attributes may be fixed-length (null-padded, possibly without terminator; h5py < 3, numpy 'S' arrays)
+// or variable-length (h5py >= 3 from str); both read the same. Keras's empty `weight_names` is a float64 (0,)
+// attribute: it reads as an empty list. Keras splits attributes over 64512 bytes into name0, name1, ...
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+
+namespace graft::hdf5 {
+
+enum class ValueClass { Float, Integer, String, Other };
+
+struct DatasetInfo {
+  std::string path;  // absolute, e.g. "/layer1.0.conv1.weight"
+  Shape shape;       // () for a scalar
+  ValueClass value_class = ValueClass::Other;
+  std::string dtype;  // "float32", "float64", "float16", "int64", "uint8", ..., "string", "other"
+};
+
+class File {
+ public:
+  // Opens read-only. Throws graft::Error: missing file, a directory, not HDF5, truncated or unreadable.
+  explicit File(const std::string& path);
+  ~File();
+  File(File&& other) noexcept;
+  File& operator=(File&&) = delete;
+  File(const File&) = delete;
+  File& operator=(const File&) = delete;
+
+  const std::string& path() const { return path_; }
+
+  bool has_group(const std::string& path) const;
+  bool has_dataset(const std::string& path) const;
+  bool has_attribute(const std::string& object, const std::string& name) const;
+  // Direct children of a group (links in name order), groups and datasets alike.
+  std::vector<std::string> children(const std::string& group) const;
+  // Every dataset below `group`, depth first, in name order.
+  std::vector<DatasetInfo> datasets_below(const std::string& group) const;
+  DatasetInfo dataset_info(const std::string& path) const;
+
+  // A list of strings from attribute `name` of `object`, or from name0, name1, ... when it was split.
+  // A scalar string attribute gives one element; an empty numeric attribute gives none.
+  std::vector<std::string> string_list_attribute(const std::string& object, const std::string& name) const;
+  bool has_string_list_attribute(const std::string& object, const std::string& name) const;
+
+  // The dataset's values converted to float32 by HDF5 (float16/32/64 sources). Integer and other classes are
+  // refused: weights are floats, and an integer tensor where a weight is expected means a wrong file.
+  std::vector<float> read_floats(const std::string& path) const;
+  // The same into caller memory of exactly `count` elements (the dataset's element count).
+  void read_floats_into(const std::string& path, float* out, std::int64_t count) const;
+
+ private:
+  std::int64_t id_ = -1;  // hid_t (int64_t since HDF5 1.10)
+  std::string path_;
+};
+
+// Joins a group path and a relative name: join("/", "a") = "/a", join("/g", "x/y") = "/g/x/y".
+std::string join(const std::string& group, const std::string& name);
+
+}  // namespace graft::hdf5

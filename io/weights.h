@@ -1,0 +1,77 @@
+// Weight import from the HDF5 files users hold for ImageNet ResNet/VGG models (docs: shared/WEIGHT_FORMATS.md):
+//   Torchvision  one float32 dataset per state_dict key (tools/export_torchvision.py writes it)
+//   KerasLegacy  Keras 1/2/3 `.h5`: root attribute layer_names, one group per layer, attribute weight_names;
+//                whole-model files hold the same under /model_weights
+//   Keras3       Keras 3 `.weights.h5`: /layers/<class_snake>[_k]/vars/<i>, optional attribute `name`
+// The format is detected from the contents, never the file name. Every format maps onto graft's
+// torchvision-style names and layouts:
+//   conv weight (out,kh,kw,in)  <- Keras HWIO transpose (3,0,1,2); torch OIHW transpose (0,2,3,1)
+//   linear weight (out,in)      <- Keras (in,out) transpose; torch as is, except VGG classifier.0 whose columns
+//                                  are permuted from torch's (c,h,w) flatten order to graft's NHWC (h,w,c)
+//   BatchNorm                   <- Keras [gamma, beta, moving_mean, moving_variance] by position
+// Keras layers are matched by name (2018 ResNet names conv1_conv/conv2_block1_1_conv/..., 2016 names
+// conv1/bn_conv1/res2a_branch2a/..., VGG block1_conv1/fc1/fc2/predictions) and, when the names are not
+// recognised (Keras 3 files before 3.6), by position in Keras's model.layers order with a warning.
+// float64/float16 datasets are converted to float32; integer datasets are refused; num_batches_tracked ignored.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "layers/module.h"
+#include "models/resnet.h"
+
+namespace graft {
+
+enum class WeightFormat { Torchvision, KerasLegacy, Keras3, Native /* graft checkpoint: later */ };
+const char* weight_format_name(WeightFormat format);  // "torchvision", "keras-legacy-h5", "keras3-weights-h5"
+
+struct WeightTensorInfo {
+  std::string name;                           // as stored: state_dict key, or "<layer>/<weight name>" (Keras)
+  std::string graft_name;                     // the graft state key it maps to; "" when not recognised
+  Shape shape;                                // as stored (before layout conversion)
+  std::string dtype;                          // "float32", "float64", "float16", "int64", ...
+  std::int64_t nan_count = 0, inf_count = 0;  // float datasets
+};
+
+struct WeightFileInfo {
+  WeightFormat format = WeightFormat::Torchvision;
+  // The ResNet dialect the file implies: torchvision for torch exports, keras-legacy for the 2016 Keras names
+  // (BatchNorm eps 1e-3), keras otherwise. Meaningless for VGG, which has a single architecture.
+  Dialect dialect = Dialect::Torchvision;
+  std::string arch_guess;              // "resnet50", "vgg16", ...; "" when unknown
+  std::string root;                    // the group holding the weights ("/" or "/model_weights")
+  std::string keras_version, backend;  // Keras legacy files that record them
+  bool matched_by_order = false;       // Keras layer names not recognised: mapped by model.layers position
+  std::vector<WeightTensorInfo> tensors;
+  std::string str() const;  // a readable table
+};
+
+// Reads the structure and every value (for the NaN/Inf counts). Throws graft::Error for anything that is not a
+// weight file graft knows.
+WeightFileInfo inspect_weights(const std::string& path);
+
+struct LoadOptions {
+  // Glob patterns ('*' any run, '?' one character) over graft names or file names; "fc" also covers "fc.*".
+  // Excluded model tensors keep their initial values (e.g. a new head), excluded file tensors are not read.
+  std::vector<std::string> exclude;
+  // Strict: ONE graft::Error listing every missing, unexpected and wrong-shaped tensor, nothing loaded.
+  // Not strict: those are reported as warnings and left out.
+  bool strict = true;
+};
+
+struct LoadReport {
+  std::vector<std::string> loaded;        // graft names written
+  std::vector<std::string> skipped;       // file tensors not loaded (excluded, or unmatched when not strict)
+  std::vector<std::string> left_at_init;  // graft names not written
+  std::vector<std::string> warnings;      // NaN/Inf values, BatchNorm eps changes, order-based matching, ...
+  std::string str() const;
+};
+
+// Loads a weight file into `model` (on any device; the model's tensors keep their identity). All-or-nothing:
+// on error the model is unchanged. Also sets BatchNorm eps where the file's dialect implies it (2016 Keras
+// ResNet: 1e-3). A ResNet file of another dialect than the model's is refused, naming the dialect to build.
+LoadReport load_weights(Module& model, const std::string& path, const LoadOptions& options = {});
+
+}  // namespace graft

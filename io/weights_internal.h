@@ -1,0 +1,58 @@
+// Internals of weight import shared by io/weights.cpp (detection, matching, loading), io/weights_torch.cpp and
+// io/weights_keras.cpp (each turns one file format into a Plan: file tensors -> graft names + layout conversion).
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "io/hdf5.h"
+#include "io/weights.h"
+
+namespace graft::weights_detail {
+
+// How a file tensor becomes a graft tensor.
+enum class Convert {
+  None,
+  ConvOIHW,     // torch conv (out,in,kh,kw) -> (out,kh,kw,in)
+  ConvHWIO,     // Keras conv (kh,kw,in,out) -> (out,kh,kw,in)
+  DenseInOut,   // Keras dense (in,out) -> (out,in)
+  TorchVggFc1,  // torch VGG classifier.0 (out, c*7*7) columns (c,h,w) -> (h,w,c)
+};
+
+struct Entry {
+  std::string source;         // the name a user recognises in the file
+  std::string dataset;        // HDF5 path
+  std::string target;         // graft state key; "" when not recognised
+  std::string why_unmatched;  // when target is "": the reason, for the report
+  hdf5::DatasetInfo info;
+  Convert convert = Convert::None;
+};
+
+struct Plan {
+  WeightFormat format = WeightFormat::Torchvision;
+  std::string root = "/";
+  std::string keras_version, backend;
+  std::string arch_guess;
+  bool resnet = false;  // a ResNet file: dialect below is meaningful
+  Dialect dialect = Dialect::Torchvision;
+  std::optional<float> bn_eps;  // BatchNorm eps the file's dialect implies
+  bool matched_by_order = false;
+  std::vector<std::string> notes;  // become LoadReport warnings
+  std::vector<Entry> entries;
+};
+
+// The architecture a loaded model has, as the zoo names it ("resnet50", "vgg16_bn"), "" for other modules;
+// Keras-order matching and the VGG flatten permutation need it.
+std::string model_arch(Module* model);
+
+Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch);
+Plan plan_keras_legacy(const hdf5::File& file, const std::string& root, const std::string& model_arch);
+Plan plan_keras3(const hdf5::File& file, const std::string& model_arch);
+
+// Shape after conversion; the file shape itself when the rank does not fit the conversion (reported as a
+// mismatch by the caller).
+Shape converted_shape(const Shape& file_shape, Convert convert);
+// dst and src hold numel(file_shape) floats; dst in graft layout.
+void convert_layout(float* dst, const float* src, const Shape& file_shape, Convert convert);
+
+}  // namespace graft::weights_detail

@@ -1,0 +1,159 @@
+// torchvision state_dict exports (tools/export_torchvision.py): one dataset per key, torch layouts; and the
+// layout conversions of every format.
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "io/weights_internal.h"
+
+namespace graft::weights_detail {
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "resnet50", "vgg16_bn", ... from the keys alone; "" when the keys fit no zoo model.
+std::string guess_torch_arch(const std::vector<std::string>& keys, const std::map<std::string, Shape>& shapes) {
+  std::map<int, std::set<int>> blocks;  // stage -> block indices
+  bool bottleneck = false, vgg_bn = false;
+  int vgg_convs = 0;
+  for (const auto& key : keys) {
+    int stage = 0, block = 0;
+    char rest[64] = {0};
+    if (std::sscanf(key.c_str(), "layer%d.%d.%63s", &stage, &block, rest) == 3) {
+      blocks[stage].insert(block);
+      if (std::string(rest) == "conv3.weight") bottleneck = true;
+    }
+    int index = 0;
+    if (std::sscanf(key.c_str(), "features.%d.%63s", &index, rest) == 2) {
+      if (std::string(rest) == "weight" && shapes.at(key).size() == 4) ++vgg_convs;
+      if (std::string(rest) == "running_mean") vgg_bn = true;
+    }
+  }
+  if (blocks.size() == 4) {
+    std::vector<int> counts;
+    for (auto& [stage, set] : blocks) counts.push_back(static_cast<int>(set.size()));
+    const std::map<std::vector<int>, int> bottleneck_depths = {
+        {{3, 4, 6, 3}, 50}, {{3, 4, 23, 3}, 101}, {{3, 8, 36, 3}, 152}};
+    const std::map<std::vector<int>, int> basic_depths = {{{2, 2, 2, 2}, 18}, {{3, 4, 6, 3}, 34}};
+    const auto& table = bottleneck ? bottleneck_depths : basic_depths;
+    auto it = table.find(counts);
+    return it == table.end() ? "" : "resnet" + std::to_string(it->second);
+  }
+  const std::map<int, int> vgg_depths = {{8, 11}, {10, 13}, {13, 16}, {16, 19}};
+  auto it = vgg_depths.find(vgg_convs);
+  if (it != vgg_depths.end()) return "vgg" + std::to_string(it->second) + (vgg_bn ? "_bn" : "");
+  return "";
+}
+
+}  // namespace
+
+Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch) {
+  Plan plan;
+  plan.format = WeightFormat::Torchvision;
+  plan.dialect = Dialect::Torchvision;
+  std::vector<hdf5::DatasetInfo> datasets = file.datasets_below("/");
+  // Keys: dataset paths without the leading '/'; nested groups (a/b/c) read as dotted keys (a.b.c).
+  std::vector<std::string> keys;
+  bool all_prefixed = !datasets.empty();
+  for (const auto& d : datasets) {
+    std::string key = d.path.substr(1);
+    for (char& c : key)
+      if (c == '/') c = '.';
+    keys.push_back(key);
+    all_prefixed = all_prefixed && key.rfind("module.", 0) == 0;
+  }
+  if (all_prefixed) {  // saved from a DataParallel wrapper
+    for (auto& key : keys) key = key.substr(7);
+    plan.notes.push_back("stripped the 'module.' prefix (a DataParallel state_dict)");
+  }
+  std::map<std::string, Shape> shapes;
+  for (std::size_t i = 0; i < keys.size(); ++i) shapes[keys[i]] = datasets[i].shape;
+
+  if (file.has_attribute("/", "arch")) {
+    auto arch = file.string_list_attribute("/", "arch");
+    if (!arch.empty()) plan.arch_guess = arch.front();
+  }
+  if (plan.arch_guess.empty()) plan.arch_guess = guess_torch_arch(keys, shapes);
+  plan.resnet = plan.arch_guess.rfind("resnet", 0) == 0 || shapes.count("layer1.0.conv1.weight");
+  if (plan.resnet) plan.bn_eps = 1e-5f;
+  const std::string& arch = model_arch.empty() ? plan.arch_guess : model_arch;
+  const bool vgg = arch.rfind("vgg", 0) == 0;
+
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    if (ends_with(keys[i], "num_batches_tracked")) continue;  // BatchNorm's step counter, not a weight
+    Entry e;
+    e.source = keys[i];
+    e.dataset = datasets[i].path;
+    e.target = keys[i];
+    e.info = datasets[i];
+    const Shape& s = e.info.shape;
+    if (s.size() == 4 && ends_with(keys[i], "weight")) e.convert = Convert::ConvOIHW;
+    // torch flattens (C,7,7) maps in (c,h,w) order, graft's NHWC flatten is (h,w,c).
+    if (vgg && keys[i] == "classifier.0.weight" && s.size() == 2 && s[1] % 49 == 0) e.convert = Convert::TorchVggFc1;
+    plan.entries.push_back(std::move(e));
+  }
+  return plan;
+}
+
+Shape converted_shape(const Shape& s, Convert convert) {
+  switch (convert) {
+    case Convert::None:
+      return s;
+    case Convert::ConvOIHW:
+      return s.size() == 4 ? Shape{s[0], s[2], s[3], s[1]} : s;
+    case Convert::ConvHWIO:
+      return s.size() == 4 ? Shape{s[3], s[0], s[1], s[2]} : s;
+    case Convert::DenseInOut:
+      return s.size() == 2 ? Shape{s[1], s[0]} : s;
+    case Convert::TorchVggFc1:
+      return s;
+  }
+  return s;
+}
+
+namespace {
+
+// dst (cols, rows) = src (rows, cols)^T, in 32x32 tiles so both sides stay in cache (VGG's fc1 has 102M values).
+void transpose_2d(float* dst, const float* src, std::int64_t rows, std::int64_t cols) {
+  constexpr std::int64_t kTile = 32;
+  for (std::int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (std::int64_t c0 = 0; c0 < cols; c0 += kTile)
+      for (std::int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
+        for (std::int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+}  // namespace
+
+// Every conversion is a (batched) 2-D transpose:
+//   Keras conv (H,W,I,O) = matrix (H*W*I, O)    -> (O, H*W*I) = graft (O,H,W,I)
+//   torch conv (O,I,H,W) = O matrices (I, H*W) -> O x (H*W, I) = graft (O,H,W,I)
+//   Keras dense (in,out)                        -> (out,in)
+//   torch VGG fc1 (out, C*7*7) = out matrices (C, 7*7) -> out x (7*7, C): columns in (h,w,c) order
+void convert_layout(float* dst, const float* src, const Shape& s, Convert convert) {
+  switch (convert) {
+    case Convert::None:
+      std::copy(src, src + shape_numel(s), dst);
+      return;
+    case Convert::ConvHWIO:
+      transpose_2d(dst, src, s[0] * s[1] * s[2], s[3]);
+      return;
+    case Convert::DenseInOut:
+      transpose_2d(dst, src, s[0], s[1]);
+      return;
+    case Convert::ConvOIHW:
+      for (std::int64_t o = 0, n = s[1] * s[2] * s[3]; o < s[0]; ++o)
+        transpose_2d(dst + o * n, src + o * n, s[1], s[2] * s[3]);
+      return;
+    case Convert::TorchVggFc1:
+      for (std::int64_t o = 0, n = s[1]; o < s[0]; ++o) transpose_2d(dst + o * n, src + o * n, n / 49, 49);
+      return;
+  }
+  GRAFT_FAIL("load_weights: unknown layout conversion");
+}
+
+}  // namespace graft::weights_detail
