@@ -14,8 +14,12 @@
 #include <string>
 #include <vector>
 
+#include "kernels/batch_norm.h"
+#include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/optimizer.h"
+#include "kernels/pool.h"
 #include "kernels/random.h"
 #include "kernels/reduce.h"
 #include "kernels/softmax.h"
@@ -266,6 +270,88 @@ BENCHMARK(BM_gemm_cpu)
     ->Args({256, 1000, 2048, 0, 1})   // ResNet-50's fc forward at batch 256: x W^T
     ->UseRealTime()                   // OpenBLAS runs its own threads: the calling thread's CPU time undercounts
     ->Unit(benchmark::kMillisecond);
+
+// ---- layer kernels at ResNet-50 shapes, batch 8 (the GPU versions: bench_layers_cuda.cpp) --------------------
+
+// conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, or a plain GEMM for a 1x1 stride-1 conv.
+// FLOP/s = 2*N*P*Q*K*R*S*C over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input H=W.
+void BM_conv2d_forward_cpu(benchmark::State& state) {
+  Conv2dGeometry g;
+  g.n = 8;
+  g.c = state.range(0);
+  g.k = state.range(1);
+  g.r = g.s = state.range(2);
+  g.stride_h = g.stride_w = static_cast<int>(state.range(3));
+  g.pad_h = g.pad_w = static_cast<int>(state.range(2) / 2);
+  g.h = g.w = state.range(4);
+  g.p = g.q = (g.h + 2 * g.pad_h - g.r) / g.stride_h + 1;
+  std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17), weight = random_vector(g.k * g.r * g.s * g.c, 18),
+                     out(static_cast<std::size_t>(g.n * g.p * g.q * g.k));
+  const std::size_t workspace_bytes = conv2d_workspace_bytes_cpu(g);
+  std::vector<float> workspace(workspace_bytes / sizeof(float) + 1);
+  for (auto _ : state) {
+    conv2d_forward_cpu(out.data(), inp.data(), weight.data(), nullptr, g, workspace.data(), workspace_bytes);
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(out.size()) * static_cast<double>(g.r * g.s * g.c);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  std::ostringstream label;
+  label << "in (" << g.n << ',' << g.h << ',' << g.w << ',' << g.c << ") " << g.r << 'x' << g.s << '/' << g.stride_h
+        << " -> " << g.k << (conv2d_is_pointwise(g) ? " pointwise" : " im2col");
+  state.SetLabel(label.str());
+}
+BENCHMARK(BM_conv2d_forward_cpu)
+    ->ArgNames({"C", "K", "k", "s", "hw"})
+    ->Args({64, 64, 3, 1, 56})     // layer1 3x3
+    ->Args({256, 64, 1, 1, 56})    // layer1 1x1 reduce (pointwise GEMM)
+    ->Args({256, 256, 3, 1, 14})   // layer3 3x3
+    ->UseRealTime()                // OpenBLAS threads, as gemm_cpu
+    ->Unit(benchmark::kMillisecond);
+
+// Batch norm forward in training: statistics (one pass) + normalise; bytes = 3*M*C floats (read x twice, write y).
+void BM_batch_norm_forward_cpu(benchmark::State& state) {
+  const std::int64_t hw = state.range(0), c = state.range(1), m = 8 * hw * hw, n = m * c;
+  std::vector<float> x = random_vector(n, 19), y(x.size()), gamma = random_vector(c, 20, 0.5f, 1.5f),
+                     beta = random_vector(c, 21), mean(static_cast<std::size_t>(c)), invstd(mean.size()),
+                     running_mean = random_vector(c, 22), running_var = random_vector(c, 23, 0.5f, 1.5f);
+  for (auto _ : state) {
+    batch_norm_stats_cpu(mean.data(), invstd.data(), running_mean.data(), running_var.data(), x.data(), m, c, 1e-5f,
+                         0.1f);
+    batch_norm_forward_cpu(y.data(), x.data(), mean.data(), invstd.data(), gamma.data(), beta.data(), m, c);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 3 * n * kF, tuple_label({8, hw, hw, c}) + " stats+normalise");
+}
+BENCHMARK(BM_batch_norm_forward_cpu)->ArgNames({"hw", "c"})->Args({56, 256})->Args({7, 2048});
+
+// The stem's max pool 3x3/2 pad 1 on (8,112,112,64): read input, write output + int32 argmax.
+void BM_max_pool2d_forward_cpu(benchmark::State& state) {
+  const Pool2dShape ps{8, 112, 112, 64, 56, 56, 3, 3, 2, 2, 1, 1};
+  const std::int64_t n_in = ps.n * ps.h * ps.w * ps.c, n_out = ps.n * ps.p * ps.q * ps.c;
+  std::vector<float> x = random_vector(n_in, 24), y(static_cast<std::size_t>(n_out));
+  std::vector<std::int32_t> argmax(y.size());
+  for (auto _ : state) {
+    max_pool2d_forward_cpu(y.data(), argmax.data(), x.data(), ps);
+    benchmark::ClobberMemory();
+  }
+  finish(state, (n_in + 2 * n_out) * kF, tuple_label({ps.n, ps.h, ps.w, ps.c}) + " 3x3/2 pad 1");
+}
+BENCHMARK(BM_max_pool2d_forward_cpu);
+
+// One SGD step (momentum 0.9, weight decay 1e-4, buffer read) over 25.6M floats, ResNet-50's parameter count, as
+// one tensor: read p, g, buf; write p, buf = 5n floats.
+void BM_sgd_step_cpu(benchmark::State& state) {
+  const std::int64_t n = state.range(0);
+  std::vector<float> p = random_vector(n, 25), g = random_vector(n, 26, -1e-2f, 1e-2f),
+                     buf = random_vector(n, 27, -1e-2f, 1e-2f);
+  for (auto _ : state) {
+    sgd_step_cpu(p.data(), buf.data(), g.data(), n, 0.1f, 0.9f, 0.f, 1e-4f, false, false);
+    benchmark::ClobberMemory();
+  }
+  finish(state, 5 * n * kF, n_label(n) + " momentum");
+}
+BENCHMARK(BM_sgd_step_cpu)->Arg(25557032)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace graft

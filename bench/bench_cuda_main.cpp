@@ -85,13 +85,15 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     out << line;
     for (const Run& run : rows_) {
       const auto& c = run.counters;
-      const bool gemm = c.count("TFLOP/s") != 0;
-      const double value = gemm ? c.at("TFLOP/s").value : c.count("GB/s") ? c.at("GB/s").value : 0.0;
-      const char* pct_name = gemm ? "pct_of_cublas" : "pct_of_copy";
-      const double pct = c.count(pct_name) ? c.at(pct_name).value : 0.0;
-      std::snprintf(line, sizeof line, "%-36s %-28s %12.2f %8.1f%%  %s\n", short_name(run).c_str(),
+      const bool flops = c.count("TFLOP/s") != 0;
+      const double value = flops ? c.at("TFLOP/s").value : c.count("GB/s") ? c.at("GB/s").value : 0.0;
+      const char* pct_name = flops ? "pct_of_cublas" : "pct_of_copy";
+      // Rows without a reference (e.g. cuDNN convolutions) print "-" rather than a misleading 0%.
+      char pct[16] = "-";
+      if (c.count(pct_name)) std::snprintf(pct, sizeof pct, "%.1f%%", c.at(pct_name).value);
+      std::snprintf(line, sizeof line, "%-36s %-28s %12.2f %9s  %s\n", short_name(run).c_str(),
                     run.report_label.substr(0, run.report_label.find(" vs ")).c_str(), value, pct,
-                    gemm ? "cublas_fp32 TFLOP/s" : "d2d copy GB/s");
+                    !c.count(pct_name) ? "" : flops ? "cublas_fp32 TFLOP/s" : "d2d copy GB/s");
       out << line;
     }
     if (errors_.empty()) return;

@@ -1,0 +1,361 @@
+// CUDA benchmarks of the layer kernels at ResNet-50 (torchvision) training shapes, batch 64, 224x224 input: the
+// very launchers of kernels/*.h that the engine calls, on graft's compute stream, timed with CUDA events after a
+// warm-up (helpers and conventions: bench/cuda_bench.h, bench/README.md).
+// - conv2d via cuDNN (kernels/conv2d.h): forward, backward-data, backward-filter for each of the 23 distinct conv
+//   shapes of ResNet-50, in the current math mode (TF32 by default, graft::cuda::tf32_allowed()). FLOP/s counts
+//   2*N*P*Q*K*R*S*C per direction (the direct definition; cuDNN's Winograd/FFT algorithms may do fewer). The label
+//   names the algorithm cuDNN's find chose. No reference in the process: judge TFLOP/s against the card's TF32
+//   dense peak (bench/README.md).
+// - batch norm (training: batch statistics + normalise; backward: reduce + input gradient), max pool 3x3/2 and
+//   global average pool: bytes/s (every byte read plus every byte written once, as the copy baseline counts) and
+//   pct_of_copy against the device-to-device copy measured at start (bench_cuda_main.cpp).
+// - one optimizer step (SGD momentum, AdamW) over all 161 ResNet-50 parameter tensors (25.6M floats), one launch
+//   per tensor as graft's optimizers do: bytes/s and pct_of_copy.
+// Operands rotate over rotation_sets() copies so that no launch finds the previous launch's operands in L2.
+#include <algorithm>
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "bench/cuda_bench.h"
+#include "kernels/batch_norm.h"
+#include "kernels/conv2d.h"
+#include "kernels/optimizer.h"
+#include "kernels/pool.h"
+
+namespace graft::bench {
+namespace {
+
+constexpr std::int64_t kBatch = 64;
+
+// ---- conv2d (cuDNN) -------------------------------------------------------------------------------------------
+
+// The distinct conv shapes of torchvision's ResNet-50 (v1.5: the stride sits on the 3x3 conv) at 224x224.
+// `count`: how many of the network's 53 convs have that shape (for weighting a whole-network estimate).
+struct ConvShape {
+  int in, out, kernel, stride, pad, hw, count;
+  const char* where;
+};
+// clang-format off
+constexpr ConvShape kResNet50Convs[] = {
+    //  in   out  k  s  p   H/W  count  where
+    {   3,   64, 7, 2, 3, 224, 1, "conv1"},
+    {  64,   64, 1, 1, 0,  56, 1, "layer1.0.conv1"},
+    {  64,   64, 3, 1, 1,  56, 3, "layer1.*.conv2"},
+    {  64,  256, 1, 1, 0,  56, 4, "layer1.*.conv3, layer1.0.downsample"},
+    { 256,   64, 1, 1, 0,  56, 2, "layer1.1-2.conv1"},
+    { 256,  128, 1, 1, 0,  56, 1, "layer2.0.conv1"},
+    { 128,  128, 3, 2, 1,  56, 1, "layer2.0.conv2"},
+    { 128,  512, 1, 1, 0,  28, 4, "layer2.*.conv3"},
+    { 256,  512, 1, 2, 0,  56, 1, "layer2.0.downsample"},
+    { 512,  128, 1, 1, 0,  28, 3, "layer2.1-3.conv1"},
+    { 128,  128, 3, 1, 1,  28, 3, "layer2.1-3.conv2"},
+    { 512,  256, 1, 1, 0,  28, 1, "layer3.0.conv1"},
+    { 256,  256, 3, 2, 1,  28, 1, "layer3.0.conv2"},
+    { 256, 1024, 1, 1, 0,  14, 6, "layer3.*.conv3"},
+    { 512, 1024, 1, 2, 0,  28, 1, "layer3.0.downsample"},
+    {1024,  256, 1, 1, 0,  14, 5, "layer3.1-5.conv1"},
+    { 256,  256, 3, 1, 1,  14, 5, "layer3.1-5.conv2"},
+    {1024,  512, 1, 1, 0,  14, 1, "layer4.0.conv1"},
+    { 512,  512, 3, 2, 1,  14, 1, "layer4.0.conv2"},
+    { 512, 2048, 1, 1, 0,   7, 3, "layer4.*.conv3"},
+    {1024, 2048, 1, 2, 0,  14, 1, "layer4.0.downsample"},
+    {2048,  512, 1, 1, 0,   7, 2, "layer4.1-2.conv1"},
+    { 512,  512, 3, 1, 1,   7, 2, "layer4.1-2.conv2"},
+};
+// clang-format on
+
+Conv2dGeometry conv_geometry(const ConvShape& c) {
+  Conv2dGeometry g;
+  g.n = kBatch;
+  g.h = g.w = c.hw;
+  g.c = c.in;
+  g.k = c.out;
+  g.r = g.s = c.kernel;
+  g.stride_h = g.stride_w = c.stride;
+  g.pad_h = g.pad_w = c.pad;
+  g.p = g.q = (c.hw + 2 * c.pad - c.kernel) / c.stride + 1;
+  return g;
+}
+
+enum class ConvDir { Forward, BackwardData, BackwardFilter };
+
+const char* dir_name(ConvDir d) {
+  return d == ConvDir::Forward ? "forward" : d == ConvDir::BackwardData ? "backward-data" : "backward-filter";
+}
+
+// "c64->256 1x1/1 56x56" (the summary's size column)
+std::string conv_label(const ConvShape& c) {
+  std::ostringstream s;
+  s << 'c' << c.in << "->" << c.out << ' ' << c.kernel << 'x' << c.kernel << '/' << c.stride << ' ' << c.hw << 'x'
+    << c.hw;
+  return s.str();
+}
+
+// The algorithm cuDNN's find chose for this geometry and direction in the current math mode ("?" if not cached).
+std::string chosen_algorithm(const Conv2dGeometry& g, ConvDir d) {
+  const std::string prefix = std::string(dir_name(d)) + " " + conv2d_geometry_str(g) + " align ";
+  const std::string math = cuda::tf32_allowed() ? " tf32: " : " fp32: ";
+  for (const std::string& line : conv2d_cudnn_algorithms_used()) {
+    if (line.rfind(prefix, 0) != 0) continue;
+    const std::size_t at = line.find(math);
+    if (at != std::string::npos) return line.substr(at + math.size());
+  }
+  return "?";
+}
+
+void BM_conv2d_cudnn(benchmark::State& state, const ConvShape& shape, ConvDir dir) {
+  guarded(state, [&] {
+    const Conv2dGeometry g = conv_geometry(shape);
+    const std::int64_t n_inp = g.n * g.h * g.w * g.c, n_w = g.k * g.r * g.s * g.c, n_out = g.n * g.p * g.q * g.k;
+    // Allocated once per benchmark (the largest activation, 64x112x112x64, is 205 MB); every direction reads two
+    // of the three tensors and overwrites the third.
+    const int sets = rotation_sets((n_inp + n_w + n_out) * kF);
+    auto inp = random_buffers(sets, n_inp, 300), weight = random_buffers(sets, n_w, 400, -0.1f, 0.1f);
+    auto out = random_buffers(sets, n_out, 500);
+    const double t = run_timed(state, sets, [&](int s) {
+      switch (dir) {
+        case ConvDir::Forward: conv2d_forward_cudnn(out[s].f(), inp[s].f(), weight[s].f(), nullptr, g); break;
+        case ConvDir::BackwardData: conv2d_backward_data_cudnn(inp[s].f(), out[s].f(), weight[s].f(), g); break;
+        case ConvDir::BackwardFilter: conv2d_backward_filter_cudnn(weight[s].f(), out[s].f(), inp[s].f(), g); break;
+      }
+    });
+    const double flops = 2.0 * static_cast<double>(n_out) * static_cast<double>(g.r * g.s * g.c);
+    state.counters["FLOP/s"] =
+        benchmark::Counter(flops * static_cast<double>(state.iterations() * sets), benchmark::Counter::kIsRate);
+    state.counters["TFLOP/s"] = flops / t * 1e-12;
+    // After " vs " (which the summary table leaves out): no reference; the algorithm cuDNN chose.
+    state.SetLabel(conv_label(shape) + (cuda::tf32_allowed() ? " tf32" : " fp32") + " vs - ; " +
+                   chosen_algorithm(g, dir));
+  });
+}
+
+// Names like "BM_conv2d_cudnn/forward/c64_k256_1x1s1_56" (in channels, out channels, kernel, stride, input H/W).
+int register_conv_benchmarks() {
+  for (ConvDir dir : {ConvDir::Forward, ConvDir::BackwardData, ConvDir::BackwardFilter}) {
+    for (const ConvShape& shape : kResNet50Convs) {
+      std::ostringstream name;
+      name << "BM_conv2d_cudnn/" << dir_name(dir) << "/c" << shape.in << "_k" << shape.out << '_' << shape.kernel
+           << 'x' << shape.kernel << 's' << shape.stride << '_' << shape.hw;
+      benchmark::RegisterBenchmark(name.str().c_str(), BM_conv2d_cudnn, shape, dir)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  return 0;
+}
+const int kConvBenchmarksRegistered = register_conv_benchmarks();
+
+// ---- batch norm (training) at ResNet-50 activation shapes, viewed as (M = N*H*W, C) ---------------------------
+
+// forward: batch_norm_stats (one pass: sum x, sum x^2 per channel, plus the running update) + batch_norm_forward.
+//   bytes = read x (stats) + read x, write y (normalise) = 3*M*C floats (the per-channel vectors are negligible).
+void BM_batch_norm_forward_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const std::int64_t hw = state.range(0), c = state.range(1), m = kBatch * hw * hw, n = m * c;
+    const int sets = rotation_sets(3 * n * kF);
+    auto x = random_buffers(sets, n, 600), y = random_buffers(sets, n, 601);
+    auto gamma = random_buffers(1, c, 602, 0.5f, 1.5f), beta = random_buffers(1, c, 603);
+    auto mean = random_buffers(1, c, 604), invstd = random_buffers(1, c, 605);
+    auto running_mean = random_buffers(1, c, 606), running_var = random_buffers(1, c, 607, 0.5f, 1.5f);
+    DeviceBuffer workspace(std::max<std::size_t>(batch_norm_workspace_cuda(m, c), 8));
+    const double t = run_timed(state, sets, [&](int s) {
+      batch_norm_stats_cuda(mean[0].f(), invstd[0].f(), running_mean[0].f(), running_var[0].f(), x[s].f(), m, c,
+                            1e-5f, 0.1f, workspace.f());
+      batch_norm_forward_cuda(y[s].f(), x[s].f(), mean[0].f(), invstd[0].f(), gamma[0].f(), beta[0].f(), m, c);
+    });
+    report_bandwidth(state, sets, 3 * n * kF, t, tuple_label({kBatch, hw, hw, c}) + " stats+normalise");
+  });
+}
+
+// backward (batch statistics): batch_norm_backward_reduce (read dy, x) + batch_norm_backward_input (read dy, x,
+// write dx) = 5*M*C floats.
+void BM_batch_norm_backward_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const std::int64_t hw = state.range(0), c = state.range(1), m = kBatch * hw * hw, n = m * c;
+    const int sets = rotation_sets(5 * n * kF);
+    auto x = random_buffers(sets, n, 610), dy = random_buffers(sets, n, 611), dx = random_buffers(sets, n, 612);
+    auto gamma = random_buffers(1, c, 613, 0.5f, 1.5f);
+    auto mean = random_buffers(1, c, 614, -0.1f, 0.1f), invstd = random_buffers(1, c, 615, 0.5f, 2.f);
+    auto dgamma = random_buffers(1, c, 616), dbeta = random_buffers(1, c, 617);
+    DeviceBuffer workspace(std::max<std::size_t>(batch_norm_workspace_cuda(m, c), 8));
+    const double t = run_timed(state, sets, [&](int s) {
+      batch_norm_backward_reduce_cuda(dgamma[0].f(), dbeta[0].f(), dy[s].f(), x[s].f(), mean[0].f(), invstd[0].f(),
+                                      m, c, workspace.f());
+      batch_norm_backward_input_cuda(dx[s].f(), dy[s].f(), x[s].f(), mean[0].f(), invstd[0].f(), gamma[0].f(),
+                                     dbeta[0].f(), dgamma[0].f(), m, c, true);
+    });
+    report_bandwidth(state, sets, 5 * n * kF, t, tuple_label({kBatch, hw, hw, c}) + " reduce+input");
+  });
+}
+// (H=W, C): the bottleneck outputs of layer1, layer3, layer4, and the stem's 112x112x64.
+BENCHMARK(BM_batch_norm_forward_cuda)
+    ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_norm_backward_cuda)
+    ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- pooling --------------------------------------------------------------------------------------------------
+
+// The stem's max pool: 3x3, stride 2, pad 1, 64x112x112x64 -> 64x56x56x64.
+Pool2dShape stem_max_pool() {
+  return Pool2dShape{kBatch, 112, 112, 64, 56, 56, 3, 3, 2, 2, 1, 1};
+}
+
+// forward: read the input, write the output and the int32 argmax: (n_in + 2*n_out) * 4 bytes.
+void BM_max_pool2d_forward_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const Pool2dShape ps = stem_max_pool();
+    const std::int64_t n_in = ps.n * ps.h * ps.w * ps.c, n_out = ps.n * ps.p * ps.q * ps.c;
+    const std::int64_t bytes = (n_in + 2 * n_out) * kF;
+    const int sets = rotation_sets(bytes);
+    auto x = random_buffers(sets, n_in, 620), y = random_buffers(sets, n_out, 621);
+    auto argmax = random_buffers(sets, n_out, 622);  // int32 storage, same size as floats
+    const double t = run_timed(state, sets, [&](int s) {
+      max_pool2d_forward_cuda(y[s].f(), argmax[s].as<std::int32_t>(), x[s].f(), ps);
+    });
+    report_bandwidth(state, sets, bytes, t, tuple_label({ps.n, ps.h, ps.w, ps.c}) + " 3x3/2 pad 1");
+  });
+}
+BENCHMARK(BM_max_pool2d_forward_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// backward (a gather: each input element reads the dout/argmax of the windows covering it):
+// read dout and argmax, write dinp: (2*n_out + n_in) * 4 bytes.
+void BM_max_pool2d_backward_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const Pool2dShape ps = stem_max_pool();
+    const std::int64_t n_in = ps.n * ps.h * ps.w * ps.c, n_out = ps.n * ps.p * ps.q * ps.c;
+    const std::int64_t bytes = (n_in + 2 * n_out) * kF;
+    const int sets = rotation_sets(bytes);
+    auto x = random_buffers(sets, n_in, 623), dout = random_buffers(sets, n_out, 624);
+    auto argmax = random_buffers(sets, n_out, 625);
+    // Real argmax indices from a forward pass (the output goes to dout, overwritten again below).
+    for (int s = 0; s < sets; ++s) max_pool2d_forward_cuda(dout[s].f(), argmax[s].as<std::int32_t>(), x[s].f(), ps);
+    for (int s = 0; s < sets; ++s) uniform_cuda(dout[s].f(), n_out, 626 + static_cast<std::uint64_t>(s), 0, -1.f, 1.f);
+    const double t = run_timed(state, sets, [&](int s) {
+      max_pool2d_backward_cuda(x[s].f(), dout[s].f(), argmax[s].as<std::int32_t>(), ps);
+    });
+    report_bandwidth(state, sets, bytes, t, tuple_label({ps.n, ps.h, ps.w, ps.c}) + " 3x3/2 pad 1");
+  });
+}
+BENCHMARK(BM_max_pool2d_backward_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// Global average pool before the classifier: 64x7x7x2048 -> 64x1x1x2048 (adaptive, P = Q = 1).
+// forward: read n_in, write n_out; backward: read n_out, write n_in.
+void BM_global_avg_pool_cuda(benchmark::State& state, bool backward) {
+  guarded(state, [&] {
+    const int h = 7, w = 7, c = 2048;
+    const std::int64_t n_in = kBatch * h * w * c, n_out = kBatch * c;
+    const std::int64_t bytes = (n_in + n_out) * kF;
+    const int sets = rotation_sets(bytes);
+    auto x = random_buffers(sets, n_in, 630), y = random_buffers(sets, n_out, 631);
+    const double t = run_timed(state, sets, [&](int s) {
+      if (backward)
+        adaptive_avg_pool2d_backward_cuda(x[s].f(), y[s].f(), kBatch, h, w, c, 1, 1);
+      else
+        adaptive_avg_pool2d_forward_cuda(y[s].f(), x[s].f(), kBatch, h, w, c, 1, 1);
+    });
+    report_bandwidth(state, sets, bytes, t, tuple_label({kBatch, h, w, c}) + " -> (64,1,1,2048)");
+  });
+}
+BENCHMARK_CAPTURE(BM_global_avg_pool_cuda, forward, false)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_global_avg_pool_cuda, backward, true)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// ---- one optimizer step over all ResNet-50 parameters --------------------------------------------------------
+
+// The element counts of ResNet-50's 161 parameter tensors in named_parameters() order (torchvision layout:
+// conv1, bn1, layer1..4 bottlenecks [conv1 bn1 conv2 bn2 conv3 bn3 (downsample conv, bn)], fc): 25,557,032
+// floats. Convs have no bias; each batch norm has a weight and a bias.
+std::vector<std::int64_t> resnet50_parameter_sizes() {
+  std::vector<std::int64_t> sizes;
+  auto conv = [&](std::int64_t in, std::int64_t out, std::int64_t k) { sizes.push_back(out * k * k * in); };
+  auto bn = [&](std::int64_t c) { sizes.insert(sizes.end(), {c, c}); };
+  conv(3, 64, 7);
+  bn(64);
+  std::int64_t in = 64;
+  const int blocks[4] = {3, 4, 6, 3};
+  for (int layer = 0; layer < 4; ++layer) {
+    const std::int64_t width = std::int64_t{64} << layer, out = 4 * width;
+    for (int b = 0; b < blocks[layer]; ++b) {
+      conv(in, width, 1);
+      bn(width);
+      conv(width, width, 3);
+      bn(width);
+      conv(width, out, 1);
+      bn(out);
+      if (b == 0) {  // downsample
+        conv(in, out, 1);
+        bn(out);
+      }
+      in = out;
+    }
+  }
+  sizes.push_back(1000 * 2048);  // fc.weight
+  sizes.push_back(1000);         // fc.bias
+  return sizes;
+}
+
+// One parameter set: every tensor of the model at its own offset in one allocation per role (offsets rounded up to
+// 64 floats = 256 bytes, the alignment separate allocations from graft's pool would have).
+struct ParamLayout {
+  std::vector<std::int64_t> sizes, offsets;
+  std::int64_t total = 0, padded = 0;
+};
+ParamLayout resnet50_layout() {
+  ParamLayout l;
+  l.sizes = resnet50_parameter_sizes();
+  for (std::int64_t size : l.sizes) {
+    l.offsets.push_back(l.padded);
+    l.total += size;
+    l.padded += (size + 63) / 64 * 64;
+  }
+  return l;
+}
+
+std::string params_label(const ParamLayout& l) {
+  return std::to_string(l.sizes.size()) + " tensors, " + std::to_string(l.total) + " floats";
+}
+
+// SGD, momentum 0.9, weight decay 1e-4 (not the first step: the buffer is read): read p, g, buf; write p, buf.
+void BM_sgd_step_resnet50_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const ParamLayout l = resnet50_layout();
+    const std::int64_t bytes = 5 * l.total * kF;
+    const int sets = rotation_sets(bytes);
+    auto p = random_buffers(sets, l.padded, 640), g = random_buffers(sets, l.padded, 641, -1e-2f, 1e-2f);
+    auto buf = random_buffers(sets, l.padded, 642, -1e-2f, 1e-2f);
+    const double t = run_timed(state, sets, [&](int s) {
+      for (std::size_t i = 0; i < l.sizes.size(); ++i) {
+        const std::int64_t o = l.offsets[i];
+        sgd_step_cuda(p[s].f() + o, buf[s].f() + o, g[s].f() + o, l.sizes[i], 0.1f, 0.9f, 0.f, 1e-4f, false, false);
+      }
+    });
+    report_bandwidth(state, sets, bytes, t, params_label(l) + " momentum");
+  });
+}
+BENCHMARK(BM_sgd_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// AdamW (decoupled weight decay 0.05), step 10: read p, g, m, v; write p, m, v.
+void BM_adamw_step_resnet50_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const ParamLayout l = resnet50_layout();
+    const std::int64_t bytes = 7 * l.total * kF;
+    const int sets = rotation_sets(bytes);
+    auto p = random_buffers(sets, l.padded, 650), g = random_buffers(sets, l.padded, 651, -1e-2f, 1e-2f);
+    auto m = random_buffers(sets, l.padded, 652, -1e-3f, 1e-3f), v = random_buffers(sets, l.padded, 653, 0.f, 1e-4f);
+    const double t = run_timed(state, sets, [&](int s) {
+      for (std::size_t i = 0; i < l.sizes.size(); ++i) {
+        const std::int64_t o = l.offsets[i];
+        adam_step_cuda(p[s].f() + o, m[s].f() + o, v[s].f() + o, g[s].f() + o, l.sizes[i], 1e-3f, 0.9f, 0.999f,
+                       1e-8f, 0.05f, true, 10);
+      }
+    });
+    report_bandwidth(state, sets, bytes, t, params_label(l));
+  });
+}
+BENCHMARK(BM_adamw_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace graft::bench
