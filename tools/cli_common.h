@@ -26,5 +26,6 @@ Device resolve_device(const std::string& name);
 
 void register_summary(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_weights(CLI::App& app);  // weights inspect, run
 
 }  // namespace graft::cli

@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   app.set_help_all_flag("--help-all", "all subcommands' options");
   graft::cli::register_summary(app);
   graft::cli::register_bench(app);
+  graft::cli::register_weights(app);
   try {
     app.parse(argc, argv);
     return 0;

@@ -1,0 +1,96 @@
+// graft weights inspect FILE
+// graft run --weights W --input X.h5 --output Y.h5 [--arch A] [--device cpu|cuda] [--batch B]
+//   `run` is the black-box interface for comparisons with other frameworks - keep it stable: it reads the float32
+//   dataset `input` (N,H,W,3), runs the model in inference mode with no preprocessing, and writes dataset `output`
+//   (N,classes) of logits. The architecture defaults to the file's guess, the ResNet dialect (and BatchNorm eps)
+//   and the number of classes always come from the file.
+#include <cstdio>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "io/hdf5.h"
+#include "io/hdf5_write.h"
+#include "io/weights.h"
+#include "tools/cli_common.h"
+
+namespace graft::cli {
+namespace {
+
+// Classes of the file's classifier (its last layer's output size), from the stored shape.
+int classes_in_file(const WeightFileInfo& info) {
+  for (const auto& t : info.tensors) {
+    if (t.graft_name != "fc.weight" && t.graft_name != "classifier.6.weight") continue;
+    GRAFT_CHECK(t.shape.size() == 2, "run: classifier weight '", t.name, "' has shape ", shape_str(t.shape));
+    // torch stores (out, in); Keras stores (in, out)
+    return static_cast<int>(info.format == WeightFormat::Torchvision ? t.shape[0] : t.shape[1]);
+  }
+  GRAFT_FAIL("run: '", info.tensors.empty() ? "" : info.tensors.front().name,
+             "...' has no classifier layer: graft run needs a file with its top (fc / predictions)");
+}
+
+void inspect(const std::string& path) {
+  WeightFileInfo info = inspect_weights(path);
+  std::printf("%s", info.str().c_str());
+}
+
+struct RunArgs {
+  std::string arch, weights, input, output, device = "cpu";
+  int batch = 16;
+};
+
+void run(const RunArgs& a) {
+  WeightFileInfo info = inspect_weights(a.weights);
+  std::string arch = a.arch.empty() ? info.arch_guess : a.arch;
+  GRAFT_CHECK(!arch.empty(), "run: cannot tell the architecture of '", a.weights, "': pass --arch");
+  ModelOptions options;
+  options.num_classes = classes_in_file(info);
+  options.dialect = arch.rfind("resnet", 0) == 0 ? info.dialect : Dialect::Torchvision;
+  auto model = make_model(arch, options);
+  load_weights(*model, a.weights);
+
+  hdf5::File input(a.input);
+  GRAFT_CHECK(input.has_dataset("/input"), "run: '", a.input, "' has no dataset 'input'");
+  Shape shape = input.dataset_info("/input").shape;
+  GRAFT_CHECK(shape.size() == 4 && shape[3] == 3 && shape[0] > 0, "run: dataset 'input' of '", a.input,
+              "' has shape ", shape_str(shape), ", expected (N,H,W,3) images");
+  Tensor images = Tensor::from_vector(input.read_floats("/input"), shape);
+
+  Device device = resolve_device(a.device);
+  model->to(device);
+  model->eval();
+  NoGradGuard no_grad;
+  std::vector<float> logits;
+  for (std::int64_t begin = 0; begin < shape[0]; begin += a.batch) {
+    std::int64_t end = std::min<std::int64_t>(begin + a.batch, shape[0]);
+    std::vector<float> part = (*model)(images.slice(begin, end).to(device)).to_vector();
+    logits.insert(logits.end(), part.begin(), part.end());
+  }
+  Tensor output = Tensor::from_vector(logits, {shape[0], options.num_classes});
+  hdf5::write_float_datasets(a.output, {{"output", output}});
+  std::printf("run: %s (%s) on %s: %lld images -> %s dataset 'output' %s\n", arch.c_str(),
+              dialect_name(options.dialect), device.str().c_str(), static_cast<long long>(shape[0]),
+              a.output.c_str(), shape_str(output.shape()).c_str());
+}
+
+}  // namespace
+
+void register_weights(CLI::App& app) {
+  auto* weights = app.add_subcommand("weights", "inspect weight files");
+  weights->require_subcommand(1);
+  auto* inspect_cmd = weights->add_subcommand("inspect", "format, dialect, layers, shapes, dtypes, NaN/Inf counts");
+  auto path = std::make_shared<std::string>();
+  inspect_cmd->add_option("file", *path, "HDF5 weight file")->required();
+  inspect_cmd->callback([path] { inspect(*path); });
+
+  auto* run_cmd = app.add_subcommand("run", "logits of a model with imported weights on images from an HDF5 file");
+  auto args = std::make_shared<RunArgs>();
+  run_cmd->add_option("--weights", args->weights, "weight file (torchvision export, Keras .h5 or .weights.h5)")->required();
+  run_cmd->add_option("--input", args->input, "HDF5 file with float32 dataset 'input' (N,H,W,3)")->required();
+  run_cmd->add_option("--output", args->output, "HDF5 file to write dataset 'output' (N,classes)")->required();
+  run_cmd->add_option("--arch", args->arch, "architecture (default: the file's)");
+  run_cmd->add_option("--device", args->device, "cpu, cuda or auto")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  run_cmd->add_option("--batch", args->batch, "images per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+  run_cmd->callback([args] { run(*args); });
+}
+
+}  // namespace graft::cli
