@@ -2,6 +2,7 @@
 // freezing, head replacement and BatchNorm modes under freezing.
 #include <gtest/gtest.h>
 
+#include <array>
 #include <set>
 
 #include "core/allocator.h"
@@ -10,6 +11,7 @@
 #include "core/ops.h"
 #include "core/optim.h"
 #include "layers/batch_norm.h"
+#include "layers/init.h"
 #include "layers/linear.h"
 #include "layers/summary.h"
 #include "models/zoo.h"
@@ -288,6 +290,42 @@ TEST(Training, SmallCNNOverfitsAFixedBatch) {
   }
   EXPECT_GT(first, 1.0f);
   EXPECT_LT(last, 0.02f);
+}
+
+}  // namespace
+}  // namespace graft
+
+namespace graft {
+namespace {
+
+// The initialisers draw what torchvision's do: N(0, 2/fan_out) for ResNet/VGG convs, U(-b, b) with
+// b = 1/sqrt(fan_in) for nn.Linear's default, Xavier's bounds from fan_in + fan_out.
+TEST(Init, KaimingAndXavierStatistics) {
+  Generator gen(21);
+  auto stats = [](const Tensor& t) {
+    std::vector<float> v = t.to_vector();
+    double mean = 0, sq = 0, lo = 1e30, hi = -1e30;
+    for (float x : v) mean += x, sq += double(x) * x, lo = std::min<double>(lo, x), hi = std::max<double>(hi, x);
+    mean /= v.size();
+    return std::array<double, 4>{mean, std::sqrt(sq / v.size() - mean * mean), lo, hi};
+  };
+  Shape conv{256, 3, 3, 128};  // fan_in 1152, fan_out 2304
+  auto k = stats(init::kaiming_normal(conv, init::fans_of(conv).out, gen));
+  EXPECT_NEAR(k[1], std::sqrt(2.0 / 2304), 0.01 * std::sqrt(2.0 / 2304));
+  EXPECT_NEAR(k[0], 0.0, 0.002);
+  Shape fc{1000, 2048};
+  auto u = stats(init::kaiming_uniform(fc, init::fans_of(fc).in, gen));  // a = sqrt(5): bound 1/sqrt(fan_in)
+  EXPECT_LE(u[3], 1.0 / std::sqrt(2048.0));
+  EXPECT_GE(u[2], -1.0 / std::sqrt(2048.0));
+  EXPECT_NEAR(u[1], 1.0 / std::sqrt(2048.0) / std::sqrt(3.0), 0.01 / std::sqrt(2048.0));
+  auto x = stats(init::xavier_uniform(fc, gen));
+  EXPECT_NEAR(x[3], std::sqrt(6.0 / 3048), 0.001);
+  auto xn = stats(init::xavier_normal(fc, gen));
+  EXPECT_NEAR(xn[1], std::sqrt(2.0 / 3048), 0.01 * std::sqrt(2.0 / 3048));
+  // ResNet convs use fan_out; VGG's classifier N(0, 0.01)
+  auto resnet = make_model("resnet18");
+  auto w = stats(resnet->state()["layer1.0.conv1.weight"]);
+  EXPECT_NEAR(w[1], std::sqrt(2.0 / (64 * 9)), 0.03 * std::sqrt(2.0 / (64 * 9)));
 }
 
 }  // namespace
