@@ -194,6 +194,16 @@ static void copy_same_device(const Tensor& dst, const Tensor& src) {
   std::memcpy(dst.data<void>(), src.data<void>(), src.nbytes());
 }
 
+void Tensor::copy_from(const Tensor& src) {
+  GRAFT_CHECK(src.shape() == shape() && src.dtype() == dtype(), "copy_from: source ", shape_str(src.shape()), " ",
+              dtype_name(src.dtype()), " does not match tensor ", shape_str(shape()), " ", dtype_name(dtype()));
+  if (src.device() == device()) return copy_same_device(*this, src);
+#if GRAFT_HAS_CUDA
+  if (is_cuda()) cuda::copy_to_device(data<void>(), src.data<void>(), nbytes());
+  else cuda::copy_to_host(data<void>(), src.data<void>(), nbytes());
+#endif
+}
+
 Tensor Tensor::clone() const {
   Tensor out = empty(shape(), device(), dtype());
   copy_same_device(out, *this);

@@ -77,6 +77,9 @@ class Tensor {
   // ---- data movement and views ----
   Tensor to(Device device) const;       // copy (or this tensor itself when already there)
   Tensor clone() const;                 // deep copy on the same device (differentiable)
+  // Overwrites this tensor's elements with src's (same shape and dtype, src on any device). In place, outside
+  // autograd: for loading weights and checkpoints into tensors that optimizers and models already hold.
+  void copy_from(const Tensor& src);
   Tensor reshape(const Shape& shape) const;  // a view; one axis may be -1 (differentiable)
   Tensor flatten(int start_axis = 0) const;  // view folding axes start_axis.. into one (differentiable)
   Tensor slice(std::int64_t begin, std::int64_t end) const;  // rows [begin,end) of axis 0, a view (differentiable)

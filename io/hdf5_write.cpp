@@ -9,41 +9,76 @@
 
 namespace graft::hdf5 {
 
-void write_float_datasets(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& datasets) {
+Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-  const std::string tmp = path + ".tmp-graft";
-  hid_t file = H5Fcreate(tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
-  GRAFT_CHECK(file >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
-  bool ok = true;
-  std::string failed;
-  for (const auto& [name, tensor] : datasets) {
-    check_float(tensor, "hdf5 write", name.c_str());
-    Tensor host = tensor.detach().to(kCPU);
-    std::vector<hsize_t> dims(host.shape().begin(), host.shape().end());
-    hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-    hid_t set = space >= 0 ? H5Dcreate2(file, name.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                                        H5P_DEFAULT)
-                           : -1;
-    ok = set >= 0 && H5Dwrite(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()) >= 0;
-    if (set >= 0) H5Dclose(set);
-    if (space >= 0) H5Sclose(space);
-    if (!ok) {
-      failed = name;
-      break;
-    }
+  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
+}
+
+Writer::~Writer() {
+  if (file_ >= 0) {
+    H5Fclose(file_);
+    std::remove(tmp_.c_str());
   }
-  ok = H5Fclose(file) >= 0 && ok;  // closing flushes: a full disk shows here
+}
+
+void Writer::fail(const std::string& what) {
+  H5Fclose(file_);
+  file_ = -1;
+  std::remove(tmp_.c_str());
+  GRAFT_FAIL("hdf5: writing '", path_, "' failed at ", what, " (disk full or not writable?); no file was left behind");
+}
+
+void Writer::dataset(const std::string& name, const Tensor& tensor) {
+  check_float(tensor, "hdf5 write", name.c_str());
+  Tensor host = tensor.detach().to(kCPU);
+  std::vector<hsize_t> dims(host.shape().begin(), host.shape().end());
+  hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  hid_t links = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(links, 1);
+  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, H5P_DEFAULT, H5P_DEFAULT)
+                         : -1;
+  bool ok = set >= 0 && H5Dwrite(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()) >= 0;
+  if (set >= 0) H5Dclose(set);
+  H5Pclose(links);
+  if (space >= 0) H5Sclose(space);
+  if (!ok) fail("dataset '" + name + "'");
+}
+
+void Writer::attribute(const std::string& name, const std::string& value) {
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t attr = H5Acreate2(file_, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
+  const char* text = value.c_str();
+  bool ok = attr >= 0 && H5Awrite(attr, type, &text) >= 0;
+  if (attr >= 0) H5Aclose(attr);
+  H5Sclose(space);
+  H5Tclose(type);
+  if (!ok) fail("attribute '" + name + "'");
+}
+
+void Writer::commit() {
+  GRAFT_CHECK(file_ >= 0, "hdf5: '", path_, "' was already committed");
+  bool ok = H5Fclose(file_) >= 0;  // closing flushes: a full disk shows here
+  file_ = -1;
   if (!ok) {
-    std::remove(tmp.c_str());
-    GRAFT_FAIL("hdf5: writing '", path, "' failed", failed.empty() ? "" : " at dataset '" + failed + "'",
-               " (disk full or not writable?); no file was left behind");
+    std::remove(tmp_.c_str());
+    GRAFT_FAIL("hdf5: writing '", path_, "' failed while flushing (disk full?); no file was left behind");
   }
   std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
+  std::filesystem::rename(tmp_, path_, ec);
   if (ec) {
-    std::remove(tmp.c_str());
-    GRAFT_FAIL("hdf5: cannot rename the finished file to '", path, "': ", ec.message());
+    std::remove(tmp_.c_str());
+    GRAFT_FAIL("hdf5: cannot rename the finished file to '", path_, "': ", ec.message());
   }
+}
+
+void write_float_datasets(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& datasets) {
+  Writer writer(path);
+  for (const auto& [name, tensor] : datasets) writer.dataset(name, tensor);
+  writer.commit();
 }
 
 }  // namespace graft::hdf5

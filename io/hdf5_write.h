@@ -1,6 +1,6 @@
-// Writing float32 datasets to a new HDF5 file, all or nothing: the file is written under a temporary name in
-// the same directory and renamed over the target only when complete, so a crash or a full disk never leaves a
-// broken file behind. Every failure is a graft::Error naming the file and the dataset.
+// Writing HDF5 files all or nothing: a Writer writes under a temporary name in the target's directory and
+// renames over the target only in commit(), so a crash or a full disk never leaves a broken file (the previous
+// file, if any, stays intact). Every failure is a graft::Error naming the file and the object.
 #pragma once
 #include <string>
 #include <utility>
@@ -10,7 +10,27 @@
 
 namespace graft::hdf5 {
 
-// Writes each (name, tensor) as a float32 dataset of the tensor's shape (tensors may live on any device).
+class Writer {
+ public:
+  explicit Writer(const std::string& path);
+  ~Writer();  // without commit(): the temporary file is removed
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
+  void dataset(const std::string& name, const Tensor& tensor);
+  // A variable-length UTF-8 string attribute on the root group.
+  void attribute(const std::string& name, const std::string& value);
+  // Flushes, closes and renames into place.
+  void commit();
+
+ private:
+  void fail(const std::string& what);
+  std::string path_, tmp_;
+  std::int64_t file_ = -1;
+};
+
+// Writes each (name, tensor) as a float32 dataset into a new file at `path` (one Writer, committed).
 void write_float_datasets(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& datasets);
 
 }  // namespace graft::hdf5

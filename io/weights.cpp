@@ -110,17 +110,8 @@ std::string list_block(const char* label, const std::vector<std::string>& items)
 }
 
 // Writes `value` (CPU, float32) into the model tensor without changing its identity: optimizers and other holders
-// keep seeing it. A CUDA tensor gets a new device copy swapped into its TensorImpl.
-void assign(Tensor& dst, const Tensor& value) {
-  if (dst.device().is_cpu()) {
-    std::memcpy(dst.data<float>(), value.data<float>(), value.nbytes());
-    return;
-  }
-  NoGradGuard no_grad;
-  Tensor moved = value.to(dst.device());
-  dst.impl()->storage = moved.impl()->storage;
-  dst.impl()->offset = moved.impl()->offset;
-}
+// keep seeing it.
+void assign(Tensor& dst, const Tensor& value) { dst.copy_from(value); }
 
 Tensor read_converted(const hdf5::File& file, const Entry& e, const Shape& shape) {
   Tensor out = Tensor::empty(shape, kCPU);

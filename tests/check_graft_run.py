@@ -48,6 +48,23 @@ def main():
         failures += not ok
         print(f"{'ok  ' if ok else 'FAIL'} {weight_file}: output {got.shape}, max rel diff {rel:.2e}")
 
+    # weights convert -> native checkpoint -> run gives the same logits
+    ckpt = os.path.join(work, "resnet50_keras_2016.graft.h5")
+    conv = subprocess.run([graft, "weights", "convert", os.path.join(weights, "resnet50_keras_2016.h5"), ckpt],
+                          capture_output=True, text=True)
+    inp = os.path.join(work, "input_112.h5")
+    out = os.path.join(work, "checkpoint.out.h5")
+    run = subprocess.run([graft, "run", "--weights", ckpt, "--input", inp, "--output", out], capture_output=True,
+                         text=True)
+    if conv.returncode != 0 or run.returncode != 0:
+        print(f"FAIL convert + run: {conv.stderr.strip()} {run.stderr.strip()}")
+        failures += 1
+    else:
+        got, expected = h5py.File(out, "r")["output"][()], ref["keras2016_resnet50_logits_112"][()]
+        rel = float(np.abs(got - expected).max() / np.abs(expected).max())
+        failures += not rel < 1e-4
+        print(f"{'ok  ' if rel < 1e-4 else 'FAIL'} convert to checkpoint + run: max rel diff {rel:.2e}")
+
     bad = os.path.join(work, "bad_input.h5")
     with h5py.File(bad, "w") as f:
         f.create_dataset("input", data=np.zeros((2, 8, 8, 4), np.float32))  # 4 channels

@@ -1,13 +1,16 @@
 // graft weights inspect FILE
+// graft weights convert [--arch A] IN OUT        any supported weight file -> native graft checkpoint
 // graft run --weights W --input X.h5 --output Y.h5 [--arch A] [--device cpu|cuda] [--batch B]
 //   `run` is the black-box interface for comparisons with other frameworks - keep it stable: it reads the float32
 //   dataset `input` (N,H,W,3), runs the model in inference mode with no preprocessing, and writes dataset `output`
 //   (N,classes) of logits. The architecture defaults to the file's guess, the ResNet dialect (and BatchNorm eps)
 //   and the number of classes always come from the file.
+#include <array>
 #include <cstdio>
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/hdf5.h"
 #include "io/hdf5_write.h"
 #include "io/weights.h"
@@ -20,17 +23,59 @@ namespace {
 int classes_in_file(const WeightFileInfo& info) {
   for (const auto& t : info.tensors) {
     if (t.graft_name != "fc.weight" && t.graft_name != "classifier.6.weight") continue;
-    GRAFT_CHECK(t.shape.size() == 2, "run: classifier weight '", t.name, "' has shape ", shape_str(t.shape));
+    GRAFT_CHECK(t.shape.size() == 2, "weights: classifier weight '", t.name, "' has shape ", shape_str(t.shape));
     // torch stores (out, in); Keras stores (in, out)
     return static_cast<int>(info.format == WeightFormat::Torchvision ? t.shape[0] : t.shape[1]);
   }
-  GRAFT_FAIL("run: '", info.tensors.empty() ? "" : info.tensors.front().name,
+  GRAFT_FAIL("weights: '", info.tensors.empty() ? "" : info.tensors.front().name,
              "...' has no classifier layer: graft run needs a file with its top (fc / predictions)");
 }
 
 void inspect(const std::string& path) {
+  if (is_checkpoint(path)) {
+    CheckpointMeta m = read_checkpoint_meta(path);
+    std::printf("format graft-checkpoint (graft %s), architecture %s, dialect %s, %d classes, epoch %lld, step %lld\n",
+                m.graft_version.c_str(), m.arch.c_str(), m.dialect.c_str(), m.num_classes,
+                static_cast<long long>(m.epoch), static_cast<long long>(m.step));
+    return;
+  }
   WeightFileInfo info = inspect_weights(path);
   std::printf("%s", info.str().c_str());
+}
+
+// A model built as the weight file (or checkpoint) says, with the file's weights loaded.
+std::shared_ptr<Module> model_from_file(const std::string& path, std::string arch, CheckpointMeta* meta_out) {
+  if (is_checkpoint(path)) {
+    CheckpointMeta meta = read_checkpoint_meta(path);
+    GRAFT_CHECK(arch.empty() || arch == meta.arch, "'", path, "' holds a ", meta.arch, ", not a ", arch);
+    ModelOptions options;
+    options.num_classes = meta.num_classes;
+    options.dialect = parse_dialect(meta.dialect);
+    auto model = make_model(meta.arch, options);
+    load_checkpoint(path, *model, nullptr);
+    *meta_out = meta;
+    return model;
+  }
+  WeightFileInfo info = inspect_weights(path);
+  if (arch.empty()) arch = info.arch_guess;
+  GRAFT_CHECK(!arch.empty(), "cannot tell the architecture of '", path, "': pass --arch");
+  ModelOptions options;
+  options.num_classes = classes_in_file(info);
+  options.dialect = arch.rfind("resnet", 0) == 0 ? info.dialect : Dialect::Torchvision;
+  auto model = make_model(arch, options);
+  load_weights(*model, path);
+  meta_out->arch = arch;
+  meta_out->dialect = dialect_name(options.dialect);
+  meta_out->num_classes = options.num_classes;
+  return model;
+}
+
+void convert(const std::string& arch, const std::string& in, const std::string& out) {
+  CheckpointMeta meta;
+  auto model = model_from_file(in, arch, &meta);
+  save_checkpoint(out, *model, nullptr, meta);
+  std::printf("convert: %s (%s, %d classes, %lld parameters) -> %s\n", meta.arch.c_str(), meta.dialect.c_str(),
+              meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str());
 }
 
 struct RunArgs {
@@ -39,14 +84,8 @@ struct RunArgs {
 };
 
 void run(const RunArgs& a) {
-  WeightFileInfo info = inspect_weights(a.weights);
-  std::string arch = a.arch.empty() ? info.arch_guess : a.arch;
-  GRAFT_CHECK(!arch.empty(), "run: cannot tell the architecture of '", a.weights, "': pass --arch");
-  ModelOptions options;
-  options.num_classes = classes_in_file(info);
-  options.dialect = arch.rfind("resnet", 0) == 0 ? info.dialect : Dialect::Torchvision;
-  auto model = make_model(arch, options);
-  load_weights(*model, a.weights);
+  CheckpointMeta meta;
+  auto model = model_from_file(a.weights, a.arch, &meta);
 
   hdf5::File input(a.input);
   GRAFT_CHECK(input.has_dataset("/input"), "run: '", a.input, "' has no dataset 'input'");
@@ -65,10 +104,10 @@ void run(const RunArgs& a) {
     std::vector<float> part = (*model)(images.slice(begin, end).to(device)).to_vector();
     logits.insert(logits.end(), part.begin(), part.end());
   }
-  Tensor output = Tensor::from_vector(logits, {shape[0], options.num_classes});
+  Tensor output = Tensor::from_vector(logits, {shape[0], static_cast<std::int64_t>(logits.size()) / shape[0]});
   hdf5::write_float_datasets(a.output, {{"output", output}});
-  std::printf("run: %s (%s) on %s: %lld images -> %s dataset 'output' %s\n", arch.c_str(),
-              dialect_name(options.dialect), device.str().c_str(), static_cast<long long>(shape[0]),
+  std::printf("run: %s (%s) on %s: %lld images -> %s dataset 'output' %s\n", meta.arch.c_str(),
+              meta.dialect.c_str(), device.str().c_str(), static_cast<long long>(shape[0]),
               a.output.c_str(), shape_str(output.shape()).c_str());
 }
 
@@ -81,6 +120,12 @@ void register_weights(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   inspect_cmd->add_option("file", *path, "HDF5 weight file")->required();
   inspect_cmd->callback([path] { inspect(*path); });
+  auto* convert_cmd = weights->add_subcommand("convert", "any supported weight file -> native graft checkpoint");
+  auto convert_args = std::make_shared<std::array<std::string, 3>>();  // arch, in, out
+  convert_cmd->add_option("--arch", (*convert_args)[0], "architecture (default: the file's)");
+  convert_cmd->add_option("in", (*convert_args)[1], "weight file")->required();
+  convert_cmd->add_option("out", (*convert_args)[2], "checkpoint to write")->required();
+  convert_cmd->callback([convert_args] { convert((*convert_args)[0], (*convert_args)[1], (*convert_args)[2]); });
 
   auto* run_cmd = app.add_subcommand("run", "logits of a model with imported weights on images from an HDF5 file");
   auto args = std::make_shared<RunArgs>();

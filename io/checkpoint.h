@@ -1,0 +1,37 @@
+// Native graft checkpoints (HDF5): everything needed to resume training exactly.
+//   /model/<dotted name>       parameters and buffers (graft layouts), float32
+//   /optimizer/<state key>     the optimizer's named state (core/optim.h), float32
+//   root attributes (strings)  format = "graft-checkpoint", graft_version, arch, dialect, num_classes, epoch,
+//                              step, schedule_step, rng_seed, rng_offset
+// Written through hdf5::Writer: a temporary file renamed into place, so a crash mid-write leaves the previous
+// checkpoint intact. Loading is strict and all-or-nothing for the model (every tensor present, shapes equal).
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "core/optim.h"
+#include "layers/module.h"
+
+namespace graft {
+
+struct CheckpointMeta {
+  std::string arch = "";
+  std::string dialect = "torchvision";
+  int num_classes = 0;
+  std::int64_t epoch = 0, step = 0;
+  std::int64_t schedule_step = 0;  // LRSchedule::last_step()
+  std::uint64_t rng_seed = 0, rng_offset = 0;  // a Generator's state (e.g. the data loader's)
+  std::string graft_version = "";  // filled in by save_checkpoint
+};
+
+// `optimizer` may be null (weights only).
+void save_checkpoint(const std::string& path, const Module& model, const Optimizer* optimizer,
+                     const CheckpointMeta& meta);
+// Loads into an existing model (any device; tensors keep their identity) and optimizer (may be null).
+CheckpointMeta load_checkpoint(const std::string& path, Module& model, Optimizer* optimizer);
+// Only the metadata (to build the right model first).
+CheckpointMeta read_checkpoint_meta(const std::string& path);
+// True when the file is an HDF5 file written by save_checkpoint.
+bool is_checkpoint(const std::string& path);
+
+}  // namespace graft
