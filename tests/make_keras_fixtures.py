@@ -1,0 +1,65 @@
+"""Keras itself as the oracle: builds keras.applications ResNet50 and VGG16 (weights=None, logits), randomises
+every weight (BatchNorm moving statistics too), saves them the ways Keras users have them - a legacy whole-model
+`.h5` (model.save) and a Keras 3 `.weights.h5` (model.save_weights) - and stores Keras's own logits on fixed inputs.
+
+    KERAS_BACKEND=jax python make_keras_fixtures.py OUTDIR
+
+Run by the ctest set-up inside a venv with keras + jax from PyPI (tests/keras_env.sh). Skips work when present.
+"""
+import os
+import sys
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+import h5py  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+VERSION = "keras-fixtures-v1"
+
+
+def randomise(model, rng):
+    values = []
+    for w in model.weights:
+        name, shape = w.path, tuple(w.shape)
+        if "moving_variance" in name or "gamma" in name:
+            v = rng.uniform(0.5, 1.5, shape)
+        elif "kernel" in name:
+            fan_in = int(np.prod(shape[:-1]))
+            v = rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
+        else:  # bias, beta, moving_mean
+            v = rng.normal(0.0, 0.05, shape)
+        values.append(v.astype(np.float32))
+    model.set_weights(values)
+
+
+def main():
+    outdir = sys.argv[1]
+    os.makedirs(outdir, exist_ok=True)
+    stamp = os.path.join(outdir, "STAMP")
+    if os.path.exists(stamp) and open(stamp).read().strip() == VERSION:
+        print("keras fixtures: up to date")
+        return
+    rng = np.random.default_rng(11)
+    ref = {}
+    apps = keras.applications
+    for name, builder, size in (("resnet50", apps.ResNet50, 96), ("vgg16", apps.VGG16, 224)):
+        kwargs = dict(weights=None, classifier_activation=None)
+        if name == "resnet50":
+            kwargs["input_shape"] = (size, size, 3)
+        model = builder(**kwargs)
+        randomise(model, rng)
+        x = rng.uniform(-1.0, 1.0, (2, size, size, 3)).astype(np.float32)
+        ref[f"{name}_input"] = x
+        ref[f"{name}_logits"] = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
+        model.save(os.path.join(outdir, f"{name}_keras_model.h5"))
+        model.save_weights(os.path.join(outdir, f"{name}.weights.h5"))
+        print(f"keras fixtures: {name} ({model.count_params()} parameters, keras {keras.__version__})")
+    with h5py.File(os.path.join(outdir, "keras_reference.h5"), "w") as f:
+        for key, value in ref.items():
+            f.create_dataset(key, data=value)
+    with open(stamp, "w") as f:
+        f.write(VERSION + "\n")
+
+
+if __name__ == "__main__":
+    main()
