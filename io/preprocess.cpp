@@ -1,0 +1,61 @@
+#include "io/preprocess.h"
+
+#include <fstream>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops.h"
+
+namespace graft {
+
+const char* preprocess_name(Preprocess p) { return p == Preprocess::Caffe ? "caffe" : "torch"; }
+
+Preprocess parse_preprocess(const std::string& name) {
+  if (name == "caffe") return Preprocess::Caffe;
+  if (name == "torch") return Preprocess::Torch;
+  GRAFT_FAIL("preprocess: unknown preset '", name, "' (expected caffe or torch)");
+}
+
+Preprocess preprocess_for(Dialect dialect) {
+  return dialect == Dialect::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+}
+
+Tensor preprocess(const Tensor& images, Preprocess preset) {
+  check_float(images, "preprocess", "images");
+  GRAFT_CHECK(images.ndim() == 4 && images.dim(3) == 3, "preprocess: images ", shape_str(images.shape()),
+              " must be (N,H,W,3) RGB");
+  NoGradGuard no_grad;
+  if (preset == Preprocess::Torch) {
+    // (x/255 - mean) / std = x * (1/(255 std)) - mean/std, per channel
+    std::vector<float> scale(3), shift(3);
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, stddev[3] = {0.229f, 0.224f, 0.225f};
+    for (int c = 0; c < 3; ++c) scale[c] = 1.f / (255.f * stddev[c]), shift[c] = -mean[c] / stddev[c];
+    Device d = images.device();
+    return add(mul(images, Tensor::from_vector(scale, {3}, d)), Tensor::from_vector(shift, {3}, d));
+  }
+  // caffe: channel c of the output is input channel 2-c, minus the BGR mean
+  Tensor host = images.to(kCPU);
+  Tensor out = Tensor::empty(images.shape());
+  const float bgr_mean[3] = {103.939f, 116.779f, 123.68f};
+  const float* in = host.data<float>();
+  float* o = out.data<float>();
+  for (std::int64_t p = 0; p < images.numel() / 3; ++p)
+    for (int c = 0; c < 3; ++c) o[3 * p + c] = in[3 * p + (2 - c)] - bgr_mean[c];
+  return out.to(images.device());
+}
+
+const std::vector<std::string>& imagenet_class_names() {
+  static const std::vector<std::string> names = [] {
+    const std::string path = std::string(GRAFT_DATA_DIR) + "/imagenet_classes.txt";
+    std::ifstream in(path);
+    GRAFT_CHECK(in.good(), "imagenet_class_names: cannot read ", path);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) out.push_back(line);
+    GRAFT_CHECK(out.size() == 1000, "imagenet_class_names: ", path, " has ", out.size(), " names, not 1000");
+    return out;
+  }();
+  return names;
+}
+
+}  // namespace graft

@@ -1,0 +1,28 @@
+// Input preprocessing presets, as each family of ImageNet weights was trained with. Images arrive as float32
+// NHWC RGB in [0, 255] (what a decoder produces).
+//   caffe (Keras ResNet50 and VGG16 weights): RGB -> BGR, then subtract the BGR means [103.939, 116.779, 123.68];
+//          no scaling.
+//   torch (torchvision weights): x / 255, then (x - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225] per RGB channel.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "models/resnet.h"
+
+namespace graft {
+
+enum class Preprocess { Caffe, Torch };
+const char* preprocess_name(Preprocess p);
+Preprocess parse_preprocess(const std::string& name);  // caffe | torch
+// Keras-trained weights (Keras dialects) use caffe; torchvision weights use torch.
+Preprocess preprocess_for(Dialect dialect);
+
+// images (N,H,W,3) RGB 0..255 on any device -> a new tensor on the same device.
+Tensor preprocess(const Tensor& images, Preprocess preset);
+
+// The 1000 ImageNet class names in index order (0 = tench), from data/imagenet_classes.txt (shipped with graft;
+// the same order in Keras and torchvision).
+const std::vector<std::string>& imagenet_class_names();
+
+}  // namespace graft
