@@ -21,7 +21,7 @@ from export_torchvision import export_state_dict  # noqa: E402
 
 torch = torchvision = None  # imported by main() only when the fixtures must be (re)generated: ctest runs it often
 
-VERSION = "weights-fixtures-v2"
+VERSION = "weights-fixtures-v3"
 BLOCKS50 = [3, 4, 6, 3]
 FILES = ["resnet50_torchvision.h5", "vgg16_torchvision.h5", "vgg16_keras1.h5", "vgg16_keras3.weights.h5",
          "resnet50_keras.h5", "resnet50_keras_2016.h5", "resnet50_keras_model.h5", "resnet50_keras3.weights.h5",
@@ -300,9 +300,19 @@ def main():
     torch.manual_seed(1)
     vgg = torchvision.models.vgg16().eval()
     export_state_dict(vgg.state_dict(), os.path.join(outdir, "vgg16_torchvision.h5"), arch="vgg16")
-    io = {"input_224": nhwc(x224), "input_160x192": nhwc(x160), "input_112": nhwc(x112),
+    # Per-stage activations of torch's ResNet-50 at 224: the tests name the first stage where graft diverges.
+    stages = {}
+    hooks = [getattr(r50, name).register_forward_hook(
+        lambda mod, inp, out, name=name: stages.__setitem__(name, out.detach()))
+        for name in ("maxpool", "layer1", "layer2", "layer3", "layer4", "avgpool")]
+    logits(r50, x224)
+    for h in hooks:
+        h.remove()
+    io = {f"resnet50_stage_{name}_224": (nhwc(t) if t.dim() == 4 and name != "avgpool" else t.flatten(1).numpy())
+          for name, t in stages.items()}
+    io.update({"input_224": nhwc(x224), "input_160x192": nhwc(x160), "input_112": nhwc(x112),
           "resnet50_logits_224": logits(r50, x224), "resnet50_logits_160x192": logits(r50, x160),
-          "vgg16_logits_224": logits(vgg, x224)}
+          "vgg16_logits_224": logits(vgg, x224)})
 
     # Keras layouts of the same VGG16 weights: the Keras-1 file (no versions) and a Keras 3 file without names
     vgg_keras = keras_vgg16_layers(vgg, keras1_names=True)

@@ -172,14 +172,48 @@ TEST(Weights, DetectsEveryFormatFromItsContents) {
             std::string::npos);
 }
 
+// Runs a ResNet stage by stage and compares each stage's output with torch's (stored by make_weight_fixtures.py),
+// printing one line per stage. Returns the first stage whose max rel diff exceeds 1e-4 ("" when none does).
+std::string first_diverging_stage(Module& model, const std::string& input) {
+  NoGradGuard no_grad;
+  Tensor y = reference(input);
+  std::string first;
+  auto compare = [&](const std::string& stage) {
+    double rel = max_rel_diff(y, reference("resnet50_stage_" + stage + "_224"));
+    std::cout << "[ stage    ] " << stage << " " << shape_str(y.shape()) << ": max rel diff " << rel << "\n";
+    if (first.empty() && !(rel < 1e-4)) first = stage;
+  };
+  for (const char* stem : {"conv1", "bn1", "relu", "maxpool"}) y = (*model.find_module(stem))(y);
+  compare("maxpool");
+  for (const char* layer : {"layer1", "layer2", "layer3", "layer4"}) {
+    y = (*model.find_module(layer))(y);
+    compare(layer);
+  }
+  y = (*model.find_module("avgpool"))(y).flatten(1);
+  compare("avgpool");
+  return first;
+}
+
 // ---- parity with torch -----------------------------------------------------------------------------------------
 TEST(Weights, TorchvisionResNet50MatchesTorchLogits) {
   auto model = build("resnet50");
   LoadReport report = load_weights(*model, fixture("resnet50_torchvision.h5"));
   EXPECT_EQ(report.loaded.size(), 267u);  // num_batches_tracked ignored
   EXPECT_TRUE(report.skipped.empty() && report.left_at_init.empty() && report.warnings.empty()) << report.str();
-  EXPECT_LT(parity(*model, "input_224", "resnet50_logits_224"), 1e-4);
+  double rel = parity(*model, "input_224", "resnet50_logits_224");
+  EXPECT_LT(rel, 1e-4);
+  if (!(rel < 1e-4)) std::cout << "first diverging stage: " << first_diverging_stage(*model, "input_224") << "\n";
   EXPECT_LT(parity(*model, "input_160x192", "resnet50_logits_160x192"), 1e-4);
+}
+
+// The per-stage report finds where a model goes wrong: a weight perturbed in layer3 is reported there, not before.
+TEST(Weights, PerStageComparisonNamesTheFirstDivergingStage) {
+  auto model = build("resnet50");
+  load_weights(*model, fixture("resnet50_torchvision.h5"));
+  EXPECT_EQ(first_diverging_stage(*model, "input_224"), "");
+  Tensor w = model->state()["layer3.2.conv2.weight"];
+  w.copy_from(mul(w, 1.5f));
+  EXPECT_EQ(first_diverging_stage(*model, "input_224"), "layer3");
 }
 
 TEST(Weights, VGG16FromEveryFormatMatchesTorchLogits) {
