@@ -1,5 +1,6 @@
 """graft against Keras itself: `graft run` on files Keras wrote (legacy whole-model .h5 via model.save and Keras 3
-.weights.h5 via model.save_weights) must reproduce Keras's logits: max|diff| / max|ref| < 1e-4.
+.weights.h5 via model.save_weights) and on a Keras-1-layout VGG16 file built with h5py from the same Keras weights
+must reproduce Keras's logits: max|diff| / max|ref| < 1e-4.
 
     check_keras_parity.py GRAFT_BINARY KERAS_FIXTURE_DIR WORK_DIR
 """
@@ -20,7 +21,8 @@ def main():
         inp = os.path.join(work, f"{arch}_input.h5")
         with h5py.File(inp, "w") as f:
             f.create_dataset("input", data=ref[f"{arch}_input"][()])
-        for weights in (f"{arch}_keras_model.h5", f"{arch}.weights.h5"):
+        files = [f"{arch}_keras_model.h5", f"{arch}.weights.h5"] + (["vgg16_keras1.h5"] if arch == "vgg16" else [])
+        for weights in files:
             out = os.path.join(work, weights + ".out.h5")
             run = subprocess.run([graft, "run", "--weights", os.path.join(fixtures, weights), "--input", inp,
                                   "--output", out], capture_output=True, text=True)

@@ -14,7 +14,25 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-VERSION = "keras-fixtures-v1"
+VERSION = "keras-fixtures-v2"
+
+
+def write_keras1_vgg16(model, path):
+    """The same weights in the Keras-1 layout of the real VGG16 ImageNet file: fixed-length byte-string attributes,
+    no keras_version/backend, datasets named block1_conv1_W_1:0 / _b_1:0 directly in each layer's group."""
+    with h5py.File(path, "w") as f:
+        names = [layer.name for layer in model.layers]
+        f.attrs["layer_names"] = np.array([n.encode() for n in names])
+        for layer in model.layers:
+            g = f.create_group(layer.name)
+            weights = layer.get_weights()
+            if not weights:
+                g.attrs["weight_names"] = np.zeros((0,), np.float64)
+                continue
+            wnames = [f"{layer.name}_{tag}_1:0" for tag in ("W", "b")][: len(weights)]
+            g.attrs["weight_names"] = np.array([n.encode() for n in wnames])
+            for n, w in zip(wnames, weights):
+                g.create_dataset(n, data=np.asarray(w, np.float32))
 
 
 def randomise(model, rng):
@@ -53,6 +71,8 @@ def main():
         ref[f"{name}_logits"] = np.asarray(model.predict(x, verbose=0), dtype=np.float32)
         model.save(os.path.join(outdir, f"{name}_keras_model.h5"))
         model.save_weights(os.path.join(outdir, f"{name}.weights.h5"))
+        if name == "vgg16":
+            write_keras1_vgg16(model, os.path.join(outdir, "vgg16_keras1.h5"))
         print(f"keras fixtures: {name} ({model.count_params()} parameters, keras {keras.__version__})")
     with h5py.File(os.path.join(outdir, "keras_reference.h5"), "w") as f:
         for key, value in ref.items():
