@@ -118,9 +118,7 @@ SGD::SGD(std::vector<ParamGroup> groups, const SGDOptions& options)
   momentum_.resize(groups_.size());
 }
 
-void SGD::step() {
-  NoGradGuard no_grad;
-  // Validate everything first, so that a bad gradient leaves all parameters untouched.
+void Optimizer::check_all() const {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     check_group(g);
     for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
@@ -128,6 +126,11 @@ void SGD::step() {
       if (Tensor grad = p.grad(); grad.defined()) check_grad(p, grad, g, i);
     }
   }
+}
+
+void SGD::step() {
+  NoGradGuard no_grad;
+  check_all();
   momentum_.resize(groups_.size());
   const bool use_momentum = options_.momentum != 0.f;
   for (std::size_t g = 0; g < groups_.size(); ++g) {
@@ -204,13 +207,7 @@ Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool deco
 
 void Adam::step() {
   NoGradGuard no_grad;
-  for (std::size_t g = 0; g < groups_.size(); ++g) {
-    check_group(g);
-    for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
-      const Tensor& p = groups_[g].params[i];
-      if (Tensor grad = p.grad(); grad.defined()) check_grad(p, grad, g, i);
-    }
-  }
+  check_all();
   slots_.resize(groups_.size());
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];

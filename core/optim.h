@@ -64,6 +64,9 @@ class Optimizer {
   Optimizer(std::vector<ParamGroup> groups, const char* name);
   // Throws unless group `g` has a valid lr and weight decay.
   void check_group(std::size_t g) const;
+  // check_group for every group and check_grad for every parameter with a gradient: step() calls it before
+  // updating anything, so a bad group or gradient leaves all parameters untouched.
+  void check_all() const;
   // Throws unless p's gradient matches p in shape, device and dtype.
   void check_grad(const Tensor& p, const Tensor& grad, std::size_t g, std::size_t i) const;
   static std::string key(std::size_t g, std::size_t i, const char* what);

@@ -4,9 +4,11 @@
 
 #include <cmath>
 #include <functional>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
+#include "core/error.h"
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"
@@ -29,6 +31,21 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
   if (worst_excess < 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "element " << worst << " of " << x.size() << ": " << x[worst]
                                        << " vs reference " << y[worst] << " (atol " << atol << ", rtol " << rtol << ")";
+}
+
+// Runs `f` and expects a graft::Error whose message (without the source location) contains every fragment;
+// any other exception, or none, fails the test.
+inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
+  try {
+    f();
+    ADD_FAILURE() << "no graft::Error thrown (expected one mentioning '" << fragments.front() << "')";
+  } catch (const Error& e) {
+    const std::string message = e.message();
+    for (const std::string& part : fragments)
+      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing in: " << message;
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "a non-graft exception escaped: " << e.what();
+  }
 }
 
 #define GRAFT_REQUIRE_CUDA()                                                           \

@@ -19,16 +19,7 @@ namespace {
 
 using graft::testing::all_close;
 
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no graft::Error thrown (expected one mentioning '" << fragments.front() << "')";
-  } catch (const Error& e) {
-    for (const std::string& part : fragments)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "'" << part << "' missing in: " << e.what();
-  }
-}
+using graft::testing::expect_error;
 
 Tensor leaf(const Shape& shape, std::uint64_t seed, float low = -1.f, float high = 1.f) {
   Generator gen(seed);

@@ -8,23 +8,12 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/tensor.h"
+#include "tests/check.h"
 
 namespace graft {
 namespace {
 
-// Runs `f`, expects a graft::Error whose message contains every fragment (the op name first).
-void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no graft::Error thrown (expected one from '" << fragments.front() << "')";
-  } catch (const Error& e) {
-    const std::string message = e.message();
-    for (const std::string& part : fragments)
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing in: " << message;
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "a non-graft exception escaped: " << e.what();
-  }
-}
+using graft::testing::expect_error;
 
 Tensor f32(const Shape& shape) { return Tensor::ones(shape); }
 Tensor i32(const Shape& shape) { return Tensor::zeros(shape, kCPU, DType::Int32); }

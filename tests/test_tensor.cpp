@@ -15,17 +15,7 @@
 namespace graft {
 namespace {
 
-// Runs `f`, expects a graft::Error whose message contains every fragment.
-template <typename F>
-void expect_error(F&& f, const std::vector<std::string>& fragments) {
-  try {
-    f();
-    ADD_FAILURE() << "no graft::Error thrown (expected one mentioning '" << fragments.front() << "')";
-  } catch (const Error& e) {
-    for (const std::string& part : fragments)
-      EXPECT_NE(std::string(e.what()).find(part), std::string::npos) << "'" << part << "' missing in: " << e.what();
-  }
-}
+using graft::testing::expect_error;
 
 double mean_of(const std::vector<float>& v) {
   double s = 0;
