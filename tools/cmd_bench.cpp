@@ -1,9 +1,10 @@
-// graft bench --arch A --batch B --size S --mode infer|train --device cpu|cuda [--iters N] [--warmup W]
+// graft bench --arch A --batch B --size S --mode infer|train|features --device cpu|cuda [--iters N] [--warmup W]
 // Prints one machine-readable line:
 //   arch=resnet50 dialect=torchvision mode=train device=cpu batch=8 size=224 iters=3 ms_per_batch=...
 //   images_per_s=... peak_mem_mb=...   (all on one line)
 // Inference runs in eval mode without grad; a train step is forward + softmax-cross-entropy + backward + SGD
-// (momentum 0.9) on synthetic data. The peak is graft's allocator peak on the device during the timed steps.
+// (momentum 0.9) on synthetic data; `features` is the same step with every parameter frozen except the classifier
+// head (the feature-extraction recipe: backward stops at the head's input). The peak is graft's allocator peak on the device during the timed steps.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -36,7 +37,8 @@ void sync(Device d) {
 }
 
 void run_bench(const BenchArgs& a) {
-  GRAFT_CHECK(a.mode == "infer" || a.mode == "train", "bench: --mode must be infer or train, got '", a.mode, "'");
+  GRAFT_CHECK(a.mode == "infer" || a.mode == "train" || a.mode == "features",
+              "bench: --mode must be infer, train or features, got '", a.mode, "'");
   Device device = resolve_device(a.device);
   auto model = build_model(a.model);
   model->to(device);
@@ -46,8 +48,12 @@ void run_bench(const BenchArgs& a) {
   for (int i = 0; i < a.batch; ++i) label_values[static_cast<std::size_t>(i)] = i % a.model.num_classes;
   Tensor labels = Tensor::from_vector(label_values, {a.batch}, device);
 
-  bool train = a.mode == "train";
+  bool train = a.mode != "infer";
   model->train(train);
+  if (a.mode == "features") {
+    model->freeze("*");
+    model->unfreeze(head_path(*model) + ".*");
+  }
   SGD optimizer(model->trainable_parameters(), SGDOptions{.lr = 1e-3f, .momentum = 0.9f});
   auto step = [&] {
     if (train) {
@@ -87,7 +93,7 @@ void register_bench(CLI::App& app) {
   add_model_options(*cmd, args->model);
   cmd->add_option("--batch", args->batch, "images per batch")->capture_default_str()->check(CLI::Range(1, 4096));
   cmd->add_option("--size", args->size, "image height and width")->capture_default_str()->check(CLI::Range(32, 4096));
-  cmd->add_option("--mode", args->mode, "infer or train")->capture_default_str()->check(CLI::IsMember({"infer", "train"}));
+  cmd->add_option("--mode", args->mode, "infer, train, or features (frozen backbone)")->capture_default_str()->check(CLI::IsMember({"infer", "train", "features"}));
   cmd->add_option("--device", args->device, "cpu, cuda or auto")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--iters", args->iters, "timed steps (median reported)")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->capture_default_str()->check(CLI::Range(0, 1000));

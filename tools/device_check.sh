@@ -5,7 +5,10 @@
 #   2. finds libcublas.so.13, libcublasLt.so.13 and libcudnn.so.9 (CUDA toolkit first, then Python
 #      site-packages nvidia/*/lib) and exports LD_LIBRARY_PATH; prints ldd when something is missing;
 #   3. runs the gpu-labelled tests (ctest -L gpu, or the test binary itself when ctest cannot be used);
-#   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference).
+#   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference);
+#   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
+#   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
+#      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the minutes; reported, not part of the exit code).
 # Everything printed is also written under $OUT when that is set (device_check.log, gpu_tests.log,
 # bench_cuda.json, ldd.txt). Takes well under 5 minutes on an H100.
 # Exit code: 0 all passed (or no GPU at all: tests and benchmarks skip, said clearly); 1 a gpu test failed, or
@@ -22,6 +25,7 @@ BENCH_BIN=$BUILD/bench/graft_bench_cuda
 OUT_DIR=${OUT:-}
 NEEDED_LIBS="libcublas.so.13 libcublasLt.so.13 libcudnn.so.9"
 START=$(date +%s)
+ORIG_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 
 section() { printf '\n==== %s  (t=%ss)\n' "$1" "$(( $(date +%s) - START ))"; }
 save() {  # save NAME: copy stdin to $OUT/NAME when $OUT is set, and pass it through
@@ -212,6 +216,40 @@ main() {
   sed -n '/^== graft_bench_cuda summary/,$p' "$bench_log"
   [ "$bench_rc" = 124 ] && echo "FAIL: graft_bench_cuda ran past 180 s"
   [ -z "$OUT_DIR" ] && rm -f "$bench_log"
+
+  # ---- 5. optional: graft beside PyTorch (GRAFT_COMPARE_TORCH=1, needs $BUILD/graft and a python with CUDA torch) --
+  if [ -n "${GRAFT_COMPARE_TORCH:-}" ] && [ "$gpu_present" = 1 ]; then
+    section "bench/compare_torch.sh (graft vs PyTorch on this card)"
+    local py=""
+    for cand in ${PYTHON:-} python3 python /usr/bin/python3 /opt/conda/bin/python /usr/local/bin/python3; do
+      if command -v "$cand" >/dev/null 2>&1 &&
+         "$cand" -c 'import torch, torchvision, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2>/dev/null; then
+        py=$cand; break
+      fi
+    done
+    if [ -z "$py" ]; then echo "no python with CUDA torch + torchvision found: comparison skipped"
+    elif [ ! -x "$BUILD/graft" ]; then echo "no $BUILD/graft: comparison skipped"
+    else PYTHON=$py TORCH_LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH timeout "${GRAFT_COMPARE_TIMEOUT:-400}" bash "$ROOT/bench/compare_torch.sh" "$BUILD/graft" \
+           "${GRAFT_COMPARE_ITERS:-20}"
+    fi
+  fi
+
+  # ---- 6. optional: compute-sanitizer memcheck over the gpu tests (GRAFT_MEMCHECK=1) ---------------------------
+  local memcheck_rc=-
+  if [ -n "${GRAFT_MEMCHECK:-}" ] && [ "$gpu_present" = 1 ]; then
+    section "compute-sanitizer --tool memcheck on graft_gpu_tests"
+    # API errors are not reported: the out-of-memory tests provoke cudaErrorMemoryAllocation on purpose.
+    local sanitizer
+    sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+    if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"
+    else
+      timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 \
+        "$TEST_BIN" --gtest_brief=1 ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
+        grep -v '^\[       OK \]' | tail -40
+      memcheck_rc=${PIPESTATUS[0]}
+      echo "memcheck exit: $memcheck_rc (0 clean; 9 memcheck found errors; 124 ran past the time limit)"
+    fi
+  fi
 
   # ---- verdict -------------------------------------------------------------------------------------------
   section "verdict"

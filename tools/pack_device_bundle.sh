@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Packs what the device check runs into build-dev/bundle.tar.xz (~8 MB): the three binaries stripped (graft,
+# tests/graft_gpu_tests, bench/graft_bench_cuda: ~90 MB unpacked, over the device tool's 64 MiB carry limit) and
+# build-dev/lib. Build them first (bench/README.md). On the device:
+#   tar xJf build-dev/bundle.tar.xz -C build-dev && GRAFT_NO_CTEST=1 GRAFT_COMPARE_TORCH=1 bash tools/device_check.sh
+# with carry ["build-dev/bundle.tar.xz"].
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${1:-$root/build-dev}
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage/tests" "$stage/bench"
+strip -o "$stage/graft" "$build/graft"
+strip -o "$stage/tests/graft_gpu_tests" "$build/tests/graft_gpu_tests"
+strip -o "$stage/bench/graft_bench_cuda" "$build/bench/graft_bench_cuda"
+cp -r "$build/lib" "$stage/lib"
+tar -C "$stage" -cf - . | xz -T2 -6 >"$build/bundle.tar.xz"
+ls -la "$build/bundle.tar.xz"
