@@ -1,0 +1,62 @@
+// The data loader: worker threads decode and transform examples into batches while the model computes.
+//   - an epoch's order is a seeded shuffle (seed, epoch) -> the same batches on every run and thread count;
+//   - each batch is assembled in host memory (pinned when the target device is CUDA, so the copy is a true
+//     asynchronous DMA) and copied to the device on graft's stream while the previous batch computes;
+//   - `workers` threads fill up to `prefetch` batches ahead; the random transforms of example i in epoch e use
+//     an RNG seeded from (seed, e, i), so augmentation does not depend on which worker ran it.
+// Unreadable examples: with strict = false they are dropped from their batch (the batch is smaller), counted
+// and reported once per epoch; with strict = true the first one stops the epoch with its error.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "core/device.h"
+#include "core/tensor.h"
+#include "io/dataset.h"
+#include "io/transforms.h"
+
+namespace graft {
+
+struct LoaderOptions {
+  int batch_size = 32;
+  bool shuffle = true;
+  bool drop_last = false;
+  std::uint64_t seed = 0;
+  int workers = 2;   // decode/transform threads (0 = on the calling thread)
+  int prefetch = 2;  // batches ready ahead of the consumer
+  bool strict = false;
+  Device device = kCPU;
+  TransformOptions transform;
+};
+
+struct Batch {
+  Tensor images;  // (B, size, size, 3) float on options.device
+  Tensor labels;  // (B) int32 on options.device
+  std::int64_t index = 0;  // batch number within the epoch
+};
+
+class Loader {
+ public:
+  Loader(DatasetPtr dataset, LoaderOptions options);
+  ~Loader();  // stops and joins the workers
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  // Starts epoch `epoch` (workers begin filling); batches then come from next() until it returns nullopt.
+  // first_batch > 0 skips the epoch's first batches without decoding them (resuming mid-epoch gives exactly the
+  // batches an uninterrupted run would have seen).
+  void start_epoch(int epoch, std::int64_t first_batch = 0);
+  std::optional<Batch> next();
+
+  std::int64_t batches_per_epoch() const;
+  std::int64_t skipped_this_epoch() const;  // unreadable examples dropped so far in the current epoch
+  const DatasetPtr& dataset() const;
+  const LoaderOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace graft

@@ -1,0 +1,41 @@
+// The graft CLI application: every subcommand registered on one CLI11 App, and the one place where errors become a
+// single line on stderr and an exit code. tools/graft.cpp's main and the CLI fuzz target both go through here.
+#include <cstdio>
+#include <exception>
+
+#include "core/error.h"
+#include "tools/cli_common.h"
+
+namespace graft::cli {
+
+std::unique_ptr<CLI::App> make_app() {
+  auto app = std::make_unique<CLI::App>("graft: transfer learning with ResNet and VGG in C++/CUDA");
+  app->require_subcommand(1);
+  app->set_help_all_flag("--help-all", "all subcommands' options");
+  register_summary(*app);
+  register_bench(*app);
+  register_weights(*app);
+  return app;
+}
+
+int run_app(CLI::App& app, int argc, const char* const* argv) {
+  try {
+    app.parse(argc, argv);
+    return 0;
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "graft: %s\n", e.what());
+    return 2;
+  } catch (const graft::Error& e) {
+    std::fprintf(stderr, "graft: %s\n", e.message().c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "graft: %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace graft::cli
