@@ -63,6 +63,13 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
 Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma, const std::optional<Tensor>& beta,
                   Tensor& running_mean, Tensor& running_var, bool use_batch_stats, bool update_running,
                   float momentum, float eps);
+// batch_norm with ResNet's epilogue fused in (one pass forward, no extra pass backward):
+//   y = relu(batch_norm(x) + residual)      (residual optional, relu optional)
+//   dz = dy (y > 0) with relu, else dy;  d residual = dz;  then batch_norm's backward with dz.
+// Equal to relu(add(batch_norm(x), residual)) up to float rounding of the same operations in the same order.
+Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma, const std::optional<Tensor>& beta,
+                           Tensor& running_mean, Tensor& running_var, bool use_batch_stats, bool update_running,
+                           float momentum, float eps, const std::optional<Tensor>& residual, bool relu);
 
 // ---- pooling -------------------------------------------------------------------------------------------------------
 // NHWC (N,H,W,C) -> (N,P,Q,C), P = floor_or_ceil((H + 2 pad_h - kernel_h) / stride_h) + 1 (as torch: with

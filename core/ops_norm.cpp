@@ -1,10 +1,12 @@
-// batch_norm: forward (batch or running statistics, optional running update) and its backward.
+// batch_norm: forward (batch or running statistics, optional running update) and its backward; batch_norm_add_relu:
+// the same with ResNet's epilogue (+ residual, relu) fused into the normalise pass and the backward kernels.
 #include <cmath>
 
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "kernels/batch_norm.h"
+#include "kernels/elementwise.h"
 #if GRAFT_HAS_CUDA
 #include "kernels/cuda_device.h"
 #endif
@@ -32,9 +34,17 @@ Tensor cuda_workspace(std::int64_t m, std::int64_t c) {
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma_arg, const std::optional<Tensor>& beta_arg,
+Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma, const std::optional<Tensor>& beta,
                   Tensor& running_mean, Tensor& running_var, bool use_batch_stats, bool update_running,
                   float momentum, float eps) {
+  return batch_norm_add_relu(x, gamma, beta, running_mean, running_var, use_batch_stats, update_running, momentum, eps,
+                             std::nullopt, false);
+}
+
+Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_arg,
+                           const std::optional<Tensor>& beta_arg, Tensor& running_mean, Tensor& running_var,
+                           bool use_batch_stats, bool update_running, float momentum, float eps,
+                           const std::optional<Tensor>& residual_arg, bool relu) {
   check_float(x, "batch_norm", "x");
   GRAFT_CHECK(x.ndim() >= 2, "batch_norm: x ", shape_str(x.shape()), " must be (N,C) or (N,H,W,C)");
   const std::int64_t c = x.dim(-1);
@@ -58,8 +68,15 @@ Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma_arg, const
     check_channel_vector(running_mean, x, "running_mean");
     check_channel_vector(running_var, x, "running_var");
   }
+  Tensor residual = residual_arg ? *residual_arg : Tensor();
+  if (residual.defined()) {
+    check_float(residual, "batch_norm", "residual");
+    GRAFT_CHECK(residual.shape() == x.shape() && residual.device() == x.device(), "batch_norm: residual ",
+                shape_str(residual.shape()), " on ", residual.device().str(), " must match x ", shape_str(x.shape()),
+                " on ", x.device().str());
+  }
   const Device dev = x.device();
-  const bool records = autograd::needs_grad({&x, &gamma, &beta});
+  const bool records = autograd::needs_grad({&x, &gamma, &beta, &residual});
 
   // The statistics this forward normalises with; the backward uses the same ones.
   Tensor mean = Tensor::empty({c}, dev), invstd = Tensor::empty({c}, dev);
@@ -88,17 +105,36 @@ Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma_arg, const
 #if GRAFT_HAS_CUDA
   if (dev.is_cuda())
     batch_norm_forward_cuda(out.data<float>(), x.data<float>(), mean.data<float>(), invstd.data<float>(),
-                            data_or_null(gamma), data_or_null(beta), m, c);
+                            data_or_null(gamma), data_or_null(beta), m, c, data_or_null(residual), relu);
   else
 #endif
     batch_norm_forward_cpu(out.data<float>(), x.data<float>(), mean.data<float>(), invstd.data<float>(),
-                           data_or_null(gamma), data_or_null(beta), m, c);
+                           data_or_null(gamma), data_or_null(beta), m, c, data_or_null(residual), relu);
 
   if (records) {
     Tensor xs = x.detach(), gs = gamma.defined() ? gamma.detach() : Tensor();
-    autograd::record(out, "batch_norm", {&x, &gamma, &beta},
-                     [xs, gs, mean, invstd, m, c, use_batch_stats](const Tensor& dout, const std::vector<bool>& needs) {
+    Tensor ys = relu ? out.detach() : Tensor();  // relu's mask: y > 0
+    autograd::record(out, residual.defined() || relu ? "batch_norm_add_relu" : "batch_norm",
+                     {&x, &gamma, &beta, &residual},
+                     [xs, gs, ys, mean, invstd, m, c, use_batch_stats](const Tensor& dout_arg,
+                                                                       const std::vector<bool>& needs) {
                        const Device d = xs.device();
+                       // With relu, dz = dout (y > 0). The residual's gradient is dz itself, so then dz is written
+                       // out once; otherwise the batch-norm kernels mask dout as they read it.
+                       Tensor dout = dout_arg, dresidual;
+                       const float* mask = nullptr;
+                       if (ys.defined() && needs[3]) {
+                         dout = Tensor::empty(ys.shape(), d);
+#if GRAFT_HAS_CUDA
+                         if (d.is_cuda())
+                           relu_backward_cuda(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(), ys.numel());
+                         else
+#endif
+                           relu_backward_cpu(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(), ys.numel());
+                       } else if (ys.defined()) {
+                         mask = ys.data<float>();
+                       }
+                       if (needs[3]) dresidual = dout;
                        // sum(dy) and sum(dy xhat): dbeta and dgamma, and part of dx with batch statistics
                        const bool reduce = needs[1] || needs[2] || (needs[0] && use_batch_stats);
                        Tensor dgamma, dbeta, dx;
@@ -109,12 +145,12 @@ Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma_arg, const
                            Tensor workspace = cuda_workspace(m, c);
                            batch_norm_backward_reduce_cuda(dgamma.data<float>(), dbeta.data<float>(),
                                                            dout.data<float>(), xs.data<float>(), mean.data<float>(),
-                                                           invstd.data<float>(), m, c, workspace.data<void>());
+                                                           invstd.data<float>(), m, c, workspace.data<void>(), mask);
                          } else
 #endif
                            batch_norm_backward_reduce_cpu(dgamma.data<float>(), dbeta.data<float>(),
                                                           dout.data<float>(), xs.data<float>(), mean.data<float>(),
-                                                          invstd.data<float>(), m, c);
+                                                          invstd.data<float>(), m, c, mask);
                        }
                        if (needs[0]) {
                          dx = Tensor::empty(xs.shape(), d);
@@ -124,14 +160,15 @@ Tensor batch_norm(const Tensor& x, const std::optional<Tensor>& gamma_arg, const
                          if (d.is_cuda())
                            batch_norm_backward_input_cuda(dx.data<float>(), dout.data<float>(), xs.data<float>(),
                                                           mean.data<float>(), invstd.data<float>(), data_or_null(gs),
-                                                          sum_dy, sum_dy_xhat, m, c, use_batch_stats);
+                                                          sum_dy, sum_dy_xhat, m, c, use_batch_stats, mask);
                          else
 #endif
                            batch_norm_backward_input_cpu(dx.data<float>(), dout.data<float>(), xs.data<float>(),
                                                          mean.data<float>(), invstd.data<float>(), data_or_null(gs),
-                                                         sum_dy, sum_dy_xhat, m, c, use_batch_stats);
+                                                         sum_dy, sum_dy_xhat, m, c, use_batch_stats, mask);
                        }
-                       return std::vector<Tensor>{dx, needs[1] ? dgamma : Tensor(), needs[2] ? dbeta : Tensor()};
+                       return std::vector<Tensor>{dx, needs[1] ? dgamma : Tensor(), needs[2] ? dbeta : Tensor(),
+                                                  dresidual};
                      });
   }
   return out;

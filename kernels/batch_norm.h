@@ -7,6 +7,10 @@
 //   backward: dbeta = sum_m dy,  dgamma = sum_m dy xhat
 //             batch statistics:   dx = gamma invstd / M * (M dy - dbeta - xhat dgamma)
 //             running statistics: dx = gamma invstd dy
+// Fused epilogue (ResNet's bn -> relu and bn -> + identity -> relu): the forward optionally adds `residual` (M,C)
+// and applies relu:  y = relu(gamma xhat + beta + residual). Its backward needs dz = dy * (y > 0) (torch's
+// threshold_backward): the backward kernels take `relu_out` = y and mask dout on the fly when it is non-null,
+// so the masked gradient is never written out.
 // gamma/beta may be null (1 and 0). Sums use double accumulation. The CUDA reductions are deterministic two-level
 // reductions (per-block partial sums into a caller-provided workspace, then a final pass over the partials in a
 // fixed order; no atomics). The CUDA versions run on graft's compute stream.
@@ -21,16 +25,19 @@ void batch_norm_stats_cpu(float* mean, float* invstd, float* running_mean, float
                           std::int64_t m, std::int64_t c, float eps, float momentum);
 // var (C) -> invstd (C) = 1/sqrt(var + eps)
 void batch_norm_invstd_cpu(float* invstd, const float* var, std::int64_t c, float eps);
-// out, inp (M,C); mean, invstd, gamma, beta (C)
+// out, inp, residual (M,C); mean, invstd, gamma, beta (C); residual may be null
 void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, const float* invstd,
-                            const float* gamma, const float* beta, std::int64_t m, std::int64_t c);
-// dout, inp (M,C) -> dgamma = sum dy xhat, dbeta = sum dy (C)
+                            const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
+                            const float* residual = nullptr, bool relu = false);
+// dout, inp (M,C) -> dgamma = sum dy xhat, dbeta = sum dy (C); dy = dout masked by relu_out > 0 when non-null
 void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* dout, const float* inp,
-                                    const float* mean, const float* invstd, std::int64_t m, std::int64_t c);
+                                    const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
+                                    const float* relu_out = nullptr);
 // dinp (M,C); sum_dy, sum_dy_xhat (C) come from batch_norm_backward_reduce (only read with batch statistics)
 void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* inp, const float* mean,
                                    const float* invstd, const float* gamma, const float* sum_dy,
-                                   const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats);
+                                   const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
+                                   const float* relu_out = nullptr);
 
 #if GRAFT_HAS_CUDA
 // Bytes of workspace batch_norm_stats_cuda and batch_norm_backward_reduce_cuda need for (M,C).
@@ -39,13 +46,15 @@ void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, floa
                            std::int64_t m, std::int64_t c, float eps, float momentum, void* workspace);
 void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, float eps);
 void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
-                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c);
+                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
+                             const float* residual = nullptr, bool relu = false);
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                     void* workspace);
+                                     void* workspace, const float* relu_out = nullptr);
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
                                     const float* invstd, const float* gamma, const float* sum_dy,
-                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats);
+                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
+                                    const float* relu_out = nullptr);
 #endif
 
 }  // namespace graft

@@ -36,20 +36,24 @@ void batch_norm_invstd_cpu(float* invstd, const float* var, std::int64_t c, floa
 }
 
 void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, const float* invstd,
-                            const float* gamma, const float* beta, std::int64_t m, std::int64_t c) {
+                            const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
+                            const float* residual, bool relu) {
   for (std::int64_t r = 0; r < m; ++r)
     for (std::int64_t j = 0; j < c; ++j) {
       float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-      out[r * c + j] = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+      float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+      if (residual) y += residual[r * c + j];
+      out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
     }
 }
 
 void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* dout, const float* inp,
-                                    const float* mean, const float* invstd, std::int64_t m, std::int64_t c) {
+                                    const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
+                                    const float* relu_out) {
   std::vector<double> sum_dy(static_cast<std::size_t>(c), 0.0), sum_dy_xhat(static_cast<std::size_t>(c), 0.0);
   for (std::int64_t r = 0; r < m; ++r)
     for (std::int64_t j = 0; j < c; ++j) {
-      float dy = dout[r * c + j];
+      float dy = relu_out && !(relu_out[r * c + j] > 0.f) ? 0.f : dout[r * c + j];
       float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
       sum_dy[j] += dy;
       sum_dy_xhat[j] += static_cast<double>(dy) * xhat;
@@ -62,12 +66,13 @@ void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* do
 
 void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* inp, const float* mean,
                                    const float* invstd, const float* gamma, const float* sum_dy,
-                                   const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats) {
+                                   const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
+                                   const float* relu_out) {
   const float inv_m = 1.f / static_cast<float>(m);
   for (std::int64_t r = 0; r < m; ++r)
     for (std::int64_t j = 0; j < c; ++j) {
       float scale = (gamma ? gamma[j] : 1.f) * invstd[j];
-      float dy = dout[r * c + j];
+      float dy = relu_out && !(relu_out[r * c + j] > 0.f) ? 0.f : dout[r * c + j];
       if (batch_stats) {
         float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
         dinp[r * c + j] = scale * (dy - inv_m * sum_dy[j] - xhat * (inv_m * sum_dy_xhat[j]));

@@ -38,11 +38,11 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c) {
 
 // partial (2, chunks, C) doubles: [0] = sum a, [1] = sum b over the block's chunk of rows, where
 //   statistics (kBackward false): a = x, b = x^2
-//   backward   (kBackward true):  a = dy, b = dy * xhat
+//   backward   (kBackward true):  a = dy, b = dy * xhat   (dy = dout masked by relu_out > 0 when non-null)
 template <bool kBackward>
 __global__ void batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout,
                                                const float* mean, const float* invstd, std::int64_t m,
-                                               std::int64_t c, std::int64_t rows_per_chunk) {
+                                               std::int64_t c, std::int64_t rows_per_chunk, const float* relu_out) {
   __shared__ double shared_a[kLanesR][kLanesC + 1];
   __shared__ double shared_b[kLanesR][kLanesC + 1];
   const int tx = threadIdx.x, ty = threadIdx.y;
@@ -57,7 +57,7 @@ __global__ void batch_norm_partial_sums_kernel(double* partial, const float* inp
     for (std::int64_t r = r0 + ty; r < r1; r += kLanesR) {
       float x = inp[r * c + ch];
       if constexpr (kBackward) {
-        float dy = dout[r * c + ch];
+        float dy = relu_out && !(relu_out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
         a += dy;
         b += static_cast<double>(dy) * ((x - mu) * is);
       } else {
@@ -114,12 +114,15 @@ __global__ void batch_norm_invstd_kernel(float* invstd, const float* var, std::i
 // Index is unsigned 32-bit when the tensor allows it (cheaper channel modulo), 64-bit otherwise.
 template <typename Index>
 __global__ void batch_norm_forward_kernel(float* out, const float* inp, const float* mean, const float* invstd,
-                                          const float* gamma, const float* beta, Index n, Index c) {
+                                          const float* gamma, const float* beta, Index n, Index c,
+                                          const float* residual, bool relu) {
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = i % c;
     const float xhat = (inp[i] - mean[j]) * invstd[j];
-    out[i] = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+    float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+    if (residual) y += residual[i];
+    out[i] = relu ? (y > 0.f ? y : 0.f) : y;
   }
 }
 
@@ -127,12 +130,12 @@ template <typename Index>
 __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout, const float* inp, const float* mean,
                                                  const float* invstd, const float* gamma, const float* sum_dy,
                                                  const float* sum_dy_xhat, Index n, Index c, float inv_m,
-                                                 bool batch_stats) {
+                                                 bool batch_stats, const float* relu_out) {
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = i % c;
     const float scale = (gamma ? gamma[j] : 1.f) * invstd[j];
-    const float dy = dout[i];
+    const float dy = relu_out && !(relu_out[i] > 0.f) ? 0.f : dout[i];
     if (batch_stats) {
       const float xhat = (inp[i] - mean[j]) * invstd[j];
       dinp[i] = scale * (dy - inv_m * sum_dy[j] - xhat * (inv_m * sum_dy_xhat[j]));
@@ -158,7 +161,7 @@ void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, floa
   auto* partial = static_cast<double*>(workspace);
   dim3 block(kLanesC, kLanesR), grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
   batch_norm_partial_sums_kernel<false><<<grid, block, 0, cuda::stream()>>>(partial, inp, nullptr, nullptr, nullptr,
-                                                                            m, c, g.rows_per_chunk);
+                                                                            m, c, g.rows_per_chunk, nullptr);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
   batch_norm_finalize_stats_kernel<<<cuda::grid_for(c), cuda::kBlock, 0, cuda::stream()>>>(
       mean, invstd, running_mean, running_var, partial, g.chunks, m, c, eps, momentum);
@@ -172,27 +175,29 @@ void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, flo
 }
 
 void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
-                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c) {
+                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
+                             const float* residual, bool relu) {
   const std::int64_t n = m * c;
   if (n == 0) return;
   if (n <= kInt32Limit)
     batch_norm_forward_kernel<std::uint32_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(c));
+        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(c), residual,
+        relu);
   else
     batch_norm_forward_kernel<std::int64_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, n, c);
+        out, inp, mean, invstd, gamma, beta, n, c, residual, relu);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_forward_kernel");
 }
 
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                     void* workspace) {
+                                     void* workspace, const float* relu_out) {
   if (c == 0) return;
   ReduceGrid g = reduce_grid(m, c);
   auto* partial = static_cast<double*>(workspace);
   dim3 block(kLanesC, kLanesR), grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
   batch_norm_partial_sums_kernel<true><<<grid, block, 0, cuda::stream()>>>(partial, inp, dout, mean, invstd, m, c,
-                                                                           g.rows_per_chunk);
+                                                                           g.rows_per_chunk, relu_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
   batch_norm_finalize_backward_kernel<<<cuda::grid_for(c), cuda::kBlock, 0, cuda::stream()>>>(dgamma, dbeta, partial,
                                                                                              g.chunks, c);
@@ -201,17 +206,18 @@ void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* d
 
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
                                     const float* invstd, const float* gamma, const float* sum_dy,
-                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats) {
+                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
+                                    const float* relu_out) {
   const std::int64_t n = m * c;
   if (n == 0) return;
   const float inv_m = 1.f / static_cast<float>(m);
   if (n <= kInt32Limit)
     batch_norm_backward_input_kernel<std::uint32_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
         dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(n),
-        static_cast<std::uint32_t>(c), inv_m, batch_stats);
+        static_cast<std::uint32_t>(c), inv_m, batch_stats, relu_out);
   else
     batch_norm_backward_input_kernel<std::int64_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, n, c, inv_m, batch_stats);
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, n, c, inv_m, batch_stats, relu_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
 }
 

@@ -19,6 +19,14 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
                     use_batch_stats_, update_running_, momentum_, eps_);
 }
 
+Tensor BatchNorm2d::forward_add_relu(const Tensor& x, const std::optional<Tensor>& residual, bool relu) {
+  Tensor y = batch_norm_add_relu(x, parameter("weight"), parameter("bias"), buffer("running_mean"),
+                                 buffer("running_var"), use_batch_stats_, update_running_, momentum_, eps_, residual,
+                                 relu);
+  set_last_output_shape(y.shape());
+  return y;
+}
+
 void BatchNorm2d::train(bool training) {
   training_ = training;
   if (!pinned_) use_batch_stats_ = update_running_ = training;

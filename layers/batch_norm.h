@@ -5,6 +5,8 @@
 // By default the last two follow train()/eval(), as in PyTorch. pin_stats(...) or freeze_bn() fixes them: a later
 // train() on the parent leaves them as set. Keras's momentum 0.99 is torch's 0.01.
 #pragma once
+#include <optional>
+
 #include "layers/module.h"
 
 namespace graft {
@@ -13,6 +15,8 @@ class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int channels, float eps = 1e-5f, float momentum = 0.1f);
   Tensor forward(const Tensor& x) override;
+  // relu(bn(x) + residual) in one fused op (core/ops.h batch_norm_add_relu): ResNet's block epilogues.
+  Tensor forward_add_relu(const Tensor& x, const std::optional<Tensor>& residual, bool relu);
   std::string type_name() const override { return "BatchNorm2d"; }
   std::string describe() const override;
   void train(bool training = true) override;

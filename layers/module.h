@@ -31,6 +31,8 @@ class Module {
   // Runs forward and remembers the output shape (for summaries).
   Tensor operator()(const Tensor& x);
   const Shape& last_output_shape() const { return last_output_shape_; }
+  // For parents that run a child's computation fused into another call (ResNet's bn + relu): keeps summaries right.
+  void set_last_output_shape(const Shape& shape) { last_output_shape_ = shape; }
 
   // ---- structure ----
   std::vector<std::pair<std::string, Tensor>> named_parameters() const;  // dotted paths, model order

@@ -69,16 +69,17 @@ ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Di
   }
 }
 
+// relu(bn(conv(x))) and relu(bn(conv(y)) + shortcut) run as fused batch-norm epilogues (batch_norm_add_relu):
+// the same math as the separate relu/add modules, without their extra passes over the activations.
 Tensor ResidualBlock::forward(const Tensor& x) {
-  Tensor y = (*relu_)((*bn1_)((*conv1_)(x)));
-  if (bottleneck_) {
-    y = (*relu_)((*bn2_)((*conv2_)(y)));
-    y = (*bn3_)((*conv3_)(y));
-  } else {
-    y = (*bn2_)((*conv2_)(y));
-  }
+  Tensor y = bn1_->forward_add_relu((*conv1_)(x), std::nullopt, true);
+  if (bottleneck_) y = bn2_->forward_add_relu((*conv2_)(y), std::nullopt, true);
   Tensor shortcut = downsample_ ? (*downsample_)(x) : x;
-  return (*relu_)(add(y, shortcut));
+  BatchNorm2d& last = bottleneck_ ? *bn3_ : *bn2_;
+  Conv2d& last_conv = bottleneck_ ? *conv3_ : *conv2_;
+  y = last.forward_add_relu(last_conv(y), shortcut, true);
+  relu_->set_last_output_shape(y.shape());
+  return y;
 }
 
 ResNet::ResNet(const ResNetOptions& o) : options_(o) {
@@ -131,7 +132,8 @@ Tensor ResNet::forward(const Tensor& x) {
   GRAFT_CHECK(x.ndim() == 4 && x.dim(3) == 3, type_name(), ": input ", shape_str(x.shape()),
               " must be NHWC images (N,H,W,3)");
   Tensor y = stem_pad_ ? (*stem_pad_)(x) : x;
-  y = (*relu_)((*bn1_)((*conv1_)(y)));
+  y = bn1_->forward_add_relu((*conv1_)(y), std::nullopt, true);
+  relu_->set_last_output_shape(y.shape());
   if (pool_pad_) y = (*pool_pad_)(y);
   y = (*maxpool_)(y);
   for (auto& layer : layers_) y = (*layer)(y);

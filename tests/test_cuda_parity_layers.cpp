@@ -101,6 +101,30 @@ TEST(LayersParity, BatchNormOp) {
   }
 }
 
+// The fused epilogue of ResNet blocks: relu(batch_norm(x) + residual) with its masked backward, both statistics
+// modes, the residual trainable (dz written out) or not (dz masked inside the batch-norm kernels).
+TEST(LayersParity, BatchNormAddReluOp) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(110);
+  for (bool training : {true, false}) {
+    for (Shape shape : {Shape{3, 5, 7, 37}, Shape{2, 7, 7, 2048}}) {
+      const std::int64_t c = shape.back();
+      Tensor x = Tensor::randn(shape, gen, kCPU, 0.f, 2.f), r = Tensor::randn(shape, gen);
+      Tensor g = Tensor::uniform({c}, gen, 0.5f, 1.5f), b = Tensor::randn({c}, gen);
+      Tensor rm0 = Tensor::randn({c}, gen), rv0 = Tensor::uniform({c}, gen, 0.5f, 2.f);
+      Tensor rm_cpu = rm0.clone(), rv_cpu = rv0.clone(), rm_gpu = rm0.to(kCUDA), rv_gpu = rv0.to(kCUDA);
+      auto fused = [&](const std::vector<Tensor>& in) {
+        bool gpu = in[0].is_cuda();
+        std::optional<Tensor> residual = in.size() > 3 ? std::optional<Tensor>(in[3]) : std::nullopt;
+        return batch_norm_add_relu(in[0], in[1], in[2], gpu ? rm_gpu : rm_cpu, gpu ? rv_gpu : rv_cpu, training,
+                                   training, 0.1f, 1e-5f, residual, true);
+      };
+      expect_op_parity(fused, {x, g, b, r}, 1e-5f, 1e-4f, 11);  // residual trainable: dz materialised
+      expect_op_parity(fused, {x, g, b}, 1e-5f, 1e-4f, 12);     // no residual: dout masked in the kernels
+    }
+  }
+}
+
 TEST(LayersParity, DropoutOpMaskIsBitIdentical) {
   GRAFT_REQUIRE_CUDA();
   Generator data(104);

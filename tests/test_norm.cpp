@@ -2,6 +2,7 @@
 // incl. the updated running statistics), which gradients a frozen parameter costs, and the error messages.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "core/error.h"
@@ -150,6 +151,83 @@ TEST(BatchNormErrors, NameOpAndShapes) {
   EXPECT_THROW(batch_norm(x, std::nullopt, std::nullopt, rm, rv, true, false, 0.1f, -1.f), Error);
   Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{1, 2, 3, 4}, {2, 2});
   EXPECT_THROW(batch_norm(labels, std::nullopt, std::nullopt, none, none, true, false, 0.1f, kEps), Error);
+}
+
+
+// ---- batch_norm_add_relu: the fused epilogue equals the composition it replaces -----------------------------------
+// relu(add(batch_norm(x), r)) computed with separate ops vs the fused op: the same float operations in the same
+// order, so forward values and every gradient (x, gamma, beta, residual) must agree bitwise, in both statistics
+// modes, with and without the residual, with and without relu, and with the residual frozen (the masking path).
+void expect_fused_matches_composition(bool use_batch_stats, bool with_residual, bool relu, bool residual_needs_grad) {
+  Generator gen(40 + use_batch_stats * 4 + with_residual * 2 + relu);
+  const Shape shape{3, 4, 5, 6};
+  Tensor x0 = Tensor::randn(shape, gen, kCPU, 0.f, 1.5f), r0 = Tensor::randn(shape, gen);
+  Tensor g0 = Tensor::uniform({6}, gen, 0.5f, 1.5f), b0 = Tensor::randn({6}, gen);
+  Tensor rm0 = mul(Tensor::randn({6}, gen), 0.3f), rv0 = Tensor::uniform({6}, gen, 0.5f, 1.5f);
+  Tensor dy = Tensor::randn(shape, gen);
+  auto run = [&](bool fused) {
+    std::vector<Tensor> in{x0.clone(), g0.clone(), b0.clone(), r0.clone()};
+    for (int i = 0; i < 3; ++i) in[static_cast<std::size_t>(i)].set_requires_grad(true);
+    in[3].set_requires_grad(residual_needs_grad);
+    Tensor rm = rm0.clone(), rv = rv0.clone();
+    std::optional<Tensor> res = with_residual ? std::optional<Tensor>(in[3]) : std::nullopt;
+    Tensor y;
+    if (fused) {
+      y = batch_norm_add_relu(in[0], in[1], in[2], rm, rv, use_batch_stats, use_batch_stats, kMomentum, kEps, res,
+                              relu);
+    } else {
+      y = batch_norm(in[0], in[1], in[2], rm, rv, use_batch_stats, use_batch_stats, kMomentum, kEps);
+      if (with_residual) y = add(y, in[3]);
+      if (relu) y = graft::relu(y);
+    }
+    y.backward(dy);
+    std::vector<Tensor> out{y.detach(), rm, rv};
+    for (auto& t : in) out.push_back(t.grad().defined() ? t.grad() : Tensor());
+    return out;
+  };
+  std::vector<Tensor> fused = run(true), plain = run(false);
+  const char* names[] = {"y", "running_mean", "running_var", "dx", "dgamma", "dbeta", "dresidual"};
+  for (std::size_t i = 0; i < fused.size(); ++i) {
+    ASSERT_EQ(fused[i].defined(), plain[i].defined()) << names[i];
+    if (fused[i].defined()) {
+      EXPECT_TRUE(all_close(fused[i], plain[i], 0.f, 0.f)) << names[i];
+    }
+  }
+  if (relu) {  // the case must exercise the mask: some outputs clipped, some not
+    std::vector<float> y = fused[0].to_vector();
+    EXPECT_GT(std::count(y.begin(), y.end(), 0.f), 10);
+    EXPECT_LT(std::count(y.begin(), y.end(), 0.f), static_cast<long>(y.size()) - 10);
+  }
+}
+
+TEST(BatchNormAddRelu, EqualsCompositionBitwise) {
+  for (bool stats : {true, false})
+    for (bool residual : {true, false})
+      for (bool relu : {true, false}) {
+        SCOPED_TRACE(::testing::Message() << "batch_stats " << stats << " residual " << residual << " relu " << relu);
+        expect_fused_matches_composition(stats, residual, relu, true);
+        if (residual) expect_fused_matches_composition(stats, residual, relu, false);
+      }
+}
+
+TEST(BatchNormAddRelu, GradientCheck) {
+  Generator gen(48);
+  Tensor x = Tensor::randn({2, 3, 3, 4}, gen), g = Tensor::uniform({4}, gen, 0.5f, 1.5f), b = Tensor::randn({4}, gen);
+  Tensor r = Tensor::randn({2, 3, 3, 4}, gen);
+  expect_gradients_match(
+      [](const std::vector<Tensor>& in) {
+        Tensor rm, rv;
+        return batch_norm_add_relu(in[0], in[1], in[2], rm, rv, true, false, kMomentum, kEps, in[3], true);
+      },
+      {x, g, b, r});
+}
+
+TEST(BatchNormAddRelu, ResidualShapeMismatchIsAnError) {
+  Generator gen(49);
+  Tensor x = Tensor::randn({2, 3, 3, 4}, gen), r = Tensor::randn({2, 3, 4, 4}, gen), rm, rv;
+  testing::expect_error(
+      [&] { batch_norm_add_relu(x, std::nullopt, std::nullopt, rm, rv, true, false, kMomentum, kEps, r, true); },
+      {"batch_norm", "residual", "(2,3,4,4)", "(2,3,3,4)"});
 }
 
 }  // namespace
