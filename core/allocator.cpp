@@ -1,6 +1,7 @@
 #include "core/allocator.h"
 
 #include <malloc.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -52,6 +53,11 @@ void* device_alloc(std::size_t bytes, Device device) {
   void* ptr = nullptr;
   if (device.is_cpu()) {
     keep_freed_host_memory();
+    // Over-committing Linux (and ASan's allocator) would accept or abort on such a request instead of failing
+    // cleanly; no tensor larger than the machine can be useful.
+    GRAFT_CHECK(bytes <= physical_memory_bytes(), "allocator: refusing to allocate ", bytes, " bytes (",
+                bytes / double(1 << 30), " GiB) of host memory: the machine has ", physical_memory_bytes(),
+                " bytes of physical memory");
     std::size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
     ptr = std::aligned_alloc(kAlignment, rounded);
     GRAFT_CHECK(ptr != nullptr, "allocator: out of host memory allocating ", bytes, " bytes");
@@ -76,6 +82,37 @@ void device_free(void* ptr, std::size_t bytes, Device device) {
 #endif
   }
   counters(device).current.fetch_sub(static_cast<std::int64_t>(bytes));
+}
+
+void* pinned_host_alloc(std::size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* ptr = nullptr;
+#if GRAFT_HAS_CUDA
+  GRAFT_CUDA_CHECK(cudaMallocHost(&ptr, bytes));
+#else
+  ptr = std::aligned_alloc(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  GRAFT_CHECK(ptr != nullptr, "allocator: out of host memory allocating ", bytes, " pinned bytes");
+#endif
+  return ptr;
+}
+
+void pinned_host_free(void* ptr) {
+  if (ptr == nullptr) return;
+#if GRAFT_HAS_CUDA
+  GRAFT_CUDA_CHECK(cudaFreeHost(ptr));
+#else
+  std::free(ptr);
+#endif
+}
+
+std::uint64_t physical_memory_bytes() {
+  static const std::uint64_t bytes = [] {
+    long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+    // Unknown (never on Linux): no limit beyond the tensor element cap.
+    if (pages <= 0 || page_size <= 0) return ~std::uint64_t{0};
+    return static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page_size);
+  }();
+  return bytes;
 }
 
 MemoryStats memory_stats(Device device) {

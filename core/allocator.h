@@ -11,6 +11,8 @@
 
 namespace graft {
 
+// Refuses (graft::Error naming the bytes) a CPU request larger than the machine's physical memory, and a CUDA
+// request the device cannot serve (the message names the bytes requested and free); the engine stays usable.
 void* device_alloc(std::size_t bytes, Device device);
 void device_free(void* ptr, std::size_t bytes, Device device);
 
@@ -19,7 +21,17 @@ struct MemoryStats {
   std::int64_t peak_bytes = 0;
 };
 MemoryStats memory_stats(Device device);
+// The machine's physical memory in bytes (sysconf), the ceiling for any single host allocation or file read.
+std::uint64_t physical_memory_bytes();
+
 // Sets the peak to the current value, so the next peak measures one region of code.
 void reset_peak_memory(Device device);
+
+// Page-locked host memory (cudaMallocHost), from which cudaMemcpyAsync is a true asynchronous DMA: the data
+// loader's staging buffers. Without CUDA it is plain 64-byte aligned host memory. Not counted in memory_stats
+// (it is neither the tensors' host heap nor device memory). The memory must stay untouched until every copy
+// from it has completed. In a CUDA build it needs a usable device (graft::Error naming the CUDA call otherwise).
+void* pinned_host_alloc(std::size_t bytes);
+void pinned_host_free(void* ptr);
 
 }  // namespace graft

@@ -261,8 +261,11 @@ Tensor Tensor::flatten(int start_axis) const {
   GRAFT_CHECK(start >= 0 && start <= std::max(n - 1, 0), "flatten: start axis ", start_axis, " out of range for ",
               shape_str(shape()));
   Shape folded(shape().begin(), shape().begin() + start);
-  folded.push_back(-1);
-  if (numel() == 0) folded.back() = 0;
+  // The folded size is the product of the trailing axes, not numel / rows: an empty batch (0,1,1,512) flattens to
+  // (0,512), not (0,0).
+  std::int64_t trailing = 1;
+  for (int axis = start; axis < n; ++axis) trailing *= shape()[static_cast<std::size_t>(axis)];
+  folded.push_back(trailing);
   return reshape(folded);
 }
 

@@ -34,6 +34,30 @@ std::int64_t integer(const hdf5::File& file, const std::string& name) {
   GRAFT_FAIL("checkpoint: attribute '", name, "' of '", file.path(), "' is '", text, "', not an integer");
 }
 
+// std::stoull alone would accept "-1" (as 2^64-1) and throw std::invalid_argument, not graft::Error, on "x".
+std::uint64_t unsigned_integer(const hdf5::File& file, const std::string& name) {
+  std::string text = attribute(file, name);
+  if (!text.empty() && text.find_first_not_of("0123456789") == std::string::npos) {
+    try {
+      return static_cast<std::uint64_t>(std::stoull(text));
+    } catch (const std::exception&) {  // out of range
+    }
+  }
+  GRAFT_FAIL("checkpoint: attribute '", name, "' of '", file.path(), "' is '", text, "', not an unsigned 64-bit integer");
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  if (text.empty()) return lines;
+  std::size_t begin = 0;
+  for (;;) {
+    std::size_t end = text.find('\n', begin);
+    lines.push_back(text.substr(begin, end == std::string::npos ? std::string::npos : end - begin));
+    if (end == std::string::npos) return lines;
+    begin = end + 1;
+  }
+}
+
 CheckpointMeta read_meta(const hdf5::File& file) {
   GRAFT_CHECK(file.has_attribute("/", "format") && attribute(file, "format") == kFormat, "checkpoint: '",
               file.path(), "' is not a graft checkpoint (no format = ", kFormat, " attribute)");
@@ -41,12 +65,25 @@ CheckpointMeta read_meta(const hdf5::File& file) {
   m.graft_version = attribute(file, "graft_version");
   m.arch = attribute(file, "arch");
   m.dialect = attribute(file, "dialect");
-  m.num_classes = static_cast<int>(integer(file, "num_classes"));
+  const std::int64_t num_classes = integer(file, "num_classes");
+  GRAFT_CHECK(num_classes >= 0 && num_classes <= (std::int64_t{1} << 24), "checkpoint: num_classes = ", num_classes,
+              " in '", file.path(), "' is out of range [0, 2^24]");
+  m.num_classes = static_cast<int>(num_classes);
   m.epoch = integer(file, "epoch");
   m.step = integer(file, "step");
   m.schedule_step = integer(file, "schedule_step");
-  m.rng_seed = static_cast<std::uint64_t>(std::stoull(attribute(file, "rng_seed")));
-  m.rng_offset = static_cast<std::uint64_t>(std::stoull(attribute(file, "rng_offset")));
+  m.rng_seed = unsigned_integer(file, "rng_seed");
+  m.rng_offset = unsigned_integer(file, "rng_offset");
+  // Optional attributes (added later): absent in older checkpoints.
+  if (file.has_attribute("/", "class_names"))
+    for (std::string& name : split_lines(attribute(file, "class_names"))) m.class_names.push_back(std::move(name));
+  if (file.has_attribute("/", "train_state"))
+    for (const std::string& line : split_lines(attribute(file, "train_state"))) {
+      std::size_t eq = line.find('=');
+      GRAFT_CHECK(eq != std::string::npos, "checkpoint: train_state line '", line, "' of '", file.path(),
+                  "' has no '='");
+      m.train_state[line.substr(0, eq)] = line.substr(eq + 1);
+    }
   return m;
 }
 
@@ -73,6 +110,20 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   writer.attribute("schedule_step", std::to_string(meta.schedule_step));
   writer.attribute("rng_seed", std::to_string(meta.rng_seed));
   writer.attribute("rng_offset", std::to_string(meta.rng_offset));
+  std::string names, state;
+  for (const std::string& name : meta.class_names) {
+    GRAFT_CHECK(name.find('\n') == std::string::npos, "checkpoint: class name '", name, "' contains a newline");
+    if (!names.empty()) names += '\n';
+    names += name;
+  }
+  for (const auto& [key, value] : meta.train_state) {
+    GRAFT_CHECK(key.find_first_of("=\n") == std::string::npos && value.find('\n') == std::string::npos,
+                "checkpoint: train_state entry '", key, "' cannot be stored (no '=' or newline in keys)");
+    if (!state.empty()) state += '\n';
+    state += key + "=" + value;
+  }
+  if (!meta.class_names.empty()) writer.attribute("class_names", names);
+  if (!meta.train_state.empty()) writer.attribute("train_state", state);
   for (const auto& [name, tensor] : model.state()) writer.dataset("/model/" + name, tensor);
   if (optimizer)
     for (const auto& [name, tensor] : optimizer->state()) writer.dataset("/optimizer/" + name, tensor);

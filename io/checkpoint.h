@@ -2,12 +2,15 @@
 //   /model/<dotted name>       parameters and buffers (graft layouts), float32
 //   /optimizer/<state key>     the optimizer's named state (core/optim.h), float32
 //   root attributes (strings)  format = "graft-checkpoint", graft_version, arch, dialect, num_classes, epoch,
-//                              step, schedule_step, rng_seed, rng_offset
+//                              step, schedule_step, rng_seed, rng_offset; optional (files without them load
+//                              with empty values): class_names (one name per line), train_state (key=value lines)
 // Written through hdf5::Writer: a temporary file renamed into place, so a crash mid-write leaves the previous
 // checkpoint intact. Loading is strict and all-or-nothing for the model (every tensor present, shapes equal).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "core/optim.h"
 #include "layers/module.h"
@@ -22,6 +25,12 @@ struct CheckpointMeta {
   std::int64_t schedule_step = 0;  // LRSchedule::last_step()
   std::uint64_t rng_seed = 0, rng_offset = 0;  // a Generator's state (e.g. the data loader's)
   std::string graft_version = "";  // filled in by save_checkpoint
+  // The training dataset's class names (index = label), for eval/predict; empty when unknown. No name may
+  // contain a newline (they are stored one per line).
+  std::vector<std::string> class_names = {};
+  // The training loop's own position and running totals (train/trainer.cpp), e.g. batch_in_epoch; keys and
+  // values without '=' / newlines in keys, no newlines in values.
+  std::map<std::string, std::string> train_state = {};
 };
 
 // `optimizer` may be null (weights only).

@@ -6,6 +6,7 @@
 // get() may be called from several loader threads at once. Subsets (train/validation split, class subsets,
 // N-per-class sampling) are views: they share the decoded data or the file list of their base.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -58,10 +59,19 @@ struct ImageFolderReport {
   std::int64_t images = 0, skipped = 0;
   std::vector<std::string> skipped_files;  // the first few, for the warning
 };
-// Opens DIR/<class>/*: classes are the subfolders in name order. Errors: not a directory, fewer than two
-// classes, an empty class folder (names it).
+// Opens DIR/<class>/*: classes are the subfolders in name order, images the .jpg/.jpeg/.png files (any case) directly
+// inside them, in name order (hidden entries, starting with '.', and other files are ignored). Each image's header
+// is checked at open. Errors: not a directory, fewer than two classes, a class folder with no (readable) image
+// (names it).
 DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& options = {},
                              ImageFolderReport* report = nullptr);
+
+// One JPEG or PNG file (or its bytes in memory; `what` names it in errors), decoded to HWC uint8: gray stays one
+// channel, gray+alpha drops the alpha (1 channel), RGB and RGBA give 3 channels; 16-bit PNGs are scaled to 8 bits.
+// Absurd sizes (a side of 0 or above 32768, or width*height*channels above 2^28) are refused from the header,
+// before decoding. The label is -1.
+Example load_image(const std::string& path);
+Example decode_image(const std::uint8_t* data, std::size_t size, const std::string& what);
 
 // "fashion-mnist" | "fashion-mnist:DIR" | "cifar10:DIR" | "cifar100:DIR" | DIR (an image folder, whose train/ and
 // val/ subfolders are used when both exist; otherwise the whole folder for both and the caller splits).

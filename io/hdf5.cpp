@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "core/allocator.h"
 #include "core/error.h"
 
 namespace graft::hdf5 {
@@ -80,12 +81,50 @@ ValueClass value_class_of(hid_t type) {
   }
 }
 
-Shape shape_of(hid_t space) {
+// A file may claim any dimensions (HDF5 stores them as 64-bit unsigned): refuse, before anything multiplies or
+// allocates, a shape with more elements than graft's tensor limit (2^36, as Tensor::empty).
+constexpr std::uint64_t kMaxElements = std::uint64_t{1} << 36;
+
+Shape shape_of(hid_t space, const std::string& file, const std::string& dataset) {
   int rank = H5Sget_simple_extent_ndims(space);
   if (rank < 0) return {};
   std::vector<hsize_t> dims(static_cast<std::size_t>(rank));
   H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  std::uint64_t n = 1;
+  for (hsize_t d : dims) {
+    if (d != 0 && n > kMaxElements / d) {
+      std::string text;
+      for (hsize_t e : dims) {  // two appends: GCC 12 -O3 warns falsely (-Wrestrict) on "(" + to_string(e)
+        text += text.empty() ? '(' : ',';
+        text += std::to_string(e);
+      }
+      GRAFT_FAIL("hdf5: dataset '", dataset, "' in '", file, "' claims shape ", text,
+                 "), more than 2^36 elements: refused");
+    }
+    n *= d;
+  }
   return Shape(dims.begin(), dims.end());
+}
+
+// Before allocating for a read: the values must fit in memory, and a dataset cannot hold more bytes than its file
+// - uncompressed - or than 1100 times the file when filtered (deflate, HDF5's usual filter, cannot exceed 1032:1).
+// A dataset claiming more is damaged or hand-made, and reading it would allocate whatever it claims only to return
+// fill values.
+void check_claimed_size(hid_t ds, const std::string& file, const std::string& dataset, std::int64_t count) {
+  const std::uint64_t memory_bytes = static_cast<std::uint64_t>(count) * sizeof(float);
+  GRAFT_CHECK(memory_bytes <= physical_memory_bytes(), "hdf5: dataset '", dataset, "' in '", file, "' needs ",
+              memory_bytes, " bytes as float32, more than the machine's ", physical_memory_bytes(), " bytes");
+  Handle type(H5Dget_type(ds), H5Tclose);
+  Handle plist(H5Dget_create_plist(ds), H5Pclose);
+  if (!type.valid() || !plist.valid()) fail(file, "cannot inspect dataset '" + dataset + "'");
+  const int filters = H5Pget_nfilters(plist.get());
+  std::error_code ec;
+  const std::uintmax_t file_bytes = std::filesystem::file_size(file, ec);
+  const std::uint64_t stored_bytes = static_cast<std::uint64_t>(count) * H5Tget_size(type.get());
+  const std::uint64_t ratio = filters == 0 ? 1 : 1100;
+  GRAFT_CHECK(ec || stored_bytes / ratio <= file_bytes, "hdf5: dataset '", dataset, "' in '", file, "' claims ",
+              stored_bytes, " bytes of ", filters == 0 ? "uncompressed" : "compressed", " data, but the file has only ",
+              file_bytes, " bytes (damaged file?)");
 }
 
 // Link existence along every prefix: H5Lexists on "/a/b" fails (not false) when "/a" is missing.
@@ -241,7 +280,7 @@ DatasetInfo File::dataset_info(const std::string& path) const {
   if (!type.valid() || !space.valid()) fail(path_, "cannot inspect dataset '" + path + "'");
   DatasetInfo info;
   info.path = path;
-  info.shape = shape_of(space.get());
+  info.shape = shape_of(space.get(), path_, path);
   info.value_class = value_class_of(type.get());
   info.dtype = class_dtype(type.get());
   return info;
@@ -277,6 +316,7 @@ void File::read_floats_into(const std::string& path, float* out, std::int64_t co
   if (count == 0) return;
   Handle ds(H5Dopen2(id_, path.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) fail(path_, "cannot open dataset '" + path + "'");
+  check_claimed_size(ds.get(), path_, path, count);
   // HDF5 converts float64 and float16 storage to the native float on the way.
   if (H5Dread(ds.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
     fail(path_, "cannot read dataset '" + path + "'");
@@ -284,7 +324,13 @@ void File::read_floats_into(const std::string& path, float* out, std::int64_t co
 
 std::vector<float> File::read_floats(const std::string& path) const {
   DatasetInfo info = dataset_info(path);
-  std::vector<float> values(static_cast<std::size_t>(shape_numel(info.shape)));
+  const std::int64_t count = shape_numel(info.shape);
+  if (count > 0) {  // refuse before allocating
+    Handle ds(H5Dopen2(id_, path.c_str(), H5P_DEFAULT), H5Dclose);
+    if (!ds.valid()) fail(path_, "cannot open dataset '" + path + "'");
+    check_claimed_size(ds.get(), path_, path, count);
+  }
+  std::vector<float> values(static_cast<std::size_t>(count));
   read_floats_into(path, values.data(), static_cast<std::int64_t>(values.size()));
   return values;
 }

@@ -45,14 +45,17 @@ void Writer::dataset(const std::string& name, const Tensor& tensor) {
   if (!ok) fail("dataset '" + name + "'");
 }
 
+// Fixed-length (null-terminated) strings, stored inline in the attribute message. Variable-length strings live in
+// HDF5's global heap, and libhdf5 1.10's H5HG_read trusts the heap's object sizes: a damaged checkpoint crashed it
+// inside H5Aread (memcpy of ~2^62 bytes; found by tests/fuzz/fuzz_checkpoint). Readers accept both kinds.
+// An attribute stays under HDF5's 64 KiB object-header limit: a longer value fails with a clear error.
 void Writer::attribute(const std::string& name, const std::string& value) {
   hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_size(type, value.size() + 1);
   H5Tset_cset(type, H5T_CSET_UTF8);
   hid_t space = H5Screate(H5S_SCALAR);
   hid_t attr = H5Acreate2(file_, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
-  const char* text = value.c_str();
-  bool ok = attr >= 0 && H5Awrite(attr, type, &text) >= 0;
+  bool ok = attr >= 0 && H5Awrite(attr, type, value.c_str()) >= 0;
   if (attr >= 0) H5Aclose(attr);
   H5Sclose(space);
   H5Tclose(type);

@@ -1,11 +1,16 @@
 // The data loader: worker threads decode and transform examples into batches while the model computes.
 //   - an epoch's order is a seeded shuffle (seed, epoch) -> the same batches on every run and thread count;
 //   - each batch is assembled in host memory (pinned when the target device is CUDA, so the copy is a true
-//     asynchronous DMA) and copied to the device on graft's stream while the previous batch computes;
+//     asynchronous DMA) and copied to the device on graft's stream: the host does not wait, the copy is
+//     ordered before the batch's own kernels, and a staging buffer is refilled only after its copy finished;
 //   - `workers` threads fill up to `prefetch` batches ahead; the random transforms of example i in epoch e use
 //     an RNG seeded from (seed, e, i), so augmentation does not depend on which worker ran it.
-// Unreadable examples: with strict = false they are dropped from their batch (the batch is smaller), counted
-// and reported once per epoch; with strict = true the first one stops the epoch with its error.
+// Unreadable examples: with strict = false they are dropped from their batch (the batch is smaller; a batch
+// left empty is skipped), counted and reported once per epoch on stderr; with strict = true the first one ends
+// the epoch: next() throws its graft::Error ("loader: example I of DATASET: <the dataset's message>") and then
+// returns nullopt until the next start_epoch(). Batch boundaries never move, so a resumed epoch matches.
+// Errors at construction (graft::Error): batch_size < 1, workers < 0, prefetch < 1, bad transform options, an
+// empty dataset, drop_last leaving no batch, a CUDA device that is not available.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -45,7 +50,8 @@ class Loader {
 
   // Starts epoch `epoch` (workers begin filling); batches then come from next() until it returns nullopt.
   // first_batch > 0 skips the epoch's first batches without decoding them (resuming mid-epoch gives exactly the
-  // batches an uninterrupted run would have seen).
+  // batches an uninterrupted run would have seen); first_batch == batches_per_epoch() gives an empty epoch.
+  // A running epoch is stopped first (its workers finish the example they hold and are joined).
   void start_epoch(int epoch, std::int64_t first_batch = 0);
   std::optional<Batch> next();
 

@@ -20,27 +20,36 @@ Preprocess preprocess_for(Dialect dialect) {
   return dialect == Dialect::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
 }
 
+PreprocessAffine preprocess_affine(Preprocess preset) {
+  if (preset == Preprocess::Torch) {
+    // (x/255 - mean) / std = x * (1/(255 std)) - mean/std, per channel
+    const float mean[3] = {0.485f, 0.456f, 0.406f}, stddev[3] = {0.229f, 0.224f, 0.225f};
+    PreprocessAffine a{{0, 1, 2}, {}, {}};
+    for (int c = 0; c < 3; ++c) a.scale[c] = 1.f / (255.f * stddev[c]), a.shift[c] = -mean[c] / stddev[c];
+    return a;
+  }
+  // caffe: channel c of the output is input channel 2-c, minus the BGR mean
+  return PreprocessAffine{{2, 1, 0}, {1.f, 1.f, 1.f}, {-103.939f, -116.779f, -123.68f}};
+}
+
 Tensor preprocess(const Tensor& images, Preprocess preset) {
   check_float(images, "preprocess", "images");
   GRAFT_CHECK(images.ndim() == 4 && images.dim(3) == 3, "preprocess: images ", shape_str(images.shape()),
               " must be (N,H,W,3) RGB");
   NoGradGuard no_grad;
+  const PreprocessAffine a = preprocess_affine(preset);
   if (preset == Preprocess::Torch) {
-    // (x/255 - mean) / std = x * (1/(255 std)) - mean/std, per channel
-    std::vector<float> scale(3), shift(3);
-    const float mean[3] = {0.485f, 0.456f, 0.406f}, stddev[3] = {0.229f, 0.224f, 0.225f};
-    for (int c = 0; c < 3; ++c) scale[c] = 1.f / (255.f * stddev[c]), shift[c] = -mean[c] / stddev[c];
+    std::vector<float> scale(a.scale, a.scale + 3), shift(a.shift, a.shift + 3);
     Device d = images.device();
     return add(mul(images, Tensor::from_vector(scale, {3}, d)), Tensor::from_vector(shift, {3}, d));
   }
-  // caffe: channel c of the output is input channel 2-c, minus the BGR mean
+  // caffe: a channel permutation, done on the host (x * 1 + shift == x - mean exactly)
   Tensor host = images.to(kCPU);
   Tensor out = Tensor::empty(images.shape());
-  const float bgr_mean[3] = {103.939f, 116.779f, 123.68f};
   const float* in = host.data<float>();
   float* o = out.data<float>();
   for (std::int64_t p = 0; p < images.numel() / 3; ++p)
-    for (int c = 0; c < 3; ++c) o[3 * p + c] = in[3 * p + (2 - c)] - bgr_mean[c];
+    for (int c = 0; c < 3; ++c) o[3 * p + c] = in[3 * p + a.source[c]] + a.shift[c];
   return out.to(images.device());
 }
 

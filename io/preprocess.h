@@ -21,6 +21,17 @@ Preprocess preprocess_for(Dialect dialect);
 // images (N,H,W,3) RGB 0..255 on any device -> a new tensor on the same device.
 Tensor preprocess(const Tensor& images, Preprocess preset);
 
+// A preset as a per-channel affine map of an RGB 0..255 pixel: out[c] = in[source[c]] * scale[c] + shift[c].
+// caffe: source = (2,1,0) (RGB -> BGR), scale 1, shift = -BGR mean; torch: source = (0,1,2),
+// scale = 1 / (255 std), shift = -mean / std. The one place both presets' constants live (preprocess() and the
+// loader's transforms, io/transforms.h, use it).
+struct PreprocessAffine {
+  int source[3];
+  float scale[3];
+  float shift[3];
+};
+PreprocessAffine preprocess_affine(Preprocess preset);
+
 // The 1000 ImageNet class names in index order (0 = tench), from data/imagenet_classes.txt (shipped with graft;
 // the same order in Keras and torchvision).
 const std::vector<std::string>& imagenet_class_names();

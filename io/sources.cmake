@@ -6,4 +6,12 @@ set(GRAFT_IO_SOURCES
   io/weights.cpp
   io/weights_keras.cpp
   io/weights_torch.cpp
+  io/transforms.cpp
+  io/loader.cpp
+  io/dataset.cpp
+  io/idx.cpp
+  io/cifar.cpp
+  io/image_folder.cpp
+  io/stb_image_impl.cpp
 )
+include(io/stb_patch.cmake)

@@ -28,16 +28,30 @@ struct TransformOptions {
   bool augments() const { return random_resized_crop || random_flip; }
 };
 
+// Throws graft::Error naming the bad value: size <= 0, resize_to < 0 or (when used) below size, a crop scale
+// range outside 0 < min <= max <= 1.
+void check_transform_options(const TransformOptions& options);
+
 // Writes size*size*3 floats (HWC, normalised) to `out`. `rng` drives the random transforms only.
+// Errors (graft::Error naming the values): bad options, example dims <= 0, channels not 1 or 3,
+// pixels.size() != height*width*channels.
 void transform_example(const Example& example, const TransformOptions& options, std::mt19937_64& rng, float* out);
 
+// The draws the random transforms (and the loader's shuffle) make. Spelled out rather than
+// std::uniform_*_distribution, whose results differ between standard libraries: a seed gives the same crops and
+// orders everywhere. random_below: unbiased integer in [0, n) (n >= 1, by rejection); random_uniform: [lo, hi)
+// from 53 random bits.
+std::uint64_t random_below(std::mt19937_64& rng, std::uint64_t n);
+double random_uniform(std::mt19937_64& rng, double lo, double hi);
+
 // The building blocks (exposed for tests and for users composing their own pipeline). All HWC.
-// Bilinear resize of a uint8 or float image to (out_h, out_w), float output.
+// Bilinear resize of a uint8 or float image to (out_h, out_w), float output (sizes > 0, else graft::Error).
 void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w);
 void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w);
 struct CropBox {
   int top = 0, left = 0, height = 0, width = 0;
 };
+// torchvision's CenterCrop: top = round((h - crop_h) / 2) (round half to even, as Python); the crop must fit.
 CropBox center_crop_box(int h, int w, int crop_h, int crop_w);
 // torchvision's RandomResizedCrop.get_params: 10 tries at a random area/ratio, then a center-crop fallback.
 CropBox random_resized_crop_box(int h, int w, float scale_min, float scale_max, std::mt19937_64& rng);

@@ -94,7 +94,7 @@ void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float
 // reports it deterministic, and its workspace, e.g.
 // "forward in (...) ... groups 1 align 16 tf32: IMPLICIT_PRECOMP_GEMM math=TENSOR_OP deterministic=yes workspace=0".
 std::vector<std::string> conv2d_cudnn_algorithms_used();
-// True when every cached choice is deterministic (for a later --deterministic mode).
+// True when every cached choice is deterministic (always, for choices made in graft::cuda::deterministic() mode).
 bool conv2d_cudnn_all_deterministic();
 #endif
 

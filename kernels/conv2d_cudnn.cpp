@@ -5,7 +5,9 @@
 // algorithm on the caller's buffers (it overwrites the output, which the call writes anyway) and the fastest
 // one that succeeded is cached for the life of the process. Math: CUDNN_TENSOR_OP_MATH (TF32) when
 // graft::cuda::tf32_allowed(), else CUDNN_FMA_MATH (strict FP32); as in PyTorch, a choice runs with the math type
-// Find reports for it, and strict mode only accepts FMA-math results.
+// Find reports for it, and strict mode only accepts FMA-math results. In deterministic mode
+// (graft::cuda::deterministic()) only algorithms Find reports as CUDNN_DETERMINISTIC are accepted; the mode is part
+// of the cache key, so switching it never reuses a choice made under the other mode.
 #include "kernels/conv2d.h"
 
 #if GRAFT_HAS_CUDA
@@ -149,7 +151,7 @@ struct Choice {
   std::string description;
 };
 
-using Key = std::array<std::int64_t, 19>;
+using Key = std::array<std::int64_t, 20>;
 
 // Some kernels need aligned buffers (a batch slice of an NHWC tensor can start anywhere), so an algorithm found on
 // aligned buffers is not reused for less aligned ones: the key holds the common alignment (up to 16 bytes).
@@ -159,10 +161,10 @@ std::int64_t common_alignment(std::initializer_list<const void*> ptrs) {
   return static_cast<std::int64_t>(bits & (~bits + 1));  // lowest set bit
 }
 
-Key make_key(const Conv2dGeometry& g, Direction d, bool tf32, std::int64_t alignment) {
+Key make_key(const Conv2dGeometry& g, Direction d, bool tf32, bool deterministic, std::int64_t alignment) {
   // clang-format off
   return {g.n, g.h, g.w, g.c, g.k, g.r, g.s, g.p, g.q, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h,
-          g.dilation_w, g.groups, static_cast<std::int64_t>(d), tf32 ? 1 : 0, alignment};
+          g.dilation_w, g.groups, static_cast<std::int64_t>(d), tf32 ? 1 : 0, deterministic ? 1 : 0, alignment};
   // clang-format on
 }
 
@@ -178,9 +180,10 @@ std::map<Key, Choice>& cache() {
 // The first successful entry of Find's results (they come sorted fastest first) whose math keeps the precision
 // asked for: strict FP32 accepts FMA math only (as PyTorch asserts), TF32 anything but FP16 down-conversion.
 template <typename Perf>
-Choice pick(const Perf* perf, int returned, Direction d, const Conv2dGeometry& g, bool tf32) {
+Choice pick(const Perf* perf, int returned, Direction d, const Conv2dGeometry& g, bool tf32, bool deterministic) {
   for (int i = 0; i < returned; ++i) {
     if (perf[i].status != CUDNN_STATUS_SUCCESS) continue;
+    if (deterministic && perf[i].determinism != CUDNN_DETERMINISTIC) continue;
     if (tf32 ? perf[i].mathType == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION : perf[i].mathType != CUDNN_FMA_MATH) continue;
     Choice c;
     c.algo = static_cast<int>(perf[i].algo);
@@ -190,12 +193,13 @@ Choice pick(const Perf* perf, int returned, Direction d, const Conv2dGeometry& g
     return c;
   }
   GRAFT_FAIL("conv2d: cuDNN has no ", direction_name(d), " algorithm for ", conv2d_geometry_str(g),
-             tf32 ? " (TF32)" : " (strict FP32)");
+             tf32 ? " (TF32)" : " (strict FP32)", deterministic ? " in deterministic mode" : "");
 }
 
-void describe(Choice& c, Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alignment) {
+void describe(Choice& c, Direction d, const Conv2dGeometry& g, bool tf32, bool deterministic, std::int64_t alignment) {
   std::ostringstream s;
   s << direction_name(d) << " " << conv2d_geometry_str(g) << " align " << alignment << (tf32 ? " tf32" : " fp32")
+    << (deterministic ? " deterministic-mode" : "")
     << ": " << algo_name(d, c.algo) << " math=" << math_name(c.math)
     << " deterministic=" << (c.deterministic ? "yes" : "no") << " workspace=" << c.workspace;
   c.description = s.str();
@@ -207,7 +211,8 @@ template <typename Find, typename Query>
 Choice choose(Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alignment, ConvDescriptors& desc,
               int algo_count, Find find, Query query) {
   std::lock_guard<std::mutex> lock(cache_mutex());
-  const Key key = make_key(g, d, tf32, alignment);
+  const bool deterministic = cuda::deterministic();
+  const Key key = make_key(g, d, tf32, deterministic, alignment);
   auto it = cache().find(key);
   if (it != cache().end()) return it->second;
 
@@ -219,13 +224,13 @@ Choice choose(Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alig
   Choice c;
   {
     Workspace scratch(offered);
-    c = find(scratch);
+    c = find(scratch, deterministic);
   }
   // The math type a choice runs with can change the workspace it needs; ask again with the final descriptor.
   GRAFT_CUDNN_CHECK(cudnnSetConvolutionMathType(desc.conv.get(), c.math));
   std::size_t bytes = 0;
   if (query(c.algo, bytes)) c.workspace = std::max(c.workspace, bytes);
-  describe(c, d, g, tf32, alignment);
+  describe(c, d, g, tf32, deterministic, alignment);
   cache()[key] = c;
   return c;
 }
@@ -245,13 +250,13 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
                                                    static_cast<cudnnConvolutionFwdAlgo_t>(algo),
                                                    &bytes) == CUDNN_STATUS_SUCCESS;
   };
-  auto find = [&](const Workspace& scratch) {
+  auto find = [&](const Workspace& scratch, bool deterministic) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int returned = 0;
     GRAFT_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithmEx(
         h, desc.x.get(), inp, desc.w.get(), weight, desc.conv.get(), desc.y.get(), out,
         CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &returned, perf, scratch.get(), scratch.bytes()));
-    return pick(perf, returned, Direction::Forward, g, tf32);
+    return pick(perf, returned, Direction::Forward, g, tf32, deterministic);
   };
   const Choice c = choose(Direction::Forward, g, tf32, common_alignment({out, inp, weight}), desc,
                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, find, query);
@@ -276,13 +281,13 @@ void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* wei
                                                         static_cast<cudnnConvolutionBwdDataAlgo_t>(algo),
                                                         &bytes) == CUDNN_STATUS_SUCCESS;
   };
-  auto find = [&](const Workspace& scratch) {
+  auto find = [&](const Workspace& scratch, bool deterministic) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int returned = 0;
     GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
         h, desc.w.get(), weight, desc.y.get(), dout, desc.conv.get(), desc.x.get(), dinp,
         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf, scratch.get(), scratch.bytes()));
-    return pick(perf, returned, Direction::BackwardData, g, tf32);
+    return pick(perf, returned, Direction::BackwardData, g, tf32, deterministic);
   };
   const Choice c = choose(Direction::BackwardData, g, tf32, common_alignment({dinp, dout, weight}), desc,
                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, find, query);
@@ -307,13 +312,13 @@ void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float
                                                           static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo),
                                                           &bytes) == CUDNN_STATUS_SUCCESS;
   };
-  auto find = [&](const Workspace& scratch) {
+  auto find = [&](const Workspace& scratch, bool deterministic) {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int returned = 0;
     GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithmEx(
         h, desc.x.get(), inp, desc.y.get(), dout, desc.conv.get(), desc.w.get(), dweight,
         CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &returned, perf, scratch.get(), scratch.bytes()));
-    return pick(perf, returned, Direction::BackwardFilter, g, tf32);
+    return pick(perf, returned, Direction::BackwardFilter, g, tf32, deterministic);
   };
   const Choice c = choose(Direction::BackwardFilter, g, tf32, common_alignment({dweight, dout, inp}), desc,
                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, find, query);
@@ -331,6 +336,14 @@ std::vector<std::string> conv2d_cudnn_algorithms_used() {
   for (const auto& [key, choice] : cache()) lines.push_back(choice.description);
   return lines;
 }
+
+namespace cuda {
+std::string conv_algorithms_report() {
+  std::string report;
+  for (const std::string& line : conv2d_cudnn_algorithms_used()) report += line + "\n";
+  return report;
+}
+}  // namespace cuda
 
 bool conv2d_cudnn_all_deterministic() {
   std::lock_guard<std::mutex> lock(cache_mutex());

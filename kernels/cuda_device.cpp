@@ -20,6 +20,7 @@ struct Context {
 std::once_flag g_init_once;
 Context g_context;
 std::atomic<bool> g_tf32_allowed{true};
+std::atomic<bool> g_deterministic{false};
 
 // The kernels are built for compute capability 8.0+ (sm_80, sm_90); older cards would fail at the first launch
 // with "no kernel image", so they count as unusable up front.
@@ -159,6 +160,8 @@ void synchronize() { GRAFT_CUDA_CHECK(cudaStreamSynchronize(stream())); }
 
 bool tf32_allowed() { return g_tf32_allowed.load(std::memory_order_relaxed); }
 void set_tf32_allowed(bool allowed) { g_tf32_allowed.store(allowed, std::memory_order_relaxed); }
+bool deterministic() { return g_deterministic.load(std::memory_order_relaxed); }
+void set_deterministic(bool on) { g_deterministic.store(on, std::memory_order_relaxed); }
 
 const char* cublas_status_name(cublasStatus_t status) {
   switch (status) {

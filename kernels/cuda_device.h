@@ -33,6 +33,19 @@ void synchronize();
 bool tf32_allowed();
 void set_tf32_allowed(bool allowed);
 
+// Deterministic mode (default off): cuDNN convolutions use only algorithms that cudnnFind reports as
+// CUDNN_DETERMINISTIC (choices are cached per mode), so a training step gives bitwise identical results run after
+// run on the same GPU and software. graft's own CUDA kernels need no switch: none uses floating-point atomics
+// (reductions, batch-norm statistics, pooling backward and bias gradients add in a fixed order; checked: no
+// atomicAdd in kernels/*.cu), and cuBLAS GEMMs on one stream are bitwise reproducible on the same GPU model and
+// cuBLAS version (cuBLAS's documented guarantee). A CPU-only build: always false and setting is a no-op (the CPU
+// path repeats bit for bit at a fixed OpenBLAS thread count: tests/test_determinism.cpp).
+bool deterministic();
+void set_deterministic(bool on);
+// A printable report of the cuDNN algorithm chosen for every convolution seen so far, one line each (direction,
+// geometry, math mode, algorithm, deterministic=yes|no, workspace): what a run log records. "" in a CPU-only build.
+std::string conv_algorithms_report();
+
 // Threads per block and a grid size covering n elements (grid capped; kernels use grid-stride loops).
 inline constexpr int kBlock = 256;
 inline unsigned grid_for(long long n, int block = kBlock) {
@@ -58,5 +71,14 @@ const char* cublas_status_name(cublasStatus_t status);
     if (graft_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
       GRAFT_FAIL("cuBLAS error in ", #expr, ": ", ::graft::cuda::cublas_status_name(graft_st_));       \
   } while (0)
+
+#else  // CPU-only build: the switches other code may call unconditionally.
+#include <string>
+
+namespace graft::cuda {
+inline bool deterministic() { return false; }
+inline void set_deterministic(bool) {}
+inline std::string conv_algorithms_report() { return ""; }
+}  // namespace graft::cuda
 
 #endif  // GRAFT_HAS_CUDA

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-MODULES = ["golden_ops", "golden_conv", "golden_layers", "golden_optim"]
+MODULES = ["golden_ops", "golden_conv", "golden_layers", "golden_optim", "golden_transforms"]
 
 
 def main():

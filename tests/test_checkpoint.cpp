@@ -111,6 +111,27 @@ TEST(Checkpoint, RoundTripKeepsEveryTensorAndTheMetadata) {
   EXPECT_FALSE(back.graft_version.empty());
 }
 
+TEST(Checkpoint, ClassNamesAndTrainStateRoundTripAndAreOptional) {
+  auto net = small_cnn(7);
+  std::string path = temp_path("names.h5");
+  CheckpointMeta meta{.arch = "small_cnn", .num_classes = 3};
+  meta.class_names = {"T-shirt/top", "ankle boot", "caf\xc3\xa9 au lait"};
+  meta.train_state = {{"batch_in_epoch", "17"}, {"best_top1", "0.5"}, {"note", "a=b c"}};
+  save_checkpoint(path, *net, nullptr, meta);
+  CheckpointMeta back = read_checkpoint_meta(path);
+  EXPECT_EQ(back.class_names, meta.class_names);
+  EXPECT_EQ(back.train_state, meta.train_state);
+  // A checkpoint written without them (as before these fields existed) reads them as empty.
+  save_checkpoint(path, *net, nullptr, {.arch = "small_cnn", .num_classes = 3});
+  back = read_checkpoint_meta(path);
+  EXPECT_TRUE(back.class_names.empty());
+  EXPECT_TRUE(back.train_state.empty());
+  // What cannot be stored one per line is refused, and the previous file stays.
+  meta.class_names = {"two\nlines"};
+  EXPECT_THROW(save_checkpoint(path, *net, nullptr, meta), Error);
+  EXPECT_TRUE(read_checkpoint_meta(path).class_names.empty());
+}
+
 TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
   ModelOptions o;
   o.num_classes = 7;

@@ -15,6 +15,9 @@ std::unique_ptr<CLI::App> make_app() {
   register_summary(*app);
   register_bench(*app);
   register_weights(*app);
+  register_finetune(*app);
+  register_eval(*app);
+  register_predict(*app);
   return app;
 }
 
@@ -26,6 +29,8 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
+  } catch (const CLI::RuntimeError& e) {  // a command that reported its own outcome (e.g. 130: interrupted)
+    return e.get_exit_code();
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "graft: %s\n", e.what());
     return 2;

@@ -6,6 +6,8 @@
 #include <string>
 
 #include "core/device.h"
+#include "io/checkpoint.h"
+#include "io/preprocess.h"
 #include "layers/module.h"
 #include "models/zoo.h"
 
@@ -32,5 +34,22 @@ int run_app(CLI::App& app, int argc, const char* const* argv);
 void register_summary(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_weights(CLI::App& app);  // weights inspect, run
+void register_finetune(CLI::App& app);  // tools/cmd_finetune.cpp
+void register_eval(CLI::App& app);      // tools/cmd_eval.cpp
+void register_predict(CLI::App& app);   // tools/cmd_predict.cpp
+
+// A model for inference (eval, predict) from a graft checkpoint (built from its metadata, with the preprocessing,
+// image size and class names finetune stored) or from a weight file with its classifier (tools/cmd_eval.cpp).
+struct InferenceModel {
+  std::shared_ptr<Module> model;
+  CheckpointMeta meta;
+  Preprocess preprocess = Preprocess::Torch;
+  int image_size = 224;
+  bool exact_resize = false;  // resize whole to size x size (small fixed-size images) instead of resize + crop
+};
+InferenceModel load_inference_model(const std::string& checkpoint, const std::string& weights, const std::string& arch);
+void add_inference_model_options(CLI::App& cmd, std::string& checkpoint, std::string& weights, std::string& arch);
+// Names of the model's outputs: the checkpoint's class names, ImageNet's for 1000 outputs, else the index.
+std::vector<std::string> output_class_names(const InferenceModel& model);
 
 }  // namespace graft::cli

@@ -3,7 +3,8 @@
 # Fast when everything is already there: it only calls apt-get for missing packages.
 set -euo pipefail
 packages=(cmake g++ make libhdf5-dev libopenblas-dev libcli11-dev libstb-dev libgtest-dev libbenchmark-dev
-          python3-torchvision python3-h5py python3-numpy dataset-fashion-mnist)
+          python3-torchvision python3-h5py python3-numpy dataset-fashion-mnist
+          clang libclang-rt-14-dev llvm-14)  # the sanitizer + libFuzzer stage (tools/ci_sanitize.sh)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Packs what the device check runs into build-dev/bundle.tar.xz (~8 MB): the three binaries stripped (graft,
-# tests/graft_gpu_tests, bench/graft_bench_cuda: ~90 MB unpacked, over the device tool's 64 MiB carry limit) and
+# Packs what the device check runs into build-dev/bundle.tar.xz (~11 MB): the binaries stripped (graft, graft_study,
+# tests/graft_gpu_tests, bench/graft_bench_cuda: ~120 MB unpacked, over the device tool's 64 MiB carry limit) and
 # build-dev/lib. Build them first (bench/README.md). On the device:
 #   tar xJf build-dev/bundle.tar.xz -C build-dev && GRAFT_NO_CTEST=1 GRAFT_COMPARE_TORCH=1 bash tools/device_check.sh
 # with carry ["build-dev/bundle.tar.xz"].
@@ -11,6 +11,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/tests" "$stage/bench"
 strip -o "$stage/graft" "$build/graft"
+strip -o "$stage/graft_study" "$build/graft_study"
 strip -o "$stage/tests/graft_gpu_tests" "$build/tests/graft_gpu_tests"
 strip -o "$stage/bench/graft_bench_cuda" "$build/bench/graft_bench_cuda"
 cp -r "$build/lib" "$stage/lib"

@@ -1,5 +1,6 @@
 # Executables: graft (the CLI) and graft_demo (a 2-layer MLP trained end to end).
-add_executable(graft_cli tools/graft.cpp tools/cli_app.cpp tools/cli_common.cpp tools/cmd_summary.cpp tools/cmd_bench.cpp tools/cmd_weights.cpp)
+add_executable(graft_cli tools/graft.cpp tools/cli_app.cpp tools/cli_common.cpp tools/cmd_summary.cpp tools/cmd_bench.cpp tools/cmd_weights.cpp
+                         tools/cmd_finetune.cpp tools/cmd_eval.cpp tools/cmd_predict.cpp)
 set_target_properties(graft_cli PROPERTIES OUTPUT_NAME graft)
 target_link_libraries(graft_cli PRIVATE graft)
 target_compile_options(graft_cli PRIVATE ${GRAFT_WARNINGS})
@@ -7,3 +8,8 @@ target_compile_options(graft_cli PRIVATE ${GRAFT_WARNINGS})
 add_executable(graft_demo tools/demo_mlp.cpp)
 target_link_libraries(graft_demo PRIVATE graft)
 target_compile_options(graft_demo PRIVATE ${GRAFT_WARNINGS})
+
+# graft_study: the main job (README command (a)): Fashion-MNIST transfer-learning study, three ways.
+add_executable(graft_study tools/study_fashion.cpp tools/cli_common.cpp)
+target_link_libraries(graft_study PRIVATE graft)
+target_compile_options(graft_study PRIVATE ${GRAFT_WARNINGS})

@@ -1,3 +1,8 @@
 # The training loop library (train/): fit/evaluate, progress, run-directory logs and plots.
 set(GRAFT_TRAIN_SOURCES
+  train/trainer.cpp
+  train/feature_cache.cpp
+  train/run_log.cpp
+  train/progress.cpp
+  train/plot.cpp
 )

@@ -8,18 +8,31 @@
 //   last.h5            checkpoint after every epoch (model + optimizer + loop state), written atomically
 //   best.h5            the checkpoint with the best validation top-1 so far
 //   run.txt            the command's settings, the dataset descriptions, the algorithms cuDNN chose
-// Faults: a NaN or infinite loss or gradient norm stops training with an error naming the epoch and step;
-// last.h5 stays the last good one. SIGINT (Ctrl-C) finishes the current step, saves last.h5 and returns
-// (stopped_by_signal = true). resume = true continues from out_dir/last.h5 to the same result, bit for bit on
+// Faults: a NaN or infinite loss (checked every step: one host read of the scalar) or global gradient norm
+// (checked every grad_check_every steps, and every step when clipping) stops training with a graft::Error naming
+// the epoch and step, before the optimizer applies that step; no checkpoint is written after it, so last.h5 stays
+// the last good one (written at the end of an epoch, on SIGINT or at max_steps). SIGINT (Ctrl-C) during fit():
+// the current step finishes, last.h5 is saved with the position inside the epoch, and fit returns
+// (stopped_by_signal = true); a second Ctrl-C kills the process as usual. The previous SIGINT handler is restored
+// when fit returns. resume = true continues from out_dir/last.h5 (model, optimizer, schedule position, epoch,
+// batch within the epoch, running totals) with train.start_epoch(epoch, batch) to the same result, bit for bit on
 // the CPU, as an uninterrupted run.
+// Dropout: before every training step each Dropout module's generator is set to (its seed, step << 32), so the
+// masks depend only on the seeds and the step; checkpoints store every dropout seed (train_state dropout_seeds;
+// rng_seed/rng_offset hold the first one's seed and the offset of the next step) and resume restores them.
+// Too few outputs: a model ending in a Linear layer whose out_features is below the data's classes is refused
+// before anything changes; other models at the first batch.
+// Feature cache: see TrainOptions::cache_features.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "core/lr_schedule.h"
 #include "core/optim.h"
+#include "io/checkpoint.h"
 #include "io/loader.h"
 #include "layers/module.h"
 
@@ -32,8 +45,18 @@ struct EvalResult {
   std::vector<double> per_class_accuracy() const;
 };
 
-// Runs the model in eval mode without grad over every batch of `loader` (epoch 0, in order).
+// Runs the model in eval mode without grad over every batch of `loader` (epoch 0, in order). The confusion matrix
+// has one row per dataset class and one column per model output; a model with fewer outputs than the dataset
+// has classes is an error. top5 counts a hit within the min(5, outputs) best.
 EvalResult evaluate(Module& model, Loader& loader);
+
+// What fit() reports after every optimizer step (tests use it to inject faults: poison a weight, raise SIGINT).
+struct StepInfo {
+  int epoch = 0;                     // 0-based
+  std::int64_t step = 0;             // optimizer steps done in all (this one included)
+  std::int64_t batch_in_epoch = 0;   // batches done in this epoch (this one included)
+  double loss = 0;
+};
 
 struct TrainOptions {
   int epochs = 1;
@@ -42,9 +65,20 @@ struct TrainOptions {
   bool progress = true;       // a progress bar on stderr (images/s, loss, ETA)
   bool keep_best = true;
   std::int64_t max_steps = 0; // > 0: stop after this many steps in all (tests)
-  // Feature-extraction mode: when every parameter before the head is frozen and the train loader does not
-  // augment, the backbone's outputs are computed once and the head trains on the cached features.
+  // Feature-extraction mode: when every parameter outside the head is frozen, no BatchNorm outside the head
+  // would use batch statistics in train mode (e.g. after freeze_batch_norm) and the train loader does not
+  // augment, the backbone runs once over the train (and validation) data in eval mode - running BN statistics,
+  // NO dropout (VGG's classifier dropouts are skipped) - with the head replaced by Identity; the features stay
+  // in memory on the model's device and the head alone trains on them, shuffled per epoch with (seed, epoch)
+  // like the loader. The head is put back before anything is saved: checkpoints hold the whole model.
   bool cache_features = true;
+  // Dotted path of the head for the feature cache; empty = models/zoo.h head_path() when the model has one.
+  std::string head;
+  float clip_grad_norm = 0;      // > 0: clip the global gradient 2-norm to this every step
+  int grad_check_every = 50;     // check the global gradient norm for NaN/Inf every N steps (0 = only when clipping)
+  // Written into every checkpoint (arch, dialect, num_classes, class_names); fit fills the loop fields.
+  CheckpointMeta checkpoint;
+  std::function<void(const StepInfo&)> on_step;  // called after every optimizer step
 };
 
 struct TrainResult {
@@ -55,9 +89,14 @@ struct TrainResult {
   double seconds = 0, images_per_second = 0;
   bool used_feature_cache = false, stopped_by_signal = false;
   std::vector<double> epoch_train_loss;
+  double cache_seconds = 0;         // feature cache: time to compute the features (train + validation)
+  double first_epoch_seconds = 0;   // the first epoch this call ran (on the cache when used), for comparisons
+  std::int64_t skipped_images = 0;  // unreadable examples dropped by the train loader (non-strict)
 };
 
-// Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step.
+// Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step. The optimizer must hold
+// the model's own parameter tensors. A model with fewer outputs than the train data has classes is an error
+// (see above). Errors from the loader (strict mode, unreadable files) propagate.
 TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
                 LRSchedule* schedule = nullptr);
 

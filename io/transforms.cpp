@@ -1,0 +1,203 @@
+// Image transforms (see io/transforms.h). Every geometric step - resize, crop, random resized crop, flip - is
+// one bilinear resampling: per output row and column a pair of source taps and a weight, computed like
+// PyTorch's CPU upsample_bilinear2d (float math, src = (dst + 0.5) * in/out - 0.5, clamped at 0, the second tap
+// clamped to the last pixel). The eval pipeline only computes the center window of the resized image, and a
+// random resized crop resamples its box of the source directly, so no intermediate image is materialised.
+#include "io/transforms.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/error.h"
+
+namespace graft {
+namespace {
+
+// Source taps of `count` consecutive output positions, starting at `first`, of a 1-D resize from `in_size`
+// (starting at source position `in_offset`) to `out_size`.
+struct Taps {
+  std::vector<int> lo, hi;    // source indices (absolute)
+  std::vector<float> weight;  // of hi; lo gets 1 - weight
+};
+
+Taps make_taps(int in_size, int in_offset, int out_size, int first, int count) {
+  Taps t;
+  t.lo.resize(static_cast<std::size_t>(count));
+  t.hi.resize(t.lo.size());
+  t.weight.resize(t.lo.size());
+  const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
+  for (int k = 0; k < count; ++k) {
+    float src = scale * (static_cast<float>(first + k) + 0.5f) - 0.5f;
+    if (src < 0.f) src = 0.f;
+    int i0 = static_cast<int>(src);  // floor: src >= 0
+    if (i0 > in_size - 1) i0 = in_size - 1;
+    int i1 = i0 < in_size - 1 ? i0 + 1 : i0;
+    t.lo[static_cast<std::size_t>(k)] = in_offset + i0;
+    t.hi[static_cast<std::size_t>(k)] = in_offset + i1;
+    t.weight[static_cast<std::size_t>(k)] = src - static_cast<float>(i0);
+  }
+  return t;
+}
+
+void reverse(Taps& t) {
+  std::reverse(t.lo.begin(), t.lo.end());
+  std::reverse(t.hi.begin(), t.hi.end());
+  std::reverse(t.weight.begin(), t.weight.end());
+}
+
+// out (rows.size(), cols.size(), c) from in (., w, c): interpolate along the row first, then between rows (the
+// order of PyTorch's CPU kernel).
+template <typename T>
+void resample(const T* in, int w, int c, const Taps& rows, const Taps& cols, float* out) {
+  const std::size_t stride = static_cast<std::size_t>(w) * static_cast<std::size_t>(c);
+  const std::size_t uc = static_cast<std::size_t>(c);
+  for (std::size_t y = 0; y < rows.lo.size(); ++y) {
+    const T* r0 = in + static_cast<std::size_t>(rows.lo[y]) * stride;
+    const T* r1 = in + static_cast<std::size_t>(rows.hi[y]) * stride;
+    const float wy1 = rows.weight[y], wy0 = 1.f - wy1;
+    for (std::size_t x = 0; x < cols.lo.size(); ++x) {
+      const std::size_t a = static_cast<std::size_t>(cols.lo[x]) * uc, b = static_cast<std::size_t>(cols.hi[x]) * uc;
+      const float wx1 = cols.weight[x], wx0 = 1.f - wx1;
+      for (std::size_t ch = 0; ch < uc; ++ch) {
+        float top = wx0 * static_cast<float>(r0[a + ch]) + wx1 * static_cast<float>(r0[b + ch]);
+        float bottom = wx0 * static_cast<float>(r1[a + ch]) + wx1 * static_cast<float>(r1[b + ch]);
+        *out++ = wy0 * top + wy1 * bottom;
+      }
+    }
+  }
+}
+
+template <typename T>
+void resize_image(const T* in, int h, int w, int c, float* out, int out_h, int out_w) {
+  GRAFT_CHECK(h > 0 && w > 0 && c > 0 && out_h > 0 && out_w > 0, "resize_bilinear: cannot resize ", h, "x", w, "x", c,
+              " to ", out_h, "x", out_w, " (every size must be > 0)");
+  resample(in, w, c, make_taps(h, 0, out_h, 0, out_h), make_taps(w, 0, out_w, 0, out_w), out);
+}
+
+// Python's round(): half to even (nearbyint under the default rounding mode).
+int round_half_even(double x) { return static_cast<int>(std::nearbyint(x)); }
+
+// torchvision's default eval resize: int(size * 256 / 224).
+int eval_resize_to(const TransformOptions& o) {
+  return o.resize_to > 0 ? o.resize_to : static_cast<int>(static_cast<double>(o.size) * 256.0 / 224.0);
+}
+
+}  // namespace
+
+std::uint64_t random_below(std::mt19937_64& rng, std::uint64_t n) {
+  GRAFT_CHECK(n >= 1, "random_below: empty range (n = 0)");
+  // Values below 2^64 mod n would be drawn once more often than the rest: reject them.
+  const std::uint64_t threshold = (0 - n) % n;
+  for (;;) {
+    std::uint64_t x = rng();
+    if (x >= threshold) return x % n;
+  }
+}
+
+double random_uniform(std::mt19937_64& rng, double lo, double hi) {
+  const double unit = static_cast<double>(rng() >> 11) * 0x1.0p-53;  // [0, 1)
+  return lo + (hi - lo) * unit;
+}
+
+void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w) {
+  resize_image(in, h, w, c, out, out_h, out_w);
+}
+void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w) {
+  resize_image(in, h, w, c, out, out_h, out_w);
+}
+
+CropBox center_crop_box(int h, int w, int crop_h, int crop_w) {
+  GRAFT_CHECK(h > 0 && w > 0 && crop_h > 0 && crop_w > 0 && crop_h <= h && crop_w <= w, "center_crop_box: crop ",
+              crop_h, "x", crop_w, " does not fit image ", h, "x", w);
+  return CropBox{round_half_even((h - crop_h) / 2.0), round_half_even((w - crop_w) / 2.0), crop_h, crop_w};
+}
+
+CropBox random_resized_crop_box(int h, int w, float scale_min, float scale_max, std::mt19937_64& rng) {
+  GRAFT_CHECK(h > 0 && w > 0, "random_resized_crop_box: image ", h, "x", w, " is empty");
+  GRAFT_CHECK(scale_min > 0.f && scale_min <= scale_max, "random_resized_crop_box: scale range [", scale_min, ", ",
+              scale_max, "] must satisfy 0 < min <= max");
+  const double area = static_cast<double>(h) * w;
+  const double ratio_min = 3.0 / 4.0, ratio_max = 4.0 / 3.0;
+  const double log_min = std::log(ratio_min), log_max = std::log(ratio_max);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    const double target = area * random_uniform(rng, scale_min, scale_max);
+    const double ratio = std::exp(random_uniform(rng, log_min, log_max));
+    const int cw = round_half_even(std::sqrt(target * ratio));
+    const int ch = round_half_even(std::sqrt(target / ratio));
+    if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+      const int top = static_cast<int>(random_below(rng, static_cast<std::uint64_t>(h - ch + 1)));
+      const int left = static_cast<int>(random_below(rng, static_cast<std::uint64_t>(w - cw + 1)));
+      return CropBox{top, left, ch, cw};
+    }
+  }
+  // Fallback: the whole image, cut to the nearest allowed aspect ratio, centred (floor division as torchvision).
+  const double in_ratio = static_cast<double>(w) / h;
+  int cw = w, ch = h;
+  if (in_ratio < ratio_min)
+    ch = std::max(1, round_half_even(cw / ratio_min));
+  else if (in_ratio > ratio_max)
+    cw = std::max(1, round_half_even(ch * ratio_max));
+  ch = std::min(ch, h), cw = std::min(cw, w);
+  return CropBox{(h - ch) / 2, (w - cw) / 2, ch, cw};
+}
+
+void check_transform_options(const TransformOptions& o) {
+  GRAFT_CHECK(o.size > 0, "transform: output size ", o.size, " must be > 0");
+  GRAFT_CHECK(o.resize_to >= 0, "transform: resize_to ", o.resize_to, " must be >= 0 (0 = size * 256 / 224)");
+  if (!o.random_resized_crop && !o.exact_resize)
+    GRAFT_CHECK(eval_resize_to(o) >= o.size, "transform: resize_to ", eval_resize_to(o),
+                " is smaller than the center crop ", o.size);
+  if (o.random_resized_crop)
+    GRAFT_CHECK(o.crop_scale_min > 0.f && o.crop_scale_min <= o.crop_scale_max && o.crop_scale_max <= 1.f,
+                "transform: crop scale range [", o.crop_scale_min, ", ", o.crop_scale_max,
+                "] must satisfy 0 < min <= max <= 1");
+}
+
+void transform_example(const Example& ex, const TransformOptions& o, std::mt19937_64& rng, float* out) {
+  check_transform_options(o);
+  GRAFT_CHECK(ex.height > 0 && ex.width > 0, "transform: example of ", ex.height, "x", ex.width, " pixels is empty");
+  GRAFT_CHECK(ex.channels == 1 || ex.channels == 3, "transform: example ", ex.height, "x", ex.width, " has ",
+              ex.channels, " channels (expected 1 or 3)");
+  const std::size_t expected =
+      static_cast<std::size_t>(ex.height) * static_cast<std::size_t>(ex.width) * static_cast<std::size_t>(ex.channels);
+  GRAFT_CHECK(ex.pixels.size() == expected, "transform: example ", ex.height, "x", ex.width, "x", ex.channels,
+              " needs ", expected, " bytes, has ", ex.pixels.size());
+  const int size = o.size;
+
+  Taps rows, cols;
+  if (o.random_resized_crop) {
+    CropBox box = random_resized_crop_box(ex.height, ex.width, o.crop_scale_min, o.crop_scale_max, rng);
+    rows = make_taps(box.height, box.top, size, 0, size);
+    cols = make_taps(box.width, box.left, size, 0, size);
+  } else if (o.exact_resize) {
+    rows = make_taps(ex.height, 0, size, 0, size);
+    cols = make_taps(ex.width, 0, size, 0, size);
+  } else {
+    // torchvision Resize(int): the shorter side becomes resize_to, the longer int(resize_to * long / short).
+    const int short_to = eval_resize_to(o);
+    const bool wide = ex.width > ex.height;
+    const int short_side = wide ? ex.height : ex.width, long_side = wide ? ex.width : ex.height;
+    const int long_to = static_cast<int>(static_cast<double>(short_to) * long_side / short_side);
+    const int rh = wide ? short_to : long_to, rw = wide ? long_to : short_to;
+    CropBox window = center_crop_box(rh, rw, size, size);
+    rows = make_taps(ex.height, 0, rh, window.top, size);
+    cols = make_taps(ex.width, 0, rw, window.left, size);
+  }
+  // torchvision draws the flip after the crop: p = 0.5
+  if (o.random_flip && random_uniform(rng, 0.0, 1.0) < 0.5) reverse(cols);
+
+  const std::size_t pixels = static_cast<std::size_t>(size) * static_cast<std::size_t>(size);
+  std::vector<float> sampled(pixels * static_cast<std::size_t>(ex.channels));
+  resample(ex.pixels.data(), ex.width, ex.channels, rows, cols, sampled.data());
+
+  // gray -> 3 channels, then the preset (a channel permutation plus an affine map)
+  const PreprocessAffine a = preprocess_affine(o.normalize);
+  for (std::size_t p = 0; p < pixels; ++p)
+    for (int c = 0; c < 3; ++c) {
+      const float v = ex.channels == 1 ? sampled[p] : sampled[3 * p + static_cast<std::size_t>(a.source[c])];
+      out[3 * p + static_cast<std::size_t>(c)] = v * a.scale[c] + a.shift[c];
+    }
+}
+
+}  // namespace graft

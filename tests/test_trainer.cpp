@@ -1,0 +1,510 @@
+// The training loop (train/trainer.h): learning and the run directory, exact resume after max_steps and after
+// SIGINT, NaN detection with the last good checkpoint kept, labels out of range, the feature cache (same head as
+// the uncached path, used only when it may be), evaluate's scores, and checkpoint writes that die or hit a full disk.
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <csignal>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/lr_schedule.h"
+#include "core/ops.h"
+#include "io/checkpoint.h"
+#include "layers/basic.h"
+#include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+#include "layers/sequential.h"
+#include "models/zoo.h"
+#include "tests/check.h"
+#include "train/feature_cache.h"
+#include "train/plot.h"
+#include "train/progress.h"
+#include "train/trainer.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::expect_error;
+
+std::string temp_dir(const std::string& name) {
+  fs::path dir = fs::temp_directory_path() / ("graft_trainer_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+// Class c: a bright band of rows at c's position over noise that depends on (seed, index): learnable in a few
+// steps, different for every example.
+class Bands : public Dataset {
+ public:
+  Bands(int per_class, int classes, int size, std::uint64_t seed)
+      : n_(per_class * classes), classes_(classes), size_(size), seed_(seed) {
+    for (int c = 0; c < classes; ++c) names_.push_back("class" + std::to_string(c));
+  }
+  std::int64_t size() const override { return n_; }
+  int label(std::int64_t i) const override { return static_cast<int>(i % classes_); }
+  const std::vector<std::string>& class_names() const override { return names_; }
+  std::string describe() const override { return "bands (" + std::to_string(n_) + " images)"; }
+  Example get(std::int64_t i) const override {
+    Example e{size_, size_, 3, {}, label(i)};
+    std::uint64_t h = seed_ * 1000003 + static_cast<std::uint64_t>(i) * 7919;
+    int band = size_ / classes_;
+    for (int y = 0; y < size_; ++y)
+      for (int x = 0; x < size_ * 3; ++x) {
+        h = h * 6364136223846793005ull + 1442695040888963407ull;
+        int noise = static_cast<int>(h >> 58);  // 0..63
+        bool lit = y / band == e.label;
+        e.pixels.push_back(static_cast<std::uint8_t>((lit ? 150 : 40) + noise));
+      }
+    return e;
+  }
+
+ private:
+  int n_, classes_, size_;
+  std::uint64_t seed_;
+  std::vector<std::string> names_;
+};
+
+LoaderOptions loader_options(int batch, bool shuffle, std::uint64_t seed = 7) {
+  LoaderOptions o;
+  o.batch_size = batch;
+  o.shuffle = shuffle;
+  o.seed = seed;
+  o.workers = 1;
+  o.transform.size = 8;
+  o.transform.exact_resize = true;
+  return o;
+}
+
+// conv-BN-ReLU-pool, optional dropout, linear head: "6" (with dropout) or "5".
+std::shared_ptr<Sequential> small_net(std::uint64_t seed, bool with_dropout, int classes = 3) {
+  Generator gen(seed);
+  auto net = std::make_shared<Sequential>();
+  net->push_back(std::make_shared<Conv2d>(
+      Conv2dConfig{.in_channels = 3, .out_channels = 4, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1}, gen));
+  net->push_back(std::make_shared<BatchNorm2d>(4));
+  net->push_back(std::make_shared<ReLU>());
+  net->push_back(std::make_shared<MaxPool2d>(2, 2));
+  net->push_back(std::make_shared<Flatten>());
+  if (with_dropout) net->push_back(std::make_shared<Dropout>(0.3f, seed + 11));
+  net->push_back(std::make_shared<Linear>(4 * 4 * 4, classes, true, gen));
+  return net;
+}
+
+std::map<std::string, std::vector<float>> values(const Module& m) {
+  std::map<std::string, std::vector<float>> out;
+  for (auto& [name, t] : m.state()) out[name] = t.to_vector();
+  return out;
+}
+
+TrainOptions quiet(const std::string& dir, int epochs) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.out_dir = dir;
+  o.progress = false;
+  o.checkpoint.arch = "small_net";
+  o.checkpoint.num_classes = 3;
+  return o;
+}
+
+// One complete training setup, rebuilt identically for straight and interrupted runs.
+struct Pipeline {
+  explicit Pipeline(std::uint64_t net_seed = 3) : net(small_net(net_seed, true)) {}
+  std::shared_ptr<Sequential> net;
+  DatasetPtr data = std::make_shared<Bands>(8, 3, 8, 1);
+  DatasetPtr val_data = std::make_shared<Bands>(3, 3, 8, 2);
+  Loader train{data, loader_options(5, true)};  // 24 images: batches of 5,5,5,5,4
+  Loader val{val_data, loader_options(4, false)};
+  SGD opt{net->parameters(), SGDOptions{.lr = 0.05f, .momentum = 0.9f, .weight_decay = 1e-4f}};
+  CosineWithWarmup schedule{opt, 3, 15};
+  TrainResult fit(TrainOptions o) { return graft::fit(*net, opt, train, &val, o, &schedule); }
+};
+
+TEST(Trainer, LearnsAndWritesTheRunDirectory) {
+  std::string dir = temp_dir("learns");
+  Pipeline run;
+  TrainResult r = run.fit(quiet(dir, 4));
+  EXPECT_EQ(r.epochs_done, 4);
+  EXPECT_EQ(r.steps, 20);
+  EXPECT_FALSE(r.used_feature_cache);  // the backbone trains
+  ASSERT_EQ(r.epoch_train_loss.size(), 4u);
+  EXPECT_LT(r.epoch_train_loss.back(), r.epoch_train_loss.front());
+  EXPECT_GE(r.best_validation.top1, 0.9);
+  EXPECT_EQ(r.last_validation.images, 9);
+  EXPECT_DOUBLE_EQ(r.last_validation.top5, 1.0);  // 3 classes: always within the top 5
+  for (const char* f : {"last.h5", "best.h5", "log.csv", "curves.png"}) EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+  std::ifstream log(dir + "/log.csv");
+  std::string line;
+  std::vector<std::string> lines;
+  while (std::getline(log, line)) lines.push_back(line);
+  ASSERT_EQ(lines.size(), 5u);
+  EXPECT_EQ(lines[0], "epoch,step,train_loss,train_top1,val_loss,val_top1,val_top5,lr,images_per_s,seconds");
+  EXPECT_EQ(lines[4].substr(0, 5), "4,20,");
+  CheckpointMeta last = read_checkpoint_meta(dir + "/last.h5");
+  EXPECT_EQ(last.epoch, 4);
+  EXPECT_EQ(last.step, 20);
+  EXPECT_EQ(last.schedule_step, 20);
+  EXPECT_EQ(read_checkpoint_meta(dir + "/best.h5").epoch, r.best_epoch);
+  auto loaded = small_net(99, true);
+  load_checkpoint(dir + "/last.h5", *loaded, nullptr);
+  EXPECT_EQ(values(*loaded), values(*run.net));
+  Example png = load_image(dir + "/curves.png");
+  EXPECT_EQ(png.width, 960);
+  EXPECT_EQ(png.height, 400);
+}
+
+TEST(Trainer, ResumeAfterMaxStepsIsBitExact) {
+  Pipeline straight;
+  TrainResult a = straight.fit(quiet(temp_dir("straight"), 3));
+  for (std::int64_t stop : {2, 5, 7, 13}) {  // mid-epoch, at an epoch's end, mid-epoch later
+    std::string dir = temp_dir("resume" + std::to_string(stop));
+    {
+      Pipeline first;
+      TrainOptions o = quiet(dir, 3);
+      o.max_steps = stop;
+      TrainResult r = first.fit(o);
+      EXPECT_EQ(r.steps, stop);
+      EXPECT_FALSE(r.stopped_by_signal);
+      EXPECT_EQ(read_checkpoint_meta(dir + "/last.h5").step, stop);
+    }
+    Pipeline second(1234);  // other initial weights: everything must come from last.h5
+    TrainOptions o = quiet(dir, 3);
+    o.resume = true;
+    TrainResult b = second.fit(o);
+    EXPECT_EQ(b.steps, 15);
+    EXPECT_EQ(values(*second.net), values(*straight.net)) << "stopped at step " << stop;
+    EXPECT_EQ(b.epoch_train_loss.back(), a.epoch_train_loss.back()) << "stopped at step " << stop;
+    EXPECT_EQ(second.opt.param_groups()[0].lr, straight.opt.param_groups()[0].lr);
+  }
+}
+
+TEST(Trainer, SigintStopsAfterSavingAndResumes) {
+  Pipeline straight;
+  straight.fit(quiet(temp_dir("sig_straight"), 2));
+  std::string dir = temp_dir("sigint");
+  struct sigaction before {};
+  sigaction(SIGINT, nullptr, &before);
+  {
+    Pipeline first;
+    TrainOptions o = quiet(dir, 2);
+    o.on_step = [](const StepInfo& s) {
+      if (s.step == 3) std::raise(SIGINT);  // as Ctrl-C during step 3
+    };
+    TrainResult r = first.fit(o);
+    EXPECT_TRUE(r.stopped_by_signal);
+    EXPECT_EQ(r.steps, 3);
+    CheckpointMeta m = read_checkpoint_meta(dir + "/last.h5");
+    EXPECT_EQ(m.step, 3);
+    EXPECT_EQ(m.epoch, 0);
+    EXPECT_EQ(m.train_state.at("batch_in_epoch"), "3");
+  }
+  struct sigaction after {};
+  sigaction(SIGINT, nullptr, &after);
+  EXPECT_EQ(after.sa_handler, before.sa_handler);  // fit put the previous handler back
+  Pipeline second;
+  TrainOptions o = quiet(dir, 2);
+  o.resume = true;
+  second.fit(o);
+  EXPECT_EQ(values(*second.net), values(*straight.net));
+}
+
+TEST(Trainer, NanLossStopsNamingTheStepAndKeepsTheLastGoodCheckpoint) {
+  std::string dir = temp_dir("nan");
+  Pipeline run;
+  TrainOptions o = quiet(dir, 3);
+  Tensor weight = run.net->state()["6.weight"];
+  o.on_step = [&](const StepInfo& s) {
+    if (s.step == 7) {  // epoch 2, batch 2: the next step's loss is NaN
+      std::vector<float> w = weight.to_vector();
+      w[0] = NAN;
+      weight.copy_from(Tensor::from_vector(w, weight.shape()));
+    }
+  };
+  expect_error([&] { run.fit(o); }, {"finetune: loss is nan at epoch 2 step 8", "batch 3 of 5", "last.h5"});
+  CheckpointMeta m = read_checkpoint_meta(dir + "/last.h5");
+  EXPECT_EQ(m.epoch, 1);  // the end of epoch 1: nothing was saved after the fault
+  EXPECT_EQ(m.step, 5);
+  auto loaded = small_net(5, true);
+  load_checkpoint(dir + "/last.h5", *loaded, nullptr);
+  for (const auto& [name, v] : values(*loaded))
+    for (float x : v) ASSERT_TRUE(std::isfinite(x)) << name;
+}
+
+class Scale : public Module {
+ public:
+  explicit Scale(float factor) : factor_(factor) {}
+  Tensor forward(const Tensor& x) override { return mul(x, factor_); }
+  std::string type_name() const override { return "Scale"; }
+
+ private:
+  float factor_;
+};
+
+TEST(Trainer, InfiniteGradientNormIsCaughtBeforeTheUpdate) {
+  // Huge features into a zero head: the loss is ln 3 (finite) but the squared gradient norm overflows.
+  for (bool clip : {false, true}) {
+    auto net = std::make_shared<Sequential>();
+    net->push_back(std::make_shared<Flatten>());
+    net->push_back(std::make_shared<Scale>(1e37f));
+    auto head = std::make_shared<Linear>(8 * 8 * 3, 3);
+    net->push_back(head);
+    for (auto& [name, p] : head->named_parameters()) p.copy_from(Tensor::zeros(p.shape()));
+    Loader train(std::make_shared<Bands>(4, 3, 8, 1), loader_options(4, true));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+    TrainOptions o = quiet("", 1);
+    o.grad_check_every = clip ? 0 : 1;
+    o.clip_grad_norm = clip ? 1.0f : 0.0f;
+    expect_error([&] { fit(*net, opt, train, nullptr, o); },
+                 {"finetune: the gradient norm is inf at epoch 1 step 1", "before applying it"});
+    for (float v : head->named_parameters()[0].second.to_vector()) ASSERT_EQ(v, 0.0f);  // never updated
+  }
+}
+
+TEST(Trainer, TooFewOutputsForTheLabelsIsAnErrorBeforeAnyStep) {
+  auto net = small_net(3, false, /*classes=*/2);
+  Loader train(std::make_shared<Bands>(4, 3, 8, 1), loader_options(4, true));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+  auto before = values(*net);
+  expect_error([&] { fit(*net, opt, train, nullptr, quiet("", 1)); }, {"3 classes", "2 outputs"});
+  EXPECT_EQ(values(*net), before);
+  Loader val(std::make_shared<Bands>(2, 3, 8, 1), loader_options(4, false));
+  expect_error([&] { evaluate(*net, val); }, {"evaluate", "3 classes", "2 outputs"});
+}
+
+// A frozen backbone (BN statistics frozen) with a linear head: trains on cached features.
+struct FrozenRun {
+  std::shared_ptr<Sequential> net;
+  SGD* opt = nullptr;
+  std::unique_ptr<SGD> holder;
+  explicit FrozenRun(bool freeze_bn = true) : net(small_net(8, false)) {
+    net->freeze("*");
+    net->unfreeze("5");
+    if (freeze_bn) freeze_batch_norm(*net);
+    holder = std::make_unique<SGD>(net->trainable_parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    opt = holder.get();
+  }
+};
+
+TEST(Trainer, FeatureCacheGivesTheSameHeadAsTheUncachedPath) {
+  auto data = std::make_shared<Bands>(8, 3, 8, 1);
+  auto val_data = std::make_shared<Bands>(3, 3, 8, 2);
+  TrainResult results[2];
+  std::shared_ptr<Sequential> nets[2];
+  for (int cached = 0; cached < 2; ++cached) {
+    FrozenRun run;
+    Loader train(data, loader_options(5, true)), val(val_data, loader_options(4, false));
+    TrainOptions o = quiet(temp_dir("cache" + std::to_string(cached)), 3);
+    o.cache_features = cached;
+    o.head = "5";
+    results[cached] = fit(*run.net, *run.opt, train, &val, o);
+    nets[cached] = run.net;
+  }
+  EXPECT_FALSE(results[0].used_feature_cache);
+  EXPECT_TRUE(results[1].used_feature_cache);
+  EXPECT_EQ(results[1].steps, 15);
+  // The backbone is bit-identical (frozen, no BN updates) and the head agrees up to float rounding.
+  auto a = values(*nets[0]), b = values(*nets[1]);
+  for (const auto& [name, v] : a) {
+    Tensor ta = Tensor::from_vector(v, {static_cast<std::int64_t>(v.size())});
+    Tensor tb = Tensor::from_vector(b[name], {static_cast<std::int64_t>(b[name].size())});
+    EXPECT_TRUE(testing::all_close(tb, ta, 1e-5f, 1e-4f)) << name;
+  }
+  EXPECT_NEAR(results[0].last_validation.loss, results[1].last_validation.loss, 1e-4);
+  EXPECT_EQ(results[0].last_validation.top1, results[1].last_validation.top1);
+  EXPECT_NE(a["5.weight"], values(*small_net(8, false))["5.weight"]);  // the head did train
+  EXPECT_TRUE(nets[1]->find_module("5") && nets[1]->find_module("5")->type_name() == "Linear");  // head put back
+}
+
+TEST(Trainer, FeatureCacheIsUsedOnlyWhenItMay) {
+  auto data = std::make_shared<Bands>(2, 3, 8, 1);
+  auto head_of = [&](FrozenRun& run, LoaderOptions lo, bool cache) {
+    Loader train(data, lo);
+    TrainOptions o = quiet("", 1);
+    o.cache_features = cache;
+    o.head = "5";
+    run.net->train();
+    return feature_cache_head(*run.net, train, o);
+  };
+  {
+    FrozenRun run;
+    EXPECT_EQ(head_of(run, loader_options(2, true), true), "5");
+    EXPECT_EQ(head_of(run, loader_options(2, true), false), "");  // switched off
+    LoaderOptions augment = loader_options(2, true);
+    augment.transform.random_flip = true;
+    EXPECT_EQ(head_of(run, augment, true), "");  // random augmentation: features differ per epoch
+    run.net->unfreeze("0.weight");
+    EXPECT_EQ(head_of(run, loader_options(2, true), true), "");  // a backbone parameter trains
+  }
+  {
+    FrozenRun run(/*freeze_bn=*/false);
+    EXPECT_EQ(head_of(run, loader_options(2, true), true), "");  // BN would use batch statistics
+  }
+  // A zoo model: the head is found by head_path.
+  ModelOptions mo;
+  mo.num_classes = 3;
+  auto resnet = make_model("resnet18", mo);
+  resnet->freeze("*");
+  resnet->unfreeze("fc");
+  freeze_batch_norm(*resnet);
+  LoaderOptions lo = loader_options(3, true);
+  lo.transform.size = 32;
+  Loader train(data, lo);
+  SGD opt(resnet->trainable_parameters(), SGDOptions{.lr = 0.01f});
+  TrainResult r = fit(*resnet, opt, train, nullptr, quiet("", 1));
+  EXPECT_TRUE(r.used_feature_cache);
+  EXPECT_EQ(r.steps, 2);
+}
+
+// Logits = 10 * the first pixel's channels: the class order is set by the image.
+class FirstPixel : public Module {
+ public:
+  Tensor forward(const Tensor& x) override {
+    std::vector<float> v = x.to_vector(), out;
+    std::int64_t n = x.dim(0), row = x.numel() / n;
+    for (std::int64_t i = 0; i < n; ++i)
+      for (int c = 0; c < 3; ++c) out.push_back(v[static_cast<std::size_t>(i * row + c)]);
+    return Tensor::from_vector(out, {n, 3});
+  }
+  std::string type_name() const override { return "FirstPixel"; }
+};
+
+class Fixed : public Dataset {
+ public:
+  // (pixel rgb, label): the prediction is the brightest channel.
+  std::vector<std::pair<std::array<std::uint8_t, 3>, int>> items = {
+      {{200, 10, 10}, 0}, {{200, 10, 10}, 0}, {{10, 200, 10}, 0}, {{10, 200, 10}, 1}, {{10, 10, 200}, 2}};
+  std::int64_t size() const override { return static_cast<std::int64_t>(items.size()); }
+  int label(std::int64_t i) const override { return items[static_cast<std::size_t>(i)].second; }
+  const std::vector<std::string>& class_names() const override { return names_; }
+  std::string describe() const override { return "fixed"; }
+  Example get(std::int64_t i) const override {
+    const auto& [rgb, label] = items[static_cast<std::size_t>(i)];
+    Example e{1, 1, 3, {rgb[0], rgb[1], rgb[2]}, label};
+    return e;
+  }
+
+ private:
+  std::vector<std::string> names_ = {"a", "b", "c"};
+};
+
+TEST(Trainer, EvaluateScoresTopKAndTheConfusionMatrix) {
+  LoaderOptions lo = loader_options(2, false);
+  lo.transform.size = 1;
+  lo.transform.normalize = Preprocess::Caffe;  // BGR: channel 0 of the input is blue
+  Loader loader(std::make_shared<Fixed>(), lo);
+  FirstPixel model;
+  EvalResult r = evaluate(model, loader);
+  // predictions (brightest of B,G,R order): blue->0, green->1, red->2
+  // items: red(0)->2, red(0)->2, green(0)->1, green(1)->1, blue(2)->0
+  EXPECT_EQ(r.images, 5);
+  EXPECT_DOUBLE_EQ(r.top1, 1.0 / 5);
+  std::vector<std::vector<std::int64_t>> want = {{0, 1, 2}, {0, 1, 0}, {1, 0, 0}};
+  EXPECT_EQ(r.confusion, want);
+  std::vector<double> acc = r.per_class_accuracy();
+  ASSERT_EQ(acc.size(), 3u);
+  EXPECT_DOUBLE_EQ(acc[0], 0.0);
+  EXPECT_DOUBLE_EQ(acc[1], 1.0);
+  EXPECT_DOUBLE_EQ(acc[2], 0.0);
+  EXPECT_DOUBLE_EQ(r.top5, 1.0);
+  EXPECT_GT(r.loss, 0);
+}
+
+// ---- checkpoint writes that fail -------------------------------------------------------------------------------
+
+// A child process under a 256 KiB file size limit (SIGXFSZ ignored, so writes fail with EFBIG like a full disk).
+TEST(Trainer, FullDiskDuringACheckpointWriteLeavesThePreviousOneLoadable) {
+  std::string dir = temp_dir("fullness");
+  auto small = small_net(1, false);
+  save_checkpoint(dir + "/last.h5", *small, nullptr, {.arch = "small_net", .step = 1});
+  ModelOptions mo;
+  mo.num_classes = 10;
+  auto big = make_model("resnet18", mo);  // ~45 MB: far over the limit
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{256 * 1024, 256 * 1024};
+    setrlimit(RLIMIT_FSIZE, &limit);
+    try {
+      save_checkpoint(dir + "/last.h5", *big, nullptr, {.arch = "resnet18", .step = 2});
+      _exit(3);  // it should not have fitted
+    } catch (const Error& e) {
+      std::string m = e.message();
+      _exit(m.find("last.h5") != std::string::npos && m.find("failed") != std::string::npos ? 0 : 4);
+    }
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the write succeeded, 4: the error did not name the file";
+  EXPECT_FALSE(fs::exists(dir + "/last.h5.tmp-graft"));
+  EXPECT_EQ(read_checkpoint_meta(dir + "/last.h5").step, 1);
+  auto other = small_net(2, false);
+  EXPECT_NO_THROW(load_checkpoint(dir + "/last.h5", *other, nullptr));
+}
+
+TEST(Trainer, KillingTheProcessDuringCheckpointWritesNeverBreaksTheFile) {
+  std::string dir = temp_dir("killed");
+  ModelOptions mo;
+  mo.num_classes = 10;
+  auto model = make_model("resnet18", mo);
+  save_checkpoint(dir + "/last.h5", *model, nullptr, {.arch = "resnet18", .num_classes = 10, .step = 0});
+  for (int round = 0; round < 3; ++round) {
+    pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      for (std::int64_t step = 1;; ++step)
+        save_checkpoint(dir + "/last.h5", *model, nullptr, {.arch = "resnet18", .num_classes = 10, .step = step});
+    }
+    ::usleep(150000 + 70000 * round);  // somewhere inside a write (each takes tens of milliseconds)
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status));
+    fs::remove(dir + "/last.h5.tmp-graft");  // the dead writer's temporary (the next writer truncates it anyway)
+    auto back = make_model("resnet18", mo);
+    EXPECT_NO_THROW(load_checkpoint(dir + "/last.h5", *back, nullptr)) << "round " << round;
+    EXPECT_EQ(values(*back), values(*model));
+  }
+}
+
+// ---- progress bar and plots ------------------------------------------------------------------------------------
+
+TEST(Trainer, ProgressLineShowsSpeedLossAndEta) {
+  std::string line = ProgressBar::render("epoch 1/3", 50, 100, 123.0, 0.5, 75);
+  EXPECT_EQ(line, "epoch 1/3 [============>           ] 50/100  123.0 img/s  loss 0.5000  ETA 1:15");
+  EXPECT_EQ(ProgressBar::render("x", 0, 4, 0, NAN, NAN), "x [>                       ] 0/4  0.0 img/s  ETA ?");
+}
+
+TEST(Trainer, CanvasDrawsTextLinesAndWritesPng) {
+  Canvas c(40, 20);
+  c.line(0, 10, 39, 10, 0xFF0000);
+  EXPECT_EQ(c.pixel(20, 10), 0xFF0000u);
+  EXPECT_EQ(c.pixel(20, 5), 0xFFFFFFu);
+  c.text(1, 1, "8", 0x000000);
+  int dark = 0;
+  for (int y = 0; y < 9; ++y)
+    for (int x = 0; x < 8; ++x) dark += c.pixel(x, y) == 0;
+  EXPECT_GT(dark, 6);  // the glyph's segments
+  std::string dir = temp_dir("png");
+  c.write_png(dir + "/c.png");
+  Example e = load_image(dir + "/c.png");
+  EXPECT_EQ(e.width, 40);
+  EXPECT_EQ(e.height, 20);
+  EXPECT_EQ(e.pixels[(10 * 40 + 20) * 3], 255);
+  EXPECT_EQ(e.pixels[(10 * 40 + 20) * 3 + 1], 0);
+  EXPECT_THROW(c.write_png(dir + "/no/such/dir/c.png"), Error);
+  write_confusion_png(dir + "/confusion.png", {{5, 1}, {0, 6}}, {"cat", "dog"});
+  EXPECT_TRUE(fs::exists(dir + "/confusion.png"));
+}
+
+}  // namespace
+}  // namespace graft

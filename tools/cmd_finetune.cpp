@@ -1,0 +1,333 @@
+// graft finetune: transfer learning from the command line (issue 5). A model from the zoo, optionally with
+// ImageNet weights (the head is left out of the load when --num-classes differs from the file's), parts frozen,
+// a new head, and fit() (train/trainer.h) writing the run directory (log.csv, curves.png, last.h5, best.h5, run.txt).
+//   --freeze all      everything but the head is frozen (feature extraction; with --no-augment, and the default
+//                     when freezing all, the backbone's features are computed once and cached)
+//   --freeze none     everything trains;  --freeze PATTERN  the matching parameters are frozen
+//   --unfreeze P      (repeatable) then unfreezes P, e.g. --freeze all --unfreeze layer4
+//   --bn frozen       every BatchNorm normalises with its running statistics and never updates them; gamma/beta
+//                     follow --freeze/--unfreeze (an unfrozen stage trains its BatchNorm affine)
+//   --warmup W        linear warm-up for --schedule cosine: W epochs (may be fractional: 0.5) or "Nsteps"
+//   --augment         random resized crop + horizontal flip; default: on unless --freeze all
+// Validation: the folder's val/ when DIR has train/ and val/, else a seeded stratified --val-fraction of the
+// training data (after --classes and --per-class). Ctrl-C stops after the current step with last.h5 saved (exit
+// 130); --resume continues from OUT/last.h5.
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "core/allocator.h"
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/lr_schedule.h"
+#include "core/optim.h"
+#include "io/checkpoint.h"
+#include "io/dataset.h"
+#include "io/preprocess.h"
+#include "io/weights.h"
+#include "kernels/cuda_device.h"
+#include "layers/batch_norm.h"
+#include "layers/linear.h"
+#include "tools/cli_common.h"
+#include "train/trainer.h"
+
+namespace graft::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct FinetuneArgs {
+  ModelArgs model{"resnet18", "torchvision", 0, 0};
+  std::string weights, data, freeze = "all", bn = "frozen", optimizer = "sgd", schedule = "cosine", warmup = "0";
+  std::string device = "auto", out = "runs/finetune", classes;
+  std::vector<std::string> unfreeze;
+  float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f;
+  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0;
+  double val_fraction = 0.1;
+  bool resume = false, strict = false, augment = false, no_augment = false, no_progress = false;
+  bool deterministic = false;
+  std::int64_t max_steps = 0;
+};
+
+std::vector<int> parse_classes(const std::string& text) {
+  std::vector<int> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    try {
+      std::size_t used = 0;
+      int v = std::stoi(item, &used);
+      if (used == item.size() && v >= 0) {
+        out.push_back(v);
+        continue;
+      }
+    } catch (const std::exception&) {
+    }
+    GRAFT_FAIL("--classes '", text, "': '", item, "' is not a class index (expected e.g. 5,6,7)");
+  }
+  GRAFT_CHECK(!out.empty(), "--classes is empty");
+  return out;
+}
+
+// Fixed-size small images (28x28 Fashion-MNIST, 32x32 CIFAR) are resized whole; photos get torchvision's
+// resize-and-center-crop.
+bool small_fixed_images(const std::string& spec) {
+  return spec.rfind("fashion-mnist", 0) == 0 || spec.rfind("cifar", 0) == 0;
+}
+
+// The weight file's preprocessing: Keras-trained files use caffe, torchvision's use torch.
+Preprocess preprocess_of_weights(const std::string& path, Dialect dialect) {
+  if (path.empty()) return preprocess_for(dialect);
+  if (is_checkpoint(path)) {
+    CheckpointMeta m = read_checkpoint_meta(path);
+    auto it = m.train_state.find("preprocess");
+    return it != m.train_state.end() ? parse_preprocess(it->second) : preprocess_for(parse_dialect(m.dialect));
+  }
+  return inspect_weights(path).format == WeightFormat::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+}
+
+std::int64_t warmup_steps(const std::string& text, std::int64_t steps_per_epoch) {
+  const std::string suffix = "steps";
+  try {
+    std::size_t used = 0;
+    if (text.size() > suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      long long v = std::stoll(text, &used);
+      if (used == text.size() - suffix.size() && v >= 0) return v;
+    } else {
+      double v = std::stod(text, &used);
+      if (used == text.size() && v >= 0 && std::isfinite(v)) return std::llround(v * steps_per_epoch);
+    }
+  } catch (const std::exception&) {
+  }
+  GRAFT_FAIL("--warmup '", text, "': expected epochs (e.g. 1 or 0.5) or steps (e.g. 200steps)");
+}
+
+void finetune(const FinetuneArgs& a) {
+  GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
+  GRAFT_CHECK(a.val_fraction >= 0 && a.val_fraction < 1, "finetune: --val-fraction ", a.val_fraction,
+              " must be in [0, 1)");
+  const Device device = resolve_device(a.device);
+  cuda::set_deterministic(a.deterministic);
+
+  // ---- data ----
+  ImageFolderOptions folder_options{a.strict};
+  DatasetPtr train_data = open_dataset(a.data, true, folder_options), val_data;
+  const bool separate_val = fs::is_directory(fs::path(a.data) / "train") && fs::is_directory(fs::path(a.data) / "val");
+  if (separate_val) val_data = open_dataset(a.data, false, folder_options);
+  if (!a.classes.empty()) {
+    std::vector<int> classes = parse_classes(a.classes);
+    for (int c : classes)
+      GRAFT_CHECK(c < train_data->num_classes(), "finetune: --classes ", a.classes, ": class ", c, " is not in ",
+                  train_data->describe());
+    train_data = select_classes(train_data, classes);
+    if (val_data) val_data = select_classes(val_data, classes);
+  }
+  if (a.per_class > 0) train_data = sample_per_class(train_data, a.per_class, a.model.seed);
+  if (!separate_val && a.val_fraction > 0) {
+    TrainValidation split = split_train_validation(train_data, a.val_fraction, a.model.seed);
+    train_data = split.train, val_data = split.validation;
+    if (val_data && val_data->size() == 0) val_data = nullptr;
+  }
+  const int data_classes = train_data->num_classes();
+  GRAFT_CHECK(data_classes >= 2, "finetune: ", train_data->describe(), " has ", data_classes,
+              " class(es); classification needs at least two");
+  const int num_classes = a.model.num_classes > 0 ? a.model.num_classes : data_classes;
+  GRAFT_CHECK(num_classes >= data_classes, "finetune: --num-classes ", num_classes, " is smaller than the ",
+              data_classes, " classes of ", train_data->describe(), " (labels up to ", data_classes - 1, ")");
+
+  // ---- model ----
+  ModelArgs margs = a.model;
+  margs.num_classes = num_classes;
+  auto model = build_model(margs);
+  const std::string head = head_path(*model);
+  if (!a.weights.empty()) {
+    if (is_checkpoint(a.weights)) {
+      CheckpointMeta m = read_checkpoint_meta(a.weights);
+      GRAFT_CHECK(m.arch == a.model.arch, "finetune: --weights '", a.weights, "' holds a ", m.arch, ", not a ",
+                  a.model.arch);
+      ModelArgs file_args = margs;
+      file_args.num_classes = m.num_classes;
+      auto from = build_model(file_args);
+      load_checkpoint(a.weights, *from, nullptr);
+      if (m.num_classes != num_classes) {  // keep the fresh head of `model`, take everything else
+        NoGradGuard no_grad;
+        auto fresh = model->state();
+        for (auto& [name, t] : from->state())
+          if (name.rfind(head + ".", 0) != 0) fresh.at(name).copy_from(t);
+      } else {
+        model = from;
+      }
+    } else {
+      LoadOptions lo;
+      if (num_classes != 1000) lo.exclude = {head + ".*"};
+      load_weights(*model, a.weights, lo);
+    }
+  }
+  if (a.freeze == "all") {
+    model->freeze("*");
+    model->unfreeze(head);
+  } else if (a.freeze != "none") {
+    model->freeze(a.freeze);
+  }
+  for (const auto& p : a.unfreeze) model->unfreeze(p);
+  // --bn frozen fixes the statistics only (running mean/var, never updated, whatever train() says); gamma and
+  // beta follow --freeze/--unfreeze like every other parameter, so an unfrozen stage trains its BatchNorm affine
+  // (Keras's fine-tuning recipe: BatchNorm in inference mode, its weights trainable).
+  if (a.bn == "frozen")
+    for (auto& [name, m] : model->named_modules())
+      if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->pin_stats(false, false);
+  model->to(device);
+
+  // ---- loaders ----
+  const bool augment = a.augment || (!a.no_augment && a.freeze != "all");
+  LoaderOptions lo;
+  lo.batch_size = a.batch;
+  lo.seed = a.model.seed;
+  lo.workers = a.workers;
+  lo.strict = a.strict;
+  lo.device = device;
+  lo.transform.size = a.size;
+  lo.transform.exact_resize = small_fixed_images(a.data);
+  lo.transform.normalize = preprocess_of_weights(a.weights, parse_dialect(a.model.dialect));
+  LoaderOptions vo = lo;
+  vo.shuffle = false;
+  if (augment) {
+    lo.transform.random_resized_crop = true;
+    lo.transform.crop_scale_min = small_fixed_images(a.data) ? 0.35f : 0.08f;
+    lo.transform.random_flip = true;
+  }
+  Loader train(train_data, lo);
+  std::unique_ptr<Loader> val;
+  if (val_data) val = std::make_unique<Loader>(val_data, vo);
+
+  // ---- optimizer and schedule: the head's group first (its lr is the one logged) ----
+  ParamGroup head_group{{}, a.lr, a.weight_decay, "head"};
+  ParamGroup backbone_group{{}, a.backbone_lr >= 0 ? a.backbone_lr : a.lr, a.weight_decay, "backbone"};
+  for (const auto& [name, p] : model->named_parameters()) {
+    if (!p.requires_grad()) continue;
+    (name.rfind(head + ".", 0) == 0 ? head_group : backbone_group).params.push_back(p);
+  }
+  std::vector<ParamGroup> groups;
+  for (auto* g : {&head_group, &backbone_group})
+    if (!g->params.empty()) groups.push_back(*g);
+  GRAFT_CHECK(!groups.empty(), "finetune: nothing to train (every parameter is frozen)");
+  std::unique_ptr<Optimizer> opt;
+  if (a.optimizer == "sgd") opt = std::make_unique<SGD>(groups, SGDOptions{.momentum = a.momentum});
+  else if (a.optimizer == "adam") opt = std::make_unique<Adam>(groups, AdamOptions{});
+  else opt = std::make_unique<AdamW>(groups, AdamWOptions{});
+  const std::int64_t steps_per_epoch = train.batches_per_epoch();
+  std::int64_t total = steps_per_epoch * a.epochs;
+  if (a.max_steps > 0) total = std::min(total, a.max_steps);
+  const std::int64_t warmup = warmup_steps(a.warmup, steps_per_epoch);
+  GRAFT_CHECK(warmup == 0 || a.schedule == "cosine", "finetune: --warmup applies to --schedule cosine only");
+  std::unique_ptr<LRSchedule> schedule;
+  // A warm-up longer than the run (a short run, --max-steps) is cut to leave at least one cosine step.
+  if (a.schedule == "cosine")
+    schedule = std::make_unique<CosineWithWarmup>(*opt, std::min(warmup, std::max<std::int64_t>(total - 1, 0)), total);
+  else if (a.schedule == "step") schedule = std::make_unique<StepLR>(*opt, std::max<std::int64_t>(1, total / 3), 0.1f);
+
+  // ---- run ----
+  TrainOptions to;
+  to.epochs = a.epochs;
+  to.out_dir = a.out;
+  to.resume = a.resume;
+  to.progress = !a.no_progress;
+  to.max_steps = a.max_steps;
+  to.checkpoint.arch = a.model.arch;
+  to.checkpoint.dialect = a.model.dialect;
+  to.checkpoint.num_classes = num_classes;
+  to.checkpoint.class_names = train_data->class_names();
+  to.checkpoint.train_state["preprocess"] = preprocess_name(lo.transform.normalize);
+  to.checkpoint.train_state["image_size"] = std::to_string(a.size);
+  to.checkpoint.train_state["resize"] = lo.transform.exact_resize ? "exact" : "crop";
+  fs::create_directories(a.out);
+  std::ostringstream run;
+  run << "graft finetune\n  arch " << a.model.arch << " (" << a.model.dialect << "), " << num_classes
+      << " classes, weights " << (a.weights.empty() ? "none (random init)" : a.weights) << "\n  train "
+      << train_data->describe() << "\n  validation " << (val_data ? val_data->describe() : "none") << "\n  freeze "
+      << a.freeze << ", bn " << a.bn << ", trainable parameters " << model->trainable_parameter_count() << " of "
+      << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
+      << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
+      << warmup << " steps)\n  epochs " << a.epochs << ", batch " << a.batch << ", size " << a.size << ", augment "
+      << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
+      << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
+      << "\n";
+  auto write_run = [&](const std::string& extra) {
+    std::ofstream f(a.out + "/run.txt", std::ios::trunc);
+    f << run.str() << extra;
+  };
+  write_run("");
+  reset_peak_memory(device);
+  TrainResult r = fit(*model, *opt, train, val.get(), to, schedule.get());
+  std::string algos = cuda::conv_algorithms_report();
+  write_run(algos.empty() ? "" : "cuDNN convolution algorithms:\n" + algos);
+
+  std::printf("finetune: %s on %s: %d epoch(s), %lld steps in %.1f s (%.1f images/s)\n", a.model.arch.c_str(),
+              train_data->describe().c_str(), r.epochs_done, static_cast<long long>(r.steps), r.seconds,
+              r.images_per_second);
+  if (r.best_epoch > 0)
+    std::printf("best validation top-1 %.2f%% (epoch %d), top-5 %.2f%%; last top-1 %.2f%%\n",
+                100 * r.best_validation.top1, r.best_epoch, 100 * r.best_validation.top5,
+                100 * r.last_validation.top1);
+  if (r.used_feature_cache)
+    std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
+                "%.0fx less than that pass)\n",
+                r.cache_seconds, r.first_epoch_seconds,
+                r.first_epoch_seconds > 0 ? r.cache_seconds / r.first_epoch_seconds : 0.0);
+  else
+    std::printf("feature cache: not used (%s)\n",
+                augment ? "random augmentation is on" : "parameters outside the head train, or BN uses batch stats");
+  if (r.skipped_images) std::printf("skipped %lld unreadable image(s)\n", static_cast<long long>(r.skipped_images));
+  std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (log.csv, curves.png, last.h5%s, run.txt)\n",
+              memory_stats(device).peak_bytes / 1048576.0, device.str().c_str(), a.out.c_str(),
+              r.best_epoch > 0 ? ", best.h5" : "");
+  if (r.stopped_by_signal) {
+    std::fprintf(stderr, "graft: finetune interrupted after step %lld; %s/last.h5 saved, continue with --resume\n",
+                 static_cast<long long>(r.steps), a.out.c_str());
+    throw CLI::RuntimeError(130);
+  }
+}
+
+}  // namespace
+
+void register_finetune(CLI::App& app) {
+  auto* cmd = app.add_subcommand("finetune", "train a (pretrained) model on your images: new head, frozen parts");
+  auto a = std::make_shared<FinetuneArgs>();
+  cmd->add_option("--arch", a->model.arch, "architecture: resnet18/34/50/101/152, vgg11/13/16/19[_bn]")->capture_default_str();
+  cmd->add_option("--dialect", a->model.dialect, "ResNet dialect: torchvision, keras or keras-legacy")->capture_default_str();
+  cmd->add_option("--weights", a->weights, "ImageNet weights (torchvision export, Keras .h5) or a graft checkpoint");
+  cmd->add_option("--data", a->data, "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | image folder DIR")->required();
+  cmd->add_option("--num-classes", a->model.num_classes, "outputs of the new head (default: the data's classes)")->check(CLI::PositiveNumber);
+  cmd->add_option("--freeze", a->freeze, "all (everything but the head) | none | PATTERN")->capture_default_str();
+  cmd->add_option("--unfreeze", a->unfreeze, "PATTERN to train again (repeatable), e.g. layer4");
+  cmd->add_option("--bn", a->bn, "frozen (running stats, not updated; gamma/beta follow --freeze) | train")->capture_default_str()->check(CLI::IsMember({"frozen", "train"}));
+  cmd->add_option("--optimizer", a->optimizer, "sgd | adam | adamw")->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
+  cmd->add_option("--lr", a->lr, "learning rate (of the head)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--backbone-lr", a->backbone_lr, "learning rate of unfrozen non-head parameters (default: --lr)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--momentum", a->momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--schedule", a->schedule, "cosine | step (x0.1 at 1/3 and 2/3) | none")->capture_default_str()->check(CLI::IsMember({"cosine", "step", "none"}));
+  cmd->add_option("--warmup", a->warmup, "cosine warm-up: epochs (1, 0.5) or steps (200steps)")->capture_default_str();
+  cmd->add_option("--epochs", a->epochs, "epochs")->capture_default_str()->check(CLI::Range(1, 100000));
+  cmd->add_option("--batch", a->batch, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
+  cmd->add_option("--size", a->size, "input image size (square)")->capture_default_str()->check(CLI::Range(8, 4096));
+  cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--seed", a->model.seed, "seed (initial head, split, sampling, shuffling, augmentation)")->capture_default_str();
+  cmd->add_option("--out", a->out, "run directory")->capture_default_str();
+  cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5");
+  cmd->add_option("--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(0, 256));
+  cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")->capture_default_str();
+  cmd->add_option("--classes", a->classes, "class subset, e.g. 5,6,7 (relabelled 0..k-1)");
+  cmd->add_option("--per-class", a->per_class, "at most N training images per class (few-shot)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--augment", a->augment, "random resized crop + flip (default unless --freeze all)");
+  cmd->add_flag("--no-augment", a->no_augment, "no random augmentation");
+  cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
+  cmd->add_option("--max-steps", a->max_steps, "stop after N steps in all (testing)")->group("");
+  cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
+  cmd->add_flag("--deterministic", a->deterministic, "GPU: deterministic cuDNN algorithms (recorded in run.txt)");
+  cmd->callback([a] { finetune(*a); });
+}
+
+}  // namespace graft::cli

@@ -1,0 +1,373 @@
+// fit() and evaluate(): see train/trainer.h. The loop is written once over a "batch source" so the uncached path
+// (the Loader through the whole model) and the feature-cache path (cached backbone features through the head)
+// share the step, the fault checks, the checkpoints and the logs.
+#include "train/trainer.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <limits>
+#include <sstream>
+
+#include "core/autograd.h"
+#include "core/error.h"
+#include "core/ops.h"
+#include "layers/basic.h"
+#include "layers/batch_norm.h"
+#include "layers/linear.h"
+#include "train/feature_cache.h"
+#include "train/plot.h"
+#include "train/progress.h"
+#include "train/run_log.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// ---- SIGINT: a flag the loop polls between steps ---------------------------------------------------------------
+std::atomic<bool> g_interrupted{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
+void on_sigint(int) { g_interrupted.store(true); }
+
+class SigintScope {
+ public:
+  SigintScope() {
+    g_interrupted.store(false);
+    struct sigaction action {};
+    action.sa_handler = on_sigint;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;  // a second Ctrl-C gets the default action (the user insists)
+    sigaction(SIGINT, &action, &previous_);
+  }
+  ~SigintScope() { sigaction(SIGINT, &previous_, nullptr); }
+  SigintScope(const SigintScope&) = delete;
+  SigintScope& operator=(const SigintScope&) = delete;
+
+ private:
+  struct sigaction previous_ {};
+};
+
+// ---- scoring -----------------------------------------------------------------------------------------------------
+void check_outputs(std::int64_t outputs, int classes, const char* what) {
+  GRAFT_CHECK(outputs >= classes, what, ": the data has ", classes, " classes (labels 0..", classes - 1,
+              ") but the model has ", outputs, " outputs; build it with num_classes >= ", classes);
+}
+
+// Adds one batch to the running totals; returns the number of top-1 hits.
+std::int64_t score(const Tensor& logits, const Tensor& labels, EvalResult* result) {
+  std::vector<float> v = logits.to_vector();
+  std::vector<std::int32_t> y = labels.to_int_vector();
+  const std::size_t c = static_cast<std::size_t>(logits.dim(1));
+  std::int64_t top1 = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    const float* row = &v[i * c];
+    const auto label = static_cast<std::size_t>(y[i]);
+    // rank of the true class: entries above it, ties broken by index (as argmax takes the first maximum)
+    std::size_t rank = 0, best = 0;
+    for (std::size_t j = 0; j < c; ++j) {
+      if (row[j] > row[label] || (row[j] == row[label] && j < label)) ++rank;
+      if (row[j] > row[best]) best = j;
+    }
+    top1 += rank == 0;
+    if (result) {
+      result->top1 += rank == 0;
+      result->top5 += rank < 5;
+      if (label < result->confusion.size()) ++result->confusion[label][best];
+    }
+  }
+  return top1;
+}
+
+void finish(EvalResult& r, double loss_sum) {
+  if (r.images == 0) return;
+  r.loss = loss_sum / static_cast<double>(r.images);
+  r.top1 /= static_cast<double>(r.images);
+  r.top5 /= static_cast<double>(r.images);
+}
+
+void add_batch(EvalResult& r, double& loss_sum, const Tensor& logits, const Tensor& labels, int classes) {
+  if (r.confusion.empty()) {
+    check_outputs(logits.dim(1), classes, "evaluate");
+    r.confusion.assign(static_cast<std::size_t>(classes), std::vector<std::int64_t>(logits.dim(1), 0));
+  }
+  loss_sum += static_cast<double>(softmax_cross_entropy(logits, labels).item()) * labels.numel();
+  r.images += labels.numel();
+  score(logits, labels, &r);
+}
+
+EvalResult evaluate_cache(Module& head, const FeatureCache& cache, int classes, std::int64_t batch) {
+  bool was_training = head.is_training();
+  head.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  for (std::int64_t begin = 0; begin < cache.size(); begin += batch) {
+    std::int64_t end = std::min(begin + batch, cache.size());
+    add_batch(r, loss_sum, head(cache.features.slice(begin, end)), cache.labels_tensor(begin, end), classes);
+  }
+  finish(r, loss_sum);
+  head.train(was_training);
+  return r;
+}
+
+std::string hex(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%a", v);
+  return buf;
+}
+double parse_double(const std::map<std::string, std::string>& m, const std::string& key, double fallback) {
+  auto it = m.find(key);
+  return it == m.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
+}
+
+}  // namespace
+
+std::vector<double> EvalResult::per_class_accuracy() const {
+  std::vector<double> out;
+  for (std::size_t r = 0; r < confusion.size(); ++r) {
+    std::int64_t total = 0;
+    for (std::int64_t v : confusion[r]) total += v;
+    out.push_back(total ? static_cast<double>(confusion[r][r < confusion[r].size() ? r : 0]) / total : NAN);
+    if (r >= confusion[r].size()) out.back() = total ? 0.0 : NAN;
+  }
+  return out;
+}
+
+EvalResult evaluate(Module& model, Loader& loader) {
+  bool was_training = model.is_training();
+  model.eval();
+  NoGradGuard no_grad;
+  EvalResult r;
+  double loss_sum = 0;
+  const int classes = loader.dataset()->num_classes();
+  loader.start_epoch(0);
+  while (auto batch = loader.next()) {
+    if (batch->labels.numel() == 0) continue;
+    add_batch(r, loss_sum, model(batch->images), batch->labels, classes);
+  }
+  finish(r, loss_sum);
+  model.train(was_training);
+  return r;
+}
+
+TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
+                LRSchedule* schedule) {
+  GRAFT_CHECK(options.epochs >= 1, "fit: epochs is ", options.epochs, ", must be >= 1");
+  GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
+  const auto start = Clock::now();
+  TrainResult result;
+  RunLog log(options.out_dir);
+
+  // ---- where to start ----
+  int first_epoch = 0;
+  std::int64_t first_batch = 0, step = 0;
+  double best_top1 = -1, loss_sum = 0;
+  std::int64_t epoch_images = 0, epoch_correct = 0;
+  std::vector<std::uint64_t> resumed_dropout_seeds;
+  if (options.resume) {
+    const std::string last = options.out_dir + "/last.h5";
+    GRAFT_CHECK(fs::exists(last), "fit: cannot resume: no checkpoint '", last, "'");
+    CheckpointMeta meta = load_checkpoint(last, model, &optimizer);
+    first_epoch = static_cast<int>(meta.epoch);
+    step = meta.step;
+    if (schedule) schedule->set_last_step(meta.schedule_step);
+    const auto& s = meta.train_state;
+    first_batch = static_cast<std::int64_t>(parse_double(s, "batch_in_epoch", 0));
+    best_top1 = parse_double(s, "best_top1", -1);
+    result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
+    result.best_validation.top1 = std::max(best_top1, 0.0);
+    loss_sum = parse_double(s, "epoch_loss_sum", 0);
+    epoch_images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
+    epoch_correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
+    if (s.count("dropout_seeds")) {
+      std::stringstream list(s.at("dropout_seeds"));
+      for (std::string item; std::getline(list, item, ',');) resumed_dropout_seeds.push_back(std::stoull(item));
+    }
+    log.resume(first_epoch);
+    GRAFT_CHECK(first_epoch <= options.epochs, "fit: '", last, "' is at epoch ", first_epoch, ", past the ",
+                options.epochs, " epochs asked for");
+  }
+  if (!options.out_dir.empty()) fs::create_directories(options.out_dir);
+
+  // ---- the batch source: the whole model on loader batches, or the head on cached features ----
+  model.train();
+  const int classes = train.dataset()->num_classes();
+  std::string head_name = feature_cache_head(model, train, options);
+  std::shared_ptr<Module> head;
+  FeatureCache train_cache, val_cache;
+  if (!head_name.empty()) {
+    auto t = Clock::now();
+    head = module_at(model, head_name);
+    train_cache = extract_features(model, head_name, train, options.progress, "features (train)");
+    if (validation) val_cache = extract_features(model, head_name, *validation, options.progress, "features (val)");
+    result.used_feature_cache = true;
+    result.cache_seconds = since(t);
+    model.train();
+  }
+  Module& net = head ? *head : model;
+  const std::int64_t batches_per_epoch =
+      head ? train_cache.batches(train.options().batch_size, train.options().drop_last) : train.batches_per_epoch();
+  std::vector<std::int64_t> order;
+  std::int64_t cursor = 0;
+  auto start_epoch = [&](int epoch, std::int64_t batch) {
+    if (!head) return train.start_epoch(epoch, batch);
+    order = epoch_order(train_cache.size(), train.options().seed, epoch, train.options().shuffle);
+    cursor = batch;
+  };
+  auto next_batch = [&]() -> std::optional<TrainBatch> {
+    if (!head) {
+      auto b = train.next();
+      if (!b) return std::nullopt;
+      return TrainBatch{b->images, b->labels};
+    }
+    if (cursor >= batches_per_epoch) return std::nullopt;
+    std::int64_t bs = train.options().batch_size, begin = cursor * bs;
+    std::int64_t end = std::min(begin + bs, train_cache.size());
+    ++cursor;
+    return train_cache.gather(order, begin, end);
+  };
+
+  std::vector<Dropout*> dropouts;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* d = dynamic_cast<Dropout*>(m)) dropouts.push_back(d);
+  if (!resumed_dropout_seeds.empty()) {  // the masks continue as in the run that wrote the checkpoint
+    GRAFT_CHECK(resumed_dropout_seeds.size() == dropouts.size(), "fit: the checkpoint has ",
+                resumed_dropout_seeds.size(), " dropout generators, the model ", dropouts.size());
+    for (std::size_t i = 0; i < dropouts.size(); ++i) dropouts[i]->generator().set_state(resumed_dropout_seeds[i], 0);
+  }
+  auto save = [&](const std::string& file, int epoch, std::int64_t batch) {
+    if (options.out_dir.empty()) return;
+    CheckpointMeta meta = options.checkpoint;
+    meta.epoch = epoch;
+    meta.step = step;
+    meta.schedule_step = schedule ? schedule->last_step() : 0;
+    meta.rng_seed = dropouts.empty() ? 0 : dropouts.front()->generator().seed();
+    meta.rng_offset = static_cast<std::uint64_t>(step) << 32;
+    std::string seeds;
+    for (Dropout* d : dropouts) {
+      if (!seeds.empty()) seeds += ',';
+      seeds += std::to_string(d->generator().seed());
+    }
+    if (!seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
+    meta.train_state["batch_in_epoch"] = std::to_string(batch);
+    meta.train_state["best_top1"] = hex(best_top1);
+    meta.train_state["best_epoch"] = std::to_string(result.best_epoch);
+    meta.train_state["epoch_loss_sum"] = hex(loss_sum);
+    meta.train_state["epoch_images"] = std::to_string(epoch_images);
+    meta.train_state["epoch_correct"] = std::to_string(epoch_correct);
+    save_checkpoint(options.out_dir + "/" + file, model, &optimizer, meta);
+  };
+
+  // The head's width is known without running the model when it ends in a Linear layer (ResNet, VGG, most
+  // heads): a mismatch is then reported before anything (BN statistics included) changes.
+  Linear* last_linear = nullptr;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* l = dynamic_cast<Linear*>(m)) last_linear = l;
+  if (last_linear) check_outputs(last_linear->out_features(), classes, "fit");
+
+  SigintScope sigint;
+  const std::vector<Tensor> params = optimizer.params();
+  const float clip = options.clip_grad_norm > 0 ? options.clip_grad_norm : std::numeric_limits<float>::infinity();
+  std::int64_t images_this_call = 0;
+  bool checked_outputs = false;
+  const auto train_start = Clock::now();
+  for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
+    const auto epoch_start = Clock::now();
+    std::int64_t batch = epoch == first_epoch ? first_batch : 0;
+    if (epoch != first_epoch) loss_sum = 0, epoch_images = 0, epoch_correct = 0;
+    start_epoch(epoch, batch);
+    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options.epochs), batches_per_epoch,
+                    options.progress);
+    std::int64_t bar_images = 0;
+    while (auto b = next_batch()) {
+      const std::int64_t n = b->labels.numel();
+      if (n == 0) continue;  // every example of the batch was unreadable (non-strict loader)
+      for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), static_cast<std::uint64_t>(step) << 32);
+      Tensor logits = net(b->inputs);
+      if (!checked_outputs) check_outputs(logits.dim(1), classes, "fit"), checked_outputs = true;
+      Tensor loss = softmax_cross_entropy(logits, b->labels);
+      const float value = loss.item();
+      auto fault = [&](const char* what, float v) {
+        optimizer.zero_grad();
+        const char* text = std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+        GRAFT_FAIL("finetune: ", what, " is ", text, " at epoch ", epoch + 1, " step ", step + 1, " (batch ", batch + 1,
+                   " of ", batches_per_epoch, "); training stopped before applying it",
+                   options.out_dir.empty() ? std::string()
+                                           : "; " + options.out_dir + "/last.h5 holds the last good state (if any)");
+      };
+      if (!std::isfinite(value)) fault("loss", value);
+      loss.backward();
+      if (options.clip_grad_norm > 0 || (options.grad_check_every > 0 && (step + 1) % options.grad_check_every == 0)) {
+        float norm = clip_grad_norm(params, clip);
+        if (!std::isfinite(norm)) fault("the gradient norm", norm);
+      }
+      optimizer.step();
+      optimizer.zero_grad();
+      if (schedule) schedule->step();
+      ++step, ++batch;
+      loss_sum += static_cast<double>(value) * n;
+      epoch_images += n, bar_images += n, images_this_call += n;
+      epoch_correct += score(logits.detach(), b->labels, nullptr);
+      bar.update(batch, bar_images, loss_sum / epoch_images);
+      if (options.on_step) options.on_step({epoch, step, batch, value});
+      bool stop_signal = g_interrupted.load();
+      if (stop_signal || (options.max_steps > 0 && step >= options.max_steps)) {
+        bar.finish();
+        save("last.h5", epoch, batch);
+        result.stopped_by_signal = stop_signal;
+        result.steps = step;
+        result.seconds = since(start);
+        result.images_per_second = images_this_call / std::max(since(train_start), 1e-9);
+        if (head) model.train();
+        return result;
+      }
+    }
+    bar.finish();
+    if (!head) result.skipped_images += train.skipped_this_epoch();
+
+    // ---- end of epoch: validation, checkpoints, log ----
+    EpochPoint point{epoch + 1, epoch_images ? loss_sum / epoch_images : NAN,
+                     epoch_images ? double(epoch_correct) / epoch_images : NAN, NAN, NAN, NAN};
+    bool improved = false;
+    if (validation) {
+      result.last_validation = head ? evaluate_cache(*head, val_cache, validation->dataset()->num_classes(),
+                                                     validation->options().batch_size)
+                                    : evaluate(model, *validation);
+      point.val_loss = result.last_validation.loss;
+      point.val_top1 = result.last_validation.top1;
+      point.val_top5 = result.last_validation.top5;
+      if (point.val_top1 > best_top1) {
+        best_top1 = point.val_top1, improved = true;
+        result.best_validation = result.last_validation;
+        result.best_epoch = epoch + 1;
+      }
+    }
+    const double epoch_seconds = since(epoch_start);
+    if (result.epochs_done == 0) result.first_epoch_seconds = epoch_seconds;
+    result.epochs_done += 1;
+    result.epoch_train_loss.push_back(point.train_loss);
+    loss_sum = 0, epoch_images = 0, epoch_correct = 0;  // the checkpoint marks the start of the next epoch
+    save("last.h5", epoch + 1, 0);
+    if (improved && options.keep_best) save("best.h5", epoch + 1, 0);
+    log.add(point, step, optimizer.param_groups().front().lr, epoch_seconds > 0 ? bar_images / epoch_seconds : 0,
+            since(start));
+    if (g_interrupted.load()) {
+      result.stopped_by_signal = true;
+      break;
+    }
+  }
+  result.steps = step;
+  result.seconds = since(start);
+  result.images_per_second = images_this_call / std::max(since(train_start), 1e-9);
+  if (head) model.train();
+  return result;
+}
+
+}  // namespace graft
