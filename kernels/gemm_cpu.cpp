@@ -1,10 +1,63 @@
+// CPU GEMM on OpenBLAS, made independent of the thread count.
+// OpenBLAS's own threading partitions the work by the number of threads, and its kernels round differently at
+// different block edges: the same sgemm gives different bits with 1 and 2 threads (measured with Debian's 0.3.21,
+// even with K = 16). graft therefore runs OpenBLAS single-threaded and splits C itself into a partition that
+// depends only on (M, N, K) - column blocks when N >= M, else row blocks, each at least kMinBlock wide, at most
+// kMaxBlocks of them - and hands the blocks to however many threads it has. Every block is then the same
+// single-threaded sgemm whatever the thread count, so results are bitwise identical across runs and thread counts.
+// Splitting the larger of M and N keeps the repacking of the other operand (once per block) small next to the
+// block's arithmetic.
 #include <cblas.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
 
+#include "core/error.h"
 #include "kernels/gemm.h"
 
+extern "C" void openblas_set_num_threads(int);
+
 namespace graft {
+namespace {
+
+constexpr std::int64_t kMinBlock = 64, kMaxBlocks = 16;
+constexpr std::int64_t kSplitFlops = std::int64_t{1} << 22;  // below ~4 MFLOP a GEMM is one block
+
+int default_threads() {
+  for (const char* name : {"GRAFT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::atoi(v);
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> threads{default_threads()};
+  return threads;
+}
+
+void make_openblas_single_threaded() {
+  static std::once_flag once;
+  std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+void sgemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+           bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta) {
+  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a,
+              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+}
+
+}  // namespace
+
+void set_gemm_cpu_threads(int threads) {
+  GRAFT_CHECK(threads >= 1, "set_gemm_cpu_threads: need at least 1 thread, got ", threads);
+  thread_setting() = threads;
+}
+
+int gemm_cpu_threads() { return thread_setting(); }
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta) {
@@ -13,11 +66,36 @@ void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans
     for (std::int64_t i = 0; i < m * n; ++i) c[i] = beta == 0.f ? 0.f : c[i] * beta;
     return;
   }
-  const blasint lda = static_cast<blasint>(trans_a ? m : k);
-  const blasint ldb = static_cast<blasint>(trans_b ? k : n);
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), alpha, a, lda, b, ldb, beta,
-              c, static_cast<blasint>(n));
+  make_openblas_single_threaded();
+  const std::int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
+  // The partition: a function of the shape only.
+  const bool split_columns = n >= m;
+  const std::int64_t extent = split_columns ? n : m;
+  std::int64_t block = extent;
+  if (m * n * k >= kSplitFlops / 2)
+    block = std::max(kMinBlock, (extent + kMaxBlocks - 1) / kMaxBlocks);
+  const std::int64_t blocks = (extent + block - 1) / block;
+  auto run_block = [&](std::int64_t i) {
+    const std::int64_t lo = i * block, len = std::min(block, extent - lo);
+    if (split_columns)  // C[:, lo:lo+len] = op(A) op(B)[:, lo:lo+len]
+      sgemm(c + lo, n, a, lda, trans_b ? b + lo * ldb : b + lo, ldb, trans_a, trans_b, m, len, k, alpha, beta);
+    else                // C[lo:lo+len, :] = op(A)[lo:lo+len, :] op(B)
+      sgemm(c + lo * n, n, trans_a ? a + lo : a + lo * lda, lda, b, ldb, trans_a, trans_b, len, n, k, alpha, beta);
+  };
+  const int threads = static_cast<int>(std::min<std::int64_t>(gemm_cpu_threads(), blocks));
+  if (threads <= 1) {
+    for (std::int64_t i = 0; i < blocks; ++i) run_block(i);
+    return;
+  }
+  std::atomic<std::int64_t> next{0};
+  auto worker = [&] {
+    for (std::int64_t i; (i = next.fetch_add(1)) < blocks;) run_block(i);
+  };
+  std::vector<std::thread> pool;
+  pool.reserve(static_cast<std::size_t>(threads - 1));
+  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
 }
 
 }  // namespace graft

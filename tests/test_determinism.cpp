@@ -2,21 +2,21 @@
 // after run (graft's own CPU kernels are single-threaded with fixed loop orders; dropout masks come from counter-
 // based Philox streams). Checked on a small conv net with BatchNorm, Dropout and SGD (momentum, weight decay).
 //
-// NOT YET TRUE across OpenBLAS thread counts: Debian's OpenBLAS 0.3.21 (DYNAMIC_ARCH, Zen kernels here) gives
-// different bits for the same sgemm with 1 and 2 threads - even with K = 16, so it is not K blocking but different
-// micro-kernels for the row ranges each thread gets (checked with a plain C program: M=16384 N=27 K=16 and
-// M=32 N=144 K=2048 differ; cutting K into 256-chunks did not help). The test below documents the requirement and
-// is disabled until graft partitions GEMM rows itself (fixed blocks, single-threaded OpenBLAS per block) or pins
-// the thread count; run it with --gtest_also_run_disabled_tests.
-#include <cblas.h>
+// Across thread counts too: OpenBLAS's own threading gives different bits for 1 and 2 threads (Debian's 0.3.21,
+// Zen kernels, even with K = 16), so gemm_cpu runs it single-threaded on a partition of C that depends only on the
+// shape (kernels/gemm_cpu.cpp) and spreads the blocks over gemm_cpu_threads() threads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <string>
 #include <vector>
 
 #include "core/ops.h"
+#include "core/rng.h"
+#include "kernels/gemm.h"
 #include "core/optim.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
@@ -32,19 +32,19 @@ struct TrainingRun {
   std::map<std::string, std::vector<float>> state;  // parameters and BatchNorm running statistics
 };
 
-// Restores OpenBLAS's thread count when a test ends.
-class BlasThreads {
+// Sets gemm_cpu's thread count for a scope.
+class GemmThreads {
  public:
-  explicit BlasThreads(int n) : saved_(openblas_get_num_threads()) { openblas_set_num_threads(n); }
-  ~BlasThreads() { openblas_set_num_threads(saved_); }
+  explicit GemmThreads(int n) : saved_(gemm_cpu_threads()) { set_gemm_cpu_threads(n); }
+  ~GemmThreads() { set_gemm_cpu_threads(saved_); }
 
  private:
   int saved_;
 };
 
-// GEMMs large enough for OpenBLAS to use its threads: conv1's im2col GEMM is (16*32*32) x 27 x 16.
-TrainingRun train(std::uint64_t seed, int blas_threads, int steps = 4) {
-  BlasThreads threads(blas_threads);
+// GEMMs large enough to be split into blocks: conv1's im2col GEMM is (16*32*32) x 16 x 27.
+TrainingRun train(std::uint64_t seed, int gemm_threads, int steps = 4) {
+  GemmThreads threads(gemm_threads);
   Generator init(seed);
   auto net = std::make_shared<Sequential>();
   net->push_back(std::make_shared<Conv2d>(
@@ -107,9 +107,45 @@ TEST(Determinism, SameSeedSameDataGivesBitwiseEqualLossesAndWeights) {
   EXPECT_NE(first.losses.front(), first.losses.back()) << "the net trains (weights change between steps)";
 }
 
-TEST(Determinism, DISABLED_OpenBlasThreadCountDoesNotChangeOneBit) {
-  const TrainingRun one = train(11, 1), two = train(11, 2);
+TEST(Determinism, ThreadCountDoesNotChangeOneBit) {
+  const TrainingRun one = train(11, 1), two = train(11, 2), three = train(11, 3);
   EXPECT_TRUE(bitwise_equal(one, two));
+  EXPECT_TRUE(bitwise_equal(one, three));
+}
+
+// gemm_cpu's partition itself: every transpose combination, shapes split by rows and by columns (and one too small
+// to split), bitwise equal for 1, 2 and 5 threads, and equal to a double-precision reference within float rounding.
+TEST(Determinism, GemmCpuBlocksAreExactForAnyThreadCount) {
+  struct Case { std::int64_t m, n, k; };
+  for (Case c : {Case{3000, 70, 90}, Case{70, 3000, 90}, Case{40, 30, 20}, Case{129, 1025, 300}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        Generator gen(static_cast<std::uint64_t>(c.m * 7 + c.n + ta * 2 + tb));
+        Tensor a = Tensor::randn({c.m * c.k}, gen), b = Tensor::randn({c.k * c.n}, gen);
+        Tensor c0 = Tensor::randn({c.m * c.n}, gen);
+        std::vector<std::vector<float>> results;
+        for (int threads : {1, 2, 5}) {
+          GemmThreads scope(threads);
+          Tensor out = c0.clone();
+          gemm_cpu(out.data<float>(), a.data<float>(), b.data<float>(), ta, tb, c.m, c.n, c.k, 0.5f, 0.25f);
+          results.push_back(out.to_vector());
+        }
+        SCOPED_TRACE(::testing::Message() << c.m << "x" << c.n << "x" << c.k << " trans " << ta << tb);
+        EXPECT_EQ(0, std::memcmp(results[0].data(), results[1].data(), results[0].size() * sizeof(float)));
+        EXPECT_EQ(0, std::memcmp(results[0].data(), results[2].data(), results[0].size() * sizeof(float)));
+        const float* pa = a.data<float>();
+        const float* pb = b.data<float>();
+        std::vector<float> init = c0.to_vector();
+        double worst = 0;
+        for (std::int64_t i = 0; i < c.m; ++i)
+          for (std::int64_t j = 0; j < c.n; ++j) {
+            double ref = 0.25 * init[static_cast<std::size_t>(i * c.n + j)];
+            for (std::int64_t l = 0; l < c.k; ++l)
+              ref += 0.5 * pa[ta ? l * c.m + i : i * c.k + l] * pb[tb ? j * c.k + l : l * c.n + j];
+            worst = std::max(worst, std::abs(ref - results[0][static_cast<std::size_t>(i * c.n + j)]));
+          }
+        EXPECT_LT(worst, 1e-3);
+      }
 }
 
 // The comparison is sensitive: another seed (other weights, data and dropout masks) differs.
