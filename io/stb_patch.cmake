@@ -1,7 +1,8 @@
 # stb_image 2.27 (Debian 12's libstb-dev) has JPEG out-of-bounds bugs that upstream fixed in 2.28 and that
 # tests/fuzz/fuzz_image finds within a minute: a Huffman table listing more than 256 symbols overflows the table
-# arrays (a heap write), and a code that matches no symbol indexes past them (a heap read). io/stb_image_impl.cpp
-# compiles a copy of the header with upstream's two checks added; a header that needs no patch is used as it is,
+# arrays (a heap write), and a code that matches no symbol indexes past them (a heap read); a zero-length PNG chunk
+# also passes NULL to memcpy (undefined behaviour, reported by UBSan). io/stb_image_impl.cpp
+# compiles a copy of the header with those three checks added; a header that needs no patch is used as it is,
 # and an old header whose text differs from the expected one stops the configure step rather than build unpatched.
 # (The snippets hold ';', so they are separate variables, not a CMake list.)
 find_path(GRAFT_STB_INCLUDE_DIR stb/stb_image.h REQUIRED)
@@ -11,7 +12,10 @@ if(GRAFT_STB_TEXT MATCHES "stb_image - v2\\.(2[0-7]|1[0-9])[^0-9]")
   set(GRAFT_STB_TO_1 "${GRAFT_STB_FROM_1}            if (n > 256) return stbi__err(\"bad DHT header\",\"Corrupt JPEG\"); // graft: upstream 2.28 fix\n")
   set(GRAFT_STB_FROM_2 "   c = ((j->code_buffer >> (32 - k)) & stbi__bmask[k]) + h->delta[k];\n")
   set(GRAFT_STB_TO_2 "${GRAFT_STB_FROM_2}   if (c < 0 || c >= 256) return -1; // graft: upstream 2.28 fix\n")
-  foreach(fix 1 2)
+  # 3: a PNG chunk of length 0 reaches memcpy(NULL, src, 0) (UB that UBSan reports; the fuzzer finds it).
+  set(GRAFT_STB_FROM_3 "      memcpy(buffer, s->img_buffer, n);\n")
+  set(GRAFT_STB_TO_3 "      if (n > 0) memcpy(buffer, s->img_buffer, n); // graft: no memcpy from/to NULL for n == 0\n")
+  foreach(fix 1 2 3)
     string(FIND "${GRAFT_STB_TEXT}" "${GRAFT_STB_FROM_${fix}}" at)
     if(at EQUAL -1)
       message(FATAL_ERROR "io/stb_patch.cmake: fix ${fix} does not apply to ${GRAFT_STB_INCLUDE_DIR}/stb/stb_image.h")

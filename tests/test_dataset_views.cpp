@@ -179,7 +179,8 @@ TEST(ImageFolderReader, ConcurrentGetMatchesSerial) {
 }
 
 // Every seed of fuzz_image (tests/fuzz/image_corpus), including inputs that crashed stb_image 2.27 before
-// io/stb_patch.cmake (regress_jpeg_*): each decodes to a consistent image or is refused with graft::Error.
+// io/stb_patch.cmake (regress_jpeg_*, regress_png_zero_length_chunk: UB under UBSan before fix 3): each decodes
+// to a consistent image or is refused with graft::Error.
 TEST(ImageFolderReader, FuzzCorpusDecodesOrRefuses) {
   int decoded = 0, refused = 0;
   for (const auto& entry : std::filesystem::directory_iterator(std::string(GRAFT_FUZZ_CORPORA) + "/image_corpus")) {
