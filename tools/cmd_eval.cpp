@@ -32,6 +32,7 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
   GRAFT_CHECK(checkpoint.empty() != weights.empty(), "give either --checkpoint FILE or --weights FILE (with --arch)");
   InferenceModel out;
   const std::string& path = checkpoint.empty() ? weights : checkpoint;
+  GRAFT_CHECK(std::filesystem::is_regular_file(path), "cannot open '", path, "': no such file");
   if (is_checkpoint(path)) {
     out.meta = read_checkpoint_meta(path);
     GRAFT_CHECK(arch.empty() || arch == out.meta.arch, "'", path, "' holds a ", out.meta.arch, ", not a ", arch);
