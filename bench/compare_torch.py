@@ -11,6 +11,9 @@ p = argparse.ArgumentParser()
 p.add_argument("--rows", required=True, help="comma list of arch:mode:batch, mode infer|train|features")
 p.add_argument("--iters", type=int, default=20)
 p.add_argument("--warmup", type=int, default=5)
+p.add_argument("--layouts", default="nchw,channels_last", help="comma list of nchw, channels_last")
+p.add_argument("--profile", action="store_true",
+               help="print torch.profiler's per-kernel table over the timed steps (when nsys is not available)")
 a = p.parse_args()
 
 torch.backends.cudnn.benchmark = True
@@ -50,6 +53,10 @@ def run(arch, mode, batch, layout):
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     times = []
+    prof = None
+    if a.profile:
+        prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA])
+        prof.__enter__()
     for _ in range(a.iters):
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -57,6 +64,20 @@ def run(arch, mode, batch, layout):
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end))
+    if prof is not None:
+        prof.__exit__(None, None, None)
+        print(f"# torch.profiler, {a.iters} steps: {arch} {mode} {batch} {layout}")
+        # ms per step by kernel, the same shape as graft bench --profile's table
+        def dev_us(e):  # torch >= 2.4 names it self_device_time_total
+            return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0)
+        kernels = [e for e in prof.key_averages() if dev_us(e) > 0 and e.self_cpu_time_total == 0]
+        total = sum(dev_us(e) for e in kernels)
+        launches = sum(e.count for e in kernels)
+        print(f"kernel profile: {total / a.iters / 1e3:.3f} ms of kernel time per step, "
+              f"{launches / a.iters:.1f} launches per step, {len(kernels)} kernels")
+        for e in sorted(kernels, key=lambda e: -dev_us(e))[:30]:
+            print(f"{dev_us(e) / a.iters / 1e3:9.3f} ms {100 * dev_us(e) / total:5.1f}% "
+                  f"{e.count / a.iters:7.1f}x  {e.key[:150]}")
     times.sort()
     ms = times[len(times) // 2]
     peak = torch.cuda.max_memory_allocated() / 2**20
@@ -68,7 +89,7 @@ def run(arch, mode, batch, layout):
 
 for row in a.rows.split(","):
     arch, mode, batch = row.split(":")
-    for layout in ("nchw", "channels_last"):
+    for layout in a.layouts.split(","):
         try:
             run(arch, mode, int(batch), layout)
         except Exception as e:  # e.g. out of memory: say so and go on with the next row

@@ -5,6 +5,9 @@
 #   graft:   `graft bench --device cuda` (NHWC, cuDNN Find per shape, TF32 math for convolutions and GEMMs);
 #   PyTorch: bench/compare_torch.py, torchvision models, eager, cudnn.benchmark=True, default TF32 settings,
 #            in NCHW and in channels_last.
+# GRAPH_ROWS (default: ResNet-50 inference at batch 1 and 64, training at batch 128) are run by graft a second
+# time with --graph: the step captured once as a CUDA graph and replayed (kernels/cuda_graph.h), compared with
+# the same PyTorch eager rows.
 # Each side: warm-up, then the median of ITERS steps; peak = graft's pool peak / torch.cuda.max_memory_allocated.
 #   bash bench/compare_torch.sh [graft-binary] [iters]        (PYTHON= selects the python with torch + CUDA)
 # Prints every raw line, then one table (ms per step, images/s, peak MiB, ratio graft/PyTorch-best where < 1 is
@@ -15,13 +18,17 @@ iters=${2:-20}
 py=${PYTHON:-python3}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 rows=${ROWS:-resnet50:train:128,resnet50:train:256,resnet50:infer:1,resnet50:infer:64,vgg16:train:64,resnet50:features:128}
+graph_rows=${GRAPH_ROWS-resnet50:infer:1,resnet50:infer:64,resnet50:train:128}
 raw=$(mktemp)
-for row in ${rows//,/ }; do
-  IFS=: read -r arch mode batch <<<"$row"
+run_graft() {  # run_graft ROW VARIANT [extra graft bench flags]
+  local arch mode batch line
+  IFS=: read -r arch mode batch <<<"$1"
   line=$(timeout 300 "$graft" bench --arch "$arch" --batch "$batch" --size 224 --mode "$mode" --device cuda \
-         --iters "$iters" --warmup 3 2>&1 | tail -1)
-  echo "graft $line arch_row=$arch mode_row=$mode batch_row=$batch" | tee -a "$raw"
-done
+         --iters "$iters" --warmup 3 "${@:3}" 2>&1 | tail -1)
+  echo "graft $line arch_row=$arch mode_row=$mode batch_row=$batch variant=$2" | tee -a "$raw"
+}
+for row in ${rows//,/ }; do run_graft "$row" eager; done
+for row in ${graph_rows//,/ }; do run_graft "$row" graph --graph; done
 # PyTorch's wheels bundle their own cuDNN: a LD_LIBRARY_PATH set up for graft (another cuDNN) breaks torch's
 # version check, so python runs with TORCH_LD_LIBRARY_PATH (device_check.sh passes the original value) when set.
 if [ -n "${TORCH_LD_LIBRARY_PATH+x}" ]; then py_env=(env "LD_LIBRARY_PATH=$TORCH_LD_LIBRARY_PATH"); else py_env=(); fi
@@ -29,7 +36,8 @@ timeout 900 "${py_env[@]}" "$py" "$here/compare_torch.py" --rows "$rows" --iters
 echo
 awk '
   function val(k,   i) { for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) return substr($i, length(k) + 2); return "" }
-  /^graft / { key = val("arch_row") " " val("mode_row") " " val("batch_row"); order[++n] = key
+  /^graft / { base = val("arch_row") " " val("mode_row") " " val("batch_row")
+              key = base (val("variant") == "graph" ? " graph" : ""); order[++n] = key; base_of[key] = base
               g_ms[key] = val("ms_per_batch"); g_mb[key] = val("peak_mem_mb"); if (g_ms[key] == "") g_ms[key] = "ERR" }
   /^torch / { key = val("arch") " " val("mode") " " val("batch"); l = val("layout"); ms = val("ms_per_batch")
               t_ms[key, l] = (ms == "" ? "ERR" : ms); t_mb[key, l] = val("peak_mb") }
@@ -37,11 +45,11 @@ awk '
   END {
     printf "%-26s %10s %10s %10s %9s %9s %9s %10s %10s\n", "row (224x224)", "graft ms", "torch ms", "torch-CL ms",
            "graft MiB", "torch MiB", "CL MiB", "g/t", "g/t-CL"
-    for (i = 1; i <= n; i++) { k = order[i]
-      r1 = (g_ms[k] + 0 > 0 && t_ms[k, "nchw"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[k, "nchw"]) : "-"
-      r2 = (g_ms[k] + 0 > 0 && t_ms[k, "channels_last"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[k, "channels_last"]) : "-"
-      printf "%-26s %10s %10s %10s %9s %9s %9s %10s %10s\n", k, g_ms[k], t_ms[k, "nchw"], t_ms[k, "channels_last"],
-             g_mb[k], t_mb[k, "nchw"], t_mb[k, "channels_last"], r1, r2 }
+    for (i = 1; i <= n; i++) { k = order[i]; b = base_of[k]
+      r1 = (g_ms[k] + 0 > 0 && t_ms[b, "nchw"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "nchw"]) : "-"
+      r2 = (g_ms[k] + 0 > 0 && t_ms[b, "channels_last"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "channels_last"]) : "-"
+      printf "%-26s %10s %10s %10s %9s %9s %9s %10s %10s\n", k, g_ms[k], t_ms[b, "nchw"], t_ms[b, "channels_last"],
+             g_mb[k], t_mb[b, "nchw"], t_mb[b, "channels_last"], r1, r2 }
   }' "$raw" | tee "$raw.table"
 if [ -n "${OUT:-}" ]; then cat "$raw" "$raw.table" >"$OUT/compare_torch.txt"; fi
 rm -f "$raw" "$raw.table"

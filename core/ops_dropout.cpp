@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/dropout.h"
 #include "kernels/random.h"
 
@@ -23,6 +24,9 @@ Tensor dropout(const Tensor& x, float p, Generator& gen, bool training) {
   check_float(x, "dropout", "x");
   GRAFT_CHECK(p >= 0.f && p < 1.f, "dropout: probability p = ", p, " must be in [0,1) (x ", shape_str(x.shape()), ")");
   if (!training || p == 0.f) return x;
+  GRAFT_CHECK(!cuda::capturing(), "dropout: training-mode dropout inside a CUDA graph capture would replay the same "
+              "random mask every step (its Philox offset is taken on the host); capture in eval mode, or run "
+              "eagerly (x ", shape_str(x.shape()), ")");
   const std::uint64_t seed = gen.seed();
   const std::uint64_t offset = gen.advance(uniform_counters(x.numel()));
   Tensor out = Tensor::empty(x.shape(), x.device());

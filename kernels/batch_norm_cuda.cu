@@ -1,12 +1,18 @@
 // CUDA batch normalisation over (M, C) NHWC rows (math in kernels/batch_norm.h).
-// Reductions: a block is 32 channels (threadIdx.x, so a warp reads 128 contiguous bytes of one row) by 8 row
-// lanes (threadIdx.y); grid.x covers the channels, grid.y splits the rows into chunks. Each block sums its chunk in
-// double, folds the 8 row lanes in shared memory in a fixed order and writes one partial per (chunk, channel) into
-// the workspace; a second kernel (one thread per channel) adds the partials in chunk order. No atomics, so the
-// result is bitwise reproducible run to run.
+// Every kernel comes in a width W: W = 4 when C % 4 == 0 and the pointers are 16-byte aligned (every ResNet/VGG
+// layer), so each thread moves one float4 of 4 adjacent channels per load; W = 1 otherwise. The per-element
+// float math is the same for both widths.
+// Reductions (statistics, and the backward's sum dy / sum dy*xhat): a block is gx channel groups (threadIdx.x, so
+// a warp reads contiguous bytes of a row) by gy row lanes (threadIdx.y), gx * gy = 256; grid.x covers the
+// channels, grid.y splits the rows into chunks (~1024 blocks in all). Each thread sums its rows in double, the
+// block folds its row lanes in shared memory in a fixed order and writes one partial per (chunk, channel) into
+// the workspace; then one block per channel adds that channel's partials with a fixed-shape tree. No atomics, so
+// the result is bitwise reproducible run to run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <initializer_list>
 
 #include "kernels/batch_norm.h"
 #include "kernels/cuda_device.h"
@@ -14,23 +20,63 @@
 namespace graft {
 namespace {
 
-constexpr int kLanesC = 32;  // channels per block
-constexpr int kLanesR = 8;   // row lanes per block
+constexpr int kBlockThreads = 256;
+constexpr int kFinalizeThreads = 128;
 constexpr std::int64_t kTargetBlocks = 1024;
+constexpr std::int64_t kInt32Limit = 2147483647LL;
+
+template <int W>
+struct Vec {
+  float v[W];
+};
+template <int W>
+__device__ __forceinline__ Vec<W> load(const float* p, std::int64_t i) {  // i: a multiple of W
+  if constexpr (W == 4) {
+    const float4 f = *reinterpret_cast<const float4*>(p + i);
+    return {{f.x, f.y, f.z, f.w}};
+  } else {
+    return {{p[i]}};
+  }
+}
+template <int W>
+__device__ __forceinline__ void store(float* p, std::int64_t i, const Vec<W>& x) {
+  if constexpr (W == 4) *reinterpret_cast<float4*>(p + i) = make_float4(x.v[0], x.v[1], x.v[2], x.v[3]);
+  else p[i] = x.v[0];
+}
+template <int W>
+__device__ __forceinline__ Vec<W> load_or(const float* p, std::int64_t i, float fallback) {
+  if (p != nullptr) return load<W>(p, i);
+  Vec<W> x;
+  for (int k = 0; k < W; ++k) x.v[k] = fallback;
+  return x;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+// The vector width for these pointers (nulls ignored).
+int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {
+  if (c % 4 != 0) return 1;
+  for (const void* p : pointers)
+    if (p != nullptr && !aligned16(p)) return 1;
+  return 4;
+}
 
 struct ReduceGrid {
-  std::int64_t blocks_c;
-  std::int64_t chunks;
+  int gx, gy;               // block: gx channel groups x gy row lanes
+  std::int64_t blocks_c;    // grid.x
+  std::int64_t chunks;      // grid.y
   std::int64_t rows_per_chunk;
 };
 
-ReduceGrid reduce_grid(std::int64_t m, std::int64_t c) {
+ReduceGrid reduce_grid(std::int64_t m, std::int64_t c, int width) {
   ReduceGrid g;
-  g.blocks_c = (c + kLanesC - 1) / kLanesC;
+  const std::int64_t groups = c / width;
+  g.gx = static_cast<int>(std::min<std::int64_t>(groups, 32));
+  g.gy = kBlockThreads / g.gx;
+  g.blocks_c = (groups + g.gx - 1) / g.gx;
   // at least 4 rows per row lane; enough chunks to fill the GPU when there are few channels
-  std::int64_t max_chunks = std::max<std::int64_t>(1, (m + 4 * kLanesR - 1) / (4 * kLanesR));
-  std::int64_t want = std::max<std::int64_t>(1, (kTargetBlocks + g.blocks_c - 1) / g.blocks_c);
-  std::int64_t chunks = std::min<std::int64_t>({max_chunks, want, 65535});
+  const std::int64_t max_chunks = std::max<std::int64_t>(1, (m + 4 * g.gy - 1) / (4 * g.gy));
+  const std::int64_t want = std::max<std::int64_t>(1, (kTargetBlocks + g.blocks_c - 1) / g.blocks_c);
+  const std::int64_t chunks = std::min<std::int64_t>({max_chunks, want, 65535});
   g.rows_per_chunk = std::max<std::int64_t>(1, (m + chunks - 1) / chunks);  // m may be 0 (an empty batch)
   g.chunks = std::max<std::int64_t>(1, (m + g.rows_per_chunk - 1) / g.rows_per_chunk);
   return g;
@@ -39,52 +85,78 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c) {
 // partial (2, chunks, C) doubles: [0] = sum a, [1] = sum b over the block's chunk of rows, where
 //   statistics (kBackward false): a = x, b = x^2
 //   backward   (kBackward true):  a = dy, b = dy * xhat   (dy = dout masked by relu_out > 0 when non-null)
-template <bool kBackward>
-__global__ void batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout,
-                                               const float* mean, const float* invstd, std::int64_t m,
-                                               std::int64_t c, std::int64_t rows_per_chunk, const float* relu_out) {
-  __shared__ double shared_a[kLanesR][kLanesC + 1];
-  __shared__ double shared_b[kLanesR][kLanesC + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * kLanesC + tx;
+template <bool kBackward, int W>
+__global__ void __launch_bounds__(kBlockThreads)
+batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout, const float* mean,
+                               const float* invstd, std::int64_t m, std::int64_t c, std::int64_t rows_per_chunk,
+                               const float* relu_out) {
+  extern __shared__ double shared[];  // [2][gy][gx * W]
+  const int tx = threadIdx.x, ty = threadIdx.y, gx = blockDim.x, gy = blockDim.y;
+  const std::int64_t ch0 = (static_cast<std::int64_t>(blockIdx.x) * gx + tx) * W;  // this thread's first channel
   const std::int64_t chunk = blockIdx.y;
   const std::int64_t r0 = chunk * rows_per_chunk;
   const std::int64_t r1 = min(m, r0 + rows_per_chunk);
-  double a = 0.0, b = 0.0;
-  if (ch < c) {
-    float mu = 0.f, is = 0.f;
-    if constexpr (kBackward) mu = mean[ch], is = invstd[ch];
-    for (std::int64_t r = r0 + ty; r < r1; r += kLanesR) {
-      float x = inp[r * c + ch];
+  double a[W] = {}, b[W] = {};
+  if (ch0 < c) {
+    [[maybe_unused]] Vec<W> mu{}, is{};
+    if constexpr (kBackward) mu = load<W>(mean, ch0), is = load<W>(invstd, ch0);
+#pragma unroll 4
+    for (std::int64_t r = r0 + ty; r < r1; r += gy) {
+      const Vec<W> x = load<W>(inp, r * c + ch0);
       if constexpr (kBackward) {
-        float dy = relu_out && !(relu_out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
-        a += dy;
-        b += static_cast<double>(dy) * ((x - mu) * is);
+        const Vec<W> d = load<W>(dout, r * c + ch0);
+        const Vec<W> y = load_or<W>(relu_out, r * c + ch0, 1.f);
+        for (int k = 0; k < W; ++k) {
+          const float dy = y.v[k] > 0.f ? d.v[k] : 0.f;
+          a[k] += dy;
+          b[k] += static_cast<double>(dy) * ((x.v[k] - mu.v[k]) * is.v[k]);
+        }
       } else {
-        a += x;
-        b += static_cast<double>(x) * x;
+        for (int k = 0; k < W; ++k) a[k] += x.v[k], b[k] += static_cast<double>(x.v[k]) * x.v[k];
       }
     }
   }
-  shared_a[ty][tx] = a;
-  shared_b[ty][tx] = b;
+  const int row = gx * W;
+  double* shared_a = shared;
+  double* shared_b = shared + gy * row;
+  for (int k = 0; k < W; ++k) shared_a[ty * row + tx * W + k] = a[k], shared_b[ty * row + tx * W + k] = b[k];
   __syncthreads();
-  if (ty == 0 && ch < c) {
+  // Thread (tx, ty) with ty < W folds the row lanes of channel ch0 + ty, in lane order.
+  if (ty < W && ch0 + ty < c) {
     double sa = 0.0, sb = 0.0;
-    for (int k = 0; k < kLanesR; ++k) sa += shared_a[k][tx], sb += shared_b[k][tx];
+    for (int lane = 0; lane < gy; ++lane) sa += shared_a[lane * row + tx * W + ty], sb += shared_b[lane * row + tx * W + ty];
     const std::int64_t chunks = gridDim.y;
-    partial[chunk * c + ch] = sa;
-    partial[(chunks + chunk) * c + ch] = sb;
+    partial[chunk * c + ch0 + ty] = sa;
+    partial[(chunks + chunk) * c + ch0 + ty] = sb;
   }
 }
 
-__global__ void batch_norm_finalize_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var,
-                                                 const double* partial, std::int64_t chunks, std::int64_t m,
-                                                 std::int64_t c, float eps, float momentum) {
-  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (ch >= c) return;
+// One block per channel: sum_a, sum_b over the channel's `chunks` partials, in a fixed-shape tree.
+__device__ void sum_partials(const double* partial, std::int64_t chunks, std::int64_t c, std::int64_t ch,
+                             double& sum_a, double& sum_b) {
+  __shared__ double sa[kFinalizeThreads], sb[kFinalizeThreads];
+  double a = 0.0, b = 0.0;
+  for (std::int64_t k = threadIdx.x; k < chunks; k += kFinalizeThreads)
+    a += partial[k * c + ch], b += partial[(chunks + k) * c + ch];
+  sa[threadIdx.x] = a;
+  sb[threadIdx.x] = b;
+  __syncthreads();
+  for (int half = kFinalizeThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) sa[threadIdx.x] += sa[threadIdx.x + half], sb[threadIdx.x] += sb[threadIdx.x + half];
+    __syncthreads();
+  }
+  sum_a = sa[0];
+  sum_b = sb[0];
+}
+
+__global__ void __launch_bounds__(kFinalizeThreads)
+batch_norm_finalize_stats_kernel(float* mean, float* invstd, float* running_mean, float* running_var,
+                                 const double* partial, std::int64_t chunks, std::int64_t m, std::int64_t c, float eps,
+                                 float momentum) {
+  const std::int64_t ch = blockIdx.x;
   double sum = 0.0, sq = 0.0;
-  for (std::int64_t k = 0; k < chunks; ++k) sum += partial[k * c + ch], sq += partial[(chunks + k) * c + ch];
+  sum_partials(partial, chunks, c, ch, sum, sq);
+  if (threadIdx.x != 0) return;
   const double mu = sum / static_cast<double>(m);
   const double var = fmax(sq / static_cast<double>(m) - mu * mu, 0.0);
   mean[ch] = static_cast<float>(mu);
@@ -96,12 +168,13 @@ __global__ void batch_norm_finalize_stats_kernel(float* mean, float* invstd, flo
   }
 }
 
-__global__ void batch_norm_finalize_backward_kernel(float* dgamma, float* dbeta, const double* partial,
-                                                    std::int64_t chunks, std::int64_t c) {
-  const std::int64_t ch = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (ch >= c) return;
+__global__ void __launch_bounds__(kFinalizeThreads)
+batch_norm_finalize_backward_kernel(float* dgamma, float* dbeta, const double* partial, std::int64_t chunks,
+                                    std::int64_t c) {
+  const std::int64_t ch = blockIdx.x;
   double sum_dy = 0.0, sum_dy_xhat = 0.0;
-  for (std::int64_t k = 0; k < chunks; ++k) sum_dy += partial[k * c + ch], sum_dy_xhat += partial[(chunks + k) * c + ch];
+  sum_partials(partial, chunks, c, ch, sum_dy, sum_dy_xhat);
+  if (threadIdx.x != 0) return;
   dbeta[ch] = static_cast<float>(sum_dy);
   dgamma[ch] = static_cast<float>(sum_dy_xhat);
 }
@@ -111,61 +184,92 @@ __global__ void batch_norm_invstd_kernel(float* invstd, const float* var, std::i
   if (ch < c) invstd[ch] = static_cast<float>(1.0 / sqrt(static_cast<double>(var[ch]) + static_cast<double>(eps)));
 }
 
-// Index is unsigned 32-bit when the tensor allows it (cheaper channel modulo), 64-bit otherwise.
-template <typename Index>
+// Elementwise kernels: thread i handles elements [i*W, i*W + W) of the (M,C) tensor, all in one row. Index is
+// unsigned 32-bit when the tensor allows it (cheaper channel modulo), 64-bit otherwise; groups = n / W.
+template <int W, typename Index>
 __global__ void batch_norm_forward_kernel(float* out, const float* inp, const float* mean, const float* invstd,
-                                          const float* gamma, const float* beta, Index n, Index c,
+                                          const float* gamma, const float* beta, Index groups, Index c_groups,
                                           const float* residual, bool relu) {
-  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
-    const Index j = i % c;
-    const float xhat = (inp[i] - mean[j]) * invstd[j];
-    float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
-    if (residual) y += residual[i];
-    out[i] = relu ? (y > 0.f ? y : 0.f) : y;
+    const Index j = (i % c_groups) * W, e = i * W;
+    const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j), is = load<W>(invstd, j);
+    const Vec<W> g = load_or<W>(gamma, j, 1.f), b = load_or<W>(beta, j, 0.f);
+    const Vec<W> r = load_or<W>(residual, e, 0.f);
+    Vec<W> y;
+    for (int k = 0; k < W; ++k) {
+      const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
+      float v = g.v[k] * xhat + b.v[k];
+      if (residual) v += r.v[k];
+      y.v[k] = relu ? (v > 0.f ? v : 0.f) : v;
+    }
+    store<W>(out, e, y);
   }
 }
 
-template <typename Index>
+template <int W, typename Index>
 __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout, const float* inp, const float* mean,
                                                  const float* invstd, const float* gamma, const float* sum_dy,
-                                                 const float* sum_dy_xhat, Index n, Index c, float inv_m,
+                                                 const float* sum_dy_xhat, Index groups, Index c_groups, float inv_m,
                                                  bool batch_stats, const float* relu_out) {
-  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
-    const Index j = i % c;
-    const float scale = (gamma ? gamma[j] : 1.f) * invstd[j];
-    const float dy = relu_out && !(relu_out[i] > 0.f) ? 0.f : dout[i];
+    const Index j = (i % c_groups) * W, e = i * W;
+    const Vec<W> d = load<W>(dout, e), y = load_or<W>(relu_out, e, 1.f);
+    const Vec<W> is = load<W>(invstd, j), g = load_or<W>(gamma, j, 1.f);
+    Vec<W> dx;
     if (batch_stats) {
-      const float xhat = (inp[i] - mean[j]) * invstd[j];
-      dinp[i] = scale * (dy - inv_m * sum_dy[j] - xhat * (inv_m * sum_dy_xhat[j]));
+      const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j);
+      const Vec<W> sd = load<W>(sum_dy, j), sdx = load<W>(sum_dy_xhat, j);
+      for (int k = 0; k < W; ++k) {
+        const float scale = g.v[k] * is.v[k];
+        const float dy = y.v[k] > 0.f ? d.v[k] : 0.f;
+        const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
+        dx.v[k] = scale * (dy - inv_m * sd.v[k] - xhat * (inv_m * sdx.v[k]));
+      }
     } else {
-      dinp[i] = scale * dy;
+      for (int k = 0; k < W; ++k) dx.v[k] = g.v[k] * is.v[k] * (y.v[k] > 0.f ? d.v[k] : 0.f);
     }
+    store<W>(dinp, e, dx);
   }
 }
 
-constexpr std::int64_t kInt32Limit = 2147483647LL;
+// Launches the partial sums and the finalize kernel of one reduction.
+template <bool kBackward, typename Finalize>
+void reduce(const float* inp, const float* dout, const float* mean, const float* invstd, std::int64_t m,
+            std::int64_t c, void* workspace, const float* relu_out, Finalize finalize) {
+  const int width = width_for(c, {inp, dout, mean, invstd, relu_out});
+  const ReduceGrid g = reduce_grid(m, c, width);
+  auto* partial = static_cast<double*>(workspace);
+  const dim3 block(static_cast<unsigned>(g.gx), static_cast<unsigned>(g.gy));
+  const dim3 grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
+  const std::size_t shared = 2 * sizeof(double) * static_cast<std::size_t>(g.gx) * g.gy * width;
+  if (width == 4)
+    batch_norm_partial_sums_kernel<kBackward, 4><<<grid, block, shared, cuda::stream()>>>(
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out);
+  else
+    batch_norm_partial_sums_kernel<kBackward, 1><<<grid, block, shared, cuda::stream()>>>(
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out);
+  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
+  finalize(partial, g.chunks);
+  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_kernel");
+}
 
 }  // namespace
 
 std::size_t batch_norm_workspace_cuda(std::int64_t m, std::int64_t c) {
-  ReduceGrid g = reduce_grid(m, c);
-  return static_cast<std::size_t>(2 * g.chunks * c) * sizeof(double);
+  std::int64_t chunks = reduce_grid(m, c, 1).chunks;  // the width is chosen at launch: room for either
+  if (c % 4 == 0) chunks = std::max(chunks, reduce_grid(m, c, 4).chunks);
+  return static_cast<std::size_t>(2 * chunks * c) * sizeof(double);
 }
 
 void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
                            std::int64_t m, std::int64_t c, float eps, float momentum, void* workspace) {
   if (c == 0) return;
-  ReduceGrid g = reduce_grid(m, c);
-  auto* partial = static_cast<double*>(workspace);
-  dim3 block(kLanesC, kLanesR), grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
-  batch_norm_partial_sums_kernel<false><<<grid, block, 0, cuda::stream()>>>(partial, inp, nullptr, nullptr, nullptr,
-                                                                            m, c, g.rows_per_chunk, nullptr);
-  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
-  batch_norm_finalize_stats_kernel<<<cuda::grid_for(c), cuda::kBlock, 0, cuda::stream()>>>(
-      mean, invstd, running_mean, running_var, partial, g.chunks, m, c, eps, momentum);
-  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_stats_kernel");
+  reduce<false>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, [&](const double* partial, std::int64_t chunks) {
+    batch_norm_finalize_stats_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
+        mean, invstd, running_mean, running_var, partial, chunks, m, c, eps, momentum);
+  });
 }
 
 void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, float eps) {
@@ -179,13 +283,23 @@ void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, co
                              const float* residual, bool relu) {
   const std::int64_t n = m * c;
   if (n == 0) return;
-  if (n <= kInt32Limit)
-    batch_norm_forward_kernel<std::uint32_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(n), static_cast<std::uint32_t>(c), residual,
-        relu);
+  const int w = width_for(c, {out, inp, mean, invstd, gamma, beta, residual});
+  const std::int64_t groups = n / w, c_groups = c / w;
+  const unsigned grid = cuda::grid_for(groups);
+  if (w == 4 && n <= kInt32Limit)
+    batch_norm_forward_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups),
+        residual, relu);
+  else if (w == 4)
+    batch_norm_forward_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, invstd, gamma, beta, groups, c_groups, residual, relu);
+  else if (n <= kInt32Limit)
+    batch_norm_forward_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups),
+        residual, relu);
   else
-    batch_norm_forward_kernel<std::int64_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, n, c, residual, relu);
+    batch_norm_forward_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, invstd, gamma, beta, groups, c_groups, residual, relu);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_forward_kernel");
 }
 
@@ -193,15 +307,10 @@ void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* d
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
                                      void* workspace, const float* relu_out) {
   if (c == 0) return;
-  ReduceGrid g = reduce_grid(m, c);
-  auto* partial = static_cast<double*>(workspace);
-  dim3 block(kLanesC, kLanesR), grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
-  batch_norm_partial_sums_kernel<true><<<grid, block, 0, cuda::stream()>>>(partial, inp, dout, mean, invstd, m, c,
-                                                                           g.rows_per_chunk, relu_out);
-  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
-  batch_norm_finalize_backward_kernel<<<cuda::grid_for(c), cuda::kBlock, 0, cuda::stream()>>>(dgamma, dbeta, partial,
-                                                                                             g.chunks, c);
-  GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_backward_kernel");
+  reduce<true>(inp, dout, mean, invstd, m, c, workspace, relu_out, [&](const double* partial, std::int64_t chunks) {
+    batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
+        dgamma, dbeta, partial, chunks, c);
+  });
 }
 
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
@@ -211,13 +320,23 @@ void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float*
   const std::int64_t n = m * c;
   if (n == 0) return;
   const float inv_m = 1.f / static_cast<float>(m);
-  if (n <= kInt32Limit)
-    batch_norm_backward_input_kernel<std::uint32_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(n),
-        static_cast<std::uint32_t>(c), inv_m, batch_stats, relu_out);
+  const int w = width_for(c, {dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, relu_out});
+  const std::int64_t groups = n / w, c_groups = c / w;
+  const unsigned grid = cuda::grid_for(groups);
+  if (w == 4 && n <= kInt32Limit)
+    batch_norm_backward_input_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(groups),
+        static_cast<std::uint32_t>(c_groups), inv_m, batch_stats, relu_out);
+  else if (w == 4)
+    batch_norm_backward_input_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, groups, c_groups, inv_m, batch_stats, relu_out);
+  else if (n <= kInt32Limit)
+    batch_norm_backward_input_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(groups),
+        static_cast<std::uint32_t>(c_groups), inv_m, batch_stats, relu_out);
   else
-    batch_norm_backward_input_kernel<std::int64_t><<<cuda::grid_for(n), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, n, c, inv_m, batch_stats, relu_out);
+    batch_norm_backward_input_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, groups, c_groups, inv_m, batch_stats, relu_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
 }
 

@@ -21,6 +21,7 @@
 #include <sstream>
 
 #include "kernels/cuda_device.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/cudnn_check.h"
 #include "kernels/elementwise.h"
 
@@ -215,6 +216,9 @@ Choice choose(Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alig
   const Key key = make_key(g, d, tf32, deterministic, alignment);
   auto it = cache().find(key);
   if (it != cache().end()) return it->second;
+  GRAFT_CHECK(!cuda::capturing(), "conv2d: a convolution geometry seen for the first time inside a CUDA graph "
+              "capture (", direction_name(d), " ", conv2d_geometry_str(g), "): cuDNN's algorithm search cannot be recorded; run the step once "
+              "before capturing it");
 
   std::size_t offered = 0;
   for (int algo = 0; algo < algo_count; ++algo) {

@@ -3,6 +3,7 @@
 // it is never destroyed: destroying streams and handles from static destructors races the driver's own
 // shutdown at process exit, and the OS reclaims everything anyway.
 #include "kernels/cuda_device.h"
+#include "kernels/cuda_graph.h"
 
 #include <atomic>
 #include <cstdint>
@@ -129,11 +130,12 @@ void* malloc_async(std::size_t bytes) {
                pool_attribute(ctx.pool, cudaMemPoolAttrReservedMemCurrent), " bytes, ",
                pool_attribute(ctx.pool, cudaMemPoolAttrUsedMemCurrent), " of them in use");
   }
+  capture_note_alloc(ptr);
   return ptr;
 }
 
 void free_async(void* ptr) {
-  if (ptr == nullptr) return;
+  if (ptr == nullptr || !capture_take_free(ptr)) return;
   GRAFT_CUDA_CHECK(cudaFreeAsync(ptr, stream()));
 }
 

@@ -8,6 +8,7 @@ set(GRAFT_KERNEL_CPU_SOURCES
 )
 set(GRAFT_KERNEL_CUDA_SOURCES
   kernels/cuda_device.cpp
+  kernels/cuda_graph.cpp
   kernels/elementwise_cuda.cu
   kernels/reduce_cuda.cu
   kernels/gemm_cublas.cpp

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "core/allocator.h"
@@ -17,8 +19,12 @@
 #include "core/optim.h"
 #include "core/rng.h"
 #include "tools/cli_common.h"
+#include "tools/kernel_profile.h"
 #if GRAFT_HAS_CUDA
+#include <cuda_profiler_api.h>
+
 #include "kernels/cuda_device.h"
+#include "kernels/cuda_graph.h"
 #endif
 
 namespace graft::cli {
@@ -28,6 +34,8 @@ struct BenchArgs {
   ModelArgs model;
   int batch = 8, size = 224, iters = 5, warmup = 1;
   std::string mode = "infer", device = "cpu";
+  bool profile = false;  // print the GPU kernels of the timed steps (tools/kernel_profile.h)
+  bool graph = false;    // time replays of the step captured once as a CUDA graph (kernels/cuda_graph.h)
 };
 
 void sync(Device d) {
@@ -36,10 +44,21 @@ void sync(Device d) {
 #endif
 }
 
+// Marks the timed steps for an external profiler (`nsys profile --capture-range=cudaProfilerApi`, as
+// bench/profile_gpu.sh runs it); harmless when none is attached.
+void profiler_mark(Device d, bool start) {
+#if GRAFT_HAS_CUDA
+  if (d.is_cuda()) GRAFT_CUDA_CHECK(start ? cudaProfilerStart() : cudaProfilerStop());
+#endif
+  (void)d, (void)start;
+}
+
 void run_bench(const BenchArgs& a) {
   GRAFT_CHECK(a.mode == "infer" || a.mode == "train" || a.mode == "features",
               "bench: --mode must be infer, train or features, got '", a.mode, "'");
   Device device = resolve_device(a.device);
+  GRAFT_CHECK(!a.graph || device.is_cuda(), "bench: --graph captures a CUDA graph; it needs --device cuda");
+  GRAFT_CHECK(!a.profile || device.is_cuda(), "bench: --profile records GPU kernels; it needs --device cuda");
   auto model = build_model(a.model);
   model->to(device);
   Generator gen(1);
@@ -67,21 +86,42 @@ void run_bench(const BenchArgs& a) {
     }
   };
   for (int i = 0; i < a.warmup; ++i) step();
+  if (a.graph && a.warmup == 0) step();  // a new convolution shape cannot be captured: run the step once first
   sync(device);
+  // The peak of the timed steps; with --graph, that of the capture, whose allocations become the graph's
+  // memory (its replays allocate nothing through graft's allocator).
   reset_peak_memory(device);
+  std::function<void()> timed = step;
+#if GRAFT_HAS_CUDA
+  std::optional<cuda::Graph> graph;
+  if (a.graph) {
+    graph.emplace(cuda::Graph::capture(step));
+    std::fprintf(stderr, "bench: captured the step as a CUDA graph of %d nodes\n", graph->nodes());
+    timed = [&] { graph->replay(); };
+  }
+#endif
+  std::string no_profile;
+  if (a.profile) {
+    no_profile = kernel_profile_start();
+    if (!no_profile.empty()) std::fprintf(stderr, "bench: no kernel profile: %s\n", no_profile.c_str());
+  }
+  profiler_mark(device, true);
   std::vector<double> ms;
   for (int i = 0; i < a.iters; ++i) {
     auto start = std::chrono::steady_clock::now();
-    step();
+    timed();
     sync(device);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
+  profiler_mark(device, false);
+  if (a.profile && no_profile.empty()) std::printf("%s", kernel_profile_report(a.iters, 30).c_str());
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
   std::printf(
-      "arch=%s dialect=%s mode=%s device=%s batch=%d size=%d iters=%d ms_per_batch=%.2f images_per_s=%.2f "
+      "arch=%s dialect=%s mode=%s device=%s batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f images_per_s=%.2f "
       "peak_mem_mb=%.1f\n",
       a.model.arch.c_str(), a.model.dialect.c_str(), a.mode.c_str(), device.str().c_str(), a.batch, a.size, a.iters,
+      a.graph ? 1 : 0,
       median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0);
 }
 
@@ -97,6 +137,9 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or auto")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--iters", args->iters, "timed steps (median reported)")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->capture_default_str()->check(CLI::Range(0, 1000));
+  cmd->add_flag("--graph", args->graph, "capture the step once as a CUDA graph and time its replays (SGD at a fixed lr: "
+                "the same step as without it)");
+  cmd->add_flag("--profile", args->profile, "print the GPU kernels of the timed steps by total time (needs libcupti)");
   cmd->callback([args] { run_bench(*args); });
 }
 

@@ -7,6 +7,8 @@
 #   3. runs the gpu-labelled tests (ctest -L gpu, or the test binary itself when ctest cannot be used);
 #   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference);
 #   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
+#   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
+#      per-kernel tables go to $OUT/profile_*.txt; only their headline lines are printed);
 #   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
 #      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the minutes; reported, not part of the exit code).
 # Everything printed is also written under $OUT when that is set (device_check.log, gpu_tests.log,
@@ -94,7 +96,7 @@ main() {
   local found roots lib
   find_libs() {
     timeout 120 find "$@" \( -path /proc -o -path /sys -o -path /dev -o -path /run -o -path "$ROOT" \) -prune -o \
-      \( -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' -o -name 'libcudnn.so.*' -o -name 'libnvrtc.so.*' \) \
+      \( -name 'libcublas.so.*' -o -name 'libcublasLt.so.*' -o -name 'libcudnn.so.*' -o -name 'libnvrtc.so.*' -o -name 'libcupti.so.*' \) \
       -print 2>/dev/null
   }
   roots=$(for d in /usr/local /opt /usr/lib /usr/lib64 /lib /root /home; do [ -d "$d" ] && echo "$d"; done)
@@ -118,10 +120,12 @@ main() {
       missing_libs="$missing_libs $lib"
     fi
   done
-  # cuDNN's runtime-compiled engines dlopen NVRTC; add its folder when there is a CUDA 13 one (optional).
-  best=$(echo "$found" | awk -F/ '$NF == "libnvrtc.so.13"' | while read -r p; do echo "$(rank "$p") $p"; done |
-         sort -n | head -1 | cut -d' ' -f2-)
-  if [ -n "$best" ]; then case ":$dirs:" in *":$(dirname "$best"):"*) ;; *) dirs="$dirs:$(dirname "$best")" ;; esac; fi
+  # Optional, dlopened when present: NVRTC (cuDNN's runtime-compiled engines) and CUPTI (graft bench --profile).
+  for lib in libnvrtc.so.13 libcupti.so.13; do
+    best=$(echo "$found" | awk -F/ -v n="$lib" '$NF == n' | while read -r p; do echo "$(rank "$p") $p"; done |
+           sort -n | head -1 | cut -d' ' -f2-)
+    if [ -n "$best" ]; then case ":$dirs:" in *":$(dirname "$best"):"*) ;; *) dirs="$dirs:$(dirname "$best")" ;; esac; fi
+  done
   if [ -n "$missing_libs" ]; then
     echo "MISSING:$missing_libs"
     if echo "$found" | grep -q 'libcublas\.so\.12'; then
@@ -232,6 +236,18 @@ main() {
     else PYTHON=$py TORCH_LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH timeout "${GRAFT_COMPARE_TIMEOUT:-400}" bash "$ROOT/bench/compare_torch.sh" "$BUILD/graft" \
            "${GRAFT_COMPARE_ITERS:-20}"
     fi
+  fi
+
+  # ---- 5b. optional: kernel profiles, graft beside PyTorch (GRAFT_PROFILE=1; rows in GRAFT_PROFILE_ROWS) --------
+  if [ -n "${GRAFT_PROFILE:-}" ] && [ "$gpu_present" = 1 ] && [ -x "$BUILD/graft" ]; then
+    local prow parch pmode pbatch pgraph
+    for prow in ${GRAFT_PROFILE_ROWS:-resnet50:train:128}; do
+      IFS=: read -r parch pmode pbatch pgraph <<<"$prow"
+      section "bench/profile_gpu.sh $parch $pmode $pbatch ${pgraph:+--graph}"
+      PYTHON=${PYTHON:-python3} TORCH_LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH \
+        bash "$ROOT/bench/profile_gpu.sh" "$BUILD/graft" "$parch" "$pmode" "$pbatch" ${pgraph:+--graph} 2>&1 |
+        save "profile_${parch}_${pmode}_${pbatch}${pgraph:+_graph}.txt" | grep -v '^ *[0-9.]* ms  *[0-9.]*% .*' | head -8
+    done
   fi
 
   # ---- 6. optional: compute-sanitizer memcheck over the gpu tests (GRAFT_MEMCHECK=1) ---------------------------

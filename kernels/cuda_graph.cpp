@@ -1,0 +1,107 @@
+// See kernels/cuda_graph.h.
+#include "kernels/cuda_graph.h"
+
+#include <atomic>
+#include <mutex>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "kernels/cuda_device.h"
+
+namespace graft::cuda {
+namespace {
+std::atomic<bool> g_capturing{false};
+std::mutex g_mutex;
+std::unordered_set<void*> g_captured_allocs;  // cudaMallocAsync'd while capturing: the graph's own memory
+std::vector<void*> g_held_frees;               // frees of older memory, held back until capture ends
+
+// Ends the capture's bookkeeping; frees what was held back (outside capture now) and returns how many.
+std::size_t finish_capture_bookkeeping() {
+  std::vector<void*> held;
+  {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_capturing = false;
+    g_captured_allocs.clear();
+    held.swap(g_held_frees);
+  }
+  for (void* ptr : held) free_async(ptr);
+  return held.size();
+}
+}  // namespace
+
+bool capturing() { return g_capturing.load(std::memory_order_relaxed); }
+
+void capture_note_alloc(void* ptr) {
+  if (!capturing() || ptr == nullptr) return;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_captured_allocs.insert(ptr);
+}
+bool capture_take_free(void* ptr) {
+  if (!capturing()) return true;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_captured_allocs.erase(ptr) == 1) return true;
+  g_held_frees.push_back(ptr);
+  return false;
+}
+
+Graph Graph::capture(const std::function<void()>& step) {
+  GRAFT_CHECK(!capturing(), "cuda graph: capture called while another capture is recording");
+  synchronize();  // work queued before the capture runs now, not inside the graph
+  // Relaxed: graft's own calls inside a step are all stream-ordered; this mode does not refuse the benign
+  // driver queries libraries make (device attributes, memory info) while the stream records.
+  GRAFT_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed));
+  g_capturing = true;
+  cudaGraph_t graph = nullptr;
+  try {
+    step();
+  } catch (...) {
+    if (cudaStreamEndCapture(stream(), &graph) == cudaSuccess && graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();  // an invalidated capture leaves an error behind: clear it so the engine stays usable
+    finish_capture_bookkeeping();
+    throw;
+  }
+  const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
+  const std::size_t held = finish_capture_bookkeeping();
+  if (ended != cudaSuccess || held > 0) {
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    GRAFT_CHECK(held == 0, "cuda graph: the captured step freed ", held, " tensor(s) allocated before the capture (for "
+                "example gradients left by an earlier step: call zero_grad before capturing); a replay would read "
+                "freed memory, so nothing was captured");
+    GRAFT_CUDA_CHECK(ended);
+  }
+  Graph out;
+  out.graph_ = graph;
+  std::size_t nodes = 0;
+  GRAFT_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
+  out.nodes_ = static_cast<int>(nodes);
+  cudaGraphExec_t exec = nullptr;
+  GRAFT_CUDA_CHECK(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
+  out.exec_ = exec;
+  out.replay();  // the step has now run once, and memory it kept is real memory the caller may free
+  return out;
+}
+
+void Graph::replay() { GRAFT_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream())); }
+
+Graph::Graph(Graph&& other) noexcept
+    : graph_(std::exchange(other.graph_, nullptr)), exec_(std::exchange(other.exec_, nullptr)), nodes_(other.nodes_) {}
+
+Graph& Graph::operator=(Graph&& other) noexcept {
+  if (this != &other) {
+    this->~Graph();
+    graph_ = std::exchange(other.graph_, nullptr);
+    exec_ = std::exchange(other.exec_, nullptr);
+    nodes_ = other.nodes_;
+  }
+  return *this;
+}
+
+Graph::~Graph() {
+  // Destroying an executable graph waits for nothing; a replay still queued keeps its resources until it ends.
+  if (exec_ != nullptr) cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(exec_));
+  if (graph_ != nullptr) cudaGraphDestroy(static_cast<cudaGraph_t>(graph_));
+}
+
+}  // namespace graft::cuda

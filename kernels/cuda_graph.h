@@ -1,0 +1,67 @@
+// CUDA graphs: a whole step (inference, or forward + backward + optimizer step) recorded once and replayed with
+// one launch. Replaying removes the host's per-kernel launch cost (~5 us each, hundreds per ResNet-50 step),
+// which is what bounds small batches; the GPU work itself is unchanged, so a replay gives bitwise the same
+// results as running the step eagerly.
+//
+// How it works: capture() puts graft's stream in capture mode and runs the step; every kernel, copy and
+// stream-ordered allocation (cudaMallocAsync / cudaFreeAsync) is recorded instead of executed. The graph is then
+// instantiated, and launched once so the step has run exactly once when capture() returns. Memory the step
+// allocates and frees becomes part of the graph, at addresses fixed for the graph's life; memory it allocates
+// and keeps (an output tensor the caller holds) is freed and allocated again, at the same address, by each
+// replay (cudaGraphInstantiateFlagAutoFreeOnLaunch), so the caller's tensor shows the latest replay's result.
+//
+// The rules a captured step must keep (the first two are checked and refused with a graft::Error):
+//   - Run the step eagerly at least once before capturing: cuDNN's algorithm search for a new convolution shape
+//     synchronises the device and cannot be recorded.
+//   - Host-side values are recorded, not re-read: dropout's random offsets (refused in training mode while
+//     capturing: every replay would draw the same mask), and every scalar handed to a kernel - a learning rate
+//     changed by a schedule, Adam's bias corrections (which change each step). Capture SGD at a fixed learning
+//     rate, or capture only the forward and backward.
+//   - Inputs live in tensors allocated before capture; refill them in place (Tensor::copy_) between replays.
+//   - Nothing in the step may read device values on the host (item(), to(cpu)).
+//   - The step may free only memory it allocated itself: a graph replay would read memory freed before it ran.
+//     Such frees (e.g. gradients left by a step without zero_grad) are held back until capture ends, then
+//     capture fails with a graft::Error saying how many there were.
+#pragma once
+
+#include <functional>
+
+namespace graft::cuda {
+
+#if GRAFT_HAS_CUDA
+// True while Graph::capture is recording on this process's stream: ops whose result would be wrong when
+// replayed check it.
+bool capturing();
+
+// The allocator's hooks (kernels/cuda_device.cpp): capture_note_alloc records a cudaMallocAsync made while capturing;
+// capture_take_free returns false when the caller must NOT free `ptr` now (allocated before the capture: it is held
+// back, freed when the capture ends, and counted against the capture).
+void capture_note_alloc(void* ptr);
+bool capture_take_free(void* ptr);
+
+class Graph {
+ public:
+  // Records `step` (see the rules above), instantiates it and runs it once. On failure (a refused op, a CUDA
+  // error) capture is ended, nothing is kept, and the graft::Error says why; the engine stays usable.
+  static Graph capture(const std::function<void()>& step);
+
+  void replay();  // one launch of the whole step on graft's stream (asynchronous, like any kernel)
+  int nodes() const { return nodes_; }
+
+  Graph(Graph&& other) noexcept;
+  Graph& operator=(Graph&& other) noexcept;
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+  ~Graph();
+
+ private:
+  Graph() = default;
+  void* graph_ = nullptr;  // cudaGraph_t
+  void* exec_ = nullptr;   // cudaGraphExec_t
+  int nodes_ = 0;
+};
+#else
+inline bool capturing() { return false; }
+#endif
+
+}  // namespace graft::cuda

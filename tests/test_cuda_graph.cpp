@@ -1,0 +1,137 @@
+// CUDA graphs (kernels/cuda_graph.h): a captured step replays bitwise the same as running it eagerly (inference
+// and SGD training of ResNet-18), and the steps a replay would get wrong are refused at capture with a clear
+// error, after which the engine stays usable. Label `gpu`; skips without a device.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/ops.h"
+#include "core/optim.h"
+#include "layers/basic.h"
+#include "models/zoo.h"
+#include "tests/check.h"
+#if GRAFT_HAS_CUDA
+#include "kernels/cuda_device.h"
+#include "kernels/cuda_graph.h"
+#endif
+
+namespace graft {
+namespace {
+
+#if GRAFT_HAS_CUDA
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+Tensor batch(int index) {
+  Generator data(200 + static_cast<std::uint64_t>(index));
+  return Tensor::randn({4, 48, 48, 3}, data, kCUDA);
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+#endif
+
+TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  auto model = make_model("resnet18", {.num_classes = 10, .seed = 3});
+  model->to(kCUDA);
+  model->eval();
+  NoGradGuard no_grad;
+  Tensor input = batch(0).clone();
+  (*model)(input);  // warm-up: cuDNN's algorithm search for every shape
+  Tensor output;
+  cuda::Graph graph = cuda::Graph::capture([&] { output = (*model)(input); });
+  EXPECT_GT(graph.nodes(), 20);
+  for (int i = 1; i <= 3; ++i) {
+    input.copy_from(batch(i));
+    graph.replay();
+    const std::vector<float> replayed = output.to_vector();
+    EXPECT_TRUE(bitwise_equal(replayed, (*model)(batch(i)).to_vector())) << "replay " << i;
+  }
+#endif
+}
+
+TEST(CudaGraph, TrainingStepReplaysEqualEagerStepsBitwise) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  const std::vector<std::int32_t> y{1, 3, 5, 7};
+  auto run = [&](bool use_graph) {
+    auto model = make_model("resnet18", {.num_classes = 10, .seed = 4});
+    model->to(kCUDA);
+    model->train();
+    SGD opt(model->trainable_parameters(), {.lr = 0.02f, .momentum = 0.9f, .weight_decay = 1e-4f});
+    Tensor input = batch(0).clone(), labels = Tensor::from_vector(y, {4}, kCUDA), loss_value;
+    auto step = [&] {
+      Tensor loss = softmax_cross_entropy((*model)(input), labels);
+      loss.backward();
+      opt.step();
+      opt.zero_grad();
+      loss_value = loss.detach();
+    };
+    std::vector<float> losses;
+    step();  // eager first step: algorithm search, momentum buffers
+    losses.push_back(loss_value.item());
+    loss_value = Tensor();  // the captured step must not free memory allocated before it
+    std::optional<cuda::Graph> graph;
+    for (int i = 1; i < 5; ++i) {
+      input.copy_from(batch(i));
+      if (!use_graph) step();
+      else if (!graph) graph.emplace(cuda::Graph::capture(step));  // capture runs the step once
+      else graph->replay();
+      losses.push_back(loss_value.item());
+    }
+    std::map<std::string, std::vector<float>> state;
+    for (const auto& [name, t] : model->state()) state[name] = t.to_vector();
+    return std::make_pair(losses, state);
+  };
+  const auto eager = run(false), replayed = run(true);
+  EXPECT_TRUE(bitwise_equal(eager.first, replayed.first)) << eager.first[4] << " vs " << replayed.first[4];
+  EXPECT_NE(eager.first[1], eager.first[4]) << "the steps train";
+  int differing = 0;
+  for (const auto& [name, values] : eager.second)
+    if (!bitwise_equal(values, replayed.second.at(name))) ADD_FAILURE() << name << " differs", ++differing;
+  EXPECT_EQ(differing, 0) << "weights, momentum-trained, and batch-norm running statistics";
+#endif
+}
+
+TEST(CudaGraph, RefusesWhatAReplayWouldGetWrongAndStaysUsable) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Tensor x = batch(0);
+  // Training-mode dropout: its random offsets are taken on the host.
+  Dropout dropout(0.5f);
+  dropout.train();
+  std::string why = error_of([&] { cuda::Graph::capture([&] { dropout(x); }); });
+  EXPECT_NE(why.find("dropout"), std::string::npos) << why;
+  EXPECT_FALSE(cuda::capturing());
+  // A convolution shape not seen before: cuDNN's algorithm search cannot be recorded.
+  Generator gen(9);
+  Tensor w = Tensor::randn({5, 3, 3, 3}, gen, kCUDA);
+  why = error_of([&] { cuda::Graph::capture([&] { conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1}); }); });
+  EXPECT_NE(why.find("first time inside a CUDA graph capture"), std::string::npos) << why;
+  // Freeing memory allocated before the capture.
+  Tensor older = x.clone();
+  why = error_of([&] { cuda::Graph::capture([&] { older = Tensor(); }); });
+  EXPECT_NE(why.find("freed 1 tensor"), std::string::npos) << why;
+  // Still usable: the same convolution now runs eagerly, then captures and replays.
+  Tensor eager = conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1});
+  Tensor out;
+  cuda::Graph graph = cuda::Graph::capture([&] { out = conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1}); });
+  graph.replay();
+  EXPECT_TRUE(bitwise_equal(out.to_vector(), eager.to_vector()));
+#endif
+}
+
+}  // namespace
+}  // namespace graft
