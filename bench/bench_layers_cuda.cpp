@@ -10,7 +10,8 @@
 //   global average pool: bytes/s (every byte read plus every byte written once, as the copy baseline counts) and
 //   pct_of_copy against the device-to-device copy measured at start (bench_cuda_main.cpp).
 // - one optimizer step (SGD momentum, AdamW) over all 161 ResNet-50 parameter tensors (25.6M floats), one launch
-//   per tensor as graft's optimizers do: bytes/s and pct_of_copy.
+//   per tensor, and the SGD step with the multi-tensor launcher graft's optimizers use on CUDA (3 launches of up
+//   to kOptimizerMultiTensors tensors, table built on the host inside the timing): bytes/s and pct_of_copy.
 // Operands rotate over rotation_sets() copies so that no launch finds the previous launch's operands in L2.
 #include <algorithm>
 #include <cstdint>
@@ -336,6 +337,29 @@ void BM_sgd_step_resnet50_cuda(benchmark::State& state) {
   });
 }
 BENCHMARK(BM_sgd_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The same SGD step (same operands, bytes and seed) through sgd_step_multi_cuda, as SGD::step runs it on CUDA.
+void BM_sgd_step_multi_resnet50_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const ParamLayout l = resnet50_layout();
+    const std::int64_t bytes = 5 * l.total * kF;
+    const int sets = rotation_sets(bytes);
+    auto p = random_buffers(sets, l.padded, 640), g = random_buffers(sets, l.padded, 641, -1e-2f, 1e-2f);
+    auto buf = random_buffers(sets, l.padded, 642, -1e-2f, 1e-2f);
+    std::vector<SGDMultiTensor> list(l.sizes.size());
+    const double t = run_timed(state, sets, [&](int s) {
+      for (std::size_t i = 0; i < l.sizes.size(); ++i) {
+        const std::int64_t o = l.offsets[i];
+        list[i] = {p[s].f() + o, buf[s].f() + o, g[s].f() + o, l.sizes[i], false};
+      }
+      sgd_step_multi_cuda(list, 0.1f, 0.9f, 0.f, 1e-4f, false);
+    });
+    const std::int64_t launches = (static_cast<std::int64_t>(l.sizes.size()) + kOptimizerMultiTensors - 1) /
+                                  kOptimizerMultiTensors;
+    report_bandwidth(state, sets, bytes, t, params_label(l) + " momentum, " + std::to_string(launches) + " launches");
+  });
+}
+BENCHMARK(BM_sgd_step_multi_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // AdamW (decoupled weight decay 0.05), step 10: read p, g, m, v; write p, m, v.
 void BM_adamw_step_resnet50_cuda(benchmark::State& state) {

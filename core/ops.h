@@ -40,6 +40,9 @@ Tensor softmax(const Tensor& x);      // y_i = e^{x_i} / sum_j e^{x_j};   dx = y
 Tensor log_softmax(const Tensor& x);  // y_i = x_i - logsumexp(x);       dx = dy - softmax(x) * sum(dy)
 // Mean over rows of -sum_c q_c log softmax(logits)_c with q = (1-s) onehot(label) + s/C (label smoothing s).
 // logits (N,C) float32, labels (N) int32 in [0,C). dlogits = (softmax(logits) - q) * dout / N.
+// A label outside [0,C) is an error naming it on the CPU; on the GPU the kernel checks it and makes the loss (and
+// its gradient) NaN instead, because reading labels on the host would synchronise every training step (and could
+// not be captured in a CUDA graph). Trainer stops on a NaN loss, naming the step.
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float label_smoothing = 0.f);
 
 // ---- convolution ---------------------------------------------------------------------------------------------------
@@ -49,6 +52,11 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels, float l
 struct Conv2dOptions { int stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dilation_h = 1, dilation_w = 1, groups = 1; };
 // x (N,H,W,C), weight (K,R,S,C/groups), bias (K) optional -> (N,P,Q,K), P = (H + 2 pad_h - dilation_h (R-1) - 1)/stride_h + 1
 Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias, const Conv2dOptions& options = {});
+// relu(conv2d(x, weight, bias)) as one op (VGG's conv -> relu): on CUDA the bias add and the relu are one pass over
+// the output after cuDNN's convolution, and the backward's mask dz = dout [y > 0] and the bias gradient sum(dz)
+// are one pass; the CPU runs the unfused steps (bitwise equal to relu(conv2d(...))).
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                   const Conv2dOptions& options = {});
 
 // ---- normalisation -------------------------------------------------------------------------------------------------
 // Batch norm over the last (channel) axis, statistics over all other elements (M = numel / C):

@@ -3,7 +3,9 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "kernels/batch_norm.h"
 #include "kernels/conv2d.h"
+#include "kernels/elementwise.h"
 #include "kernels/reduce.h"
 
 namespace graft {
@@ -107,23 +109,24 @@ Tensor bias_gradient(const Tensor& dout, std::int64_t k) {
   return db;
 }
 
-}  // namespace
-
-Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias_arg,
-              const Conv2dOptions& options) {
-  const Tensor bias = bias_arg ? *bias_arg : Tensor();
+// conv2d, and with relu = true conv2d_relu: relu(conv + bias), the bias add and the relu as one pass over the
+// output, and in the backward the mask and the bias gradient as one pass (CUDA; the CPU runs the same steps
+// as the unfused ops, so there the two are bitwise equal).
+Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options, bool relu) {
   const Conv2dGeometry g = make_geometry(x, weight, bias, options);
   Tensor out = Tensor::empty({g.n, g.p, g.q, g.k}, x.device());
   const float* bias_ptr = bias.defined() ? bias.data<float>() : nullptr;
 #if GRAFT_HAS_CUDA
   if (x.is_cuda()) {
-    conv2d_forward_cudnn(out.data<float>(), x.data<float>(), weight.data<float>(), bias_ptr, g);
+    conv2d_forward_cudnn(out.data<float>(), x.data<float>(), weight.data<float>(), relu ? nullptr : bias_ptr, g);
+    if (relu) bias_relu_forward_cuda(out.data<float>(), bias_ptr, g.n * g.p * g.q, g.k);
   } else
 #endif
   {
     Tensor ws = cpu_workspace(g);
     conv2d_forward_cpu(out.data<float>(), x.data<float>(), weight.data<float>(), bias_ptr, g, ws.data<float>(),
                        ws.nbytes());
+    if (relu) unary_forward_cpu(out.data<float>(), out.data<float>(), UnaryOp::Relu, out.numel());
   }
 
   if (autograd::needs_grad({&x, &weight, &bias})) {
@@ -131,16 +134,46 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>
     // frozen conv inside a trainable region keeps no activation alive.
     Tensor saved_x = weight.requires_grad() ? x.detach() : Tensor();
     Tensor saved_w = x.requires_grad() ? weight.detach() : Tensor();
-    autograd::record(out, "conv2d", {&x, &weight, &bias},
-                     [saved_x, saved_w, g](const Tensor& dout, const std::vector<bool>& needs) {
+    Tensor saved_y = relu ? out.detach() : Tensor();  // relu's mask: y > 0
+    autograd::record(out, relu ? "conv2d_relu" : "conv2d", {&x, &weight, &bias},
+                     [saved_x, saved_w, saved_y, g](const Tensor& dout_arg, const std::vector<bool>& needs) {
                        std::vector<Tensor> grads(3);
+                       Tensor dout = dout_arg;
+                       if (saved_y.defined()) {  // dz = dout [y > 0], and the bias gradient from it
+                         dout = Tensor::empty(saved_y.shape(), saved_y.device());
+#if GRAFT_HAS_CUDA
+                         if (dout.is_cuda()) {
+                           if (needs[2]) grads[2] = Tensor::empty({g.k}, dout.device());
+                           const std::int64_t rows = g.n * g.p * g.q;
+                           const std::size_t bytes = batch_norm_workspace_cuda(rows, g.k);
+                           Tensor ws = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, kCUDA);
+                           bias_relu_backward_cuda(dout.data<float>(), needs[2] ? grads[2].data<float>() : nullptr,
+                                                   dout_arg.data<float>(), saved_y.data<float>(), rows, g.k,
+                                                   ws.data<void>());
+                         } else
+#endif
+                           relu_backward_cpu(dout.data<float>(), dout_arg.data<float>(), saved_y.data<float>(),
+                                             dout.numel());
+                       }
                        if (needs[0]) grads[0] = input_gradient(dout, saved_w, g);
                        if (needs[1]) grads[1] = weight_gradient(dout, saved_x, g);
-                       if (needs[2]) grads[2] = bias_gradient(dout, g.k);
+                       if (needs[2] && !grads[2].defined()) grads[2] = bias_gradient(dout, g.k);
                        return grads;
                      });
   }
   return out;
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+              const Conv2dOptions& options) {
+  return conv2d_impl(x, weight, bias ? *bias : Tensor(), options, false);
+}
+
+Tensor conv2d_relu(const Tensor& x, const Tensor& weight, const std::optional<Tensor>& bias,
+                   const Conv2dOptions& options) {
+  return conv2d_impl(x, weight, bias ? *bias : Tensor(), options, true);
 }
 
 }  // namespace graft

@@ -121,31 +121,36 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
                        const Device d = xs.device();
                        // With relu, dz = dout (y > 0). The residual's gradient is dz itself, so then dz is written
                        // out once; otherwise the batch-norm kernels mask dout as they read it.
+                       // sum(dy) and sum(dy xhat): dbeta and dgamma, and part of dx with batch statistics
+                       const bool reduce = needs[1] || needs[2] || (needs[0] && use_batch_stats);
+                       // On CUDA the reduction writes dz while it sums it (one pass fewer).
+                       [[maybe_unused]] const bool dz_in_reduce = d.is_cuda() && reduce && ys.defined() && needs[3];
                        Tensor dout = dout_arg, dresidual;
                        const float* mask = nullptr;
                        if (ys.defined() && needs[3]) {
                          dout = Tensor::empty(ys.shape(), d);
 #if GRAFT_HAS_CUDA
-                         if (d.is_cuda())
-                           relu_backward_cuda(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(), ys.numel());
-                         else
+                         if (d.is_cuda()) {
+                           if (!dz_in_reduce)
+                             relu_backward_cuda(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(),
+                                                ys.numel());
+                         } else
 #endif
                            relu_backward_cpu(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(), ys.numel());
                        } else if (ys.defined()) {
                          mask = ys.data<float>();
                        }
                        if (needs[3]) dresidual = dout;
-                       // sum(dy) and sum(dy xhat): dbeta and dgamma, and part of dx with batch statistics
-                       const bool reduce = needs[1] || needs[2] || (needs[0] && use_batch_stats);
                        Tensor dgamma, dbeta, dx;
                        if (reduce) {
                          dgamma = Tensor::empty({c}, d), dbeta = Tensor::empty({c}, d);
 #if GRAFT_HAS_CUDA
                          if (d.is_cuda()) {
                            Tensor workspace = cuda_workspace(m, c);
-                           batch_norm_backward_reduce_cuda(dgamma.data<float>(), dbeta.data<float>(),
-                                                           dout.data<float>(), xs.data<float>(), mean.data<float>(),
-                                                           invstd.data<float>(), m, c, workspace.data<void>(), mask);
+                           batch_norm_backward_reduce_cuda(
+                               dgamma.data<float>(), dbeta.data<float>(), (dz_in_reduce ? dout_arg : dout).data<float>(),
+                               xs.data<float>(), mean.data<float>(), invstd.data<float>(), m, c, workspace.data<void>(),
+                               dz_in_reduce ? ys.data<float>() : mask, dz_in_reduce ? dout.data<float>() : nullptr);
                          } else
 #endif
                            batch_norm_backward_reduce_cpu(dgamma.data<float>(), dbeta.data<float>(),

@@ -136,6 +136,9 @@ void SGD::step() {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
     momentum_[g].resize(group.params.size());
+#if GRAFT_HAS_CUDA
+    std::vector<SGDMultiTensor> on_cuda;  // this group's CUDA parameters: one multi-tensor step below
+#endif
     for (std::size_t i = 0; i < group.params.size(); ++i) {
       const Tensor& p = group.params[i];
       const Tensor grad = p.grad();
@@ -146,14 +149,17 @@ void SGD::step() {
       float* buf_data = use_momentum ? buf.data<float>() : nullptr;
 #if GRAFT_HAS_CUDA
       if (p.is_cuda()) {
-        sgd_step_cuda(p.data<float>(), buf_data, grad.data<float>(), p.numel(), group.lr, options_.momentum,
-                      options_.dampening, group.weight_decay, options_.nesterov, first);
+        on_cuda.push_back({p.data<float>(), buf_data, grad.data<float>(), p.numel(), first});
         continue;
       }
 #endif
       sgd_step_cpu(p.data<float>(), buf_data, grad.data<float>(), p.numel(), group.lr, options_.momentum,
                    options_.dampening, group.weight_decay, options_.nesterov, first);
     }
+#if GRAFT_HAS_CUDA
+    sgd_step_multi_cuda(on_cuda, group.lr, options_.momentum, options_.dampening, group.weight_decay,
+                        options_.nesterov);
+#endif
   }
 }
 
@@ -212,6 +218,9 @@ void Adam::step() {
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     const ParamGroup& group = groups_[g];
     slots_[g].resize(group.params.size());
+#if GRAFT_HAS_CUDA
+    std::vector<AdamMultiTensor> on_cuda;  // this group's CUDA parameters: one multi-tensor step below
+#endif
     for (std::size_t i = 0; i < group.params.size(); ++i) {
       const Tensor& p = group.params[i];
       const Tensor grad = p.grad();
@@ -225,9 +234,8 @@ void Adam::step() {
       s.step += 1;
 #if GRAFT_HAS_CUDA
       if (p.is_cuda()) {
-        adam_step_cuda(p.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), grad.data<float>(),
-                       p.numel(), group.lr, options_.beta1, options_.beta2, options_.eps, group.weight_decay,
-                       decoupled_, s.step);
+        on_cuda.push_back({p.data<float>(), s.exp_avg.data<float>(), s.exp_avg_sq.data<float>(), grad.data<float>(),
+                           p.numel(), s.step});
         continue;
       }
 #endif
@@ -235,6 +243,10 @@ void Adam::step() {
                     p.numel(), group.lr, options_.beta1, options_.beta2, options_.eps, group.weight_decay, decoupled_,
                     s.step);
     }
+#if GRAFT_HAS_CUDA
+    adam_step_multi_cuda(on_cuda, group.lr, options_.beta1, options_.beta2, options_.eps, group.weight_decay,
+                         decoupled_);
+#endif
   }
 }
 

@@ -1,7 +1,8 @@
 // Optimizers (SGD, Adam, AdamW) with parameter groups, and gradient clipping.
 //
-// An optimizer is not an autograd op: step() updates the parameters in place (one fused kernel per parameter
-// tensor, kernels/optimizer.h) with grad mode off. It holds the parameters as Tensors sharing their impls with
+// An optimizer is not an autograd op: step() updates the parameters in place with grad mode off: one fused kernel
+// per CPU parameter tensor, and on CUDA one multi-tensor launch per group (per 64 tensors; kernels/optimizer.h),
+// asynchronous, with no host synchronisation and no device allocation after the first step. It holds the parameters as Tensors sharing their impls with
 // the model, so the updates are what the model sees. The update math follows torch.optim exactly (see
 // kernels/optimizer.h); the constructors reject the same hyperparameters torch rejects, with graft::Error.
 //

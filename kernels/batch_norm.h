@@ -48,13 +48,23 @@ void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, flo
 void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
                              const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
                              const float* residual = nullptr, bool relu = false);
+// masked_out (M,C), when non-null, receives dy = dout masked by relu_out (the residual's gradient), written in the
+// same pass that sums it.
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                     void* workspace, const float* relu_out = nullptr);
+                                     void* workspace, const float* relu_out = nullptr, float* masked_out = nullptr);
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
                                     const float* invstd, const float* gamma, const float* sum_dy,
                                     const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
                                     const float* relu_out = nullptr);
+
+// The bias + relu epilogue of conv2d_relu (core/ops.h), on the same machinery:
+//   forward:  y = relu(y + bias) in place over (M,C) rows (bias may be null);
+//   backward: dz = dout (y > 0) written out, dbias = sum_m dz (skipped when dbias is null), in one pass with the
+//             deterministic two-level reduction above; workspace: batch_norm_workspace_cuda(m, c) bytes.
+void bias_relu_forward_cuda(float* y, const float* bias, std::int64_t m, std::int64_t c);
+void bias_relu_backward_cuda(float* dz, float* dbias, const float* dout, const float* y, std::int64_t m,
+                             std::int64_t c, void* workspace);
 #endif
 
 }  // namespace graft

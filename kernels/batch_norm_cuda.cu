@@ -82,14 +82,20 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c, int width) {
   return g;
 }
 
-// partial (2, chunks, C) doubles: [0] = sum a, [1] = sum b over the block's chunk of rows, where
-//   statistics (kBackward false): a = x, b = x^2
-//   backward   (kBackward true):  a = dy, b = dy * xhat   (dy = dout masked by relu_out > 0 when non-null)
-template <bool kBackward, int W>
+// What a partial-sums pass adds up per channel: partial (2, chunks, C) doubles, [0] = sum a, [1] = sum b over the
+// block's chunk of rows, where
+//   Stats:    a = x,  b = x^2
+//   Backward: a = dy, b = dy * xhat   (dy = dout masked by relu_out > 0 when non-null)
+//   Bias:     a = dy, b = 0           (a bias's gradient; x is not read)
+// With masked_out non-null (Backward, Bias) the pass also writes dy there: the masked gradient a residual
+// branch or a convolution's backward needs, without a separate pass to mask it.
+enum class Sums { Stats, Backward, Bias };
+
+template <Sums kMode, int W>
 __global__ void __launch_bounds__(kBlockThreads)
 batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout, const float* mean,
                                const float* invstd, std::int64_t m, std::int64_t c, std::int64_t rows_per_chunk,
-                               const float* relu_out) {
+                               const float* relu_out, float* masked_out) {
   extern __shared__ double shared[];  // [2][gy][gx * W]
   const int tx = threadIdx.x, ty = threadIdx.y, gx = blockDim.x, gy = blockDim.y;
   const std::int64_t ch0 = (static_cast<std::int64_t>(blockIdx.x) * gx + tx) * W;  // this thread's first channel
@@ -99,20 +105,22 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
   double a[W] = {}, b[W] = {};
   if (ch0 < c) {
     [[maybe_unused]] Vec<W> mu{}, is{};
-    if constexpr (kBackward) mu = load<W>(mean, ch0), is = load<W>(invstd, ch0);
+    if constexpr (kMode == Sums::Backward) mu = load<W>(mean, ch0), is = load<W>(invstd, ch0);
 #pragma unroll 4
     for (std::int64_t r = r0 + ty; r < r1; r += gy) {
-      const Vec<W> x = load<W>(inp, r * c + ch0);
-      if constexpr (kBackward) {
-        const Vec<W> d = load<W>(dout, r * c + ch0);
-        const Vec<W> y = load_or<W>(relu_out, r * c + ch0, 1.f);
-        for (int k = 0; k < W; ++k) {
-          const float dy = y.v[k] > 0.f ? d.v[k] : 0.f;
-          a[k] += dy;
-          b[k] += static_cast<double>(dy) * ((x.v[k] - mu.v[k]) * is.v[k]);
-        }
-      } else {
+      const std::int64_t e = r * c + ch0;
+      if constexpr (kMode == Sums::Stats) {
+        const Vec<W> x = load<W>(inp, e);
         for (int k = 0; k < W; ++k) a[k] += x.v[k], b[k] += static_cast<double>(x.v[k]) * x.v[k];
+      } else {
+        const Vec<W> d = load<W>(dout, e), y = load_or<W>(relu_out, e, 1.f);
+        Vec<W> dy;
+        for (int k = 0; k < W; ++k) dy.v[k] = y.v[k] > 0.f ? d.v[k] : 0.f, a[k] += dy.v[k];
+        if (masked_out) store<W>(masked_out, e, dy);
+        if constexpr (kMode == Sums::Backward) {
+          const Vec<W> x = load<W>(inp, e);
+          for (int k = 0; k < W; ++k) b[k] += static_cast<double>(dy.v[k]) * ((x.v[k] - mu.v[k]) * is.v[k]);
+        }
       }
     }
   }
@@ -176,7 +184,7 @@ batch_norm_finalize_backward_kernel(float* dgamma, float* dbeta, const double* p
   sum_partials(partial, chunks, c, ch, sum_dy, sum_dy_xhat);
   if (threadIdx.x != 0) return;
   dbeta[ch] = static_cast<float>(sum_dy);
-  dgamma[ch] = static_cast<float>(sum_dy_xhat);
+  if (dgamma) dgamma[ch] = static_cast<float>(sum_dy_xhat);
 }
 
 __global__ void batch_norm_invstd_kernel(float* invstd, const float* var, std::int64_t c, float eps) {
@@ -235,24 +243,40 @@ __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout,
 }
 
 // Launches the partial sums and the finalize kernel of one reduction.
-template <bool kBackward, typename Finalize>
+template <Sums kMode, typename Finalize>
 void reduce(const float* inp, const float* dout, const float* mean, const float* invstd, std::int64_t m,
-            std::int64_t c, void* workspace, const float* relu_out, Finalize finalize) {
-  const int width = width_for(c, {inp, dout, mean, invstd, relu_out});
+            std::int64_t c, void* workspace, const float* relu_out, float* masked_out, Finalize finalize) {
+  const int width = width_for(c, {inp, dout, mean, invstd, relu_out, masked_out});
   const ReduceGrid g = reduce_grid(m, c, width);
   auto* partial = static_cast<double*>(workspace);
   const dim3 block(static_cast<unsigned>(g.gx), static_cast<unsigned>(g.gy));
   const dim3 grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
   const std::size_t shared = 2 * sizeof(double) * static_cast<std::size_t>(g.gx) * g.gy * width;
   if (width == 4)
-    batch_norm_partial_sums_kernel<kBackward, 4><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out);
+    batch_norm_partial_sums_kernel<kMode, 4><<<grid, block, shared, cuda::stream()>>>(
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out, masked_out);
   else
-    batch_norm_partial_sums_kernel<kBackward, 1><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out);
+    batch_norm_partial_sums_kernel<kMode, 1><<<grid, block, shared, cuda::stream()>>>(
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out, masked_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
   finalize(partial, g.chunks);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_kernel");
+}
+
+// y = relu(y + bias[channel]) in place, W channels per thread.
+template <int W, typename Index>
+__global__ void bias_relu_forward_kernel(float* y, const float* bias, Index groups, Index c_groups) {
+  for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
+       i += static_cast<Index>(gridDim.x) * blockDim.x) {
+    const Index e = i * W;
+    Vec<W> v = load<W>(y, e);
+    const Vec<W> b = load_or<W>(bias, (i % c_groups) * W, 0.f);
+    for (int k = 0; k < W; ++k) {
+      const float z = v.v[k] + b.v[k];
+      v.v[k] = z > 0.f ? z : 0.f;
+    }
+    store<W>(y, e, v);
+  }
 }
 
 }  // namespace
@@ -266,7 +290,7 @@ std::size_t batch_norm_workspace_cuda(std::int64_t m, std::int64_t c) {
 void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
                            std::int64_t m, std::int64_t c, float eps, float momentum, void* workspace) {
   if (c == 0) return;
-  reduce<false>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, [&](const double* partial, std::int64_t chunks) {
+  reduce<Sums::Stats>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, nullptr, [&](const double* partial, std::int64_t chunks) {
     batch_norm_finalize_stats_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         mean, invstd, running_mean, running_var, partial, chunks, m, c, eps, momentum);
   });
@@ -305,9 +329,9 @@ void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, co
 
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                     void* workspace, const float* relu_out) {
+                                     void* workspace, const float* relu_out, float* masked_out) {
   if (c == 0) return;
-  reduce<true>(inp, dout, mean, invstd, m, c, workspace, relu_out, [&](const double* partial, std::int64_t chunks) {
+  reduce<Sums::Backward>(inp, dout, mean, invstd, m, c, workspace, relu_out, masked_out, [&](const double* partial, std::int64_t chunks) {
     batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         dgamma, dbeta, partial, chunks, c);
   });
@@ -338,6 +362,35 @@ void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float*
     batch_norm_backward_input_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
         dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, groups, c_groups, inv_m, batch_stats, relu_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
+}
+
+void bias_relu_forward_cuda(float* y, const float* bias, std::int64_t m, std::int64_t c) {
+  const std::int64_t n = m * c;
+  if (n == 0) return;
+  const int w = width_for(c, {y, bias});
+  const std::int64_t groups = n / w, c_groups = c / w;
+  const unsigned grid = cuda::grid_for(groups);
+  if (w == 4 && n <= kInt32Limit)
+    bias_relu_forward_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        y, bias, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups));
+  else if (w == 4)
+    bias_relu_forward_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(y, bias, groups, c_groups);
+  else if (n <= kInt32Limit)
+    bias_relu_forward_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
+        y, bias, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups));
+  else
+    bias_relu_forward_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(y, bias, groups, c_groups);
+  GRAFT_CUDA_CHECK_LAUNCH("bias_relu_forward_kernel");
+}
+
+void bias_relu_backward_cuda(float* dz, float* dbias, const float* dout, const float* y, std::int64_t m,
+                             std::int64_t c, void* workspace) {
+  if (m * c == 0) return;
+  reduce<Sums::Bias>(nullptr, dout, nullptr, nullptr, m, c, workspace, y, dz, [&](const double* partial, std::int64_t chunks) {
+    if (dbias != nullptr)
+      batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
+          nullptr, dbias, partial, chunks, c);
+  });
 }
 
 }  // namespace graft

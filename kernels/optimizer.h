@@ -1,4 +1,4 @@
-// Fused optimizer updates: one pass over one parameter tensor per step. Raw pointers, updated in place.
+// Fused optimizer updates: one pass over each parameter tensor per step. Raw pointers, updated in place.
 //
 // SGD (torch.optim.SGD), p param, g grad, b momentum buffer:
 //   d = g + wd*p
@@ -16,11 +16,13 @@
 // The per-step scalars (bias corrections, 1-beta, 1-lr*wd) are computed once on the host in double, as PyTorch
 // does in Python, by the shared helpers below; CPU and CUDA then do the same float operations in the same order
 // without fused multiply-adds, so both devices give bit-identical results.
-// Later GPU-speed work: a multi-tensor variant (one launch over a list of tensors, as torch's _foreach/fused
-// paths) belongs beside these single-tensor entries; the per-element math stays the same.
+// Multi-tensor variants (CUDA, as torch's _foreach/fused paths): one launch updates a whole list of tensors that
+// share the group scalars (lr, weight decay); per-tensor state (SGD's first step, Adam's step count) travels in the
+// launch's table. The per-element math is the single-tensor kernels' own code, so all paths agree bit for bit.
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <span>
 
 namespace graft {
 
@@ -77,6 +79,34 @@ void sgd_step_cuda(float* param, float* momentum_buf, const float* grad, std::in
                    float dampening, float weight_decay, bool nesterov, bool first_step);
 void adam_step_cuda(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n, float lr,
                     float beta1, float beta2, float eps, float weight_decay, bool decoupled, std::int64_t step);
+
+// Multi-tensor steps: every tensor of the list is updated as the single-tensor entry would, in as few launches
+// as possible. The per-tensor pointers, sizes and flags are packed into a table passed by value as the kernel's
+// parameter (no device allocation, no host-to-device copy, no synchronisation: capturable in a CUDA graph), up
+// to kOptimizerMultiTensors tensors per launch; each block updates one chunk of kOptimizerChunk elements of one
+// tensor. Tensors with n == 0 are skipped. Pointers must stay valid until the stream reaches the launch.
+inline constexpr int kOptimizerMultiTensors = 64;
+inline constexpr std::int64_t kOptimizerChunk = 16384;
+
+struct SGDMultiTensor {
+  float* param;
+  float* momentum_buf;  // null when momentum == 0
+  const float* grad;
+  std::int64_t n;
+  bool first_step;      // the buffer is written, not read (this tensor's first step)
+};
+struct AdamMultiTensor {
+  float* param;
+  float* exp_avg;
+  float* exp_avg_sq;
+  const float* grad;
+  std::int64_t n;
+  std::int64_t step;    // t >= 1 of this tensor (a tensor skipped earlier may lag behind the others)
+};
+void sgd_step_multi_cuda(std::span<const SGDMultiTensor> tensors, float lr, float momentum, float dampening,
+                         float weight_decay, bool nesterov);
+void adam_step_multi_cuda(std::span<const AdamMultiTensor> tensors, float lr, float beta1, float beta2, float eps,
+                          float weight_decay, bool decoupled);
 #endif
 
 }  // namespace graft

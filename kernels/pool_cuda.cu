@@ -1,10 +1,18 @@
-// CUDA pooling (math in kernels/pool.h). Forward: one thread per output element (n,p,q,c), consecutive threads
-// on consecutive channels so every window row is read coalesced. Backward: one thread per input element that
-// gathers from the output windows covering it - deterministic, no atomics - in the same order as the CPU reference.
-// Index math runs in 32 bits whenever input and output fit (every ResNet/VGG shape does): 64-bit integer division
-// is emulated on the GPU and made these memory-bound kernels compute-bound (max-pool backward ran at 14% of the
-// copy bandwidth on an H100 with 64-bit indices).
+// CUDA pooling (math in kernels/pool.h).
+// Forward: one thread per output element (n,p,q,c), consecutive threads on consecutive channels so every window
+// row is read coalesced.
+// Backward: gathers, deterministic and without atomics. A thread owns V consecutive channels of one input pixel
+// (V = 4: float4/int4 loads and stores, taken when C % 4 == 0 and every pointer is 16-byte aligned; V = 1
+// otherwise), finds the output windows covering that pixel once for its V channels, and adds their contributions
+// in increasing (p,q) order with the same float operations as the CPU reference, so results are bitwise equal.
+// Index math: a flat index is split into (n,h,w,c) by multiply-high division (Divider<int>) whenever input and
+// output fit in 32 bits (every ResNet/VGG shape does), else by plain 64-bit division. Integer division is emulated
+// on the GPU (~20 instructions in 32 bits, far more in 64): it made these memory-bound kernels compute-bound
+// (max-pool backward ran at 14-17% of the copy bandwidth on an H100 with one element and seven divisions a thread).
 #include <cuda_runtime.h>
+
+#include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda_device.h"
 #include "kernels/pool.h"
@@ -12,23 +20,112 @@
 namespace graft {
 namespace {
 
+using std::int64_t;
+
+// ---- index helpers ---------------------------------------------------------------------------------------------
+
+// x / d for 0 <= x < 2^31 and 1 <= d < 2^31 as a multiply-high, an add and a shift (Granlund & Montgomery 1994,
+// as PyTorch's IntDivider): with 2^(shift-1) < d <= 2^shift and magic = floor(2^32 (2^shift - d) / d) + 1,
+// x / d = (umulhi(x, magic) + x) >> shift; the sum stays below 2^32 because umulhi(x, magic) <= x < 2^31.
+template <typename I>
+struct Divider;
+template <>
+struct Divider<int> {
+  int d;
+  unsigned magic, shift;
+  explicit Divider(int divisor) : d(divisor), shift(0) {
+    while ((std::uint64_t{1} << shift) < static_cast<std::uint64_t>(d)) ++shift;
+    magic = static_cast<unsigned>(((std::uint64_t{1} << 32) * ((std::uint64_t{1} << shift) - d)) / d + 1);
+  }
+  __device__ __forceinline__ int div(int x) const {
+    return static_cast<int>((__umulhi(static_cast<unsigned>(x), magic) + static_cast<unsigned>(x)) >> shift);
+  }
+};
+// Tensors past 2^30 elements: plain 64-bit division.
+template <>
+struct Divider<int64_t> {
+  int64_t d;
+  explicit Divider(int64_t divisor) : d(divisor) {}
+  __device__ __forceinline__ int64_t div(int64_t x) const { return x / d; }
+};
+
+// The grid-stride loop every kernel runs: for (I i = first_index<I>(); i < total; i += index_stride<I>()).
+template <typename I>
+__device__ __forceinline__ I first_index() {
+  return static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+template <typename I>
+__device__ __forceinline__ I index_stride() {
+  return static_cast<I>(gridDim.x) * blockDim.x;
+}
+
+// A flat index i over an NHWC tensor of V-channel groups, i.e. over (N,H,W,C/V), split into the pixel (n,h,w) and
+// its first channel c. The group's first element is at i * V.
+template <typename I>
+struct Pixel {
+  I n;
+  int h, w, c;
+};
+template <typename I>
+struct NhwcIndex {
+  Divider<I> groups, width, height;  // C/V, W, H
+  int v;                             // V
+  NhwcIndex(int64_t h, int64_t w, int64_t c, int vector_width)
+      : groups(static_cast<I>(c / vector_width)), width(static_cast<I>(w)), height(static_cast<I>(h)),
+        v(vector_width) {}
+  __device__ __forceinline__ Pixel<I> split(I i) const {
+    const I pixel = groups.div(i), row = width.div(pixel), n = height.div(row);
+    return Pixel<I>{n, static_cast<int>(row - n * height.d), static_cast<int>(pixel - row * width.d),
+                    static_cast<int>(i - pixel * groups.d) * v};
+  }
+};
+
+// One axis of a pooling window: pool_covering (kernels/pool.h) with its two divisions by the stride done by a
+// Divider. Indices are image coordinates (int), so this is 32-bit math for every tensor size.
+struct PoolAxis {
+  int kernel, pad, out;
+  Divider<int> stride;
+  PoolAxis(int kernel_size, int stride_size, int padding, int out_size)
+      : kernel(kernel_size), pad(padding), out(out_size), stride(stride_size) {}
+  // The output indices [*first, *last] whose windows (before clipping) contain input index x.
+  __device__ __forceinline__ void covering(int x, int* first, int* last) const {
+    const int num = x + pad - kernel + 1;
+    *first = num <= 0 ? 0 : stride.div(num + stride.d - 1);
+    const int l = stride.div(x + pad);
+    *last = l < out - 1 ? l : out - 1;
+  }
+};
+
+// V consecutive values, loaded and stored with one 16-byte access when V = 4 (the pointer must be 16-byte aligned).
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Pack {
+  T v[V];
+};
+template <int V, typename T>
+__device__ __forceinline__ Pack<T, V> load(const T* p) {
+  return *reinterpret_cast<const Pack<T, V>*>(p);
+}
+template <int V, typename T>
+__device__ __forceinline__ void store(T* p, const Pack<T, V>& x) {
+  *reinterpret_cast<Pack<T, V>*>(p) = x;
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
+
+// ---- forward: one thread per output element ------------------------------------------------------------------
+
 template <typename I>
 __global__ void max_pool2d_forward_kernel(float* out, std::int32_t* argmax, const float* inp, Pool2dShape s,
-                                          I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % s.c);
-    I rest = i / s.c;
-    const int q = static_cast<int>(rest % s.q);
-    rest /= s.q;
-    const int p = static_cast<int>(rest % s.p);
-    const I n = rest / s.p;
-    const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
-    const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+                                          NhwcIndex<I> index, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> o = index.split(i);  // (n, p, q, c)
+    const PoolWindow wh = pool_window(o.h, s.h, s.kernel_h, s.stride_h, s.pad_h);
+    const PoolWindow ww = pool_window(o.w, s.w, s.kernel_w, s.stride_w, s.pad_w);
     float best = -INFINITY;
     std::int32_t best_index = wh.lo * s.w + ww.lo;
     for (int h = wh.lo; h < wh.hi; ++h)
       for (int w = ww.lo; w < ww.hi; ++w) {
-        const float v = inp[((n * s.h + h) * s.w + w) * s.c + j];
+        const float v = inp[((o.n * s.h + h) * s.w + w) * s.c + o.c];
         if (v > best || isnan(v)) best = v, best_index = h * s.w + w;
       }
     out[i] = best;
@@ -37,194 +134,233 @@ __global__ void max_pool2d_forward_kernel(float* out, std::int32_t* argmax, cons
 }
 
 template <typename I>
-__global__ void max_pool2d_backward_kernel(float* dinp, const float* dout, const std::int32_t* argmax, Pool2dShape s,
-                                           I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % s.c);
-    I rest = i / s.c;
-    const int w = static_cast<int>(rest % s.w);
-    rest /= s.w;
-    const int h = static_cast<int>(rest % s.h);
-    const I n = rest / s.h;
-    int p0, p1, q0, q1;
-    pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
-    pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
-    const std::int32_t self = h * s.w + w;
-    float acc = 0.f;
-    for (int p = p0; p <= p1; ++p)
-      for (int q = q0; q <= q1; ++q) {
-        const I o = ((n * s.p + p) * s.q + q) * s.c + j;
-        if (argmax[o] == self) acc += dout[o];
-      }
-    dinp[i] = acc;
-  }
-}
-
-template <typename I>
 __global__ void avg_pool2d_forward_kernel(float* out, const float* inp, Pool2dShape s, bool count_include_pad,
-                                          I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % s.c);
-    I rest = i / s.c;
-    const int q = static_cast<int>(rest % s.q);
-    rest /= s.q;
-    const int p = static_cast<int>(rest % s.p);
-    const I n = rest / s.p;
-    const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
-    const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+                                          NhwcIndex<I> index, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> o = index.split(i);  // (n, p, q, c)
+    const PoolWindow wh = pool_window(o.h, s.h, s.kernel_h, s.stride_h, s.pad_h);
+    const PoolWindow ww = pool_window(o.w, s.w, s.kernel_w, s.stride_w, s.pad_w);
     float acc = 0.f;
     for (int h = wh.lo; h < wh.hi; ++h)
-      for (int w = ww.lo; w < ww.hi; ++w) acc += inp[((n * s.h + h) * s.w + w) * s.c + j];
+      for (int w = ww.lo; w < ww.hi; ++w) acc += inp[((o.n * s.h + h) * s.w + w) * s.c + o.c];
     const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
     out[i] = count > 0 ? acc / static_cast<float>(count) : 0.f;
   }
 }
 
 template <typename I>
-__global__ void avg_pool2d_backward_kernel(float* dinp, const float* dout, Pool2dShape s, bool count_include_pad,
-                                           I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % s.c);
-    I rest = i / s.c;
-    const int w = static_cast<int>(rest % s.w);
-    rest /= s.w;
-    const int h = static_cast<int>(rest % s.h);
-    const I n = rest / s.h;
-    int p0, p1, q0, q1;
-    pool_covering(h, s.kernel_h, s.stride_h, s.pad_h, s.p, &p0, &p1);
-    pool_covering(w, s.kernel_w, s.stride_w, s.pad_w, s.q, &q0, &q1);
-    float acc = 0.f;
-    for (int p = p0; p <= p1; ++p)
-      for (int q = q0; q <= q1; ++q) {
-        const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
-        const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
-        const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
-        acc += dout[((n * s.p + p) * s.q + q) * s.c + j] / static_cast<float>(count);
-      }
-    dinp[i] = acc;
-  }
-}
-
-template <typename I>
 __global__ void adaptive_avg_pool2d_forward_kernel(float* out, const float* inp, int h, int w, int c, int p, int q,
-                                                   I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % c);
-    I rest = i / c;
-    const int k = static_cast<int>(rest % q);
-    rest /= q;
-    const int bin = static_cast<int>(rest % p);
-    const I b = rest / p;
-    const int h0 = adaptive_start(bin, h, p), h1 = adaptive_end(bin, h, p);
-    const int w0 = adaptive_start(k, w, q), w1 = adaptive_end(k, w, q);
+                                                   NhwcIndex<I> index, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> o = index.split(i);  // (n, bin row, bin column, c)
+    const int h0 = adaptive_start(o.h, h, p), h1 = adaptive_end(o.h, h, p);
+    const int w0 = adaptive_start(o.w, w, q), w1 = adaptive_end(o.w, w, q);
     float acc = 0.f;
     for (int y = h0; y < h1; ++y)
-      for (int x = w0; x < w1; ++x) acc += inp[((b * h + y) * w + x) * c + j];
+      for (int x = w0; x < w1; ++x) acc += inp[((o.n * h + y) * w + x) * c + o.c];
     out[i] = acc / static_cast<float>((h1 - h0) * (w1 - w0));
   }
 }
 
-template <typename I>
-__global__ void adaptive_avg_pool2d_backward_kernel(float* dinp, const float* dout, int h, int w, int c, int p, int q,
-                                                    I total) {
-  for (I i = static_cast<I>(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += static_cast<I>(gridDim.x) * blockDim.x) {
-    const int j = static_cast<int>(i % c);
-    I rest = i / c;
-    const int x = static_cast<int>(rest % w);
-    rest /= w;
-    const int y = static_cast<int>(rest % h);
-    const I b = rest / h;
-    int i0, i1, k0, k1;
-    adaptive_covering(y, h, p, &i0, &i1);
-    adaptive_covering(x, w, q, &k0, &k1);
-    float acc = 0.f;
-    for (int bin = i0; bin <= i1; ++bin)
-      for (int k = k0; k <= k1; ++k) {
-        const float count = static_cast<float>((adaptive_end(bin, h, p) - adaptive_start(bin, h, p)) *
-                                               (adaptive_end(k, w, q) - adaptive_start(k, w, q)));
-        acc += dout[((b * p + bin) * q + k) * c + j] / count;
+// ---- backward: one thread per V channels of an input pixel (n, h, w), a gather in (p,q) order -----------------
+
+template <typename I, int V>
+__global__ void max_pool2d_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout,
+                                           const std::int32_t* __restrict__ argmax, Pool2dShape s,
+                                           NhwcIndex<I> index, PoolAxis rows, PoolAxis cols, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> x = index.split(i);
+    int p0, p1, q0, q1;
+    rows.covering(x.h, &p0, &p1);
+    cols.covering(x.w, &q0, &q1);
+    const std::int32_t self = x.h * s.w + x.w;
+    Pack<float, V> acc{};  // zeros, as the CPU's acc
+    for (int p = p0; p <= p1; ++p)
+      for (int q = q0; q <= q1; ++q) {
+        const I o = ((x.n * s.p + p) * s.q + q) * s.c + x.c;
+        const Pack<std::int32_t, V> a = load<V>(argmax + o);
+        bool hit = false;
+#pragma unroll
+        for (int k = 0; k < V; ++k) hit |= a.v[k] == self;
+        if (!hit) continue;  // most windows took their maximum elsewhere: skip reading dout
+        const Pack<float, V> d = load<V>(dout + o);
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          if (a.v[k] == self) acc.v[k] += d.v[k];
       }
-    dinp[i] = acc;
+    store<V>(dinp + i * V, acc);
   }
 }
 
-// Launches kernel<int> when every index of the input and output fits comfortably in 32 bits, else kernel<int64>.
+template <typename I, int V>
+__global__ void avg_pool2d_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout, Pool2dShape s,
+                                           bool count_include_pad, NhwcIndex<I> index, PoolAxis rows,
+                                           PoolAxis cols, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> x = index.split(i);
+    int p0, p1, q0, q1;
+    rows.covering(x.h, &p0, &p1);
+    cols.covering(x.w, &q0, &q1);
+    Pack<float, V> acc{};
+    for (int p = p0; p <= p1; ++p) {
+      const PoolWindow wh = pool_window(p, s.h, s.kernel_h, s.stride_h, s.pad_h);
+      for (int q = q0; q <= q1; ++q) {
+        const PoolWindow ww = pool_window(q, s.w, s.kernel_w, s.stride_w, s.pad_w);
+        const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
+        const Pack<float, V> d = load<V>(dout + ((x.n * s.p + p) * s.q + q) * s.c + x.c);
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc.v[k] += d.v[k] / static_cast<float>(count);
+      }
+    }
+    store<V>(dinp + i * V, acc);
+  }
+}
+
+template <typename I, int V>
+__global__ void adaptive_avg_pool2d_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout, int h,
+                                                    int w, int c, int p, int q, NhwcIndex<I> index, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const Pixel<I> x = index.split(i);
+    int i0, i1, k0, k1;
+    adaptive_covering(x.h, h, p, &i0, &i1);
+    adaptive_covering(x.w, w, q, &k0, &k1);
+    Pack<float, V> acc{};
+    for (int bin = i0; bin <= i1; ++bin) {
+      const int bin_rows = adaptive_end(bin, h, p) - adaptive_start(bin, h, p);
+      for (int k = k0; k <= k1; ++k) {
+        const float count = static_cast<float>(bin_rows * (adaptive_end(k, w, q) - adaptive_start(k, w, q)));
+        const Pack<float, V> d = load<V>(dout + ((x.n * p + bin) * q + k) * c + x.c);
+#pragma unroll
+        for (int j = 0; j < V; ++j) acc.v[j] += d.v[j] / count;
+      }
+    }
+    store<V>(dinp + i * V, acc);
+  }
+}
+
+// Global average pooling, the adaptive backward with P = Q = 1 (one bin of area H*W covering every pixel):
+// dinp[n,h,w,c] = 0 + dout[n,c] / (H*W), the CPU's one-term sum. Flat index i over (N*H*W, C/V).
+template <typename I, int V>
+__global__ void global_avg_pool_backward_kernel(float* __restrict__ dinp, const float* __restrict__ dout, int c,
+                                                float area, Divider<I> groups, Divider<I> image, I total) {
+  for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
+    const I pixel = groups.div(i);
+    const I n = image.div(pixel);
+    const Pack<float, V> d = load<V>(dout + n * c + (i - pixel * groups.d) * V);
+    Pack<float, V> r;
+#pragma unroll
+    for (int k = 0; k < V; ++k) r.v[k] = 0.f + d.v[k] / area;
+    store<V>(dinp + i * V, r);
+  }
+}
+
+// ---- launch helpers --------------------------------------------------------------------------------------------
+
+// Calls launch(I{}) with I = int when every index of the input and output fits comfortably in 32 bits, else int64.
 template <typename Launch>
-void launch_with_index(std::int64_t total, std::int64_t input_numel, std::int64_t output_numel, Launch launch) {
-  constexpr std::int64_t kInt32Safe = std::int64_t{1} << 30;  // leaves room for i + grid stride
-  if (total < kInt32Safe && input_numel < kInt32Safe && output_numel < kInt32Safe) {
+void launch_with_index(int64_t input_numel, int64_t output_numel, Launch launch) {
+  constexpr int64_t kInt32Safe = int64_t{1} << 30;  // leaves room for i + grid stride
+  if (input_numel < kInt32Safe && output_numel < kInt32Safe) {
     launch(int{0});
   } else {
-    launch(std::int64_t{0});
+    launch(int64_t{0});
   }
+}
+
+// As launch_with_index, and calls launch(I{}, std::integral_constant<int, V>{}) with V = 4 when `vectorize`, else 1.
+template <typename Launch>
+void launch_with_index_and_width(int64_t input_numel, int64_t output_numel, bool vectorize, Launch launch) {
+  launch_with_index(input_numel, output_numel, [&](auto index) {
+    if (vectorize) {
+      launch(index, std::integral_constant<int, 4>{});
+    } else {
+      launch(index, std::integral_constant<int, 1>{});
+    }
+  });
 }
 
 }  // namespace
 
 void max_pool2d_forward_cuda(float* out, std::int32_t* argmax, const float* inp, const Pool2dShape& s) {
-  const std::int64_t total = s.n * s.p * s.q * s.c;
+  const int64_t total = s.n * s.p * s.q * s.c;
   if (total == 0) return;
-  launch_with_index(total, s.n * s.h * s.w * s.c, total, [&](auto index) {
+  launch_with_index(s.n * s.h * s.w * s.c, total, [&](auto index) {
     using I = decltype(index);
-    max_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(out, argmax, inp, s,
-                                                                                           static_cast<I>(total));
+    max_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
+        out, argmax, inp, s, NhwcIndex<I>(s.p, s.q, s.c, 1), static_cast<I>(total));
   });
   GRAFT_CUDA_CHECK_LAUNCH("max_pool2d_forward_kernel");
 }
 
 void max_pool2d_backward_cuda(float* dinp, const float* dout, const std::int32_t* argmax, const Pool2dShape& s) {
-  const std::int64_t total = s.n * s.h * s.w * s.c;
-  if (total == 0) return;
-  launch_with_index(total, total, s.n * s.p * s.q * s.c, [&](auto index) {
+  const int64_t numel = s.n * s.h * s.w * s.c;
+  if (numel == 0) return;
+  const bool vectorize = s.c % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(argmax);
+  const PoolAxis rows(s.kernel_h, s.stride_h, s.pad_h, s.p), cols(s.kernel_w, s.stride_w, s.pad_w, s.q);
+  launch_with_index_and_width(numel, s.n * s.p * s.q * s.c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    max_pool2d_backward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, argmax, s,
-                                                                                            static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    const int64_t total = numel / V;
+    max_pool2d_backward_kernel<I, V><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, argmax, s, NhwcIndex<I>(s.h, s.w, s.c, V), rows, cols, static_cast<I>(total));
   });
   GRAFT_CUDA_CHECK_LAUNCH("max_pool2d_backward_kernel");
 }
 
 void avg_pool2d_forward_cuda(float* out, const float* inp, const Pool2dShape& s, bool count_include_pad) {
-  const std::int64_t total = s.n * s.p * s.q * s.c;
+  const int64_t total = s.n * s.p * s.q * s.c;
   if (total == 0) return;
-  launch_with_index(total, s.n * s.h * s.w * s.c, total, [&](auto index) {
+  launch_with_index(s.n * s.h * s.w * s.c, total, [&](auto index) {
     using I = decltype(index);
     avg_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, s, count_include_pad, static_cast<I>(total));
+        out, inp, s, count_include_pad, NhwcIndex<I>(s.p, s.q, s.c, 1), static_cast<I>(total));
   });
   GRAFT_CUDA_CHECK_LAUNCH("avg_pool2d_forward_kernel");
 }
 
 void avg_pool2d_backward_cuda(float* dinp, const float* dout, const Pool2dShape& s, bool count_include_pad) {
-  const std::int64_t total = s.n * s.h * s.w * s.c;
-  if (total == 0) return;
-  launch_with_index(total, total, s.n * s.p * s.q * s.c, [&](auto index) {
+  const int64_t numel = s.n * s.h * s.w * s.c;
+  if (numel == 0) return;
+  const bool vectorize = s.c % 4 == 0 && aligned16(dinp) && aligned16(dout);
+  const PoolAxis rows(s.kernel_h, s.stride_h, s.pad_h, s.p), cols(s.kernel_w, s.stride_w, s.pad_w, s.q);
+  launch_with_index_and_width(numel, s.n * s.p * s.q * s.c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    avg_pool2d_backward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, s, count_include_pad, static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    const int64_t total = numel / V;
+    avg_pool2d_backward_kernel<I, V><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, s, count_include_pad, NhwcIndex<I>(s.h, s.w, s.c, V), rows, cols, static_cast<I>(total));
   });
   GRAFT_CUDA_CHECK_LAUNCH("avg_pool2d_backward_kernel");
 }
 
-void adaptive_avg_pool2d_forward_cuda(float* out, const float* inp, std::int64_t n, int h, int w, int c, int p,
-                                      int q) {
-  const std::int64_t total = n * p * q * c;
+void adaptive_avg_pool2d_forward_cuda(float* out, const float* inp, int64_t n, int h, int w, int c, int p, int q) {
+  const int64_t total = n * p * q * c;
   if (total == 0) return;
-  launch_with_index(total, n * h * w * c, total, [&](auto index) {
+  launch_with_index(n * h * w * c, total, [&](auto index) {
     using I = decltype(index);
     adaptive_avg_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, h, w, c, p, q, static_cast<I>(total));
+        out, inp, h, w, c, p, q, NhwcIndex<I>(p, q, c, 1), static_cast<I>(total));
   });
   GRAFT_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
 }
 
-void adaptive_avg_pool2d_backward_cuda(float* dinp, const float* dout, std::int64_t n, int h, int w, int c, int p,
+void adaptive_avg_pool2d_backward_cuda(float* dinp, const float* dout, int64_t n, int h, int w, int c, int p,
                                        int q) {
-  const std::int64_t total = n * h * w * c;
-  if (total == 0) return;
-  launch_with_index(total, total, n * p * q * c, [&](auto index) {
+  const int64_t numel = n * h * w * c;
+  if (numel == 0) return;
+  const bool vectorize = c % 4 == 0 && aligned16(dinp) && aligned16(dout);
+  launch_with_index_and_width(numel, n * p * q * c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    adaptive_avg_pool2d_backward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, h, w, c, p, q, static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    const int64_t total = numel / V;
+    if (p == 1 && q == 1) {
+      const Divider<I> groups(c / V), image(static_cast<I>(static_cast<int64_t>(h) * w));
+      global_avg_pool_backward_kernel<I, V><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
+          dinp, dout, c, static_cast<float>(h * w), groups, image, static_cast<I>(total));
+    } else {
+      adaptive_avg_pool2d_backward_kernel<I, V><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
+          dinp, dout, h, w, c, p, q, NhwcIndex<I>(h, w, c, V), static_cast<I>(total));
+    }
   });
   GRAFT_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_backward_kernel");
 }

@@ -142,7 +142,8 @@ __global__ void __launch_bounds__(kThreads)
       acc += target(c, label, smoothing, off) * (shifted - log_s);
     }
     acc = group_reduce<kGroup>(acc, SumOp{}, smem);
-    if (lane == 0) losses[row] = -acc;
+    // A label outside [0, cols) (checked here, not on the host: that would synchronise every step) gives NaN.
+    if (lane == 0) losses[row] = label >= 0 && label < cols ? -acc : __int_as_float(0x7fc00000);
   }
 }
 
@@ -157,7 +158,9 @@ __global__ void __launch_bounds__(kThreads)
     const float* p = probs + row * cols;
     float* dx = dlogits + row * cols;
     const int64_t label = labels[row];
-    for (int64_t c = lane; c < cols; c += kGroup) dx[c] = (p[c] - target(c, label, smoothing, off)) * g;
+    const bool valid = label >= 0 && label < cols;  // NaN gradients for a bad label, as its loss
+    for (int64_t c = lane; c < cols; c += kGroup)
+      dx[c] = valid ? (p[c] - target(c, label, smoothing, off)) * g : __int_as_float(0x7fc00000);
   }
 }
 

@@ -23,13 +23,21 @@ Conv2d::Conv2d(const Conv2dConfig& c, Generator& gen) : config_(c) {
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) {
+Conv2dOptions Conv2d::options() const {
   Conv2dOptions o;
   o.stride_h = o.stride_w = config_.stride;
   o.pad_h = o.pad_w = config_.padding;
   o.dilation_h = o.dilation_w = config_.dilation;
   o.groups = config_.groups;
-  return conv2d(x, parameter("weight"), bias(), o);
+  return o;
+}
+
+Tensor Conv2d::forward(const Tensor& x) { return conv2d(x, parameter("weight"), bias(), options()); }
+
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  Tensor y = conv2d_relu(x, parameter("weight"), bias(), options());
+  set_last_output_shape(y.shape());
+  return y;
 }
 
 std::string Conv2d::describe() const {

@@ -24,6 +24,8 @@ class Conv2d : public Module {
  public:
   Conv2d(const Conv2dConfig& config, Generator& gen = default_generator());
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one fused op (conv2d_relu); a model calls it for a conv followed by a ReLU module.
+  Tensor forward_relu(const Tensor& x);
   std::string type_name() const override { return "Conv2d"; }
   std::string describe() const override;
   const Conv2dConfig& config() const { return config_; }
@@ -31,6 +33,7 @@ class Conv2d : public Module {
   std::optional<Tensor> bias() { return config_.bias ? std::optional<Tensor>(parameter("bias")) : std::nullopt; }
 
  private:
+  Conv2dOptions options() const;
   Conv2dConfig config_;
 };
 

@@ -56,10 +56,35 @@ std::string VGG::type_name() const {
   return "VGG" + std::to_string(options_.depth) + (options_.batch_norm ? "_BN" : "");
 }
 
+// The features run module by module, fusing what follows a convolution: conv -> relu as one conv2d_relu op,
+// conv -> batch norm -> relu as the batch-norm op with its relu epilogue. Same math as the modules one by one,
+// fewer passes over the activations. A replaced module (replace_module) breaks the pattern and runs as itself.
+Tensor VGG::run_features(const Tensor& x) {
+  const auto& layers = features_->children();
+  auto is_relu = [&](std::size_t i) { return i < layers.size() && dynamic_cast<ReLU*>(layers[i].second.get()); };
+  Tensor y = x;
+  for (std::size_t i = 0; i < layers.size(); ++i) {
+    auto* conv = dynamic_cast<Conv2d*>(layers[i].second.get());
+    auto* bn = i + 1 < layers.size() ? dynamic_cast<BatchNorm2d*>(layers[i + 1].second.get()) : nullptr;
+    if (conv && is_relu(i + 1)) {
+      y = conv->forward_relu(y);
+      layers[++i].second->set_last_output_shape(y.shape());
+    } else if (conv && bn && is_relu(i + 2)) {
+      y = bn->forward_add_relu((*conv)(y), std::nullopt, true);
+      layers[i + 2].second->set_last_output_shape(y.shape());
+      i += 2;
+    } else {
+      y = (*layers[i].second)(y);
+    }
+  }
+  features_->set_last_output_shape(y.shape());
+  return y;
+}
+
 Tensor VGG::forward(const Tensor& x) {
   GRAFT_CHECK(x.ndim() == 4 && x.dim(3) == 3, type_name(), ": input ", shape_str(x.shape()),
               " must be NHWC images (N,H,W,3)");
-  Tensor y = (*features_)(x);
+  Tensor y = run_features(x);
   if (!options_.include_top) return y;
   y = (*child("avgpool"))(y).flatten(1);
   return (*child("classifier"))(y);

@@ -29,6 +29,7 @@ class VGG : public Module {
   const VGGOptions& options() const { return options_; }
 
  private:
+  Tensor run_features(const Tensor& x);
   VGGOptions options_;
   std::shared_ptr<Sequential> features_;
 };

@@ -295,3 +295,36 @@ TEST(Conv2dErrors, DeviceMix) {
 
 }  // namespace
 }  // namespace graft
+
+namespace graft {
+namespace {
+
+// conv2d_relu on the CPU runs the unfused steps: output and every gradient are bitwise those of relu(conv2d(...)).
+TEST(Conv2dRelu, EqualsReluOfConv2dBitwiseOnTheCpu) {
+  Generator gen(77);
+  for (bool with_bias : {true, false}) {
+    Tensor x0 = Tensor::randn({2, 6, 5, 3}, gen), w0 = Tensor::randn({4, 3, 3, 3}, gen), b0 = Tensor::randn({4}, gen);
+    const Conv2dOptions o{.pad_h = 1, .pad_w = 1};
+    auto run = [&](bool fused) {
+      Tensor x = x0.clone(), w = w0.clone(), b = b0.clone();
+      for (Tensor* t : {&x, &w, &b}) t->set_requires_grad(true);
+      std::optional<Tensor> bias = with_bias ? std::optional<Tensor>(b) : std::nullopt;
+      Tensor y = fused ? conv2d_relu(x, w, bias, o) : relu(conv2d(x, w, bias, o));
+      Generator g(5);
+      sum(mul(y, Tensor::randn(y.shape(), g))).backward();
+      std::vector<std::vector<float>> out{y.to_vector(), x.grad().to_vector(), w.grad().to_vector()};
+      if (with_bias) out.push_back(b.grad().to_vector());
+      return out;
+    };
+    const auto fused = run(true), plain = run(false);
+    ASSERT_EQ(fused.size(), plain.size());
+    for (std::size_t i = 0; i < fused.size(); ++i) EXPECT_EQ(fused[i], plain[i]) << "output/grad " << i;
+    int positive = 0, zero = 0;
+    for (float v : fused[0]) (v > 0 ? positive : zero) += 1;
+    EXPECT_GT(positive, 10);
+    EXPECT_GT(zero, 10) << "the relu clips part of the output";
+  }
+}
+
+}  // namespace
+}  // namespace graft

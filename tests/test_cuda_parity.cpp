@@ -577,6 +577,28 @@ TEST(CudaOpParity, MatmulAndLinear) {
 #endif
 }
 
+// conv2d_relu on the GPU: the bias + relu epilogue and the fused mask + bias-gradient pass against the CPU
+// (strict FP32), and its forward bitwise equal to the unfused relu(conv2d(...)) on the GPU.
+TEST(CudaOpParity, Conv2dRelu) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Tf32Guard strict(false);
+  Generator gen(207);
+  const Tol tol{1e-4f, 1e-4f};
+  for (const auto& [xs, ws] : std::vector<std::pair<Shape, Shape>>{{{2, 9, 7, 3}, {8, 3, 3, 3}},      // C=3, K%4==0
+                                                                    {{2, 6, 5, 16}, {5, 3, 3, 16}},   // K=5: scalar
+                                                                    {{1, 14, 14, 64}, {64, 3, 3, 64}}}) {
+    auto f = [](const std::vector<Tensor>& in) { return conv2d_relu(in[0], in[1], in[2], {.pad_h = 1, .pad_w = 1}); };
+    expect_op_parity(f, {rand_cpu(xs, gen, -1.f, 1.f), rand_cpu(ws, gen, -0.3f, 0.3f), rand_cpu({ws[0]}, gen, -0.5f, 0.5f)},
+                     tol, tol);
+    Tensor x = rand_cpu(xs, gen, -1.f, 1.f).to(kCUDA), w = rand_cpu(ws, gen, -0.3f, 0.3f).to(kCUDA);
+    Tensor b = rand_cpu({ws[0]}, gen, -0.5f, 0.5f).to(kCUDA);
+    EXPECT_EQ(conv2d_relu(x, w, b, {.pad_h = 1, .pad_w = 1}).to_vector(),
+              relu(conv2d(x, w, b, {.pad_h = 1, .pad_w = 1})).to_vector());
+  }
+#endif
+}
+
 // Tolerances of the kernel test; the backward also inherits the forward's error in y: softmax dx = y (w - dot)
 // is off by ~1e-5 y, log-softmax dx = w - e^y sum(w) by e^y sum(w) dy with sum(w) ~ cols, p*cols ~ O(1).
 TEST(CudaOpParity, SoftmaxAndLogSoftmax) {

@@ -225,7 +225,13 @@ TEST(LayersParityKernels, Pooling) {
   };
   for (Case k : std::vector<Case>{{2, 9, 11, 37, 3, 3, 2, 2, 1, 1, false}, {3, 10, 8, 5, 3, 2, 2, 3, 1, 1, true},
                                   {2, 7, 7, 2048, 2, 2, 2, 2, 0, 0, true}, {1, 23, 17, 3, 3, 3, 2, 2, 1, 1, true},
-                                  {2, 6, 5, 33, 2, 3, 1, 1, 0, 1, false}}) {
+                                  {2, 6, 5, 33, 2, 3, 1, 1, 0, 1, false},
+                                  // C % 4 == 0: the float4 backward paths. ResNet's stem (3x3/2 pad 1, overlapping
+                                  // windows) at even and odd sizes, VGG's 2x2/2, stride > kernel (uncovered pixels)
+                                  {2, 12, 11, 16, 3, 3, 2, 2, 1, 1, false}, {1, 9, 7, 64, 3, 3, 2, 2, 1, 1, true},
+                                  {2, 8, 10, 4, 2, 2, 2, 2, 0, 0, false}, {1, 11, 10, 8, 2, 2, 3, 3, 0, 0, false},
+                                  // C % 4 != 0: the scalar paths with ResNet's stem geometry
+                                  {2, 10, 9, 3, 3, 3, 2, 2, 1, 1, false}}) {
     auto out_size = [&](int in, int kernel, int stride, int pad) {
       int span = in + 2 * pad - kernel;
       int o = (k.ceil ? (span + stride - 1) / stride : span / stride) + 1;
@@ -272,6 +278,64 @@ TEST(LayersParityKernels, Pooling) {
       adaptive_avg_pool2d_backward_cpu(ptr(da), ptr(da_out), k.n, k.h, k.w, k.c, p, q);
       adaptive_avg_pool2d_backward_cuda(ptr(da_g), ptr(da_out_g), k.n, k.h, k.w, k.c, p, q);
       EXPECT_TRUE(all_close(da_g, da, 1e-6f, 1e-6f)) << "adaptive backward " << p << "x" << q;
+    }
+  }
+}
+
+// The backward gathers add in the CPU's order with the CPU's float operations, so they must agree bit for bit.
+// Inputs drawn from {-1, 0, 1, 2} make most max-pool windows tie (the first maximum in row-major order wins, and
+// overlapping 3x3/2 windows may pick the same input, which then sums two gradients). C = 3 and 6 take the scalar
+// path, C = 8 the float4 path, and C = 8 at pointers one float past 16-byte alignment the scalar fallback.
+TEST(LayersParityKernels, PoolingBackwardIsExactWithTies) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(204);
+  for (int c : {3, 6, 8}) {
+    for (int offset : {0, 1}) {
+      for (Pool2dShape s :
+           {Pool2dShape{2, 11, 12, c, 6, 6, 3, 3, 2, 2, 1, 1}, Pool2dShape{2, 10, 8, c, 5, 4, 2, 2, 2, 2, 0, 0}}) {
+        SCOPED_TRACE("C " + std::to_string(c) + ", offset " + std::to_string(offset) + ", kernel " +
+                     std::to_string(s.kernel_h) + ", H x W " + std::to_string(s.h) + "x" + std::to_string(s.w));
+        const std::int64_t n_in = s.n * s.h * s.w * s.c, n_out = s.n * s.p * s.q * s.c;
+        std::vector<float> xv = Tensor::uniform({n_in}, gen, -1.f, 3.f).to_vector();
+        for (float& v : xv) v = std::floor(v);
+        Tensor x = Tensor::from_vector(xv, {n_in}), dy = Tensor::randn({n_out}, gen);
+        // device buffers one element longer, used from element `offset` on
+        Tensor xg = Tensor::zeros({n_in + 1}, kCUDA), dyg = Tensor::zeros({n_out + 1}, kCUDA);
+        cuda::copy_to_device(ptr(xg) + offset, ptr(x), n_in * sizeof(float));
+        cuda::copy_to_device(ptr(dyg) + offset, ptr(dy), n_out * sizeof(float));
+        Tensor y = Tensor::empty({n_out}), arg = Tensor::empty({n_out}, kCPU, DType::Int32);
+        Tensor y_g = nan_cuda({n_out}), arg_g = minus_one_cuda_int({n_out + 1});
+        std::int32_t* arg_gp = arg_g.data<std::int32_t>() + offset;
+        max_pool2d_forward_cpu(ptr(y), arg.data<std::int32_t>(), ptr(x), s);
+        max_pool2d_forward_cuda(ptr(y_g), arg_gp, ptr(xg) + offset, s);
+        EXPECT_EQ(y_g.to(kCPU).to_vector(), y.to_vector()) << "max forward";
+        std::vector<std::int32_t> arg_host(n_out);
+        cuda::copy_to_host(arg_host.data(), arg_gp, n_out * sizeof(std::int32_t));
+        EXPECT_EQ(arg_host, arg.to_int_vector()) << "argmax";
+
+        auto expect_exact = [&](const Tensor& dx, const std::function<void(float*)>& run_cuda, const char* what) {
+          Tensor dx_g = Tensor::full({n_in + 1}, NAN, kCUDA);
+          run_cuda(ptr(dx_g) + offset);
+          std::vector<float> got(n_in);
+          cuda::copy_to_host(got.data(), ptr(dx_g) + offset, n_in * sizeof(float));
+          EXPECT_EQ(got, dx.to_vector()) << what;
+        };
+        Tensor dx = Tensor::empty({n_in});
+        max_pool2d_backward_cpu(ptr(dx), ptr(dy), arg.data<std::int32_t>(), s);
+        expect_exact(dx, [&](float* d) { max_pool2d_backward_cuda(d, ptr(dyg) + offset, arg_gp, s); }, "max backward");
+        for (bool include_pad : {true, false}) {
+          avg_pool2d_backward_cpu(ptr(dx), ptr(dy), s, include_pad);
+          expect_exact(dx, [&](float* d) { avg_pool2d_backward_cuda(d, ptr(dyg) + offset, s, include_pad); },
+                       include_pad ? "avg backward, count_include_pad" : "avg backward");
+        }
+        // global average pool and a 3x5 adaptive pool (their dout: the first n*p*q*c values of dy)
+        for (auto [p, q] : std::vector<std::pair<int, int>>{{1, 1}, {3, 5}}) {
+          adaptive_avg_pool2d_backward_cpu(ptr(dx), ptr(dy), s.n, s.h, s.w, s.c, p, q);
+          expect_exact(dx, [&](float* d) {
+            adaptive_avg_pool2d_backward_cuda(d, ptr(dyg) + offset, s.n, s.h, s.w, s.c, p, q);
+          }, p == 1 ? "global average pool backward" : "adaptive backward 3x5");
+        }
+      }
     }
   }
 }

@@ -183,6 +183,22 @@ TEST(CudaRuntime, MixedDeviceOpsThrow) {
   expect_device_error([&] { softmax_cross_entropy(gpu, labels); }, "softmax_cross_entropy");
 }
 
+// A label outside [0, C) on the GPU: the kernel, not a host read (which would synchronise every step), checks it
+// and makes that loss and its gradient NaN, which the trainer reports; a valid batch is unaffected.
+TEST(CudaRuntime, CrossEntropyBadLabelOnTheGpuGivesNaN) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(31);
+  Tensor logits = Tensor::randn({3, 5}, gen).to(kCUDA);
+  logits.set_requires_grad(true);
+  Tensor loss = softmax_cross_entropy(logits, Tensor::from_vector(std::vector<std::int32_t>{1, 7, 0}, {3}, kCUDA));
+  EXPECT_TRUE(std::isnan(loss.item()));
+  loss.backward();
+  const std::vector<float> grad = logits.grad().to_vector();
+  EXPECT_TRUE(std::isnan(grad[5]) && std::isnan(grad[9])) << "row 1's gradient";
+  EXPECT_FALSE(std::isnan(softmax_cross_entropy(logits.detach(), Tensor::from_vector(std::vector<std::int32_t>{1, 4, 0},
+                                                                                       {3}, kCUDA)).item()));
+}
+
 // Labels a linear teacher gives x: learnable, so the loss must fall.
 Tensor teacher_labels(const Tensor& x, const Tensor& teacher) {
   const std::vector<float> scores = matmul(x, teacher).to_vector();

@@ -1,7 +1,6 @@
 // Issue 6, correctness on the GPU: 50 SGD steps of ResNet-50 on the GPU track the same 50 steps on the CPU
-// (same initial weights, same batches). With strict FP32 on both devices only the order of floating-point
-// additions differs (cuDNN/cuBLAS vs im2col + OpenBLAS), so the two loss curves must stay within a small
-// tolerance; with TF32 (the GPU default) the deviation is printed, not asserted. Label `gpu`.
+// (same initial weights, same batches, strict FP32 on both: only the order of floating-point additions differs,
+// cuDNN/cuBLAS vs im2col + OpenBLAS). The curves, and a TF32 run's, are printed. Label `gpu`.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -58,43 +57,54 @@ std::vector<float> train_losses(Device device) {
   return losses;
 }
 
-struct Tracking {
-  float max_abs = 0, max_rel = 0;
-  int outside = 0;  // steps where |gpu - cpu| > 0.02 + 2% of the CPU loss
+// The largest |a - b| over the steps, and over the first `first` steps.
+struct Gap {
+  float all = 0, early = 0;
 };
-Tracking compare(const std::vector<float>& cpu, const std::vector<float>& gpu, const char* label) {
-  Tracking t;
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    const float d = std::fabs(cpu[i] - gpu[i]);
-    t.max_abs = std::max(t.max_abs, d);
-    t.max_rel = std::max(t.max_rel, d / std::max(std::fabs(cpu[i]), 1e-3f));
-    if (d > 0.02f + 0.02f * std::fabs(cpu[i])) ++t.outside;
+Gap gap(const std::vector<float>& a, const std::vector<float>& b, std::size_t first = 3) {
+  Gap g;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    g.all = std::max(g.all, d);
+    if (i < first) g.early = std::max(g.early, d);
   }
-  std::printf("[ResNet-50, %d steps, %s] loss cpu %.4f -> %.4f, gpu %.4f -> %.4f; max |gpu-cpu| %.5f (%.3f%%)\n",
-              kSteps, label, cpu.front(), cpu.back(), gpu.front(), gpu.back(), t.max_abs, 100 * t.max_rel);
-  for (std::size_t i = 0; i < cpu.size(); i += 10) std::printf("  step %2zu: cpu %.5f gpu %.5f\n", i, cpu[i], gpu[i]);
-  return t;
+  return g;
+}
+
+void print_curves(const std::vector<float>& cpu, const std::vector<float>& gpu_a, const std::vector<float>& gpu_b,
+                  const std::vector<float>& gpu_tf32) {
+  std::printf("[ResNet-50, %d SGD steps, batch %d, %dx%d] loss by step: cpu | gpu FP32 run a | run b | gpu TF32\n",
+              kSteps, kBatch, kSize, kSize);
+  for (std::size_t i = 0; i < cpu.size(); i += (i < 5 ? 1 : 5))
+    std::printf("  step %2zu: %.5f | %.5f | %.5f | %.5f\n", i, cpu[i], gpu_a[i], gpu_b[i], gpu_tf32[i]);
+  std::printf("  max |gpu a - cpu| %.5f, max |gpu a - gpu b| %.5f, max |tf32 - cpu| %.5f\n", gap(cpu, gpu_a).all,
+              gap(gpu_a, gpu_b).all, gap(cpu, gpu_tf32).all);
 }
 #endif
 
+// What "tracks" means here: the first steps agree to rounding (same weights, same data, strict FP32), both runs
+// learn, and over all 50 steps the GPU is no further from the CPU than the GPU is from itself run to run (cuDNN's
+// fastest algorithms are not deterministic: their rounding differences grow through training the same way)
+// plus a small margin. A wrong gradient on either device breaks the first two; a systematic error the third.
 TEST(CudaTraining, ResNet50FiftyStepsTrackTheCpuRun) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
   const std::vector<float> cpu = train_losses(kCPU);
   const bool saved = cuda::tf32_allowed();
   cuda::set_tf32_allowed(false);
-  const std::vector<float> gpu_fp32 = train_losses(kCUDA);
+  const std::vector<float> gpu_a = train_losses(kCUDA), gpu_b = train_losses(kCUDA);
   cuda::set_tf32_allowed(true);
   const std::vector<float> gpu_tf32 = train_losses(kCUDA);
   cuda::set_tf32_allowed(saved);
+  print_curves(cpu, gpu_a, gpu_b, gpu_tf32);
 
-  ASSERT_EQ(cpu.size(), gpu_fp32.size());
+  ASSERT_EQ(cpu.size(), gpu_a.size());
   EXPECT_LT(cpu.back(), 0.5f * cpu.front()) << "the CPU run learns the fixed batches";
-  const Tracking fp32 = compare(cpu, gpu_fp32, "strict FP32");
-  EXPECT_EQ(fp32.outside, 0) << "strict-FP32 GPU losses stay within 0.02 + 2% of the CPU's at every step";
-  EXPECT_LT(gpu_fp32.back(), 0.5f * gpu_fp32.front());
-  compare(cpu, gpu_tf32, "TF32 (reported only)");
-  EXPECT_LT(gpu_tf32.back(), 0.5f * gpu_tf32.front()) << "TF32 training learns too";
+  EXPECT_LT(gpu_a.back(), 0.5f * gpu_a.front()) << "the GPU run learns them too";
+  EXPECT_LT(gpu_tf32.back(), 0.5f * gpu_tf32.front()) << "and with TF32";
+  EXPECT_LT(gap(cpu, gpu_a).early, 0.01f) << "the first 3 steps agree to rounding";
+  EXPECT_LE(gap(cpu, gpu_a).all, 2.f * gap(gpu_a, gpu_b).all + 0.05f)
+      << "the GPU stays as close to the CPU as to itself run to run";
 #endif
 }
 

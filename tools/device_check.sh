@@ -6,6 +6,7 @@
 #      site-packages nvidia/*/lib) and exports LD_LIBRARY_PATH; prints ldd when something is missing;
 #   3. runs the gpu-labelled tests (ctest -L gpu, or the test binary itself when ctest cannot be used);
 #   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference);
+#      GRAFT_BENCH_FILTER (a regex) runs only the matching benchmarks;
 #   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
 #   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
 #      per-kernel tables go to $OUT/profile_*.txt; only their headline lines are printed);
@@ -211,7 +212,7 @@ main() {
   local bench_rc bench_log
   bench_log=${OUT_DIR:+$OUT_DIR/bench_cuda.log}
   bench_log=${bench_log:-$(mktemp)}
-  timeout 180 "$BENCH_BIN" --benchmark_min_time=0.05 \
+  timeout 180 "$BENCH_BIN" --benchmark_min_time=0.05 ${GRAFT_BENCH_FILTER:+--benchmark_filter=$GRAFT_BENCH_FILTER} \
     ${OUT_DIR:+--benchmark_out=$OUT_DIR/bench_cuda.json --benchmark_out_format=json} >"$bench_log" 2>&1
   bench_rc=$?
   # The full console output stays in the log ($OUT/bench_cuda.log); the summary table and any errors show here.
