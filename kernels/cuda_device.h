@@ -61,8 +61,10 @@ const char* cublas_status_name(cublasStatus_t status);
 #define GRAFT_CUDA_CHECK(expr)                                                                        \
   do {                                                                                                \
     cudaError_t graft_err_ = (expr);                                                                  \
-    if (graft_err_ != cudaSuccess)                                                                    \
+    if (graft_err_ != cudaSuccess) {                                                                  \
+      cudaGetLastError(); /* clear a non-sticky error, so the next check does not report it again */ \
       GRAFT_FAIL("CUDA error in ", #expr, ": ", cudaGetErrorName(graft_err_), " (", cudaGetErrorString(graft_err_), ")"); \
+    }                                                                                                 \
   } while (0)
 #define GRAFT_CUDA_CHECK_LAUNCH(name) GRAFT_CUDA_CHECK(cudaGetLastError())
 #define GRAFT_CUBLAS_CHECK(expr)                                                                      \

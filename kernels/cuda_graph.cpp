@@ -83,7 +83,21 @@ Graph Graph::capture(const std::function<void()>& step) {
   return out;
 }
 
-void Graph::replay() { GRAFT_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(exec_), stream())); }
+// A graph's memory is its own (not the stream-ordered pool's): when the device is full because the pool still holds
+// memory freed earlier, hand that back to the driver and launch once more (what malloc_async does on OOM).
+void Graph::replay() {
+  const auto exec = static_cast<cudaGraphExec_t>(exec_);
+  cudaError_t err = cudaGraphLaunch(exec, stream());
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    synchronize();
+    cudaMemPool_t pool = nullptr;
+    GRAFT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+    GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+    err = cudaGraphLaunch(exec, stream());
+  }
+  GRAFT_CUDA_CHECK(err);
+}
 
 Graph::Graph(Graph&& other) noexcept
     : graph_(std::exchange(other.graph_, nullptr)), exec_(std::exchange(other.exec_, nullptr)), nodes_(other.nodes_) {}
