@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "kernels/batch_norm.h"
 #include "kernels/conv2d.h"
 #include "kernels/elementwise.h"
@@ -45,18 +46,8 @@ void finish(benchmark::State& state, std::int64_t bytes_per_call, const std::str
 
 std::string n_label(std::int64_t n) { return "n=" + std::to_string(n); }
 
-// "(a,b,c)" (ostringstream: GCC 12 reports a false -Wrestrict on `"(" + std::to_string(...)`).
-std::string tuple_label(std::initializer_list<std::int64_t> dims) {
-  std::ostringstream s;
-  s << '(';
-  const char* sep = "";
-  for (std::int64_t d : dims) {
-    s << sep << d;
-    sep = ",";
-  }
-  s << ')';
-  return s.str();
-}
+// "(a,b,c)", as shapes print everywhere else.
+std::string tuple_label(std::initializer_list<std::int64_t> dims) { return shape_str(Shape(dims)); }
 
 // ---- elementwise --------------------------------------------------------------------------------------------
 

@@ -9,11 +9,11 @@
 #include <cstdint>
 #include <exception>
 #include <initializer_list>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/tensor.h"
 #include "kernels/cuda_device.h"
 #include "kernels/random.h"
 
@@ -153,16 +153,6 @@ inline void report_bandwidth(benchmark::State& state, int sets, std::int64_t byt
   state.SetLabel(label);
 }
 
-inline std::string tuple_label(std::initializer_list<std::int64_t> dims) {
-  std::ostringstream s;
-  s << '(';
-  const char* sep = "";
-  for (std::int64_t d : dims) {
-    s << sep << d;
-    sep = ",";
-  }
-  s << ')';
-  return s.str();
-}
+inline std::string tuple_label(std::initializer_list<std::int64_t> dims) { return shape_str(Shape(dims)); }
 
 }  // namespace graft::bench

@@ -79,7 +79,7 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
   const bool records = autograd::needs_grad({&x, &gamma, &beta, &residual});
 
   // The statistics this forward normalises with; the backward uses the same ones.
-  Tensor mean = Tensor::empty({c}, dev), invstd = Tensor::empty({c}, dev);
+  Tensor mean = use_batch_stats ? Tensor::empty({c}, dev) : Tensor(), invstd = Tensor::empty({c}, dev);
   float* rm = update_running ? running_mean.data<float>() : nullptr;
   float* rv = update_running ? running_var.data<float>() : nullptr;
   if (use_batch_stats) {
@@ -120,7 +120,8 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
                                                                        const std::vector<bool>& needs) {
                        const Device d = xs.device();
                        // With relu, dz = dout (y > 0). The residual's gradient is dz itself, so then dz is written
-                       // out once; otherwise the batch-norm kernels mask dout as they read it.
+                       // out once (on CUDA by the reduction pass itself); otherwise the batch-norm kernels mask
+                       // dout as they read it.
                        // sum(dy) and sum(dy xhat): dbeta and dgamma, and part of dx with batch statistics
                        const bool reduce = needs[1] || needs[2] || (needs[0] && use_batch_stats);
                        // On CUDA the reduction writes dz while it sums it (one pass fewer).
@@ -147,9 +148,10 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
 #if GRAFT_HAS_CUDA
                          if (d.is_cuda()) {
                            Tensor workspace = cuda_workspace(m, c);
+                           const Tensor& dy_in = dz_in_reduce ? dout_arg : dout;
                            batch_norm_backward_reduce_cuda(
-                               dgamma.data<float>(), dbeta.data<float>(), (dz_in_reduce ? dout_arg : dout).data<float>(),
-                               xs.data<float>(), mean.data<float>(), invstd.data<float>(), m, c, workspace.data<void>(),
+                               dgamma.data<float>(), dbeta.data<float>(), dy_in.data<float>(), xs.data<float>(),
+                               mean.data<float>(), invstd.data<float>(), m, c, workspace.data<void>(),
                                dz_in_reduce ? ys.data<float>() : mask, dz_in_reduce ? dout.data<float>() : nullptr);
                          } else
 #endif

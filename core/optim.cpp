@@ -8,6 +8,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "kernels/cuda_graph.h"
 #include "kernels/elementwise.h"
 #include "kernels/optimizer.h"
 
@@ -212,6 +213,8 @@ Adam::Adam(std::vector<ParamGroup> groups, const AdamOptions& options, bool deco
 }
 
 void Adam::step() {
+  GRAFT_CHECK(!cuda::capturing(), name_, ": step inside a CUDA graph capture would replay this step's bias "
+              "corrections (they change every step); capture the forward and backward only, or use SGD");
   NoGradGuard no_grad;
   check_all();
   slots_.resize(groups_.size());

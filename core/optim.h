@@ -2,8 +2,8 @@
 //
 // An optimizer is not an autograd op: step() updates the parameters in place with grad mode off: one fused kernel
 // per CPU parameter tensor, and on CUDA one multi-tensor launch per group (per 64 tensors; kernels/optimizer.h),
-// asynchronous, with no host synchronisation and no device allocation after the first step. It holds the parameters as Tensors sharing their impls with
-// the model, so the updates are what the model sees. The update math follows torch.optim exactly (see
+// asynchronous, with no host synchronisation and no device allocation after the first step. It holds the
+// parameters as Tensors sharing their impls with the model, so the updates are what the model sees. The update math follows torch.optim exactly (see
 // kernels/optimizer.h); the constructors reject the same hyperparameters torch rejects, with graft::Error.
 //
 //   SGD opt({{backbone_params, 1e-3f, 1e-4f, "backbone"}, {head_params, 1e-2f, 0.f, "head"}}, {.momentum = 0.9f});

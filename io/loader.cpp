@@ -261,6 +261,16 @@ Loader::~Loader() {
 #endif
 }
 
+std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int epoch, bool shuffle) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
+  if (!shuffle) return order;
+  std::mt19937_64 rng(derive_seed(seed, static_cast<std::uint64_t>(epoch), 0, 0));
+  for (std::int64_t i = n - 1; i > 0; --i)  // Fisher-Yates
+    std::swap(order[static_cast<std::size_t>(i)], order[random_below(rng, static_cast<std::uint64_t>(i) + 1)]);
+  return order;
+}
+
 void Loader::start_epoch(int epoch, std::int64_t first_batch) {
   Impl& m = *impl_;
   GRAFT_CHECK(epoch >= 0, "loader: start_epoch(", epoch, "): the epoch must be >= 0");
@@ -269,13 +279,7 @@ void Loader::start_epoch(int epoch, std::int64_t first_batch) {
   m.stop();
   m.started = false;
   m.epoch = epoch;
-  m.order.resize(static_cast<std::size_t>(m.size));
-  for (std::int64_t i = 0; i < m.size; ++i) m.order[static_cast<std::size_t>(i)] = i;
-  if (m.opt.shuffle) {  // Fisher-Yates
-    std::mt19937_64 rng(derive_seed(m.opt.seed, static_cast<std::uint64_t>(epoch), 0, 0));
-    for (std::int64_t i = m.size - 1; i > 0; --i)
-      std::swap(m.order[static_cast<std::size_t>(i)], m.order[random_below(rng, static_cast<std::uint64_t>(i) + 1)]);
-  }
+  m.order = epoch_order(m.size, m.opt.seed, epoch, m.opt.shuffle);
   m.skipped = 0;
   m.warned = false;
   m.next_batch = m.claim_batch = m.open_end = first_batch;

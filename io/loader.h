@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "core/device.h"
 #include "core/tensor.h"
@@ -40,6 +41,11 @@ struct Batch {
   Tensor labels;  // (B) int32 on options.device
   std::int64_t index = 0;  // batch number within the epoch
 };
+
+// The order of an epoch's examples: 0..n-1 when !shuffle, else the seeded Fisher-Yates shuffle of (seed, epoch).
+// The loader's own order; a consumer that replays an epoch without a loader (the trainer's feature cache) uses it
+// to see the examples in the same order.
+std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int epoch, bool shuffle);
 
 class Loader {
  public:

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
+#include <type_traits>
 
 #include "kernels/batch_norm.h"
 #include "kernels/cuda_device.h"
@@ -51,12 +52,11 @@ __device__ __forceinline__ Vec<W> load_or(const float* p, std::int64_t i, float 
   return x;
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 // The vector width for these pointers (nulls ignored).
 int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {
   if (c % 4 != 0) return 1;
   for (const void* p : pointers)
-    if (p != nullptr && !aligned16(p)) return 1;
+    if (p != nullptr && !cuda::aligned16(p)) return 1;
   return 4;
 }
 
@@ -132,7 +132,10 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
   // Thread (tx, ty) with ty < W folds the row lanes of channel ch0 + ty, in lane order.
   if (ty < W && ch0 + ty < c) {
     double sa = 0.0, sb = 0.0;
-    for (int lane = 0; lane < gy; ++lane) sa += shared_a[lane * row + tx * W + ty], sb += shared_b[lane * row + tx * W + ty];
+    for (int lane = 0; lane < gy; ++lane) {
+      sa += shared_a[lane * row + tx * W + ty];
+      sb += shared_b[lane * row + tx * W + ty];
+    }
     const std::int64_t chunks = gridDim.y;
     partial[chunk * c + ch0 + ty] = sa;
     partial[(chunks + chunk) * c + ch0 + ty] = sb;
@@ -150,7 +153,10 @@ __device__ void sum_partials(const double* partial, std::int64_t chunks, std::in
   sb[threadIdx.x] = b;
   __syncthreads();
   for (int half = kFinalizeThreads / 2; half > 0; half /= 2) {
-    if (static_cast<int>(threadIdx.x) < half) sa[threadIdx.x] += sa[threadIdx.x + half], sb[threadIdx.x] += sb[threadIdx.x + half];
+    if (static_cast<int>(threadIdx.x) < half) {
+      sa[threadIdx.x] += sa[threadIdx.x + half];
+      sb[threadIdx.x] += sb[threadIdx.x + half];
+    }
     __syncthreads();
   }
   sum_a = sa[0];
@@ -263,6 +269,17 @@ void reduce(const float* inp, const float* dout, const float* mean, const float*
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_kernel");
 }
 
+// Calls launch(std::integral_constant<int, W>{}, Index{}) with the vector width w and the narrowest index type
+// that holds n elements (unsigned 32-bit: a cheaper channel modulo; 64-bit past 2^31).
+template <typename Launch>
+void dispatch(int w, std::int64_t n, Launch launch) {
+  const bool narrow = n <= kInt32Limit;
+  if (w == 4 && narrow) launch(std::integral_constant<int, 4>{}, std::uint32_t{});
+  else if (w == 4) launch(std::integral_constant<int, 4>{}, std::int64_t{});
+  else if (narrow) launch(std::integral_constant<int, 1>{}, std::uint32_t{});
+  else launch(std::integral_constant<int, 1>{}, std::int64_t{});
+}
+
 // y = relu(y + bias[channel]) in place, W channels per thread.
 template <int W, typename Index>
 __global__ void bias_relu_forward_kernel(float* y, const float* bias, Index groups, Index c_groups) {
@@ -290,10 +307,11 @@ std::size_t batch_norm_workspace_cuda(std::int64_t m, std::int64_t c) {
 void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
                            std::int64_t m, std::int64_t c, float eps, float momentum, void* workspace) {
   if (c == 0) return;
-  reduce<Sums::Stats>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, nullptr, [&](const double* partial, std::int64_t chunks) {
+  auto finalize = [&](const double* partial, std::int64_t chunks) {
     batch_norm_finalize_stats_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         mean, invstd, running_mean, running_var, partial, chunks, m, c, eps, momentum);
-  });
+  };
+  reduce<Sums::Stats>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, nullptr, finalize);
 }
 
 void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, float eps) {
@@ -308,22 +326,12 @@ void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, co
   const std::int64_t n = m * c;
   if (n == 0) return;
   const int w = width_for(c, {out, inp, mean, invstd, gamma, beta, residual});
-  const std::int64_t groups = n / w, c_groups = c / w;
-  const unsigned grid = cuda::grid_for(groups);
-  if (w == 4 && n <= kInt32Limit)
-    batch_norm_forward_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups),
-        residual, relu);
-  else if (w == 4)
-    batch_norm_forward_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, groups, c_groups, residual, relu);
-  else if (n <= kInt32Limit)
-    batch_norm_forward_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups),
-        residual, relu);
-  else
-    batch_norm_forward_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, groups, c_groups, residual, relu);
+  dispatch(w, n, [&](auto width, auto index) {
+    constexpr int W = decltype(width)::value;
+    using Index = decltype(index);
+    batch_norm_forward_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, invstd, gamma, beta, static_cast<Index>(n / W), static_cast<Index>(c / W), residual, relu);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_forward_kernel");
 }
 
@@ -331,10 +339,11 @@ void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* d
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
                                      void* workspace, const float* relu_out, float* masked_out) {
   if (c == 0) return;
-  reduce<Sums::Backward>(inp, dout, mean, invstd, m, c, workspace, relu_out, masked_out, [&](const double* partial, std::int64_t chunks) {
+  auto finalize = [&](const double* partial, std::int64_t chunks) {
     batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         dgamma, dbeta, partial, chunks, c);
-  });
+  };
+  reduce<Sums::Backward>(inp, dout, mean, invstd, m, c, workspace, relu_out, masked_out, finalize);
 }
 
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
@@ -345,52 +354,42 @@ void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float*
   if (n == 0) return;
   const float inv_m = 1.f / static_cast<float>(m);
   const int w = width_for(c, {dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, relu_out});
-  const std::int64_t groups = n / w, c_groups = c / w;
-  const unsigned grid = cuda::grid_for(groups);
-  if (w == 4 && n <= kInt32Limit)
-    batch_norm_backward_input_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(groups),
-        static_cast<std::uint32_t>(c_groups), inv_m, batch_stats, relu_out);
-  else if (w == 4)
-    batch_norm_backward_input_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, groups, c_groups, inv_m, batch_stats, relu_out);
-  else if (n <= kInt32Limit)
-    batch_norm_backward_input_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<std::uint32_t>(groups),
-        static_cast<std::uint32_t>(c_groups), inv_m, batch_stats, relu_out);
-  else
-    batch_norm_backward_input_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, groups, c_groups, inv_m, batch_stats, relu_out);
+  dispatch(w, n, [&](auto width, auto index) {
+    constexpr int W = decltype(width)::value;
+    using Index = decltype(index);
+    batch_norm_backward_input_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
+        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<Index>(n / W), static_cast<Index>(c / W),
+        inv_m, batch_stats, relu_out);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
 }
 
 void bias_relu_forward_cuda(float* y, const float* bias, std::int64_t m, std::int64_t c) {
   const std::int64_t n = m * c;
   if (n == 0) return;
-  const int w = width_for(c, {y, bias});
-  const std::int64_t groups = n / w, c_groups = c / w;
-  const unsigned grid = cuda::grid_for(groups);
-  if (w == 4 && n <= kInt32Limit)
-    bias_relu_forward_kernel<4, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        y, bias, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups));
-  else if (w == 4)
-    bias_relu_forward_kernel<4, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(y, bias, groups, c_groups);
-  else if (n <= kInt32Limit)
-    bias_relu_forward_kernel<1, std::uint32_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(
-        y, bias, static_cast<std::uint32_t>(groups), static_cast<std::uint32_t>(c_groups));
-  else
-    bias_relu_forward_kernel<1, std::int64_t><<<grid, cuda::kBlock, 0, cuda::stream()>>>(y, bias, groups, c_groups);
+  dispatch(width_for(c, {y, bias}), n, [&](auto width, auto index) {
+    constexpr int W = decltype(width)::value;
+    using Index = decltype(index);
+    bias_relu_forward_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
+        y, bias, static_cast<Index>(n / W), static_cast<Index>(c / W));
+  });
   GRAFT_CUDA_CHECK_LAUNCH("bias_relu_forward_kernel");
 }
 
 void bias_relu_backward_cuda(float* dz, float* dbias, const float* dout, const float* y, std::int64_t m,
                              std::int64_t c, void* workspace) {
-  if (m * c == 0) return;
-  reduce<Sums::Bias>(nullptr, dout, nullptr, nullptr, m, c, workspace, y, dz, [&](const double* partial, std::int64_t chunks) {
+  if (c == 0) return;
+  if (m == 0) {  // an empty batch: no gradient to mask, a zero bias gradient (as the CPU's sum)
+    if (dbias != nullptr)
+      GRAFT_CUDA_CHECK(cudaMemsetAsync(dbias, 0, static_cast<std::size_t>(c) * sizeof(float), cuda::stream()));
+    return;
+  }
+  auto finalize = [&](const double* partial, std::int64_t chunks) {
     if (dbias != nullptr)
       batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
           nullptr, dbias, partial, chunks, c);
-  });
+  };
+  reduce<Sums::Bias>(nullptr, dout, nullptr, nullptr, m, c, workspace, y, dz, finalize);
 }
 
 }  // namespace graft

@@ -112,12 +112,12 @@ void* malloc_async(std::size_t bytes) {
   const Context& ctx = context();
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes, ctx.stream);
-  if (err == cudaErrorMemoryAllocation) {
-    // The pool may hold enough freed memory in blocks of the wrong sizes: hand it back to the driver and try
-    // once more before giving up (what PyTorch's caching allocator does on OOM).
+  if (err == cudaErrorMemoryAllocation && !capturing()) {
+    // The pool (and graphs' memory cache) may hold enough freed memory in blocks of the wrong sizes: hand it back
+    // to the driver and try once more before giving up (what PyTorch's caching allocator does on OOM). Not while a
+    // graph is being captured: synchronising would invalidate the capture.
     cudaGetLastError();
-    GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-    GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(ctx.pool, 0));
+    release_cached_memory();
     err = cudaMallocAsync(&ptr, bytes, ctx.stream);
   }
   if (err != cudaSuccess) {
@@ -132,6 +132,13 @@ void* malloc_async(std::size_t bytes) {
   }
   capture_note_alloc(ptr);
   return ptr;
+}
+
+void release_cached_memory() {
+  const Context& ctx = context();
+  GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(ctx.pool, 0));
+  GRAFT_CUDA_CHECK(cudaDeviceGraphMemTrim(0));
 }
 
 void free_async(void* ptr) {

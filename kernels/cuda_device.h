@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "core/error.h"
@@ -22,6 +23,9 @@ cublasHandle_t cublas_handle();  // bound to stream()
 
 // Stream-ordered allocation from a pool that keeps freed memory (release threshold = max).
 void* malloc_async(std::size_t bytes);
+// Waits for the stream, then hands the memory the stream-ordered pool and graphs keep cached back to the driver
+// (the out-of-memory retry of malloc_async and Graph::replay).
+void release_cached_memory();
 void free_async(void* ptr);
 // Copies on the compute stream; a copy to the host waits for it.
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
@@ -53,6 +57,10 @@ inline unsigned grid_for(long long n, int block = kBlock) {
   if (blocks < 1) blocks = 1;
   return static_cast<unsigned>(blocks < 65535LL * 8 ? blocks : 65535LL * 8);
 }
+
+// True when p may be read and written as float4 / int4 (16-byte aligned): the kernels' vectorised paths check
+// every pointer they would use that way and fall back to scalar access otherwise (views can start anywhere).
+inline bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 const char* cublas_status_name(cublasStatus_t status);
 

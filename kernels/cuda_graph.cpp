@@ -16,17 +16,18 @@ std::mutex g_mutex;
 std::unordered_set<void*> g_captured_allocs;  // cudaMallocAsync'd while capturing: the graph's own memory
 std::vector<void*> g_held_frees;               // frees of older memory, held back until capture ends
 
-// Ends the capture's bookkeeping; frees what was held back (outside capture now) and returns how many.
-std::size_t finish_capture_bookkeeping() {
+// Ends the capture's bookkeeping and returns the frees that were held back (the caller frees them once nothing
+// recorded can still read them).
+std::vector<void*> end_capture_bookkeeping() {
   std::vector<void*> held;
-  {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_capturing = false;
-    g_captured_allocs.clear();
-    held.swap(g_held_frees);
-  }
-  for (void* ptr : held) free_async(ptr);
-  return held.size();
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_capturing = false;
+  g_captured_allocs.clear();
+  held.swap(g_held_frees);
+  return held;
+}
+void free_all(const std::vector<void*>& ptrs) {
+  for (void* ptr : ptrs) free_async(ptr);
 }
 }  // namespace
 
@@ -58,17 +59,15 @@ Graph Graph::capture(const std::function<void()>& step) {
   } catch (...) {
     if (cudaStreamEndCapture(stream(), &graph) == cudaSuccess && graph != nullptr) cudaGraphDestroy(graph);
     cudaGetLastError();  // an invalidated capture leaves an error behind: clear it so the engine stays usable
-    finish_capture_bookkeeping();
+    free_all(end_capture_bookkeeping());
     throw;
   }
   const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
-  const std::size_t held = finish_capture_bookkeeping();
-  if (ended != cudaSuccess || held > 0) {
+  const std::vector<void*> held = end_capture_bookkeeping();
+  if (ended != cudaSuccess) {
     if (graph != nullptr) cudaGraphDestroy(graph);
     cudaGetLastError();
-    GRAFT_CHECK(held == 0, "cuda graph: the captured step freed ", held, " tensor(s) allocated before the capture (for "
-                "example gradients left by an earlier step: call zero_grad before capturing); a replay would read "
-                "freed memory, so nothing was captured");
+    free_all(held);
     GRAFT_CUDA_CHECK(ended);
   }
   Graph out;
@@ -79,7 +78,16 @@ Graph Graph::capture(const std::function<void()>& step) {
   cudaGraphExec_t exec = nullptr;
   GRAFT_CUDA_CHECK(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
   out.exec_ = exec;
-  out.replay();  // the step has now run once, and memory it kept is real memory the caller may free
+  // The step runs once now, so what it stored outside itself (outputs, gradients, optimizer state) is real memory
+  // holding real results, as after an eager run - also when the graph is refused just below.
+  out.replay();
+  if (!held.empty()) {
+    synchronize();  // the run may read the older memory it freed: release that only after it
+    free_all(held);
+    GRAFT_FAIL("cuda graph: the captured step freed ", held.size(), " tensor(s) allocated before the capture (for "
+               "example gradients left by an earlier step: call zero_grad before capturing); a replay would read freed "
+               "memory, so the graph is not kept (the step ran once, as if eagerly)");
+  }
   return out;
 }
 
@@ -90,10 +98,7 @@ void Graph::replay() {
   cudaError_t err = cudaGraphLaunch(exec, stream());
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    synchronize();
-    cudaMemPool_t pool = nullptr;
-    GRAFT_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
-    GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
+    release_cached_memory();
     err = cudaGraphLaunch(exec, stream());
   }
   GRAFT_CUDA_CHECK(err);

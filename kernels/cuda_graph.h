@@ -10,18 +10,23 @@
 // and keeps (an output tensor the caller holds) is freed and allocated again, at the same address, by each
 // replay (cudaGraphInstantiateFlagAutoFreeOnLaunch), so the caller's tensor shows the latest replay's result.
 //
-// The rules a captured step must keep (the first two are checked and refused with a graft::Error):
+// The rules a captured step must keep (refused with a graft::Error where marked):
 //   - Run the step eagerly at least once before capturing: cuDNN's algorithm search for a new convolution shape
-//     synchronises the device and cannot be recorded.
-//   - Host-side values are recorded, not re-read: dropout's random offsets (refused in training mode while
-//     capturing: every replay would draw the same mask), and every scalar handed to a kernel - a learning rate
-//     changed by a schedule, Adam's bias corrections (which change each step). Capture SGD at a fixed learning
-//     rate, or capture only the forward and backward.
+//     synchronises the device and cannot be recorded (refused).
+//   - Host-side values are recorded, not re-read: dropout's random offsets (refused in training mode: every
+//     replay would draw the same mask), Adam's bias corrections, which change each step (Adam::step refuses to
+//     be captured), and every scalar handed to a kernel, such as a learning rate a schedule changes (not
+//     detectable: capture SGD at a fixed learning rate, or capture only the forward and backward).
 //   - Inputs live in tensors allocated before capture; refill them in place (Tensor::copy_) between replays.
 //   - Nothing in the step may read device values on the host (item(), to(cpu)).
 //   - The step may free only memory it allocated itself: a graph replay would read memory freed before it ran.
-//     Such frees (e.g. gradients left by a step without zero_grad) are held back until capture ends, then
-//     capture fails with a graft::Error saying how many there were.
+//     Such frees (e.g. gradients left by a step without zero_grad) are held back; the step then runs once, the
+//     held memory is freed after it, and capture is refused with the count.
+// Memory: a kept output is re-allocated at the same address by every replay, and the graph may give that
+// address range to the step's intermediate tensors while it runs (their lifetimes do not overlap): legal, but
+// compute-sanitizer memcheck reports such writes as out of bounds (seen on an H100). A step that writes its result
+// into a tensor allocated before the capture (`out.copy_from(...)`) keeps no graph memory and avoids this.
+// If the step throws, capture ends and nothing is run; what the step stored outside itself is then not valid.
 #pragma once
 
 #include <functional>

@@ -38,7 +38,6 @@ __device__ __forceinline__ void store_pack(float* p, const Pack<W>& x) {
   }
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // ---- maps: out[i] = fn(x0[i], x1[i], i) ------------------------------------------------------------------
 
@@ -71,7 +70,7 @@ __global__ void map_kernel(float* out, const float* x0, const float* x1, int64_t
 template <int kInputs, class Fn>
 void launch_map(float* out, const float* x0, const float* x1, int64_t n, Fn fn) {
   if (n <= 0) return;
-  bool vec = aligned16(out) && (kInputs < 1 || aligned16(x0)) && (kInputs < 2 || aligned16(x1));
+  bool vec = cuda::aligned16(out) && (kInputs < 1 || cuda::aligned16(x0)) && (kInputs < 2 || cuda::aligned16(x1));
   if (vec && n >= 4) {
     map_kernel<4, kInputs><<<cuda::grid_for(n / 4), cuda::kBlock, 0, cuda::stream()>>>(out, x0, x1, n, fn);
   } else {
@@ -167,8 +166,9 @@ void launch_binary(float* out, const float* a, Broadcast ia, const float* b, Bro
   if (!per_channel) channels = 1;  // keeps the modulo well defined whatever the caller passed
   GRAFT_CHECK(channels > 0, "binary_forward_cuda: per-channel broadcast needs channels > 0, got ", channels);
   // A scalar operand is read as one float, so only full and per-channel operands constrain alignment.
-  auto vec_ok = [&](const float* p, Broadcast mode) { return mode == Broadcast::Scalar || aligned16(p); };
-  const bool vec = n >= 4 && aligned16(out) && vec_ok(a, ia) && vec_ok(b, ib) && (!per_channel || channels % 4 == 0);
+  auto vec_ok = [&](const float* p, Broadcast mode) { return mode == Broadcast::Scalar || cuda::aligned16(p); };
+  const bool vec =
+      n >= 4 && cuda::aligned16(out) && vec_ok(a, ia) && vec_ok(b, ib) && (!per_channel || channels % 4 == 0);
   const int w = vec ? 4 : 1;
   // Several units per thread amortize the one 64-bit modulo each thread does to find its first channel.
   const int64_t units = n / w;

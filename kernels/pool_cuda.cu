@@ -110,7 +110,6 @@ __device__ __forceinline__ void store(T* p, const Pack<T, V>& x) {
   *reinterpret_cast<Pack<T, V>*>(p) = x;
 }
 
-bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
 // ---- forward: one thread per output element ------------------------------------------------------------------
 
@@ -295,7 +294,7 @@ void max_pool2d_forward_cuda(float* out, std::int32_t* argmax, const float* inp,
 void max_pool2d_backward_cuda(float* dinp, const float* dout, const std::int32_t* argmax, const Pool2dShape& s) {
   const int64_t numel = s.n * s.h * s.w * s.c;
   if (numel == 0) return;
-  const bool vectorize = s.c % 4 == 0 && aligned16(dinp) && aligned16(dout) && aligned16(argmax);
+  const bool vectorize = s.c % 4 == 0 && cuda::aligned16(dinp) && cuda::aligned16(dout) && cuda::aligned16(argmax);
   const PoolAxis rows(s.kernel_h, s.stride_h, s.pad_h, s.p), cols(s.kernel_w, s.stride_w, s.pad_w, s.q);
   launch_with_index_and_width(numel, s.n * s.p * s.q * s.c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
@@ -321,7 +320,7 @@ void avg_pool2d_forward_cuda(float* out, const float* inp, const Pool2dShape& s,
 void avg_pool2d_backward_cuda(float* dinp, const float* dout, const Pool2dShape& s, bool count_include_pad) {
   const int64_t numel = s.n * s.h * s.w * s.c;
   if (numel == 0) return;
-  const bool vectorize = s.c % 4 == 0 && aligned16(dinp) && aligned16(dout);
+  const bool vectorize = s.c % 4 == 0 && cuda::aligned16(dinp) && cuda::aligned16(dout);
   const PoolAxis rows(s.kernel_h, s.stride_h, s.pad_h, s.p), cols(s.kernel_w, s.stride_w, s.pad_w, s.q);
   launch_with_index_and_width(numel, s.n * s.p * s.q * s.c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
@@ -348,7 +347,7 @@ void adaptive_avg_pool2d_backward_cuda(float* dinp, const float* dout, int64_t n
                                        int q) {
   const int64_t numel = n * h * w * c;
   if (numel == 0) return;
-  const bool vectorize = c % 4 == 0 && aligned16(dinp) && aligned16(dout);
+  const bool vectorize = c % 4 == 0 && cuda::aligned16(dinp) && cuda::aligned16(dout);
   launch_with_index_and_width(numel, n * p * q * c, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
     constexpr int V = decltype(width)::value;

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -31,6 +32,11 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
   if (worst_excess < 0) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "element " << worst << " of " << x.size() << ": " << x[worst]
                                        << " vs reference " << y[worst] << " (atol " << atol << ", rtol " << rtol << ")";
+}
+
+// The same bits, element for element (memcmp: +0 and -0 differ, NaNs compare by payload).
+inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
 // Runs `f` and expects a graft::Error whose message (without the source location) contains every fragment;

@@ -21,6 +21,8 @@
 namespace graft {
 namespace {
 
+using testing::bitwise_equal;
+
 #if GRAFT_HAS_CUDA
 class DeterministicMode {
  public:
@@ -56,9 +58,6 @@ TrainResult train_resnet18(int steps) {
   return run;
 }
 
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 #endif
 
 TEST(CudaDeterminism, TwoResNet18TrainStepsAreBitwiseEqualInDeterministicMode) {

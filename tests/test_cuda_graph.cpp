@@ -21,10 +21,9 @@
 namespace graft {
 namespace {
 
+using testing::bitwise_equal;
+
 #if GRAFT_HAS_CUDA
-bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
-}
 
 Tensor batch(int index) {
   Generator data(200 + static_cast<std::uint64_t>(index));
@@ -131,6 +130,13 @@ TEST(CudaGraph, RefusesWhatAReplayWouldGetWrongAndStaysUsable) {
   Tensor older = x.clone();
   why = error_of([&] { cuda::Graph::capture([&] { older = Tensor(); }); });
   EXPECT_NE(why.find("freed 1 tensor"), std::string::npos) << why;
+  // Adam's bias corrections change every step: its step refuses to be captured.
+  Tensor p = x.clone();
+  p.set_requires_grad(true);
+  sum(mul(p, p)).backward();
+  Adam adam(std::vector<Tensor>{p}, {.lr = 1e-3f});
+  why = error_of([&] { cuda::Graph::capture([&] { adam.step(); }); });
+  EXPECT_NE(why.find("bias corrections"), std::string::npos) << why;
   // Still usable: the same convolution now runs eagerly, then captures and replays.
   Tensor eager = conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1});
   Tensor out;

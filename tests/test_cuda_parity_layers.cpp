@@ -163,7 +163,7 @@ TEST(LayersParityKernels, BatchNorm) {
   // sizes, one tall case that uses many row chunks, a single channel
   for (BnCase s : std::vector<BnCase>{{105, 37}, {18, 2048}, {5, 3}, {4 * 28 * 28, 64}, {4 * 14 * 14, 256},
                                       {4 * 7 * 7, 512}, {2 * 7 * 7, 1024}, {2 * 4 * 4, 2048}, {16 * 56 * 56, 64},
-                                      {1000, 1}}) {
+                                      {1000, 1}, {333, 4}, {250, 8}, {97, 12}}) {  // last 3: float4, 1-3 groups
     SCOPED_TRACE("M " + std::to_string(s.m) + " C " + std::to_string(s.c));
     const std::int64_t m = s.m, c = s.c;
     Tensor x = Tensor::randn({m, c}, gen, kCPU, 3.f, 2.f), dy = Tensor::randn({m, c}, gen);

@@ -1,10 +1,7 @@
 #include "train/feature_cache.h"
 
-#include <random>
-
 #include "core/autograd.h"
 #include "core/error.h"
-#include "io/transforms.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "models/zoo.h"
@@ -127,33 +124,6 @@ FeatureCache extract_features(Module& model, const std::string& head, const Load
   }
   model.train(was_training);
   return cache;
-}
-
-namespace {
-// The loader's shuffle seed (io/loader.cpp derive_seed(seed, epoch, stream 0, index 0)), repeated here so the cached
-// head sees its examples in the loader's order; a test compares the two paths with shuffling on.
-std::uint64_t splitmix64(std::uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-std::uint64_t shuffle_seed(std::uint64_t seed, std::uint64_t epoch) {
-  std::uint64_t h = splitmix64(seed);
-  h = splitmix64(h ^ epoch);
-  h = splitmix64(h ^ 0);
-  return splitmix64(h ^ 0);
-}
-}  // namespace
-
-std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int epoch, bool shuffle) {
-  std::vector<std::int64_t> order(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
-  if (!shuffle) return order;
-  std::mt19937_64 rng(shuffle_seed(seed, static_cast<std::uint64_t>(epoch)));
-  for (std::int64_t i = n - 1; i > 0; --i)  // Fisher-Yates, as the loader
-    std::swap(order[static_cast<std::size_t>(i)], order[random_below(rng, static_cast<std::uint64_t>(i) + 1)]);
-  return order;
 }
 
 }  // namespace graft

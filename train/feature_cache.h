@@ -40,7 +40,4 @@ std::shared_ptr<Module> module_at(Module& root, const std::string& path);
 FeatureCache extract_features(Module& model, const std::string& head, const Loader& source, bool progress,
                               const std::string& label);
 
-// The order of an epoch's examples: 0..n-1 when !shuffle, else the seeded shuffle of (seed, epoch).
-std::vector<std::int64_t> epoch_order(std::int64_t n, std::uint64_t seed, int epoch, bool shuffle);
-
 }  // namespace graft

@@ -67,6 +67,8 @@ std::int64_t score(const Tensor& logits, const Tensor& labels, EvalResult* resul
   const std::size_t c = static_cast<std::size_t>(logits.dim(1));
   std::int64_t top1 = 0;
   for (std::size_t i = 0; i < y.size(); ++i) {
+    GRAFT_CHECK(y[i] >= 0 && static_cast<std::size_t>(y[i]) < c, "evaluate: label ", y[i], " at row ", i,
+                " is outside [0, ", c, ") for logits ", shape_str(logits.shape()));
     const float* row = &v[i * c];
     const auto label = static_cast<std::size_t>(y[i]);
     // rank of the true class: entries above it, ties broken by index (as argmax takes the first maximum)
@@ -302,7 +304,14 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
                    options.out_dir.empty() ? std::string()
                                            : "; " + options.out_dir + "/last.h5 holds the last good state (if any)");
       };
-      if (!std::isfinite(value)) fault("loss", value);
+      if (!std::isfinite(value)) {
+        // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.
+        const std::vector<std::int32_t> y = b->labels.to_int_vector();
+        for (std::size_t i = 0; i < y.size(); ++i)
+          GRAFT_CHECK(y[i] >= 0 && y[i] < logits.dim(1), "finetune: label ", y[i], " at row ", i, " of epoch ",
+                      epoch + 1, " step ", step + 1, " is outside [0, ", logits.dim(1), ")");
+        fault("loss", value);
+      }
       loss.backward();
       if (options.clip_grad_norm > 0 || (options.grad_check_every > 0 && (step + 1) % options.grad_check_every == 0)) {
         float norm = clip_grad_norm(params, clip);
