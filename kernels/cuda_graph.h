@@ -17,15 +17,16 @@
 //     replay would draw the same mask), Adam's bias corrections, which change each step (Adam::step refuses to
 //     be captured), and every scalar handed to a kernel, such as a learning rate a schedule changes (not
 //     detectable: capture SGD at a fixed learning rate, or capture only the forward and backward).
-//   - Inputs live in tensors allocated before capture; refill them in place (Tensor::copy_) between replays.
+//   - Inputs live in tensors allocated before capture; refill them in place (Tensor::copy_from) between replays.
 //   - Nothing in the step may read device values on the host (item(), to(cpu)).
 //   - The step may free only memory it allocated itself: a graph replay would read memory freed before it ran.
 //     Such frees (e.g. gradients left by a step without zero_grad) are held back; the step then runs once, the
 //     held memory is freed after it, and capture is refused with the count.
 // Memory: a kept output is re-allocated at the same address by every replay, and the graph may give that
-// address range to the step's intermediate tensors while it runs (their lifetimes do not overlap): legal, but
-// compute-sanitizer memcheck reports such writes as out of bounds (seen on an H100). A step that writes its result
-// into a tensor allocated before the capture (`out.copy_from(...)`) keeps no graph memory and avoids this.
+// address range to the step's intermediate tensors while it runs (their lifetimes do not overlap). That is legal,
+// and it is the likeliest reason compute-sanitizer memcheck flagged such writes as out of bounds on an H100 while
+// the replays were bitwise correct (bench/RESULTS.md). A step that writes its result into a tensor allocated
+// before the capture (`out.copy_from(...)`) keeps no graph memory.
 // If the step throws, capture ends and nothing is run; what the step stored outside itself is then not valid.
 #pragma once
 
@@ -38,9 +39,9 @@ namespace graft::cuda {
 // replayed check it.
 bool capturing();
 
-// The allocator's hooks (kernels/cuda_device.cpp): capture_note_alloc records a cudaMallocAsync made while capturing;
-// capture_take_free returns false when the caller must NOT free `ptr` now (allocated before the capture: it is held
-// back, freed when the capture ends, and counted against the capture).
+// The allocator's hooks (kernels/cuda_device.cpp): capture_note_alloc records a cudaMallocAsync made while
+// capturing; capture_take_free returns false when the caller must NOT free `ptr` now (allocated before the
+// capture: it is held back, freed after the capture, and counted against it).
 void capture_note_alloc(void* ptr);
 bool capture_take_free(void* ptr);
 

@@ -1,10 +1,14 @@
 // graft bench --arch A --batch B --size S --mode infer|train|features --device cpu|cuda [--iters N] [--warmup W]
+//             [--graph] [--profile]
 // Prints one machine-readable line:
-//   arch=resnet50 dialect=torchvision mode=train device=cpu batch=8 size=224 iters=3 ms_per_batch=...
+//   arch=resnet50 dialect=torchvision mode=train device=cpu batch=8 size=224 iters=3 graph=0 ms_per_batch=...
 //   images_per_s=... peak_mem_mb=...   (all on one line)
+// --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
+// GPU's own time per kernel over the timed steps first (tools/kernel_profile.h).
 // Inference runs in eval mode without grad; a train step is forward + softmax-cross-entropy + backward + SGD
 // (momentum 0.9) on synthetic data; `features` is the same step with every parameter frozen except the classifier
-// head (the feature-extraction recipe: backward stops at the head's input). The peak is graft's allocator peak on the device during the timed steps.
+// head (the feature-extraction recipe: backward stops at the head's input). The peak is graft's allocator peak on
+// the device during the timed steps (with --graph: during the capture, whose allocations are the graph's memory).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -137,8 +141,8 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--device", args->device, "cpu, cuda or auto")->capture_default_str()->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   cmd->add_option("--iters", args->iters, "timed steps (median reported)")->capture_default_str()->check(CLI::Range(1, 100000));
   cmd->add_option("--warmup", args->warmup, "untimed steps first")->capture_default_str()->check(CLI::Range(0, 1000));
-  cmd->add_flag("--graph", args->graph, "capture the step once as a CUDA graph and time its replays (SGD at a fixed lr: "
-                "the same step as without it)");
+  cmd->add_flag("--graph", args->graph,
+                "capture the step once as a CUDA graph and time its replays (SGD at a fixed lr: the same step)");
   cmd->add_flag("--profile", args->profile, "print the GPU kernels of the timed steps by total time (needs libcupti)");
   cmd->callback([args] { run_bench(*args); });
 }

@@ -117,7 +117,8 @@ std::string kernel_profile_report(int steps, int top) {
   const double per_step = steps > 0 ? 1.0 / steps : 1.0;
   std::string out;
   char line[320];
-  std::snprintf(line, sizeof line, "kernel profile: %.3f ms of kernel time per step, %.1f launches per step, %zu kernels\n",
+  std::snprintf(line, sizeof line,
+                "kernel profile: %.3f ms of kernel time per step, %.1f launches per step, %zu kernels\n",
                 total_ns * per_step / 1e6, static_cast<double>(launches) * per_step, rows.size());
   out += line;
   for (std::size_t i = 0; i < rows.size() && static_cast<int>(i) < top; ++i) {
