@@ -73,6 +73,10 @@ void sgd_step_cpu(float* param, float* momentum_buf, const float* grad, std::int
 void adam_step_cpu(float* param, float* exp_avg, float* exp_avg_sq, const float* grad, std::int64_t n, float lr,
                    float beta1, float beta2, float eps, float weight_decay, bool decoupled, std::int64_t step);
 
+// The multi-tensor CUDA steps' launch shape (below); plain constants, so tests size their cases by them in any build.
+inline constexpr int kOptimizerMultiTensors = 64;     // tensors per launch
+inline constexpr std::int64_t kOptimizerChunk = 16384;  // elements per block
+
 #if GRAFT_HAS_CUDA
 // Same contracts; grid-stride kernels on graft's compute stream (asynchronous).
 void sgd_step_cuda(float* param, float* momentum_buf, const float* grad, std::int64_t n, float lr, float momentum,
@@ -85,9 +89,6 @@ void adam_step_cuda(float* param, float* exp_avg, float* exp_avg_sq, const float
 // parameter (no device allocation, no host-to-device copy, no synchronisation: capturable in a CUDA graph), up
 // to kOptimizerMultiTensors tensors per launch; each block updates one chunk of kOptimizerChunk elements of one
 // tensor. Tensors with n == 0 are skipped. Pointers must stay valid until the stream reaches the launch.
-inline constexpr int kOptimizerMultiTensors = 64;
-inline constexpr std::int64_t kOptimizerChunk = 16384;
-
 struct SGDMultiTensor {
   float* param;
   float* momentum_buf;  // null when momentum == 0
