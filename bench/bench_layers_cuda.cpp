@@ -320,26 +320,9 @@ std::string params_label(const ParamLayout& l) {
 }
 
 // SGD, momentum 0.9, weight decay 1e-4 (not the first step: the buffer is read): read p, g, buf; write p, buf.
-void BM_sgd_step_resnet50_cuda(benchmark::State& state) {
-  guarded(state, [&] {
-    const ParamLayout l = resnet50_layout();
-    const std::int64_t bytes = 5 * l.total * kF;
-    const int sets = rotation_sets(bytes);
-    auto p = random_buffers(sets, l.padded, 640), g = random_buffers(sets, l.padded, 641, -1e-2f, 1e-2f);
-    auto buf = random_buffers(sets, l.padded, 642, -1e-2f, 1e-2f);
-    const double t = run_timed(state, sets, [&](int s) {
-      for (std::size_t i = 0; i < l.sizes.size(); ++i) {
-        const std::int64_t o = l.offsets[i];
-        sgd_step_cuda(p[s].f() + o, buf[s].f() + o, g[s].f() + o, l.sizes[i], 0.1f, 0.9f, 0.f, 1e-4f, false, false);
-      }
-    });
-    report_bandwidth(state, sets, bytes, t, params_label(l) + " momentum");
-  });
-}
-BENCHMARK(BM_sgd_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
-
-// The same SGD step (same operands, bytes and seed) through sgd_step_multi_cuda, as SGD::step runs it on CUDA.
-void BM_sgd_step_multi_resnet50_cuda(benchmark::State& state) {
+// `multi`: the same operands, bytes and seed through sgd_step_multi_cuda (as SGD::step runs it on CUDA) instead of
+// one sgd_step_cuda launch per tensor.
+void sgd_step_resnet50(benchmark::State& state, bool multi) {
   guarded(state, [&] {
     const ParamLayout l = resnet50_layout();
     const std::int64_t bytes = 5 * l.total * kF;
@@ -350,15 +333,22 @@ void BM_sgd_step_multi_resnet50_cuda(benchmark::State& state) {
     const double t = run_timed(state, sets, [&](int s) {
       for (std::size_t i = 0; i < l.sizes.size(); ++i) {
         const std::int64_t o = l.offsets[i];
-        list[i] = {p[s].f() + o, buf[s].f() + o, g[s].f() + o, l.sizes[i], false};
+        float *param = p[s].f() + o, *momentum = buf[s].f() + o, *grad = g[s].f() + o;
+        if (multi) list[i] = {param, momentum, grad, l.sizes[i], false};
+        else sgd_step_cuda(param, momentum, grad, l.sizes[i], 0.1f, 0.9f, 0.f, 1e-4f, false, false);
       }
-      sgd_step_multi_cuda(list, 0.1f, 0.9f, 0.f, 1e-4f, false);
+      if (multi) sgd_step_multi_cuda(list, 0.1f, 0.9f, 0.f, 1e-4f, false);
     });
-    const std::int64_t launches = (static_cast<std::int64_t>(l.sizes.size()) + kOptimizerMultiTensors - 1) /
-                                  kOptimizerMultiTensors;
-    report_bandwidth(state, sets, bytes, t, params_label(l) + " momentum, " + std::to_string(launches) + " launches");
+    const std::int64_t launches = multi ? (static_cast<std::int64_t>(l.sizes.size()) + kOptimizerMultiTensors - 1) /
+                                              kOptimizerMultiTensors
+                                        : static_cast<std::int64_t>(l.sizes.size());
+    report_bandwidth(state, sets, bytes, t,
+                     params_label(l) + " momentum" + (multi ? ", " + std::to_string(launches) + " launches" : ""));
   });
 }
+void BM_sgd_step_resnet50_cuda(benchmark::State& state) { sgd_step_resnet50(state, false); }
+void BM_sgd_step_multi_resnet50_cuda(benchmark::State& state) { sgd_step_resnet50(state, true); }
+BENCHMARK(BM_sgd_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgd_step_multi_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // AdamW (decoupled weight decay 0.05), step 10: read p, g, m, v; write p, m, v.

@@ -13,6 +13,9 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#if GRAFT_HAS_CUDA
+#include "kernels/cuda_device.h"
+#endif
 
 namespace graft::testing {
 
@@ -33,6 +36,27 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
   return ::testing::AssertionFailure() << "element " << worst << " of " << x.size() << ": " << x[worst]
                                        << " vs reference " << y[worst] << " (atol " << atol << ", rtol " << rtol << ")";
 }
+
+#if GRAFT_HAS_CUDA
+// Scoped switches of the CUDA math modes (restored on scope exit, also when a test fails by exception):
+// TF32 for convolutions and GEMMs, and deterministic cuDNN algorithm choice (kernels/cuda_device.h).
+class Tf32Guard {
+ public:
+  explicit Tf32Guard(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
+  ~Tf32Guard() { cuda::set_tf32_allowed(saved_); }
+
+ private:
+  bool saved_;
+};
+class DeterministicMode {
+ public:
+  DeterministicMode() : saved_(cuda::deterministic()) { cuda::set_deterministic(true); }
+  ~DeterministicMode() { cuda::set_deterministic(saved_); }
+
+ private:
+  bool saved_;
+};
+#endif
 
 // The same bits, element for element (memcmp: +0 and -0 differ, NaNs compare by payload).
 inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {

@@ -24,14 +24,7 @@ namespace {
 using testing::bitwise_equal;
 
 #if GRAFT_HAS_CUDA
-class DeterministicMode {
- public:
-  DeterministicMode() : saved_(cuda::deterministic()) { cuda::set_deterministic(true); }
-  ~DeterministicMode() { cuda::set_deterministic(saved_); }
-
- private:
-  bool saved_;
-};
+using testing::DeterministicMode;
 
 struct TrainResult {
   std::vector<float> losses;

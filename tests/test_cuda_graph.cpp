@@ -66,11 +66,7 @@ TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
 TEST(CudaGraph, TrainingStepReplaysEqualEagerStepsBitwise) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
-  struct DeterministicMode {
-    bool saved = cuda::deterministic();
-    DeterministicMode() { cuda::set_deterministic(true); }
-    ~DeterministicMode() { cuda::set_deterministic(saved); }
-  } mode;
+  testing::DeterministicMode mode;
   const std::vector<std::int32_t> y{1, 3, 5, 7};
   auto run = [&](bool use_graph) {
     auto model = make_model("resnet18", {.num_classes = 10, .seed = 4});

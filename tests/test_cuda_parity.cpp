@@ -121,14 +121,7 @@ void expect_close(const Poisoned& out, const Tensor& ref, float atol, float rtol
   EXPECT_TRUE(out.guards_intact());
 }
 
-class Tf32Guard {
- public:
-  explicit Tf32Guard(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
-  ~Tf32Guard() { cuda::set_tf32_allowed(saved_); }
-
- private:
-  bool saved_;
-};
+using testing::Tf32Guard;
 
 // Best effort: NaN-fill 64 MiB and free it, so the op outputs allocated next from the pool start as NaN.
 void poison_pool() { Poisoned nan_block(16 << 20); }
@@ -589,8 +582,9 @@ TEST(CudaOpParity, Conv2dRelu) {
                                                                     {{2, 6, 5, 16}, {5, 3, 3, 16}},   // K=5: scalar
                                                                     {{1, 14, 14, 64}, {64, 3, 3, 64}}}) {
     auto f = [](const std::vector<Tensor>& in) { return conv2d_relu(in[0], in[1], in[2], {.pad_h = 1, .pad_w = 1}); };
-    expect_op_parity(f, {rand_cpu(xs, gen, -1.f, 1.f), rand_cpu(ws, gen, -0.3f, 0.3f), rand_cpu({ws[0]}, gen, -0.5f, 0.5f)},
-                     tol, tol);
+    const std::vector<Tensor> inputs{rand_cpu(xs, gen, -1.f, 1.f), rand_cpu(ws, gen, -0.3f, 0.3f),
+                                     rand_cpu({ws[0]}, gen, -0.5f, 0.5f)};
+    expect_op_parity(f, inputs, tol, tol);
     Tensor x = rand_cpu(xs, gen, -1.f, 1.f).to(kCUDA), w = rand_cpu(ws, gen, -0.3f, 0.3f).to(kCUDA);
     Tensor b = rand_cpu({ws[0]}, gen, -0.5f, 0.5f).to(kCUDA);
     EXPECT_EQ(conv2d_relu(x, w, b, {.pad_h = 1, .pad_w = 1}).to_vector(),

@@ -90,12 +90,16 @@ TEST(CudaTraining, ResNet50FiftyStepsTrackTheCpuRun) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
   const std::vector<float> cpu = train_losses(kCPU);
-  const bool saved = cuda::tf32_allowed();
-  cuda::set_tf32_allowed(false);
-  const std::vector<float> gpu_a = train_losses(kCUDA), gpu_b = train_losses(kCUDA);
-  cuda::set_tf32_allowed(true);
-  const std::vector<float> gpu_tf32 = train_losses(kCUDA);
-  cuda::set_tf32_allowed(saved);
+  std::vector<float> gpu_a, gpu_b, gpu_tf32;
+  {
+    testing::Tf32Guard strict(false);
+    gpu_a = train_losses(kCUDA);
+    gpu_b = train_losses(kCUDA);
+  }
+  {
+    testing::Tf32Guard tf32(true);
+    gpu_tf32 = train_losses(kCUDA);
+  }
   print_curves(cpu, gpu_a, gpu_b, gpu_tf32);
 
   ASSERT_EQ(cpu.size(), gpu_a.size());

@@ -25,8 +25,6 @@
 #include "tools/cli_common.h"
 #include "tools/kernel_profile.h"
 #if GRAFT_HAS_CUDA
-#include <cuda_profiler_api.h>
-
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_graph.h"
 #endif
@@ -48,14 +46,6 @@ void sync(Device d) {
 #endif
 }
 
-// Marks the timed steps for an external profiler (`nsys profile --capture-range=cudaProfilerApi`, as
-// bench/profile_gpu.sh runs it); harmless when none is attached.
-void profiler_mark(Device d, bool start) {
-#if GRAFT_HAS_CUDA
-  if (d.is_cuda()) GRAFT_CUDA_CHECK(start ? cudaProfilerStart() : cudaProfilerStop());
-#endif
-  (void)d, (void)start;
-}
 
 void run_bench(const BenchArgs& a) {
   GRAFT_CHECK(a.mode == "infer" || a.mode == "train" || a.mode == "features",
@@ -109,7 +99,6 @@ void run_bench(const BenchArgs& a) {
     no_profile = kernel_profile_start();
     if (!no_profile.empty()) std::fprintf(stderr, "bench: no kernel profile: %s\n", no_profile.c_str());
   }
-  profiler_mark(device, true);
   std::vector<double> ms;
   for (int i = 0; i < a.iters; ++i) {
     auto start = std::chrono::steady_clock::now();
@@ -117,7 +106,6 @@ void run_bench(const BenchArgs& a) {
     sync(device);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
-  profiler_mark(device, false);
   if (a.profile && no_profile.empty()) std::printf("%s", kernel_profile_report(a.iters, 30).c_str());
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];

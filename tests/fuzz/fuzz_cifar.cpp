@@ -12,17 +12,9 @@
 
 #include "core/error.h"
 #include "io/dataset.h"
+#include "tests/fuzz/fuzz_files.h"
 
-namespace {
-
-bool write(const std::string& path, const std::uint8_t* data, std::size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return false;
-  const bool ok = size == 0 || std::fwrite(data, 1, size, f) == size;
-  return std::fclose(f) == 0 && ok;
-}
-
-}  // namespace
+using graft::fuzz::write_file;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace fs = std::filesystem;
@@ -38,9 +30,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::error_code ec;
   for (const char* stale : {"test_batch.bin", "test.bin", "batches.meta.txt", "fine_label_names.txt"})
     fs::remove(dir / stale, ec);
-  if (!write((dir / (c10 ? "test_batch.bin" : "test.bin")).string(), records, records_size)) return 0;
-  if (with_names && !write((dir / (c10 ? "batches.meta.txt" : "fine_label_names.txt")).string(), names, names_size))
-    return 0;
+  if (!write_file((dir / (c10 ? "test_batch.bin" : "test.bin")).string(), records, records_size)) return 0;
+  const char* names_file = c10 ? "batches.meta.txt" : "fine_label_names.txt";
+  if (with_names && !write_file((dir / names_file).string(), names, names_size)) return 0;
   try {
     graft::DatasetPtr set = graft::open_cifar(dir.string(), false, c10 ? 10 : 100);
     long checksum = 0;

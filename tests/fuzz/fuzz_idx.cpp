@@ -11,24 +11,17 @@
 
 #include "core/error.h"
 #include "io/dataset.h"
+#include "tests/fuzz/fuzz_files.h"
 
-namespace {
-
-bool write(const std::string& path, const std::uint8_t* data, std::size_t size) {
-  std::FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f) return false;
-  const bool ok = size == 0 || std::fwrite(data, 1, size, f) == size;
-  return std::fclose(f) == 0 && ok;
-}
-
-}  // namespace
+using graft::fuzz::write_file;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   static const std::string base = "/tmp/graft_fuzz_idx_" + std::to_string(::getpid());
   if (size < 2) return 0;
   const std::size_t rest = size - 2;
   const std::size_t cut = rest == 0 ? 0 : (std::size_t(data[0]) | (std::size_t(data[1]) << 8)) % (rest + 1);
-  if (!write(base + ".images", data + 2, cut) || !write(base + ".labels", data + 2 + cut, rest - cut)) return 0;
+  if (!write_file(base + ".images", data + 2, cut) || !write_file(base + ".labels", data + 2 + cut, rest - cut))
+    return 0;
   try {
     graft::DatasetPtr set = graft::open_idx(base + ".images", base + ".labels");
     long checksum = 0;
