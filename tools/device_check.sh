@@ -9,11 +9,12 @@
 #      GRAFT_BENCH_FILTER (a regex) runs only the matching benchmarks;
 #   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
 #   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
-#      per-kernel tables go to $OUT/profile_*.txt; only their headline lines are printed);
+#      per-kernel tables all go to one file, $OUT/profiles.txt; only their headline lines are printed);
 #   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
 #      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the minutes; reported, not part of the exit code).
-# Everything printed is also written under $OUT when that is set (device_check.log, gpu_tests.log,
-# bench_cuda.json, ldd.txt). Takes well under 5 minutes on an H100.
+# Everything printed is also written under $OUT when that is set, in at most 6 files (the device tool brings back 8):
+# device_check.log, ldd.txt, gpu_tests.log, bench_cuda.log, bench_cuda.json and profiles.txt.
+# Takes well under 5 minutes on an H100.
 # Exit code: 0 all passed (or no GPU at all: tests and benchmarks skip, said clearly); 1 a gpu test failed, or
 # tests were skipped although a GPU is present; 2 the tests passed but the benchmark failed; 3 the build or the
 # CUDA libraries are missing.
@@ -31,8 +32,8 @@ START=$(date +%s)
 ORIG_LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}
 
 section() { printf '\n==== %s  (t=%ss)\n' "$1" "$(( $(date +%s) - START ))"; }
-save() {  # save NAME: copy stdin to $OUT/NAME when $OUT is set, and pass it through
-  if [ -n "$OUT_DIR" ]; then tee "$OUT_DIR/$1"; else cat; fi
+append() {  # append NAME: add stdin to $OUT/NAME when $OUT is set, and pass it through
+  if [ -n "$OUT_DIR" ]; then tee -a "$OUT_DIR/$1"; else cat; fi
 }
 
 # Ranks a library path: the CUDA toolkit first, then system folders, then Python wheels, then anything else.
@@ -190,7 +191,7 @@ main() {
     elif ! command -v ctest >/dev/null 2>&1; then echo "(no ctest here: running the test binary directly)"
     else echo "(no usable CTest files in $BUILD: running the test binary directly)"; fi
     echo "+ $TEST_BIN"
-    timeout 240 "$TEST_BIN" ${OUT_DIR:+--gtest_output=xml:$OUT_DIR/gpu_tests.xml} >"$log" 2>&1
+    timeout 240 "$TEST_BIN" >"$log" 2>&1
     test_rc=$?
     skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' "$log" | head -1)
     skipped=${skipped:-0}
@@ -242,12 +243,14 @@ main() {
   # ---- 5b. optional: kernel profiles, graft beside PyTorch (GRAFT_PROFILE=1; rows in GRAFT_PROFILE_ROWS) --------
   if [ -n "${GRAFT_PROFILE:-}" ] && [ "$gpu_present" = 1 ] && [ -x "$BUILD/graft" ]; then
     local prow parch pmode pbatch pgraph
+    [ -n "$OUT_DIR" ] && : >"$OUT_DIR/profiles.txt"
     for prow in ${GRAFT_PROFILE_ROWS:-resnet50:train:128}; do
       IFS=: read -r parch pmode pbatch pgraph <<<"$prow"
       section "bench/profile_gpu.sh $parch $pmode $pbatch ${pgraph:+--graph}"
+      # (awk, not head, keeps the first lines: head would stop reading, and the SIGPIPE would cut tee's file short)
       PYTHON=${PYTHON:-python3} TORCH_LD_LIBRARY_PATH=$ORIG_LD_LIBRARY_PATH \
         bash "$ROOT/bench/profile_gpu.sh" "$BUILD/graft" "$parch" "$pmode" "$pbatch" ${pgraph:+--graph} 2>&1 |
-        save "profile_${parch}_${pmode}_${pbatch}${pgraph:+_graph}.txt" | grep -v '^ *[0-9.]* ms  *[0-9.]*% .*' | head -8
+        append profiles.txt | grep -v '^ *[0-9.]* ms  *[0-9.]*% .*' | awk 'NR <= 8'
     done
   fi
 
