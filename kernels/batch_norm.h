@@ -48,6 +48,13 @@ void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, flo
 void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
                              const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
                              const float* residual = nullptr, bool relu = false);
+// Inference with running statistics in one kernel: batch_norm_invstd_cuda + batch_norm_forward_cuda fused, bitwise
+// the same result (invstd is recomputed per element in the same double expression; no (C) invstd tensor, one
+// launch fewer per layer, which is what a batch-1 CUDA graph of ResNet-50 pays for). The CPU keeps the two steps.
+void batch_norm_forward_running_cuda(float* out, const float* inp, const float* running_mean,
+                                     const float* running_var, float eps, const float* gamma, const float* beta,
+                                     std::int64_t m, std::int64_t c, const float* residual = nullptr,
+                                     bool relu = false);
 // masked_out (M,C), when non-null, receives dy = dout masked by relu_out (the residual's gradient), written in the
 // same pass that sums it.
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,

@@ -200,14 +200,21 @@ __global__ void batch_norm_invstd_kernel(float* invstd, const float* var, std::i
 
 // Elementwise kernels: thread i handles elements [i*W, i*W + W) of the (M,C) tensor, all in one row. Index is
 // unsigned 32-bit when the tensor allows it (cheaper channel modulo), 64-bit otherwise; groups = n / W.
-template <int W, typename Index>
-__global__ void batch_norm_forward_kernel(float* out, const float* inp, const float* mean, const float* invstd,
-                                          const float* gamma, const float* beta, Index groups, Index c_groups,
-                                          const float* residual, bool relu) {
+// kFromVar (inference with running statistics): `scale` holds running_var, and invstd = 1/sqrt(var + eps) is
+// computed here with batch_norm_invstd_kernel's exact expression, so the result is bitwise the one of the two
+// kernels it replaces; otherwise `scale` is invstd.
+template <int W, typename Index, bool kFromVar>
+__global__ void batch_norm_forward_kernel(float* out, const float* inp, const float* mean, const float* scale,
+                                          float eps, const float* gamma, const float* beta, Index groups,
+                                          Index c_groups, const float* residual, bool relu) {
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = (i % c_groups) * W, e = i * W;
-    const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j), is = load<W>(invstd, j);
+    const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j);
+    Vec<W> is = load<W>(scale, j);
+    if constexpr (kFromVar)
+      for (int k = 0; k < W; ++k)
+        is.v[k] = static_cast<float>(1.0 / sqrt(static_cast<double>(is.v[k]) + static_cast<double>(eps)));
     const Vec<W> g = load_or<W>(gamma, j, 1.f), b = load_or<W>(beta, j, 0.f);
     const Vec<W> r = load_or<W>(residual, e, 0.f);
     Vec<W> y;
@@ -320,19 +327,35 @@ void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, flo
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_invstd_kernel");
 }
 
-void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
-                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
-                             const float* residual, bool relu) {
+namespace {
+template <bool kFromVar>
+void launch_forward(float* out, const float* inp, const float* mean, const float* scale, float eps,
+                    const float* gamma, const float* beta, std::int64_t m, std::int64_t c, const float* residual,
+                    bool relu) {
   const std::int64_t n = m * c;
   if (n == 0) return;
-  const int w = width_for(c, {out, inp, mean, invstd, gamma, beta, residual});
+  const int w = width_for(c, {out, inp, mean, scale, gamma, beta, residual});
   dispatch(w, n, [&](auto width, auto index) {
     constexpr int W = decltype(width)::value;
     using Index = decltype(index);
-    batch_norm_forward_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, mean, invstd, gamma, beta, static_cast<Index>(n / W), static_cast<Index>(c / W), residual, relu);
+    batch_norm_forward_kernel<W, Index, kFromVar><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, mean, scale, eps, gamma, beta, static_cast<Index>(n / W), static_cast<Index>(c / W), residual,
+        relu);
   });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_forward_kernel");
+}
+}  // namespace
+
+void batch_norm_forward_cuda(float* out, const float* inp, const float* mean, const float* invstd,
+                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
+                             const float* residual, bool relu) {
+  launch_forward<false>(out, inp, mean, invstd, 0.f, gamma, beta, m, c, residual, relu);
+}
+
+void batch_norm_forward_running_cuda(float* out, const float* inp, const float* running_mean,
+                                     const float* running_var, float eps, const float* gamma, const float* beta,
+                                     std::int64_t m, std::int64_t c, const float* residual, bool relu) {
+  launch_forward<true>(out, inp, running_mean, running_var, eps, gamma, beta, m, c, residual, relu);
 }
 
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,

@@ -1,6 +1,6 @@
 // CUDA pooling (math in kernels/pool.h).
-// Forward: one thread per output element (n,p,q,c), consecutive threads on consecutive channels so every window
-// row is read coalesced.
+// Forward: one thread per V consecutive channels of an output pixel (n,p,q), consecutive threads on consecutive
+// channels so every window row is read coalesced (V as in the backward below).
 // Backward: gathers, deterministic and without atomics. A thread owns V consecutive channels of one input pixel
 // (V = 4: float4/int4 loads and stores, taken when C % 4 == 0 and every pointer is 16-byte aligned; V = 1
 // otherwise), finds the output windows covering that pixel once for its V channels, and adds their contributions
@@ -111,53 +111,79 @@ __device__ __forceinline__ void store(T* p, const Pack<T, V>& x) {
 }
 
 
-// ---- forward: one thread per output element ------------------------------------------------------------------
+// ---- forward: one thread per V channels of an output pixel (n, p, q) ------------------------------------------
+// Each channel sees exactly the CPU's operations in the CPU's order (the window in row-major order); V = 4 only
+// moves four adjacent channels per load and store.
 
-template <typename I>
-__global__ void max_pool2d_forward_kernel(float* out, std::int32_t* argmax, const float* inp, Pool2dShape s,
-                                          NhwcIndex<I> index, I total) {
+template <typename I, int V>
+__global__ void max_pool2d_forward_kernel(float* __restrict__ out, std::int32_t* __restrict__ argmax,
+                                          const float* __restrict__ inp, Pool2dShape s, NhwcIndex<I> index,
+                                          I total) {
   for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
     const Pixel<I> o = index.split(i);  // (n, p, q, c)
     const PoolWindow wh = pool_window(o.h, s.h, s.kernel_h, s.stride_h, s.pad_h);
     const PoolWindow ww = pool_window(o.w, s.w, s.kernel_w, s.stride_w, s.pad_w);
-    float best = -INFINITY;
-    std::int32_t best_index = wh.lo * s.w + ww.lo;
+    Pack<float, V> best;
+    Pack<std::int32_t, V> best_index;
+#pragma unroll
+    for (int k = 0; k < V; ++k) best.v[k] = -INFINITY, best_index.v[k] = wh.lo * s.w + ww.lo;
     for (int h = wh.lo; h < wh.hi; ++h)
       for (int w = ww.lo; w < ww.hi; ++w) {
-        const float v = inp[((o.n * s.h + h) * s.w + w) * s.c + o.c];
-        if (v > best || isnan(v)) best = v, best_index = h * s.w + w;
+        const Pack<float, V> x = load<V>(inp + ((o.n * s.h + h) * s.w + w) * s.c + o.c);
+        const std::int32_t at = h * s.w + w;
+#pragma unroll
+        for (int k = 0; k < V; ++k)
+          if (x.v[k] > best.v[k] || isnan(x.v[k])) best.v[k] = x.v[k], best_index.v[k] = at;
       }
-    out[i] = best;
-    argmax[i] = best_index;
+    store<V>(out + i * V, best);
+    store<V>(argmax + i * V, best_index);
   }
 }
 
-template <typename I>
-__global__ void avg_pool2d_forward_kernel(float* out, const float* inp, Pool2dShape s, bool count_include_pad,
-                                          NhwcIndex<I> index, I total) {
+template <typename I, int V>
+__global__ void avg_pool2d_forward_kernel(float* __restrict__ out, const float* __restrict__ inp, Pool2dShape s,
+                                          bool count_include_pad, NhwcIndex<I> index, I total) {
   for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
     const Pixel<I> o = index.split(i);  // (n, p, q, c)
     const PoolWindow wh = pool_window(o.h, s.h, s.kernel_h, s.stride_h, s.pad_h);
     const PoolWindow ww = pool_window(o.w, s.w, s.kernel_w, s.stride_w, s.pad_w);
-    float acc = 0.f;
+    Pack<float, V> acc{};
     for (int h = wh.lo; h < wh.hi; ++h)
-      for (int w = ww.lo; w < ww.hi; ++w) acc += inp[((o.n * s.h + h) * s.w + w) * s.c + o.c];
+      for (int w = ww.lo; w < ww.hi; ++w) {
+        const Pack<float, V> x = load<V>(inp + ((o.n * s.h + h) * s.w + w) * s.c + o.c);
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc.v[k] += x.v[k];
+      }
     const int count = count_include_pad ? wh.padded * ww.padded : (wh.hi - wh.lo) * (ww.hi - ww.lo);
-    out[i] = count > 0 ? acc / static_cast<float>(count) : 0.f;
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc.v[k] = count > 0 ? acc.v[k] / static_cast<float>(count) : 0.f;
+    store<V>(out + i * V, acc);
   }
 }
 
-template <typename I>
-__global__ void adaptive_avg_pool2d_forward_kernel(float* out, const float* inp, int h, int w, int c, int p, int q,
-                                                   NhwcIndex<I> index, I total) {
+// Global average pooling (P = Q = 1) is the case that matters (ResNet's head): a thread sums H*W pixels of its V
+// channels, so the loop is unrolled to keep several loads in flight (the adds stay in the CPU's order).
+template <typename I, int V>
+__global__ void adaptive_avg_pool2d_forward_kernel(float* __restrict__ out, const float* __restrict__ inp, int h,
+                                                   int w, int c, int p, int q, NhwcIndex<I> index, I total) {
   for (I i = first_index<I>(); i < total; i += index_stride<I>()) {
     const Pixel<I> o = index.split(i);  // (n, bin row, bin column, c)
     const int h0 = adaptive_start(o.h, h, p), h1 = adaptive_end(o.h, h, p);
     const int w0 = adaptive_start(o.w, w, q), w1 = adaptive_end(o.w, w, q);
-    float acc = 0.f;
-    for (int y = h0; y < h1; ++y)
-      for (int x = w0; x < w1; ++x) acc += inp[((o.n * h + y) * w + x) * c + o.c];
-    out[i] = acc / static_cast<float>((h1 - h0) * (w1 - w0));
+    Pack<float, V> acc{};
+    for (int y = h0; y < h1; ++y) {
+      const float* row = inp + ((o.n * h + y) * w) * c + o.c;
+#pragma unroll 7
+      for (int x = w0; x < w1; ++x) {
+        const Pack<float, V> v = load<V>(row + static_cast<I>(x) * c);
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc.v[k] += v.v[k];
+      }
+    }
+    const float area = static_cast<float>((h1 - h0) * (w1 - w0));
+#pragma unroll
+    for (int k = 0; k < V; ++k) acc.v[k] /= area;
+    store<V>(out + i * V, acc);
   }
 }
 
@@ -283,10 +309,12 @@ void launch_with_index_and_width(int64_t input_numel, int64_t output_numel, bool
 void max_pool2d_forward_cuda(float* out, std::int32_t* argmax, const float* inp, const Pool2dShape& s) {
   const int64_t total = s.n * s.p * s.q * s.c;
   if (total == 0) return;
-  launch_with_index(s.n * s.h * s.w * s.c, total, [&](auto index) {
+  const bool vectorize = s.c % 4 == 0 && cuda::aligned16(out) && cuda::aligned16(argmax) && cuda::aligned16(inp);
+  launch_with_index_and_width(s.n * s.h * s.w * s.c, total, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    max_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        out, argmax, inp, s, NhwcIndex<I>(s.p, s.q, s.c, 1), static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    max_pool2d_forward_kernel<I, V><<<cuda::grid_for(total / V), cuda::kBlock, 0, cuda::stream()>>>(
+        out, argmax, inp, s, NhwcIndex<I>(s.p, s.q, s.c, V), static_cast<I>(total / V));
   });
   GRAFT_CUDA_CHECK_LAUNCH("max_pool2d_forward_kernel");
 }
@@ -309,10 +337,12 @@ void max_pool2d_backward_cuda(float* dinp, const float* dout, const std::int32_t
 void avg_pool2d_forward_cuda(float* out, const float* inp, const Pool2dShape& s, bool count_include_pad) {
   const int64_t total = s.n * s.p * s.q * s.c;
   if (total == 0) return;
-  launch_with_index(s.n * s.h * s.w * s.c, total, [&](auto index) {
+  const bool vectorize = s.c % 4 == 0 && cuda::aligned16(out) && cuda::aligned16(inp);
+  launch_with_index_and_width(s.n * s.h * s.w * s.c, total, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    avg_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, s, count_include_pad, NhwcIndex<I>(s.p, s.q, s.c, 1), static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    avg_pool2d_forward_kernel<I, V><<<cuda::grid_for(total / V), cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, s, count_include_pad, NhwcIndex<I>(s.p, s.q, s.c, V), static_cast<I>(total / V));
   });
   GRAFT_CUDA_CHECK_LAUNCH("avg_pool2d_forward_kernel");
 }
@@ -335,10 +365,12 @@ void avg_pool2d_backward_cuda(float* dinp, const float* dout, const Pool2dShape&
 void adaptive_avg_pool2d_forward_cuda(float* out, const float* inp, int64_t n, int h, int w, int c, int p, int q) {
   const int64_t total = n * p * q * c;
   if (total == 0) return;
-  launch_with_index(n * h * w * c, total, [&](auto index) {
+  const bool vectorize = c % 4 == 0 && cuda::aligned16(out) && cuda::aligned16(inp);
+  launch_with_index_and_width(n * h * w * c, total, vectorize, [&](auto index, auto width) {
     using I = decltype(index);
-    adaptive_avg_pool2d_forward_kernel<I><<<cuda::grid_for(total), cuda::kBlock, 0, cuda::stream()>>>(
-        out, inp, h, w, c, p, q, NhwcIndex<I>(p, q, c, 1), static_cast<I>(total));
+    constexpr int V = decltype(width)::value;
+    adaptive_avg_pool2d_forward_kernel<I, V><<<cuda::grid_for(total / V), cuda::kBlock, 0, cuda::stream()>>>(
+        out, inp, h, w, c, p, q, NhwcIndex<I>(p, q, c, V), static_cast<I>(total / V));
   });
   GRAFT_CUDA_CHECK_LAUNCH("adaptive_avg_pool2d_forward_kernel");
 }

@@ -61,6 +61,29 @@ TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
 #endif
 }
 
+// The same step writing its logits into a tensor allocated before the capture: the graph then keeps no memory
+// past a replay, so no address is both a kept output and a graph intermediate. This is the variant to run under
+// compute-sanitizer memcheck (kernels/cuda_graph.h): if memcheck's reports on the test above come from that
+// address reuse, this one is clean; if it flags this one too, a kernel really writes out of bounds.
+TEST(CudaGraph, InferenceIntoAnOutputAllocatedBeforeCaptureReplaysBitwise) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  auto model = make_model("resnet18", {.num_classes = 10, .seed = 3});
+  model->to(kCUDA);
+  model->eval();
+  NoGradGuard no_grad;
+  Tensor input = batch(0).clone();
+  Tensor output = (*model)(input).clone();  // warm-up (cuDNN's algorithm search), and the output's storage
+  cuda::Graph graph = cuda::Graph::capture([&] { output.copy_from((*model)(input)); });
+  for (int i = 1; i <= 3; ++i) {
+    input.copy_from(batch(i));
+    graph.replay();
+    const std::vector<float> replayed = output.to_vector();
+    EXPECT_TRUE(bitwise_equal(replayed, (*model)(batch(i)).to_vector())) << "replay " << i;
+  }
+#endif
+}
+
 // In deterministic mode: cuDNN's fastest backward algorithms add with atomics, so two eager runs differ too (the
 // H100 run of 2026-11-26 without this mode: 102 tensors differed, while the forward-only test above was exact).
 TEST(CudaGraph, TrainingStepReplaysEqualEagerStepsBitwise) {

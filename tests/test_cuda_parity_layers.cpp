@@ -125,6 +125,42 @@ TEST(LayersParity, BatchNormAddReluOp) {
   }
 }
 
+// Inference (running statistics, nothing recording) runs one kernel that computes invstd itself
+// (batch_norm_forward_running_cuda); with a gradient to record the op runs invstd + forward. Both must give bitwise
+// the same output, for either vector width (C % 4), with or without gamma/beta, residual and relu; and the CPU's
+// within the batch-norm tolerance.
+TEST(LayersParity, BatchNormInferenceInOneKernelEqualsTheTwoStepPathBitwise) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(111);
+  for (Shape shape : {Shape{3, 5, 7, 37}, Shape{1, 7, 7, 2048}, Shape{2, 9, 64}}) {
+    const std::int64_t c = shape.back();
+    Tensor x = Tensor::randn(shape, gen, kCPU, 0.5f, 2.f), r = Tensor::randn(shape, gen);
+    Tensor g = Tensor::uniform({c}, gen, 0.5f, 1.5f), b = Tensor::randn({c}, gen);
+    Tensor rm = Tensor::randn({c}, gen), rv = Tensor::uniform({c}, gen, 1e-3f, 2.f);
+    Tensor rm_gpu = rm.to(kCUDA), rv_gpu = rv.to(kCUDA);
+    for (bool affine : {true, false})
+      for (bool with_residual : {true, false})
+        for (bool relu : {true, false}) {
+          auto run = [&](const Tensor& in, Tensor& mean, Tensor& var, bool gpu) {
+            std::optional<Tensor> gamma, beta, residual;
+            if (affine) gamma = gpu ? g.to(kCUDA) : g, beta = gpu ? b.to(kCUDA) : b;
+            if (with_residual) residual = gpu ? r.to(kCUDA) : r;
+            return batch_norm_add_relu(in, gamma, beta, mean, var, false, false, 0.1f, 1e-3f, residual, relu);
+          };
+          Tensor x_gpu = x.to(kCUDA), x_recording = x.to(kCUDA);
+          x_recording.set_requires_grad(true);
+          const Tensor one_kernel = run(x_gpu, rm_gpu, rv_gpu, true);
+          const Tensor two_steps = run(x_recording, rm_gpu, rv_gpu, true);
+          Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone();
+          const Tensor cpu = run(x, rm_cpu, rv_cpu, false);
+          const std::string where = shape_str(shape) + (affine ? " affine" : "") +
+                                    (with_residual ? " residual" : "") + (relu ? " relu" : "");
+          EXPECT_TRUE(testing::bitwise_equal(one_kernel.to_vector(), two_steps.detach().to_vector())) << where;
+          EXPECT_TRUE(all_close(one_kernel, cpu, 1e-5f, 1e-4f)) << where;
+        }
+  }
+}
+
 TEST(LayersParity, DropoutOpMaskIsBitIdentical) {
   GRAFT_REQUIRE_CUDA();
   Generator data(104);
