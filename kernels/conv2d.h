@@ -96,6 +96,12 @@ void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float
 std::vector<std::string> conv2d_cudnn_algorithms_used();
 // True when every cached choice is deterministic (always, for choices made in graft::cuda::deterministic() mode).
 bool conv2d_cudnn_all_deterministic();
+// Opt-in: choose each convolution's kernel among all of cuDNN's graph-API engine configurations (timed on first
+// use, as PyTorch's cudnn.benchmark) instead of the legacy API's algorithms; a shape no engine takes falls back to
+// the legacy path (kernels/conv2d_cudnn_engines.h). Off by default; GRAFT_CUDNN_ENGINES=1 in the environment turns
+// it on at start. Choices made either way are cached separately and both appear in conv2d_cudnn_algorithms_used().
+void conv2d_cudnn_set_engine_search(bool on);
+bool conv2d_cudnn_engine_search();
 #endif
 
 }  // namespace graft

@@ -8,6 +8,8 @@
 // Find reports for it, and strict mode only accepts FMA-math results. In deterministic mode
 // (graft::cuda::deterministic()) only algorithms Find reports as CUDNN_DETERMINISTIC are accepted; the mode is part
 // of the cache key, so switching it never reuses a choice made under the other mode.
+// Opt-in alternative (conv2d_cudnn_set_engine_search, GRAFT_CUDNN_ENGINES=1): every graph-API engine configuration
+// is timed instead (kernels/conv2d_cudnn_engines.h); shapes no engine takes still come here.
 #include "kernels/conv2d.h"
 
 #if GRAFT_HAS_CUDA
@@ -16,12 +18,14 @@
 #include <algorithm>
 #include <array>
 #include <climits>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <sstream>
 
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_graph.h"
+#include "kernels/conv2d_cudnn_engines.h"
 #include "kernels/cudnn_check.h"
 #include "kernels/elementwise.h"
 
@@ -61,28 +65,7 @@ using FilterDescriptor = Descriptor<cudnnFilterDescriptor_t, cudnnCreateFilterDe
 using ConvolutionDescriptor =
     Descriptor<cudnnConvolutionDescriptor_t, cudnnCreateConvolutionDescriptor, cudnnDestroyConvolutionDescriptor>;
 
-// Scratch memory from graft's stream-ordered pool, returned to it at scope exit (stream order keeps it alive
-// until the kernels queued before the free have run).
-class Workspace {
- public:
-  explicit Workspace(std::size_t bytes) : bytes_(bytes), ptr_(bytes ? cuda::malloc_async(bytes) : nullptr) {}
-  ~Workspace() {
-    // A free can only fail once the CUDA context is already broken; the error that brought us here (if any) is
-    // the one worth reporting, so a destructor does not throw over it.
-    try {
-      if (ptr_) cuda::free_async(ptr_);
-    } catch (...) {
-    }
-  }
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-  void* get() const { return ptr_; }
-  std::size_t bytes() const { return bytes_; }
-
- private:
-  std::size_t bytes_;
-  void* ptr_;
-};
+using cudnn_engines::Workspace;
 
 int as_int(std::int64_t v, const Conv2dGeometry& g) {
   GRAFT_CHECK(v <= INT_MAX, "conv2d: a size of ", conv2d_geometry_str(g), " exceeds cuDNN's int range");
@@ -149,6 +132,7 @@ struct Choice {
   cudnnMathType_t math = CUDNN_FMA_MATH;
   std::size_t workspace = 0;
   bool deterministic = false;
+  float find_ms = 0.f;  // the time Find measured for it
   std::string description;
 };
 
@@ -191,6 +175,7 @@ Choice pick(const Perf* perf, int returned, Direction d, const Conv2dGeometry& g
     c.math = perf[i].mathType;
     c.workspace = perf[i].memory;
     c.deterministic = perf[i].determinism == CUDNN_DETERMINISTIC;
+    c.find_ms = perf[i].time;
     return c;
   }
   GRAFT_FAIL("conv2d: cuDNN has no ", direction_name(d), " algorithm for ", conv2d_geometry_str(g),
@@ -202,7 +187,8 @@ void describe(Choice& c, Direction d, const Conv2dGeometry& g, bool tf32, bool d
   s << direction_name(d) << " " << conv2d_geometry_str(g) << " align " << alignment << (tf32 ? " tf32" : " fp32")
     << (deterministic ? " deterministic-mode" : "")
     << ": " << algo_name(d, c.algo) << " math=" << math_name(c.math)
-    << " deterministic=" << (c.deterministic ? "yes" : "no") << " workspace=" << c.workspace;
+    << " deterministic=" << (c.deterministic ? "yes" : "no") << " workspace=" << c.workspace
+    << " find_ms=" << c.find_ms;
   c.description = s.str();
 }
 
@@ -241,11 +227,40 @@ Choice choose(Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alig
 
 cudnnMathType_t requested_math(bool tf32) { return tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
 
+bool& engine_search_flag() {
+  static bool on = [] {
+    const char* v = std::getenv("GRAFT_CUDNN_ENGINES");
+    return v != nullptr && std::string(v) == "1";
+  }();
+  return on;
+}
+
+// With the engine search on: runs the convolution through the graph API (kernels/conv2d_cudnn_engines.h) and
+// returns true, or returns false having run nothing (search off, or no engine for this shape).
+bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const float* a, const float* b) {
+  if (!engine_search_flag()) return false;
+  const bool tf32 = cuda::tf32_allowed(), deterministic = cuda::deterministic();
+  const std::int64_t alignment = common_alignment({out, a, b});
+  return cudnn_engines::run(handle(), static_cast<cudnn_engines::ConvOp>(d),
+                            make_key(g, d, tf32, deterministic, alignment), g, tf32, deterministic, alignment, out,
+                            a, b);
+}
+
+void add_bias(float* out, const float* bias, const Conv2dGeometry& g) {
+  // out[m,k] += bias[k] over the NHWC rows (in place, on the same stream)
+  if (bias)
+    binary_forward_cuda(out, out, Broadcast::Full, bias, Broadcast::Channel, BinaryOp::Add, g.n * g.p * g.q * g.k, g.k);
+}
+
 }  // namespace
+
+void conv2d_cudnn_set_engine_search(bool on) { engine_search_flag() = on; }
+bool conv2d_cudnn_engine_search() { return engine_search_flag(); }
 
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g) {
   if (g.n == 0) return;
+  if (ran_with_engine(Direction::Forward, g, out, inp, weight)) return add_bias(out, bias, g);
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();
@@ -270,13 +285,12 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
   GRAFT_CUDNN_CHECK(cudnnConvolutionForward(h, &one, desc.x.get(), inp, desc.w.get(), weight, desc.conv.get(),
                                             static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), ws.bytes(), &zero,
                                             desc.y.get(), out));
-  // out[m,k] += bias[k] over the NHWC rows (in place, on the same stream)
-  if (bias)
-    binary_forward_cuda(out, out, Broadcast::Full, bias, Broadcast::Channel, BinaryOp::Add, g.n * g.p * g.q * g.k, g.k);
+  add_bias(out, bias, g);
 }
 
 void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g) {
   if (g.n == 0) return;
+  if (ran_with_engine(Direction::BackwardData, g, dinp, dout, weight)) return;
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();
@@ -308,6 +322,7 @@ void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float
     GRAFT_CUDA_CHECK(cudaMemsetAsync(dweight, 0, sizeof(float) * g.k * g.r * g.s * (g.c / g.groups), cuda::stream()));
     return;
   }
+  if (ran_with_engine(Direction::BackwardFilter, g, dweight, dout, inp)) return;
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();
@@ -338,6 +353,7 @@ std::vector<std::string> conv2d_cudnn_algorithms_used() {
   std::lock_guard<std::mutex> lock(cache_mutex());
   std::vector<std::string> lines;
   for (const auto& [key, choice] : cache()) lines.push_back(choice.description);
+  for (std::string& line : cudnn_engines::choices()) lines.push_back(std::move(line));
   return lines;
 }
 
@@ -351,7 +367,8 @@ std::string conv_algorithms_report() {
 
 bool conv2d_cudnn_all_deterministic() {
   std::lock_guard<std::mutex> lock(cache_mutex());
-  return std::all_of(cache().begin(), cache().end(), [](const auto& entry) { return entry.second.deterministic; });
+  return std::all_of(cache().begin(), cache().end(), [](const auto& entry) { return entry.second.deterministic; }) &&
+         cudnn_engines::all_deterministic();
 }
 
 }  // namespace graft

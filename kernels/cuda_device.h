@@ -47,7 +47,8 @@ void set_tf32_allowed(bool allowed);
 bool deterministic();
 void set_deterministic(bool on);
 // A printable report of the cuDNN algorithm chosen for every convolution seen so far, one line each (direction,
-// geometry, math mode, algorithm, deterministic=yes|no, workspace): what a run log records. "" in a CPU-only build.
+// geometry, math mode, algorithm, deterministic=yes|no, workspace, the time Find measured): what a run log records.
+// "" in a CPU-only build.
 std::string conv_algorithms_report();
 
 // Threads per block and a grid size covering n elements (grid capped; kernels use grid-stride loops).

@@ -28,6 +28,7 @@ list(APPEND GRAFT_KERNEL_CPU_SOURCES
 )
 list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/conv2d_cudnn.cpp
+  kernels/conv2d_cudnn_engines.cpp
   kernels/batch_norm_cuda.cu
   kernels/pool_cuda.cu
   kernels/layout_cuda.cu

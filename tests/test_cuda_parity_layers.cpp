@@ -538,40 +538,76 @@ std::vector<ConvParityCase> conv_parity_cases() {
   return cases;
 }
 
+// The three cuDNN directions of one case against the CPU reference, in TF32 and in strict FP32.
+void expect_conv_parity(const ConvParityCase& cs, std::uint64_t seed) {
+  const Conv2dGeometry& g = cs.g;
+  SCOPED_TRACE(cs.name + ": " + conv2d_geometry_str(g));
+  Generator gen(seed);
+  const std::int64_t cg = g.c / g.groups;
+  const float w_scale = 1.f / std::sqrt(static_cast<float>(g.r * g.s * cg));  // outputs of order 1
+  const Shape x_shape{g.n, g.h, g.w, g.c}, w_shape{g.k, g.r, g.s, cg}, y_shape{g.n, g.p, g.q, g.k};
+  Tensor x = Tensor::uniform(x_shape, gen, -1.f, 1.f), w = Tensor::uniform(w_shape, gen, -w_scale, w_scale);
+  Tensor b = Tensor::uniform({g.k}, gen, -1.f, 1.f), dy = Tensor::uniform(y_shape, gen, -1.f, 1.f);
+
+  Tensor y = Tensor::empty(y_shape), dx = Tensor::empty(x_shape), dw = Tensor::empty(w_shape);
+  std::vector<float> ws(conv2d_workspace_bytes_cpu(g) / sizeof(float) + 1);
+  const std::size_t ws_bytes = ws.size() * sizeof(float);
+  conv2d_forward_cpu(y.data<float>(), x.data<float>(), w.data<float>(), b.data<float>(), g, ws.data(), ws_bytes);
+  conv2d_backward_data_cpu(dx.data<float>(), dy.data<float>(), w.data<float>(), g, ws.data(), ws_bytes);
+  conv2d_backward_filter_cpu(dw.data<float>(), dy.data<float>(), x.data<float>(), g, ws.data(), ws_bytes);
+
+  Tensor xg = x.to(kCUDA), wg = w.to(kCUDA), bg = b.to(kCUDA), dyg = dy.to(kCUDA);
+  for (bool tf32 : {true, false}) {
+    ConvTf32Mode mode(tf32);
+    const float tol = tf32 ? kConvTf32Tol : kConvFp32Tol;
+    const char* math = tf32 ? "TF32" : "strict FP32";
+    Tensor y_g = conv_nan_cuda(y_shape), dx_g = conv_nan_cuda(x_shape), dw_g = conv_nan_cuda(w_shape);
+    conv2d_forward_cudnn(y_g.data<float>(), xg.data<float>(), wg.data<float>(), bg.data<float>(), g);
+    conv2d_backward_data_cudnn(dx_g.data<float>(), dyg.data<float>(), wg.data<float>(), g);
+    conv2d_backward_filter_cudnn(dw_g.data<float>(), dyg.data<float>(), xg.data<float>(), g);
+    EXPECT_TRUE(conv_parity_close(y_g, y, tol)) << "forward, " << math;
+    EXPECT_TRUE(conv_parity_close(dx_g, dx, tol)) << "backward data, " << math;
+    EXPECT_TRUE(conv_parity_close(dw_g, dw, tol)) << "backward filter, " << math;
+  }
+}
+
 TEST(Conv2dParity, ResNet50AndVgg16ShapesTf32AndStrictFp32) {
   GRAFT_REQUIRE_CUDA();
   std::uint64_t seed = 500;
-  for (const ConvParityCase& cs : conv_parity_cases()) {
-    const Conv2dGeometry& g = cs.g;
-    SCOPED_TRACE(cs.name + ": " + conv2d_geometry_str(g));
-    Generator gen(seed++);
-    const std::int64_t cg = g.c / g.groups;
-    const float w_scale = 1.f / std::sqrt(static_cast<float>(g.r * g.s * cg));  // outputs of order 1
-    const Shape x_shape{g.n, g.h, g.w, g.c}, w_shape{g.k, g.r, g.s, cg}, y_shape{g.n, g.p, g.q, g.k};
-    Tensor x = Tensor::uniform(x_shape, gen, -1.f, 1.f), w = Tensor::uniform(w_shape, gen, -w_scale, w_scale);
-    Tensor b = Tensor::uniform({g.k}, gen, -1.f, 1.f), dy = Tensor::uniform(y_shape, gen, -1.f, 1.f);
+  for (const ConvParityCase& cs : conv_parity_cases()) expect_conv_parity(cs, seed++);
+}
 
-    Tensor y = Tensor::empty(y_shape), dx = Tensor::empty(x_shape), dw = Tensor::empty(w_shape);
-    std::vector<float> ws(conv2d_workspace_bytes_cpu(g) / sizeof(float) + 1);
-    const std::size_t ws_bytes = ws.size() * sizeof(float);
-    conv2d_forward_cpu(y.data<float>(), x.data<float>(), w.data<float>(), b.data<float>(), g, ws.data(), ws_bytes);
-    conv2d_backward_data_cpu(dx.data<float>(), dy.data<float>(), w.data<float>(), g, ws.data(), ws_bytes);
-    conv2d_backward_filter_cpu(dw.data<float>(), dy.data<float>(), x.data<float>(), g, ws.data(), ws_bytes);
-
-    Tensor xg = x.to(kCUDA), wg = w.to(kCUDA), bg = b.to(kCUDA), dyg = dy.to(kCUDA);
-    for (bool tf32 : {true, false}) {
-      ConvTf32Mode mode(tf32);
-      const float tol = tf32 ? kConvTf32Tol : kConvFp32Tol;
-      const char* math = tf32 ? "TF32" : "strict FP32";
-      Tensor y_g = conv_nan_cuda(y_shape), dx_g = conv_nan_cuda(x_shape), dw_g = conv_nan_cuda(w_shape);
-      conv2d_forward_cudnn(y_g.data<float>(), xg.data<float>(), wg.data<float>(), bg.data<float>(), g);
-      conv2d_backward_data_cudnn(dx_g.data<float>(), dyg.data<float>(), wg.data<float>(), g);
-      conv2d_backward_filter_cudnn(dw_g.data<float>(), dyg.data<float>(), xg.data<float>(), g);
-      EXPECT_TRUE(conv_parity_close(y_g, y, tol)) << "forward, " << math;
-      EXPECT_TRUE(conv_parity_close(dx_g, dx, tol)) << "backward data, " << math;
-      EXPECT_TRUE(conv_parity_close(dw_g, dw, tol)) << "backward filter, " << math;
+// The opt-in graph-API engine search (kernels/conv2d_cudnn_engines.h) on the same cases, at batch sizes of their
+// own (a new key, so the search really runs): every result matches the CPU, every ResNet/VGG shape and direction
+// gets an engine of its own (no fallback), and strict FP32 never picks a tensor-core engine.
+TEST(Conv2dParity, GraphApiEnginesMatchTheCpuAndTakeEveryResNetAndVggShape) {
+  GRAFT_REQUIRE_CUDA();
+  struct EngineSearch {
+    EngineSearch() { conv2d_cudnn_set_engine_search(true); }
+    ~EngineSearch() { conv2d_cudnn_set_engine_search(false); }
+  } on;
+  std::uint64_t seed = 800;
+  std::vector<std::string> standard;
+  for (ConvParityCase cs : conv_parity_cases()) {
+    cs.g.n += 1;
+    expect_conv_parity(cs, seed++);
+    if (cs.name.rfind("odd", 0) != 0) standard.push_back(conv2d_geometry_str(cs.g));
+  }
+  int engine_lines = 0;
+  for (const std::string& line : conv2d_cudnn_algorithms_used()) {
+    if (line.rfind("graph API ", 0) != 0) continue;
+    ++engine_lines;
+    const bool is_standard = std::any_of(standard.begin(), standard.end(), [&](const std::string& geometry) {
+      return line.find(geometry + " ") != std::string::npos;
+    });
+    if (is_standard) {
+      EXPECT_EQ(line.find("legacy algorithm used"), std::string::npos) << line;
+    }
+    if (line.find(" fp32: ") != std::string::npos) {
+      EXPECT_EQ(line.find("tensor-core"), std::string::npos) << line;
     }
   }
+  EXPECT_GE(engine_lines, static_cast<int>(standard.size()) * 6) << "3 directions x 2 math modes per shape";
 }
 
 TEST(Conv2dParity, OpForwardBackwardThroughAutograd) {

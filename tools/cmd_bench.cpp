@@ -4,7 +4,8 @@
 //   arch=resnet50 dialect=torchvision mode=train device=cpu batch=8 size=224 iters=3 graph=0 ms_per_batch=...
 //   images_per_s=... peak_mem_mb=...   (all on one line)
 // --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
-// GPU's own time per kernel over the timed steps first (tools/kernel_profile.h).
+// GPU's own time per kernel over the timed steps first (tools/kernel_profile.h), then the cuDNN algorithm chosen
+// for every convolution.
 // Inference runs in eval mode without grad; a train step is forward + softmax-cross-entropy + backward + SGD
 // (momentum 0.9) on synthetic data; `features` is the same step with every parameter frozen except the classifier
 // head (the feature-extraction recipe: backward stops at the head's input). The peak is graft's allocator peak on
@@ -107,6 +108,10 @@ void run_bench(const BenchArgs& a) {
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   if (a.profile && no_profile.empty()) std::printf("%s", kernel_profile_report(a.iters, 30).c_str());
+#if GRAFT_HAS_CUDA
+  // Which cuDNN algorithm each convolution runs: the first thing to compare when conv kernels dominate the table.
+  if (a.profile) std::printf("cuDNN convolution algorithms:\n%s", cuda::conv_algorithms_report().c_str());
+#endif
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
   std::printf(
