@@ -3,9 +3,10 @@
 //
 // Why: the legacy API offers 6-8 "algorithms", each one engine picked for it; the graph API lists every engine
 // configuration cuDNN's heuristics rank for the shape (modes A and FALLBACK, tens of them), which is what PyTorch's
-// cudnn.benchmark times. The first time a (direction, geometry, math, determinism, alignment) is seen, every
-// configuration whose numerical notes fit the requested math is built into an execution plan and timed on the
-// caller's buffers (CUDA events, fastest of 3 runs); the fastest plan is kept for the process. When no plan can
+// cudnn.benchmark times. The first time a (direction, geometry, math, determinism, alignment) is seen, the
+// configurations whose numerical notes fit the requested math (the first 16 of them, in heuristics order) are
+// built into execution plans and timed on the caller's buffers (CUDA events, fastest of 3 runs after a warm-up);
+// the fastest plan is kept for the process. When no plan can
 // be built (or anything in the search fails), the result is cached as "none" with the reason, and the caller
 // falls back to the legacy path. Notes filtered out: DOWN_CONVERT_INPUTS and REDUCED_PRECISION_REDUCTION always
 // (FP16 inside), TENSOR_CORE in strict FP32 mode (that is TF32 for float data), NONDETERMINISTIC in deterministic
