@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -173,6 +174,28 @@ std::vector<std::shared_ptr<Backend>> engine_configs(const Backend& graph, cudnn
   return configs;
 }
 
+// A CUDA event, destroyed with this object.
+class Event {
+ public:
+  Event() { GRAFT_CUDA_CHECK(cudaEventCreate(&e_)); }
+  ~Event() { cudaEventDestroy(e_); }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return e_; }
+
+ private:
+  cudaEvent_t e_ = nullptr;
+};
+
+// After a failed engine: clears the non-sticky error it may have left (a refused launch), and returns true when
+// the CUDA context is broken (a sticky error such as an illegal address, which every later call returns). A
+// failure then is not "this engine does not take the shape": the search stops and reports it.
+bool cuda_context_broken() {
+  cudaGetLastError();
+  const cudaError_t stream = cudaStreamQuery(cuda::stream());
+  return stream != cudaSuccess && stream != cudaErrorNotReady;
+}
+
 struct EngineInfo {
   std::int64_t index = -1;
   std::vector<cudnnBackendNumericalNote_t> numerical;
@@ -264,16 +287,31 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
   float best_ms = 0.f;
   int configs_seen = 0, unsuitable_count = 0, failed = 0, timed = 0;
   auto graph = std::make_shared<OpGraph>(op_graph(handle, which, g, alignment));
-  std::vector<std::shared_ptr<Backend>> configs = engine_configs(*graph->graph, CUDNN_HEUR_MODE_A);
-  for (auto& c : engine_configs(*graph->graph, CUDNN_HEUR_MODE_FALLBACK)) configs.push_back(std::move(c));
-  cudaEvent_t start = nullptr, stop = nullptr;
-  GRAFT_CUDA_CHECK(cudaEventCreate(&start));
-  GRAFT_CUDA_CHECK(cudaEventCreate(&stop));
-  for (const auto& config : configs) {
-    if (timed == kMaxTimed) break;
-    ++configs_seen;
+  // Mode A's ranking, then the fallback list; a mode whose heuristics fail leaves the other's list.
+  std::vector<std::shared_ptr<Backend>> configs;
+  std::string heuristics_error;
+  std::size_t mode_a_count = 0;
+  for (cudnnBackendHeurMode_t mode : {CUDNN_HEUR_MODE_A, CUDNN_HEUR_MODE_FALLBACK}) {
+    try {
+      for (auto& c : engine_configs(*graph->graph, mode)) configs.push_back(std::move(c));
+    } catch (const Error& e) {
+      if (cuda_context_broken()) throw;
+      heuristics_error = e.what();
+    }
+    if (mode == CUDNN_HEUR_MODE_A) mode_a_count = configs.size();
+  }
+  if (configs.empty() && !heuristics_error.empty()) GRAFT_FAIL(heuristics_error);
+  Event start, stop;
+  // Mode A may list one engine several times with different knobs; the fallback list repeats mode A's engines
+  // with default knobs, and those repeats are skipped.
+  std::set<std::int64_t> mode_a_engines;
+  for (std::size_t i = 0; i < configs.size() && timed < kMaxTimed; ++i) {
+    const auto& config = configs[i];
     try {
       const EngineInfo info = engine_info(*config);
+      if (i < mode_a_count) mode_a_engines.insert(info.index);
+      else if (mode_a_engines.count(info.index) > 0) continue;
+      ++configs_seen;
       if (*unsuitable(info, tf32, deterministic)) {
         ++unsuitable_count;
         continue;
@@ -300,12 +338,12 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
       execute(handle, *plan, *pack);  // warm-up (and the first launch's one-time costs)
       float fastest = 0.f;
       for (int run = 0; run < kTimedRuns; ++run) {
-        GRAFT_CUDA_CHECK(cudaEventRecord(start, cuda::stream()));
+        GRAFT_CUDA_CHECK(cudaEventRecord(start.get(), cuda::stream()));
         execute(handle, *plan, *pack);
-        GRAFT_CUDA_CHECK(cudaEventRecord(stop, cuda::stream()));
-        GRAFT_CUDA_CHECK(cudaEventSynchronize(stop));
+        GRAFT_CUDA_CHECK(cudaEventRecord(stop.get(), cuda::stream()));
+        GRAFT_CUDA_CHECK(cudaEventSynchronize(stop.get()));
         float ms = 0.f;
-        GRAFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+        GRAFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), stop.get()));
         fastest = run == 0 ? ms : std::min(fastest, ms);
       }
       if (!best.plan || fastest < best_ms) {
@@ -319,12 +357,10 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
         best_ms = fastest;
       }
     } catch (const Error&) {
+      if (cuda_context_broken()) throw;  // not this engine's failure: report it where it happened
       ++failed;  // an engine that fails to build or run is skipped; the others still compete
-      cudaGetLastError();
     }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   std::ostringstream tail;
   tail << " (" << configs.size() << " configurations, " << configs_seen << " looked at: " << unsuitable_count
        << " unsuitable, " << failed << " failed, " << timed << " timed)";
@@ -356,7 +392,7 @@ bool run(cudnnHandle_t handle, ConvOp op, const ConvKey& key, const Conv2dGeomet
       try {
         found = search(handle, op, g, tf32, deterministic, alignment, x, w, y);
       } catch (const Error& e) {  // the graph itself could not be built: the legacy API serves this key
-        cudaGetLastError();
+        if (cuda_context_broken()) throw;
         found.description = std::string(op_name(op)) + " " + conv2d_geometry_str(g) + ": engine search failed (" +
                             e.what() + "), legacy algorithm used";
       }
