@@ -155,21 +155,29 @@ void launch_strided(float* out, const float* inp, int64_t outer, int64_t len, in
   GRAFT_CUDA_CHECK_LAUNCH("sum_strided_kernel");
 }
 
-// dinp (outer, len, inner) = scale * dout (outer, inner) broadcast over len. The output index is walked in
-// mixed radix (o, l, i) along the grid-stride loop, with the stride's digits computed on the host, so no
-// thread divides more than once.
-__global__ void broadcast_axis_kernel(float* dinp, const float* dout, int64_t total, int64_t len, int64_t inner,
-                                      float scale, int64_t step_o, int64_t step_l, int64_t step_i) {
+// dinp (outer, len, inner) = scale * dout (outer, inner) broadcast over len. A thread writes V adjacent elements
+// of one (o, l) row at a time (V = 4, one float4, when inner % 4 == 0 and both pointers are 16-byte aligned).
+// Its group index is walked in mixed radix (o, l, i / V) along the grid-stride loop, with the stride's digits
+// computed on the host, so no thread divides more than once.
+template <int V>
+__global__ void broadcast_axis_kernel(float* dinp, const float* dout, int64_t groups, int64_t len,
+                                      int64_t inner_groups, float scale, int64_t step_o, int64_t step_l,
+                                      int64_t step_i) {
   const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  if (first >= total) return;
-  int64_t i = first % inner, q = first / inner;
+  if (first >= groups) return;
+  int64_t i = first % inner_groups, q = first / inner_groups;
   int64_t l = q % len, o = q / len;
-  for (int64_t e = first; e < total; e += stride) {
-    dinp[e] = scale * dout[o * inner + i];
+  for (int64_t e = first; e < groups; e += stride) {
+    if constexpr (V == 4) {
+      const float4 d = reinterpret_cast<const float4*>(dout)[o * inner_groups + i];
+      reinterpret_cast<float4*>(dinp)[e] = make_float4(scale * d.x, scale * d.y, scale * d.z, scale * d.w);
+    } else {
+      dinp[e] = scale * dout[o * inner_groups + i];
+    }
     i += step_i;
-    int64_t carry = i >= inner;
-    if (carry) i -= inner;
+    int64_t carry = i >= inner_groups;
+    if (carry) i -= inner_groups;
     l += step_l + carry;
     carry = l >= len;
     if (carry) l -= len;
@@ -214,12 +222,19 @@ void broadcast_axis_cuda(float* dinp, const float* dout, std::int64_t outer, std
                          float scale) {
   const int64_t total = outer * len * inner;
   if (total <= 0) return;
-  // A few elements per thread amortize the divisions that place each thread.
-  const unsigned grid = cuda::grid_for(ceil_div(total, 4));
+  const bool vectorize = inner % 4 == 0 && cuda::aligned16(dinp) && cuda::aligned16(dout);
+  const int v = vectorize ? 4 : 1;
+  const int64_t groups = total / v, inner_groups = inner / v;
+  // A few groups per thread amortize the divisions that place each thread.
+  const unsigned grid = cuda::grid_for(ceil_div(groups, 4));
   const int64_t stride = static_cast<int64_t>(grid) * cuda::kBlock;
-  const int64_t step_i = stride % inner, step_q = stride / inner;
-  broadcast_axis_kernel<<<grid, cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, total, len, inner, scale, step_q / len,
-                                                                   step_q % len, step_i);
+  const int64_t step_i = stride % inner_groups, step_q = stride / inner_groups;
+  if (vectorize)
+    broadcast_axis_kernel<4><<<grid, cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, groups, len, inner_groups, scale,
+                                                                      step_q / len, step_q % len, step_i);
+  else
+    broadcast_axis_kernel<1><<<grid, cuda::kBlock, 0, cuda::stream()>>>(dinp, dout, groups, len, inner_groups, scale,
+                                                                      step_q / len, step_q % len, step_i);
   GRAFT_CUDA_CHECK_LAUNCH("broadcast_axis_kernel");
 }
 

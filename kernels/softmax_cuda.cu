@@ -1,12 +1,15 @@
 // CUDA softmax, log-softmax and softmax-cross-entropy over the last axis (math in kernels/softmax.h).
-// One row per warp when the row is short (up to 1024 columns: classifier logits), one row per 256-thread block
-// otherwise. Each row is swept in separate passes (max, sum of exponentials, write) rather than with an online
-// max/sum: the re-reads of a row mostly hit L1/L2, and subtracting a known max keeps -inf entries (masks)
-// harmless, where the online rescaling would produce inf - inf. Reductions are shuffle/shared-memory trees of
-// fixed shape, so results are deterministic. The loss gradient scale dloss lives on the device and is read
-// inside the kernel: the backward never waits for the host.
+// Rows of up to 1024 columns (classifier logits) take one warp each and live in registers: lane l holds columns
+// l, l+32, ... (coalesced loads), so a row is read from memory once and written once. Longer rows take one
+// 256-thread block each and are swept in separate passes (max, sum of exponentials, write); their re-reads mostly
+// hit L1/L2. Either way the max is known before exponentials are summed (no online rescaling): subtracting a known
+// max keeps -inf entries (masks) harmless, where online rescaling would produce inf - inf. Each lane adds its
+// columns in increasing order, then shuffle/shared-memory trees of fixed shape combine the lanes, so results are
+// deterministic and the same whether or not a row sits in registers. The loss gradient scale dloss lives on the
+// device and is read inside the kernel: the backward never waits for the host.
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/cuda_device.h"
 #include "kernels/softmax.h"
@@ -59,59 +62,97 @@ __device__ __forceinline__ int64_t row_stride() {
   return static_cast<int64_t>(gridDim.x) * (kThreads / kGroup);
 }
 
-template <int kGroup>
-__device__ __forceinline__ float row_max(const float* x, int64_t cols, int lane, float* smem) {
+// This lane's columns of one row: c = lane, lane + kGroup, ... < cols. With kPerLane > 0 (warp mode, cols <=
+// 32 kPerLane) they are loaded into registers once, at construction; with kPerLane = 0 every pass reads memory.
+template <int kGroup, int kPerLane>
+struct RowSlice {
+  const float* row;
+  int64_t cols;
+  int lane;
+  float v[kPerLane > 0 ? kPerLane : 1];
+  __device__ __forceinline__ RowSlice(const float* r, int64_t n, int l) : row(r), cols(n), lane(l) {
+    if constexpr (kPerLane > 0) {
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        const int64_t c = lane + static_cast<int64_t>(kGroup) * j;
+        v[j] = c < cols ? row[c] : 0.f;
+      }
+    }
+  }
+  // Calls f(c, value, j) for each of this lane's columns c = lane + kGroup * j, in increasing c.
+  template <class F>
+  __device__ __forceinline__ void each(F f) const {
+    if constexpr (kPerLane > 0) {
+#pragma unroll
+      for (int j = 0; j < kPerLane; ++j) {
+        const int64_t c = lane + static_cast<int64_t>(kGroup) * j;
+        if (c < cols) f(c, v[j], j);
+      }
+    } else {
+      int j = 0;
+      for (int64_t c = lane; c < cols; c += kGroup, ++j) f(c, row[c], j);
+    }
+  }
+  // The value at column c = lane + kGroup * j of a row of the same shape (inside another slice's each()); j is a
+  // compile-time constant there, so the register array is indexed statically.
+  __device__ __forceinline__ float at(int64_t c, int j) const {
+    if constexpr (kPerLane > 0) return v[j];
+    else return row[c];
+  }
+};
+
+template <int kGroup, int kPerLane>
+__device__ __forceinline__ float row_max(const RowSlice<kGroup, kPerLane>& x, float* smem) {
   float m = -INFINITY;
-  for (int64_t c = lane; c < cols; c += kGroup) m = fmaxf(m, x[c]);
+  x.each([&](int64_t, float v, int) { m = fmaxf(m, v); });
   return group_reduce<kGroup>(m, MaxOp{}, smem);
 }
 
-template <int kGroup>
-__device__ __forceinline__ float row_sum_exp(const float* x, int64_t cols, float m, int lane, float* smem) {
+template <int kGroup, int kPerLane>
+__device__ __forceinline__ float row_sum_exp(const RowSlice<kGroup, kPerLane>& x, float m, float* smem) {
   float s = 0.f;
-  for (int64_t c = lane; c < cols; c += kGroup) s += expf(x[c] - m);
+  x.each([&](int64_t, float v, int) { s += expf(v - m); });
   return group_reduce<kGroup>(s, SumOp{}, smem);
 }
 
-template <int kGroup>
+template <int kGroup, int kPerLane>
 __global__ void __launch_bounds__(kThreads)
     softmax_forward_kernel(float* out, const float* inp, int64_t rows, int64_t cols, bool log) {
   __shared__ float smem[32];
   const int lane = threadIdx.x % kGroup;
   for (int64_t row = first_row<kGroup>(); row < rows; row += row_stride<kGroup>()) {
-    const float* x = inp + row * cols;
+    const RowSlice<kGroup, kPerLane> x(inp + row * cols, cols, lane);
     float* y = out + row * cols;
-    const float m = row_max<kGroup>(x, cols, lane, smem);
-    const float s = row_sum_exp<kGroup>(x, cols, m, lane, smem);
+    const float m = row_max(x, smem);
+    const float s = row_sum_exp(x, m, smem);
     if (log) {
       const float log_s = logf(s);
-      for (int64_t c = lane; c < cols; c += kGroup) y[c] = (x[c] - m) - log_s;
+      x.each([&](int64_t c, float v, int) { y[c] = (v - m) - log_s; });
     } else {
-      for (int64_t c = lane; c < cols; c += kGroup) y[c] = expf(x[c] - m) / s;
+      x.each([&](int64_t c, float v, int) { y[c] = expf(v - m) / s; });
     }
   }
 }
 
-template <int kGroup>
+template <int kGroup, int kPerLane>
 __global__ void __launch_bounds__(kThreads)
     softmax_backward_kernel(float* dinp, const float* dout, const float* out, int64_t rows, int64_t cols, bool log) {
   __shared__ float smem[32];
   const int lane = threadIdx.x % kGroup;
   for (int64_t row = first_row<kGroup>(); row < rows; row += row_stride<kGroup>()) {
-    const float* dy = dout + row * cols;
-    const float* y = out + row * cols;
+    const RowSlice<kGroup, kPerLane> dy(dout + row * cols, cols, lane), y(out + row * cols, cols, lane);
     float* dx = dinp + row * cols;
     float acc = 0.f;
     if (log) {
-      for (int64_t c = lane; c < cols; c += kGroup) acc += dy[c];
+      dy.each([&](int64_t, float d, int) { acc += d; });
     } else {
-      for (int64_t c = lane; c < cols; c += kGroup) acc += dy[c] * y[c];
+      dy.each([&](int64_t c, float d, int j) { acc += d * y.at(c, j); });
     }
     acc = group_reduce<kGroup>(acc, SumOp{}, smem);
     if (log) {
-      for (int64_t c = lane; c < cols; c += kGroup) dx[c] = dy[c] - expf(y[c]) * acc;
+      dy.each([&](int64_t c, float d, int j) { dx[c] = d - expf(y.at(c, j)) * acc; });
     } else {
-      for (int64_t c = lane; c < cols; c += kGroup) dx[c] = y[c] * (dy[c] - acc);
+      dy.each([&](int64_t c, float d, int j) { dx[c] = y.at(c, j) * (d - acc); });
     }
   }
 }
@@ -121,7 +162,7 @@ __device__ __forceinline__ float target(int64_t c, int64_t label, float smoothin
   return (c == label ? 1.f - smoothing : 0.f) + off;
 }
 
-template <int kGroup>
+template <int kGroup, int kPerLane>
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_forward_kernel(float* losses, float* probs, const float* logits, const std::int32_t* labels,
                                  int64_t rows, int64_t cols, float smoothing) {
@@ -129,25 +170,25 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % kGroup;
   const float off = smoothing / static_cast<float>(cols);
   for (int64_t row = first_row<kGroup>(); row < rows; row += row_stride<kGroup>()) {
-    const float* x = logits + row * cols;
+    const RowSlice<kGroup, kPerLane> x(logits + row * cols, cols, lane);
     float* p = probs + row * cols;
     const int64_t label = labels[row];
-    const float m = row_max<kGroup>(x, cols, lane, smem);
-    const float s = row_sum_exp<kGroup>(x, cols, m, lane, smem);
+    const float m = row_max(x, smem);
+    const float s = row_sum_exp(x, m, smem);
     const float log_s = logf(s);
     float acc = 0.f;  // sum_c q_c log p_c
-    for (int64_t c = lane; c < cols; c += kGroup) {
-      const float shifted = x[c] - m;
+    x.each([&](int64_t c, float v, int) {
+      const float shifted = v - m;
       p[c] = expf(shifted) / s;
       acc += target(c, label, smoothing, off) * (shifted - log_s);
-    }
+    });
     acc = group_reduce<kGroup>(acc, SumOp{}, smem);
     // A label outside [0, cols) (checked here, not on the host: that would synchronise every step) gives NaN.
     if (lane == 0) losses[row] = label >= 0 && label < cols ? -acc : __int_as_float(0x7fc00000);
   }
 }
 
-template <int kGroup>
+template <int kGroup, int kPerLane>
 __global__ void __launch_bounds__(kThreads)
     cross_entropy_backward_kernel(float* dlogits, const float* probs, const std::int32_t* labels, const float* dloss,
                                   int64_t rows, int64_t cols, float smoothing, float scale) {
@@ -155,70 +196,76 @@ __global__ void __launch_bounds__(kThreads)
   const float off = smoothing / static_cast<float>(cols);
   const float g = *dloss * scale;
   for (int64_t row = first_row<kGroup>(); row < rows; row += row_stride<kGroup>()) {
-    const float* p = probs + row * cols;
+    const RowSlice<kGroup, kPerLane> p(probs + row * cols, cols, lane);  // all loads issued before any store
     float* dx = dlogits + row * cols;
     const int64_t label = labels[row];
     const bool valid = label >= 0 && label < cols;  // NaN gradients for a bad label, as its loss
-    for (int64_t c = lane; c < cols; c += kGroup)
-      dx[c] = valid ? (p[c] - target(c, label, smoothing, off)) * g : __int_as_float(0x7fc00000);
+    p.each([&](int64_t c, float v, int) {
+      dx[c] = valid ? (v - target(c, label, smoothing, off)) * g : __int_as_float(0x7fc00000);
+    });
   }
 }
 
-bool warp_per_row(int64_t cols) { return cols <= kWarpRowMaxCols; }
+// Calls launch(kGroup, kPerLane) (std::integral_constant values) for rows of `cols` columns: a warp per row with
+// the row in registers (kPerLane = the next power of two >= cols / 32) up to 1024 columns, else a block per row
+// (kPerLane = 0).
+template <typename Launch>
+void dispatch_rows(int64_t cols, Launch launch) {
+  using std::integral_constant;
+  const int64_t per_lane = (cols + 31) / 32;
+  if (cols > kWarpRowMaxCols) launch(integral_constant<int, kThreads>{}, integral_constant<int, 0>{});
+  else if (per_lane <= 1) launch(integral_constant<int, 32>{}, integral_constant<int, 1>{});
+  else if (per_lane <= 2) launch(integral_constant<int, 32>{}, integral_constant<int, 2>{});
+  else if (per_lane <= 4) launch(integral_constant<int, 32>{}, integral_constant<int, 4>{});
+  else if (per_lane <= 8) launch(integral_constant<int, 32>{}, integral_constant<int, 8>{});
+  else if (per_lane <= 16) launch(integral_constant<int, 32>{}, integral_constant<int, 16>{});
+  else launch(integral_constant<int, 32>{}, integral_constant<int, 32>{});
+}
+
 unsigned grid_for_rows(int64_t rows, int64_t cols) {
-  return cuda::grid_for(rows, warp_per_row(cols) ? kThreads / 32 : 1);
+  return cuda::grid_for(rows, cols <= kWarpRowMaxCols ? kThreads / 32 : 1);
 }
 
 }  // namespace
 
 void softmax_forward_cuda(float* out, const float* inp, std::int64_t rows, std::int64_t cols, bool log) {
   if (rows <= 0 || cols <= 0) return;
-  const unsigned grid = grid_for_rows(rows, cols);
-  if (warp_per_row(cols)) {
-    softmax_forward_kernel<32><<<grid, kThreads, 0, cuda::stream()>>>(out, inp, rows, cols, log);
-  } else {
-    softmax_forward_kernel<kThreads><<<grid, kThreads, 0, cuda::stream()>>>(out, inp, rows, cols, log);
-  }
+  dispatch_rows(cols, [&](auto group, auto per_lane) {
+    softmax_forward_kernel<decltype(group)::value, decltype(per_lane)::value>
+        <<<grid_for_rows(rows, cols), kThreads, 0, cuda::stream()>>>(out, inp, rows, cols, log);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("softmax_forward_kernel");
 }
 
 void softmax_backward_cuda(float* dinp, const float* dout, const float* out, std::int64_t rows, std::int64_t cols,
                            bool log) {
   if (rows <= 0 || cols <= 0) return;
-  const unsigned grid = grid_for_rows(rows, cols);
-  if (warp_per_row(cols)) {
-    softmax_backward_kernel<32><<<grid, kThreads, 0, cuda::stream()>>>(dinp, dout, out, rows, cols, log);
-  } else {
-    softmax_backward_kernel<kThreads><<<grid, kThreads, 0, cuda::stream()>>>(dinp, dout, out, rows, cols, log);
-  }
+  dispatch_rows(cols, [&](auto group, auto per_lane) {
+    softmax_backward_kernel<decltype(group)::value, decltype(per_lane)::value>
+        <<<grid_for_rows(rows, cols), kThreads, 0, cuda::stream()>>>(dinp, dout, out, rows, cols, log);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("softmax_backward_kernel");
 }
 
 void cross_entropy_forward_cuda(float* losses, float* probs, const float* logits, const std::int32_t* labels,
                                 std::int64_t rows, std::int64_t cols, float smoothing) {
   if (rows <= 0 || cols <= 0) return;
-  const unsigned grid = grid_for_rows(rows, cols);
-  if (warp_per_row(cols)) {
-    cross_entropy_forward_kernel<32>
-        <<<grid, kThreads, 0, cuda::stream()>>>(losses, probs, logits, labels, rows, cols, smoothing);
-  } else {
-    cross_entropy_forward_kernel<kThreads>
-        <<<grid, kThreads, 0, cuda::stream()>>>(losses, probs, logits, labels, rows, cols, smoothing);
-  }
+  dispatch_rows(cols, [&](auto group, auto per_lane) {
+    cross_entropy_forward_kernel<decltype(group)::value, decltype(per_lane)::value>
+        <<<grid_for_rows(rows, cols), kThreads, 0, cuda::stream()>>>(losses, probs, logits, labels, rows, cols,
+                                                                    smoothing);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("cross_entropy_forward_kernel");
 }
 
 void cross_entropy_backward_cuda(float* dlogits, const float* probs, const std::int32_t* labels, const float* dloss,
                                  std::int64_t rows, std::int64_t cols, float smoothing, float scale) {
   if (rows <= 0 || cols <= 0) return;
-  const unsigned grid = grid_for_rows(rows, cols);
-  if (warp_per_row(cols)) {
-    cross_entropy_backward_kernel<32>
-        <<<grid, kThreads, 0, cuda::stream()>>>(dlogits, probs, labels, dloss, rows, cols, smoothing, scale);
-  } else {
-    cross_entropy_backward_kernel<kThreads>
-        <<<grid, kThreads, 0, cuda::stream()>>>(dlogits, probs, labels, dloss, rows, cols, smoothing, scale);
-  }
+  dispatch_rows(cols, [&](auto group, auto per_lane) {
+    cross_entropy_backward_kernel<decltype(group)::value, decltype(per_lane)::value>
+        <<<grid_for_rows(rows, cols), kThreads, 0, cuda::stream()>>>(dlogits, probs, labels, dloss, rows, cols,
+                                                                    smoothing, scale);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("cross_entropy_backward_kernel");
 }
 

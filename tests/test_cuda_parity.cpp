@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -261,19 +262,27 @@ TEST(CudaKernelParity, SumAxis) {
 #endif
 }
 
-TEST(CudaKernelParity, BroadcastAxis) {  // exact: one multiply per element
+// Exact: one multiply per element. Offset 0 gives 16-byte aligned buffers (the float4 path where inner % 4 == 0),
+// offset 1 misaligned ones (the scalar path).
+TEST(CudaKernelParity, BroadcastAxis) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
   Generator gen(106);
-  for (auto [outer, len, inner] : kAxisShapes)
-    for (float scale : {1.f, 0.3f}) {
-      SCOPED_TRACE(describe("outer/len/inner", {outer, len, inner}));
-      Tensor dout = rand_cpu({outer * inner}, gen), ref = Tensor::empty({outer * len * inner});
-      broadcast_axis_cpu(ref.data<float>(), dout.data<float>(), outer, len, inner, scale);
-      Poisoned in = Poisoned::upload(dout, 1), out(outer * len * inner, 1);
-      broadcast_axis_cuda(out.ptr(), in.ptr(), outer, len, inner, scale);
-      expect_close(out, ref, 0.f, 0.f);
-    }
+  std::vector<std::array<std::int64_t, 3>> shapes;
+  for (const auto& shape : kAxisShapes) shapes.push_back({shape[0], shape[1], shape[2]});
+  shapes.push_back({3, 5, 8});
+  shapes.push_back({7, 3, 4});
+  shapes.push_back({1, 1, 2048});
+  for (auto [outer, len, inner] : shapes)
+    for (std::int64_t offset : {0, 1})
+      for (float scale : {1.f, 0.3f}) {
+        SCOPED_TRACE(describe("outer/len/inner/offset", {outer, len, inner, offset}));
+        Tensor dout = rand_cpu({outer * inner}, gen), ref = Tensor::empty({outer * len * inner});
+        broadcast_axis_cpu(ref.data<float>(), dout.data<float>(), outer, len, inner, scale);
+        Poisoned in = Poisoned::upload(dout, offset), out(outer * len * inner, offset);
+        broadcast_axis_cuda(out.ptr(), in.ptr(), outer, len, inner, scale);
+        expect_close(out, ref, 0.f, 0.f);
+      }
 #endif
 }
 
@@ -338,8 +347,12 @@ TEST(CudaKernelParity, GemmCublasTf32) {
 #endif
 }
 
-constexpr std::int64_t kRowShapes[][2] = {{1, 1},  {7, 1},     {1, 31},   {33, 31},     {1000, 31}, {1, 1025},
-                                          {7, 1025}, {977, 1025}, {3, 4097}, {2, 100003}};  // (rows, cols)
+// (rows, cols): a warp per row with the row in registers up to 1024 columns, 1 to 32 values per lane (31, 33, 100,
+// 250, 500, 1000, 1024 cover every register width), a block per row beyond.
+constexpr std::int64_t kRowShapes[][2] = {{1, 1},    {7, 1},     {1, 31},   {33, 31},  {1000, 31},
+                                          {5, 33},   {9, 100},   {3, 250},  {17, 500}, {1000, 1000},
+                                          {2, 1024}, {1, 1025},  {7, 1025}, {977, 1025}, {3, 4097},
+                                          {2, 100003}};
 
 // Forward: expf's 2 ulp plus a float sum of up to 1e5 exponentials (sequential per thread over up to ~400 of
 // them, then a tree): ~1e-6 relative typically, 1e-5 leaves margin; log-softmax adds the absolute error of log(sum). Backward: dot = sum(dy*y) with |dy| <= 1 is off by ~1e-7,
