@@ -1,7 +1,7 @@
 // See tools/kernel_profile.h. The CUPTI activity API hands the tool empty buffers (buffer_requested), the driver
 // fills them with records, and completed buffers come back (buffer_completed) where the kernel records are
 // summed by name. Record layout: CUpti_ActivityKernel10 from the CUDA 13 headers; only its start, end and name
-// fields are read.
+// fields are read. Records CUPTI had to drop (no buffer room) are counted and reported under the headline.
 #include "tools/kernel_profile.h"
 
 #if GRAFT_HAS_CUDA
@@ -35,10 +35,12 @@ struct Cupti {
   decltype(&cuptiActivityDisable) disable = nullptr;
   decltype(&cuptiActivityFlushAll) flush_all = nullptr;
   decltype(&cuptiActivityGetNextRecord) next_record = nullptr;
+  decltype(&cuptiActivityGetNumDroppedRecords) dropped_records = nullptr;  // optional
 };
 
 std::mutex g_mutex;
 std::map<std::string, KernelTotals> g_kernels;  // demangled name -> totals
+std::size_t g_dropped = 0;                        // records CUPTI had no buffer room for
 Cupti g_cupti;
 constexpr std::size_t kBufferBytes = 8u << 20;
 
@@ -55,7 +57,7 @@ void CUPTIAPI buffer_requested(uint8_t** buffer, size_t* size, size_t* max_recor
   *max_records = 0;  // as many as fit
 }
 
-void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, size_t valid_size) {
+void CUPTIAPI buffer_completed(CUcontext context, uint32_t stream, uint8_t* buffer, size_t, size_t valid_size) {
   CUpti_Activity* record = nullptr;
   std::lock_guard<std::mutex> lock(g_mutex);
   while (g_cupti.next_record(buffer, valid_size, &record) == CUPTI_SUCCESS) {
@@ -65,6 +67,10 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     totals.ns += static_cast<double>(kernel->end - kernel->start);
     totals.launches += 1;
   }
+  std::size_t dropped = 0;
+  if (g_cupti.dropped_records != nullptr &&
+      g_cupti.dropped_records(context, stream, &dropped) == CUPTI_SUCCESS)
+    g_dropped += dropped;
   std::free(buffer);
 }
 
@@ -82,6 +88,8 @@ std::string load_cupti() {
   c.disable = reinterpret_cast<decltype(c.disable)>(dlsym(lib, "cuptiActivityDisable"));
   c.flush_all = reinterpret_cast<decltype(c.flush_all)>(dlsym(lib, "cuptiActivityFlushAll"));
   c.next_record = reinterpret_cast<decltype(c.next_record)>(dlsym(lib, "cuptiActivityGetNextRecord"));
+  c.dropped_records =
+      reinterpret_cast<decltype(c.dropped_records)>(dlsym(lib, "cuptiActivityGetNumDroppedRecords"));
   if (!c.register_callbacks || !c.enable || !c.disable || !c.flush_all || !c.next_record)
     return "libcupti lacks the activity API entry points";
   g_cupti = c;
@@ -95,6 +103,7 @@ std::string kernel_profile_start() {
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     g_kernels.clear();
+    g_dropped = 0;
   }
   if (g_cupti.register_callbacks(buffer_requested, buffer_completed) != CUPTI_SUCCESS ||
       g_cupti.enable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) != CUPTI_SUCCESS)
@@ -106,9 +115,11 @@ std::string kernel_profile_report(int steps, int top) {
   g_cupti.flush_all(1);  // CUPTI_ACTIVITY_FLAG_FLUSH_FORCED: hand back partly filled buffers too
   g_cupti.disable(CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL);
   std::vector<std::pair<std::string, KernelTotals>> rows;
+  std::size_t dropped = 0;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     rows.assign(g_kernels.begin(), g_kernels.end());
+    dropped = g_dropped;
   }
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.ns > b.second.ns; });
   double total_ns = 0;
@@ -121,6 +132,10 @@ std::string kernel_profile_report(int steps, int top) {
                 "kernel profile: %.3f ms of kernel time per step, %.1f launches per step, %zu kernels\n",
                 total_ns * per_step / 1e6, static_cast<double>(launches) * per_step, rows.size());
   out += line;
+  if (dropped > 0) {
+    std::snprintf(line, sizeof line, "kernel profile: CUPTI dropped %zu records: the table undercounts\n", dropped);
+    out += line;
+  }
   for (std::size_t i = 0; i < rows.size() && static_cast<int>(i) < top; ++i) {
     const auto& [name, t] = rows[i];
     std::snprintf(line, sizeof line, "%9.3f ms %5.1f%% %7.1fx  %.150s\n", t.ns * per_step / 1e6,
