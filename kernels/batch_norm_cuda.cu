@@ -17,6 +17,7 @@
 
 #include "kernels/batch_norm.h"
 #include "kernels/cuda_device.h"
+#include "kernels/pack.cuh"
 
 namespace graft {
 namespace {
@@ -27,30 +28,13 @@ constexpr std::int64_t kTargetBlocks = 1024;
 constexpr std::int64_t kInt32Limit = 2147483647LL;
 
 template <int W>
-struct Vec {
-  float v[W];
-};
-template <int W>
-__device__ __forceinline__ Vec<W> load(const float* p, std::int64_t i) {  // i: a multiple of W
-  if constexpr (W == 4) {
-    const float4 f = *reinterpret_cast<const float4*>(p + i);
-    return {{f.x, f.y, f.z, f.w}};
-  } else {
-    return {{p[i]}};
-  }
-}
-template <int W>
-__device__ __forceinline__ void store(float* p, std::int64_t i, const Vec<W>& x) {
-  if constexpr (W == 4) *reinterpret_cast<float4*>(p + i) = make_float4(x.v[0], x.v[1], x.v[2], x.v[3]);
-  else p[i] = x.v[0];
-}
-template <int W>
-__device__ __forceinline__ Vec<W> load_or(const float* p, std::int64_t i, float fallback) {
-  if (p != nullptr) return load<W>(p, i);
-  Vec<W> x;
-  for (int k = 0; k < W; ++k) x.v[k] = fallback;
-  return x;
-}
+using Vec = cuda::Pack<float, W>;
+using cuda::load;
+using cuda::load_or;
+using cuda::store;
+
+// p + i, or null for an absent optional operand (gamma, beta, a residual, a relu mask).
+__device__ __forceinline__ const float* offset(const float* p, std::int64_t i) { return p != nullptr ? p + i : nullptr; }
 
 // The vector width for these pointers (nulls ignored).
 int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {
@@ -105,20 +89,20 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
   double a[W] = {}, b[W] = {};
   if (ch0 < c) {
     [[maybe_unused]] Vec<W> mu{}, is{};
-    if constexpr (kMode == Sums::Backward) mu = load<W>(mean, ch0), is = load<W>(invstd, ch0);
+    if constexpr (kMode == Sums::Backward) mu = load<W>(mean + ch0), is = load<W>(invstd + ch0);
 #pragma unroll 4
     for (std::int64_t r = r0 + ty; r < r1; r += gy) {
       const std::int64_t e = r * c + ch0;
       if constexpr (kMode == Sums::Stats) {
-        const Vec<W> x = load<W>(inp, e);
+        const Vec<W> x = load<W>(inp + e);
         for (int k = 0; k < W; ++k) a[k] += x.v[k], b[k] += static_cast<double>(x.v[k]) * x.v[k];
       } else {
-        const Vec<W> d = load<W>(dout, e), y = load_or<W>(relu_out, e, 1.f);
+        const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu_out, e), 1.f);
         Vec<W> dy;
         for (int k = 0; k < W; ++k) dy.v[k] = y.v[k] > 0.f ? d.v[k] : 0.f, a[k] += dy.v[k];
-        if (masked_out) store<W>(masked_out, e, dy);
+        if (masked_out) store<W>(masked_out + e, dy);
         if constexpr (kMode == Sums::Backward) {
-          const Vec<W> x = load<W>(inp, e);
+          const Vec<W> x = load<W>(inp + e);
           for (int k = 0; k < W; ++k) b[k] += static_cast<double>(dy.v[k]) * ((x.v[k] - mu.v[k]) * is.v[k]);
         }
       }
@@ -210,13 +194,13 @@ __global__ void batch_norm_forward_kernel(float* out, const float* inp, const fl
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = (i % c_groups) * W, e = i * W;
-    const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j);
-    Vec<W> is = load<W>(scale, j);
+    const Vec<W> x = load<W>(inp + e), mu = load<W>(mean + j);
+    Vec<W> is = load<W>(scale + j);
     if constexpr (kFromVar)
       for (int k = 0; k < W; ++k)
         is.v[k] = static_cast<float>(1.0 / sqrt(static_cast<double>(is.v[k]) + static_cast<double>(eps)));
-    const Vec<W> g = load_or<W>(gamma, j, 1.f), b = load_or<W>(beta, j, 0.f);
-    const Vec<W> r = load_or<W>(residual, e, 0.f);
+    const Vec<W> g = load_or<W>(offset(gamma, j), 1.f), b = load_or<W>(offset(beta, j), 0.f);
+    const Vec<W> r = load_or<W>(offset(residual, e), 0.f);
     Vec<W> y;
     for (int k = 0; k < W; ++k) {
       const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
@@ -224,7 +208,7 @@ __global__ void batch_norm_forward_kernel(float* out, const float* inp, const fl
       if (residual) v += r.v[k];
       y.v[k] = relu ? (v > 0.f ? v : 0.f) : v;
     }
-    store<W>(out, e, y);
+    store<W>(out + e, y);
   }
 }
 
@@ -236,12 +220,12 @@ __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout,
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = (i % c_groups) * W, e = i * W;
-    const Vec<W> d = load<W>(dout, e), y = load_or<W>(relu_out, e, 1.f);
-    const Vec<W> is = load<W>(invstd, j), g = load_or<W>(gamma, j, 1.f);
+    const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu_out, e), 1.f);
+    const Vec<W> is = load<W>(invstd + j), g = load_or<W>(offset(gamma, j), 1.f);
     Vec<W> dx;
     if (batch_stats) {
-      const Vec<W> x = load<W>(inp, e), mu = load<W>(mean, j);
-      const Vec<W> sd = load<W>(sum_dy, j), sdx = load<W>(sum_dy_xhat, j);
+      const Vec<W> x = load<W>(inp + e), mu = load<W>(mean + j);
+      const Vec<W> sd = load<W>(sum_dy + j), sdx = load<W>(sum_dy_xhat + j);
       for (int k = 0; k < W; ++k) {
         const float scale = g.v[k] * is.v[k];
         const float dy = y.v[k] > 0.f ? d.v[k] : 0.f;
@@ -251,7 +235,7 @@ __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout,
     } else {
       for (int k = 0; k < W; ++k) dx.v[k] = g.v[k] * is.v[k] * (y.v[k] > 0.f ? d.v[k] : 0.f);
     }
-    store<W>(dinp, e, dx);
+    store<W>(dinp + e, dx);
   }
 }
 
@@ -293,13 +277,13 @@ __global__ void bias_relu_forward_kernel(float* y, const float* bias, Index grou
   for (Index i = static_cast<Index>(blockIdx.x) * blockDim.x + threadIdx.x; i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index e = i * W;
-    Vec<W> v = load<W>(y, e);
-    const Vec<W> b = load_or<W>(bias, (i % c_groups) * W, 0.f);
+    Vec<W> v = load<W>(y + e);
+    const Vec<W> b = load_or<W>(offset(bias, (i % c_groups) * W), 0.f);
     for (int k = 0; k < W; ++k) {
       const float z = v.v[k] + b.v[k];
       v.v[k] = z > 0.f ? z : 0.f;
     }
-    store<W>(y, e, v);
+    store<W>(y + e, v);
   }
 }
 

@@ -15,6 +15,7 @@
 #include <type_traits>
 
 #include "kernels/cuda_device.h"
+#include "kernels/pack.cuh"
 #include "kernels/pool.h"
 
 namespace graft {
@@ -96,20 +97,9 @@ struct PoolAxis {
   }
 };
 
-// V consecutive values, loaded and stored with one 16-byte access when V = 4 (the pointer must be 16-byte aligned).
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-template <int V, typename T>
-__device__ __forceinline__ Pack<T, V> load(const T* p) {
-  return *reinterpret_cast<const Pack<T, V>*>(p);
-}
-template <int V, typename T>
-__device__ __forceinline__ void store(T* p, const Pack<T, V>& x) {
-  *reinterpret_cast<Pack<T, V>*>(p) = x;
-}
-
+using cuda::load;
+using cuda::Pack;
+using cuda::store;
 
 // ---- forward: one thread per V channels of an output pixel (n, p, q) ------------------------------------------
 // Each channel sees exactly the CPU's operations in the CPU's order (the window in row-major order); V = 4 only
