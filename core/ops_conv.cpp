@@ -145,7 +145,7 @@ Tensor conv2d_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, co
                          if (dout.is_cuda()) {
                            if (needs[2]) grads[2] = Tensor::empty({g.k}, dout.device());
                            const std::int64_t rows = g.n * g.p * g.q;
-                           const std::size_t bytes = batch_norm_workspace_cuda(rows, g.k);
+                           const std::size_t bytes = bias_relu_workspace_cuda(rows, g.k);
                            Tensor ws = Tensor::empty({static_cast<std::int64_t>((bytes + 3) / 4)}, kCUDA);
                            bias_relu_backward_cuda(dout.data<float>(), needs[2] ? grads[2].data<float>() : nullptr,
                                                    dout_arg.data<float>(), saved_y.data<float>(), rows, g.k,

@@ -68,8 +68,9 @@ void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float*
 // The bias + relu epilogue of conv2d_relu (core/ops.h), on the same machinery:
 //   forward:  y = relu(y + bias) in place over (M,C) rows (bias may be null);
 //   backward: dz = dout (y > 0) written out, dbias = sum_m dz (skipped when dbias is null), in one pass with the
-//             deterministic two-level reduction above; workspace: batch_norm_workspace_cuda(m, c) bytes.
+//             deterministic two-level reduction above; workspace: bias_relu_workspace_cuda(m, c) bytes.
 void bias_relu_forward_cuda(float* y, const float* bias, std::int64_t m, std::int64_t c);
+inline std::size_t bias_relu_workspace_cuda(std::int64_t m, std::int64_t c) { return batch_norm_workspace_cuda(m, c); }
 void bias_relu_backward_cuda(float* dz, float* dbias, const float* dout, const float* y, std::int64_t m,
                              std::int64_t c, void* workspace);
 #endif

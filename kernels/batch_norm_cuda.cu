@@ -34,7 +34,9 @@ using cuda::load_or;
 using cuda::store;
 
 // p + i, or null for an absent optional operand (gamma, beta, a residual, a relu mask).
-__device__ __forceinline__ const float* offset(const float* p, std::int64_t i) { return p != nullptr ? p + i : nullptr; }
+__device__ __forceinline__ const float* offset(const float* p, std::int64_t i) {
+  return p != nullptr ? p + i : nullptr;
+}
 
 // The vector width for these pointers (nulls ignored).
 int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {

@@ -39,7 +39,8 @@ constexpr std::int64_t kUidX = 'x', kUidW = 'w', kUidY = 'y';
 
 void check(cudnnStatus_t status, const char* what, int attribute = -1) {
   if (status == CUDNN_STATUS_SUCCESS) return;
-  if (attribute >= 0) GRAFT_FAIL("cuDNN graph API: ", what, " (attribute ", attribute, "): ", cudnnGetErrorString(status));
+  if (attribute >= 0)
+    GRAFT_FAIL("cuDNN graph API: ", what, " (attribute ", attribute, "): ", cudnnGetErrorString(status));
   GRAFT_FAIL("cuDNN graph API: ", what, ": ", cudnnGetErrorString(status));
 }
 
