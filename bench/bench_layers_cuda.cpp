@@ -351,25 +351,38 @@ void BM_sgd_step_multi_resnet50_cuda(benchmark::State& state) { sgd_step_resnet5
 BENCHMARK(BM_sgd_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_sgd_step_multi_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// AdamW (decoupled weight decay 0.05), step 10: read p, g, m, v; write p, m, v.
-void BM_adamw_step_resnet50_cuda(benchmark::State& state) {
+// AdamW (decoupled weight decay 0.05), step 10: read p, g, m, v; write p, m, v. `multi`: the same operands
+// through adam_step_multi_cuda (as Adam::step runs it on CUDA) instead of one adam_step_cuda launch per tensor.
+void adamw_step_resnet50(benchmark::State& state, bool multi) {
   guarded(state, [&] {
     const ParamLayout l = resnet50_layout();
     const std::int64_t bytes = 7 * l.total * kF;
     const int sets = rotation_sets(bytes);
     auto p = random_buffers(sets, l.padded, 650), g = random_buffers(sets, l.padded, 651, -1e-2f, 1e-2f);
     auto m = random_buffers(sets, l.padded, 652, -1e-3f, 1e-3f), v = random_buffers(sets, l.padded, 653, 0.f, 1e-4f);
+    std::vector<AdamMultiTensor> list(l.sizes.size());
     const double t = run_timed(state, sets, [&](int s) {
       for (std::size_t i = 0; i < l.sizes.size(); ++i) {
         const std::int64_t o = l.offsets[i];
-        adam_step_cuda(p[s].f() + o, m[s].f() + o, v[s].f() + o, g[s].f() + o, l.sizes[i], 1e-3f, 0.9f, 0.999f,
-                       1e-8f, 0.05f, true, 10);
+        if (multi)
+          list[i] = {p[s].f() + o, m[s].f() + o, v[s].f() + o, g[s].f() + o, l.sizes[i], 10};
+        else
+          adam_step_cuda(p[s].f() + o, m[s].f() + o, v[s].f() + o, g[s].f() + o, l.sizes[i], 1e-3f, 0.9f, 0.999f,
+                         1e-8f, 0.05f, true, 10);
       }
+      if (multi) adam_step_multi_cuda(list, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.05f, true);
     });
-    report_bandwidth(state, sets, bytes, t, params_label(l));
+    const std::int64_t launches = multi ? (static_cast<std::int64_t>(l.sizes.size()) + kOptimizerMultiTensors - 1) /
+                                              kOptimizerMultiTensors
+                                        : static_cast<std::int64_t>(l.sizes.size());
+    report_bandwidth(state, sets, bytes, t,
+                     params_label(l) + (multi ? ", " + std::to_string(launches) + " launches" : ""));
   });
 }
+void BM_adamw_step_resnet50_cuda(benchmark::State& state) { adamw_step_resnet50(state, false); }
+void BM_adamw_step_multi_resnet50_cuda(benchmark::State& state) { adamw_step_resnet50(state, true); }
 BENCHMARK(BM_adamw_step_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_adamw_step_multi_resnet50_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace graft::bench
