@@ -273,6 +273,7 @@ TEST(CudaKernelParity, BroadcastAxis) {
   shapes.push_back({3, 5, 8});
   shapes.push_back({7, 3, 4});
   shapes.push_back({1, 1, 2048});
+  shapes.push_back({5, 2001, 20});  // float4 groups: the grid stride wraps all three digits (o, l, i)
   for (auto [outer, len, inner] : shapes)
     for (std::int64_t offset : {0, 1})
       for (float scale : {1.f, 0.3f}) {
@@ -383,6 +384,39 @@ TEST(CudaKernelParity, SoftmaxAndLogSoftmax) {
 
 // losses: log(sum exp) is off by ~1e-6 absolute (see above); probs as softmax; dlogits = (p - q) g inherits p's
 // error scaled by g = dloss / rows.
+// Masked entries (-inf logits, as attention masks give): they get probability 0 (log-probability -inf) and leave
+// the rest of the row a softmax of the others, in the register path (100 columns) and the block path (1025). A row
+// masked entirely has no maximum to subtract: every output is NaN, as on the CPU.
+TEST(CudaKernelParity, SoftmaxWithMaskedEntries) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(112);
+  for (std::int64_t cols : {100, 1025}) {
+    const std::int64_t rows = 3;
+    std::vector<float> xv = rand_cpu({rows, cols}, gen, -5.f, 5.f).to_vector();
+    for (std::int64_t c = 0; c < cols; c += 3) xv[static_cast<std::size_t>(c)] = -INFINITY;  // row 0: a third masked
+    for (std::int64_t c = 0; c < cols; ++c) xv[static_cast<std::size_t>(2 * cols + c)] = -INFINITY;  // row 2: all
+    Tensor x = Tensor::from_vector(xv, {rows, cols});
+    for (bool log : {false, true}) {
+      SCOPED_TRACE(describe("cols/log", {cols, log}));
+      Tensor y = Tensor::empty({rows, cols});
+      softmax_forward_cpu(y.data<float>(), x.data<float>(), rows, cols, log);
+      Poisoned dx = Poisoned::upload(x, 1), dy(rows * cols, 1);
+      softmax_forward_cuda(dy.ptr(), dx.ptr(), rows, cols, log);
+      const std::vector<float> got = dy.values({rows, cols}).to_vector(), want = y.to_vector();
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        if (std::isnan(want[i]) || std::isinf(want[i])) {
+          EXPECT_TRUE(std::isnan(want[i]) ? std::isnan(got[i]) : got[i] == want[i]) << "element " << i;
+        } else {
+          EXPECT_NEAR(got[i], want[i], 1e-5f * (1.f + std::fabs(want[i]))) << "element " << i;
+        }
+      }
+      for (std::int64_t c = 0; c < cols; ++c) EXPECT_TRUE(std::isnan(got[2 * cols + c])) << "row 2, column " << c;
+    }
+  }
+#endif
+}
+
 TEST(CudaKernelParity, CrossEntropyWithLabelSmoothing) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA

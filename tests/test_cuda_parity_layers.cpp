@@ -138,26 +138,31 @@ TEST(LayersParity, BatchNormInferenceInOneKernelEqualsTheTwoStepPathBitwise) {
     Tensor g = Tensor::uniform({c}, gen, 0.5f, 1.5f), b = Tensor::randn({c}, gen);
     Tensor rm = Tensor::randn({c}, gen), rv = Tensor::uniform({c}, gen, 1e-3f, 2.f);
     Tensor rm_gpu = rm.to(kCUDA), rv_gpu = rv.to(kCUDA);
-    for (bool affine : {true, false})
-      for (bool with_residual : {true, false})
-        for (bool relu : {true, false}) {
-          auto run = [&](const Tensor& in, Tensor& mean, Tensor& var, bool gpu) {
-            std::optional<Tensor> gamma, beta, residual;
-            if (affine) gamma = gpu ? g.to(kCUDA) : g, beta = gpu ? b.to(kCUDA) : b;
-            if (with_residual) residual = gpu ? r.to(kCUDA) : r;
-            return batch_norm_add_relu(in, gamma, beta, mean, var, false, false, 0.1f, 1e-3f, residual, relu);
-          };
-          Tensor x_gpu = x.to(kCUDA), x_recording = x.to(kCUDA);
-          x_recording.set_requires_grad(true);
-          const Tensor one_kernel = run(x_gpu, rm_gpu, rv_gpu, true);
-          const Tensor two_steps = run(x_recording, rm_gpu, rv_gpu, true);
-          Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone();
-          const Tensor cpu = run(x, rm_cpu, rv_cpu, false);
-          const std::string where = shape_str(shape) + (affine ? " affine" : "") +
-                                    (with_residual ? " residual" : "") + (relu ? " relu" : "");
-          EXPECT_TRUE(testing::bitwise_equal(one_kernel.to_vector(), two_steps.detach().to_vector())) << where;
-          EXPECT_TRUE(all_close(one_kernel, cpu, 1e-5f, 1e-4f)) << where;
-        }
+    // running statistics as views one float into a larger buffer: misaligned, so the kernels take their scalar
+    // path even when C % 4 == 0
+    Tensor rv_padded = Tensor::zeros({c + 1}, kCUDA);
+    rv_padded.slice(1, c + 1).copy_from(rv_gpu);
+    Tensor rv_misaligned = rv_padded.slice(1, c + 1);
+    for (int variant = 0; variant < 16; ++variant) {
+      const bool misaligned = variant & 8, affine = variant & 4, with_residual = variant & 2, relu = variant & 1;
+      auto run = [&](const Tensor& in, Tensor& mean, Tensor& var, bool gpu) {
+        std::optional<Tensor> gamma, beta, residual;
+        if (affine) gamma = gpu ? g.to(kCUDA) : g, beta = gpu ? b.to(kCUDA) : b;
+        if (with_residual) residual = gpu ? r.to(kCUDA) : r;
+        return batch_norm_add_relu(in, gamma, beta, mean, var, false, false, 0.1f, 1e-3f, residual, relu);
+      };
+      Tensor x_gpu = x.to(kCUDA), x_recording = x.to(kCUDA);
+      x_recording.set_requires_grad(true);
+      Tensor& var = misaligned ? rv_misaligned : rv_gpu;
+      const Tensor one_kernel = run(x_gpu, rm_gpu, var, true);
+      const Tensor two_steps = run(x_recording, rm_gpu, var, true);
+      Tensor rm_cpu = rm.clone(), rv_cpu = rv.clone();
+      const Tensor cpu = run(x, rm_cpu, rv_cpu, false);
+      const std::string where = shape_str(shape) + (misaligned ? " misaligned" : "") + (affine ? " affine" : "") +
+                                (with_residual ? " residual" : "") + (relu ? " relu" : "");
+      EXPECT_TRUE(testing::bitwise_equal(one_kernel.to_vector(), two_steps.detach().to_vector())) << where;
+      EXPECT_TRUE(all_close(one_kernel, cpu, 1e-5f, 1e-4f)) << where;
+    }
   }
 }
 
@@ -296,20 +301,22 @@ TEST(LayersParityKernels, Pooling) {
       Tensor a = Tensor::empty(out_shape), a_g = nan_cuda(out_shape);
       avg_pool2d_forward_cpu(ptr(a), ptr(x), s, include_pad);
       avg_pool2d_forward_cuda(ptr(a_g), ptr(xg), s, include_pad);
-      EXPECT_TRUE(all_close(a_g, a, 1e-6f, 1e-6f)) << "avg forward, count_include_pad " << include_pad;
+      // the same float adds in the same order and one division: exact
+      EXPECT_EQ(a_g.to(kCPU).to_vector(), a.to_vector()) << "avg forward, count_include_pad " << include_pad;
       Tensor da = Tensor::empty(in_shape), da_g = nan_cuda(in_shape);
       avg_pool2d_backward_cpu(ptr(da), ptr(dy), s, include_pad);
       avg_pool2d_backward_cuda(ptr(da_g), ptr(dyg), s, include_pad);
       EXPECT_TRUE(all_close(da_g, da, 1e-6f, 1e-6f)) << "avg backward, count_include_pad " << include_pad;
     }
 
-    for (auto [p, q] : std::vector<std::pair<int, int>>{{7, 7}, {1, 1}, {3, 5}}) {
+    // (3,1) and (2,1): bins of whole rows starting below row 0 (the contiguous-run path beyond global pooling)
+    for (auto [p, q] : std::vector<std::pair<int, int>>{{7, 7}, {1, 1}, {3, 5}, {3, 1}, {2, 1}}) {
       const Shape a_shape{k.n, p, q, k.c};
       Tensor da_out = Tensor::randn(a_shape, gen), da_out_g = da_out.to(kCUDA);
       Tensor a = Tensor::empty(a_shape), a_g = nan_cuda(a_shape);
       adaptive_avg_pool2d_forward_cpu(ptr(a), ptr(x), k.n, k.h, k.w, k.c, p, q);
       adaptive_avg_pool2d_forward_cuda(ptr(a_g), ptr(xg), k.n, k.h, k.w, k.c, p, q);
-      EXPECT_TRUE(all_close(a_g, a, 1e-6f, 1e-6f)) << "adaptive forward " << p << "x" << q;
+      EXPECT_EQ(a_g.to(kCPU).to_vector(), a.to_vector()) << "adaptive forward " << p << "x" << q;
       Tensor da = Tensor::empty(in_shape), da_g = nan_cuda(in_shape);
       adaptive_avg_pool2d_backward_cpu(ptr(da), ptr(da_out), k.n, k.h, k.w, k.c, p, q);
       adaptive_avg_pool2d_backward_cuda(ptr(da_g), ptr(da_out_g), k.n, k.h, k.w, k.c, p, q);
@@ -334,6 +341,9 @@ TEST(LayersParityKernels, PoolingBackwardIsExactWithTies) {
         const std::int64_t n_in = s.n * s.h * s.w * s.c, n_out = s.n * s.p * s.q * s.c;
         std::vector<float> xv = Tensor::uniform({n_in}, gen, -1.f, 3.f).to_vector();
         for (float& v : xv) v = std::floor(v);
+        // a NaN (it wins its windows: the first NaN is the maximum) and a -inf in single channels
+        xv[static_cast<std::size_t>((1 * s.w + 2) * s.c + 5 % s.c)] = NAN;
+        xv[static_cast<std::size_t>((s.h * s.w + 3 * s.w + 4) * s.c + 1 % s.c)] = -INFINITY;
         Tensor x = Tensor::from_vector(xv, {n_in}), dy = Tensor::randn({n_out}, gen);
         // device buffers one element longer, used from element `offset` on
         Tensor xg = Tensor::zeros({n_in + 1}, kCUDA), dyg = Tensor::zeros({n_out + 1}, kCUDA);
@@ -344,7 +354,7 @@ TEST(LayersParityKernels, PoolingBackwardIsExactWithTies) {
         std::int32_t* arg_gp = arg_g.data<std::int32_t>() + offset;
         max_pool2d_forward_cpu(ptr(y), arg.data<std::int32_t>(), ptr(x), s);
         max_pool2d_forward_cuda(ptr(y_g), arg_gp, ptr(xg) + offset, s);
-        EXPECT_EQ(y_g.to(kCPU).to_vector(), y.to_vector()) << "max forward";
+        EXPECT_TRUE(testing::bitwise_equal(y_g.to(kCPU).to_vector(), y.to_vector())) << "max forward";
         std::vector<std::int32_t> arg_host(n_out);
         cuda::copy_to_host(arg_host.data(), arg_gp, n_out * sizeof(std::int32_t));
         EXPECT_EQ(arg_host, arg.to_int_vector()) << "argmax";
@@ -356,6 +366,20 @@ TEST(LayersParityKernels, PoolingBackwardIsExactWithTies) {
           cuda::copy_to_host(got.data(), ptr(dx_g) + offset, n_in * sizeof(float));
           EXPECT_EQ(got, dx.to_vector()) << what;
         };
+        // the average forwards at this offset (misaligned: the scalar path even when C % 4 == 0), bit for bit
+        for (bool include_pad : {true, false}) {
+          Tensor a = Tensor::empty({n_out}), a_g = nan_cuda({n_out});
+          avg_pool2d_forward_cpu(ptr(a), ptr(x), s, include_pad);
+          avg_pool2d_forward_cuda(ptr(a_g), ptr(xg) + offset, s, include_pad);
+          EXPECT_TRUE(testing::bitwise_equal(a_g.to(kCPU).to_vector(), a.to_vector())) << "avg forward";
+        }
+        for (auto [p, q] : std::vector<std::pair<int, int>>{{1, 1}, {3, 5}}) {
+          const std::int64_t n_bins = s.n * p * q * s.c;
+          Tensor a = Tensor::empty({n_bins}), a_g = nan_cuda({n_bins});
+          adaptive_avg_pool2d_forward_cpu(ptr(a), ptr(x), s.n, s.h, s.w, s.c, p, q);
+          adaptive_avg_pool2d_forward_cuda(ptr(a_g), ptr(xg) + offset, s.n, s.h, s.w, s.c, p, q);
+          EXPECT_TRUE(testing::bitwise_equal(a_g.to(kCPU).to_vector(), a.to_vector())) << "adaptive forward";
+        }
         Tensor dx = Tensor::empty({n_in});
         max_pool2d_backward_cpu(ptr(dx), ptr(dy), arg.data<std::int32_t>(), s);
         expect_exact(dx, [&](float* d) { max_pool2d_backward_cuda(d, ptr(dyg) + offset, arg_gp, s); }, "max backward");
