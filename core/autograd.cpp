@@ -39,18 +39,37 @@ void record(Tensor& out, const char* name, std::initializer_list<const Tensor*> 
   out.impl()->requires_grad = true;
 }
 
-static void accumulate(Tensor& slot, const Tensor& g) {
-  if (!slot.defined()) slot = g;
-  else slot = add(slot, g);
+// True when `t` (held by `holders` references, counting the caller's) is the only view of memory no other tensor
+// shares, covering all of it: writing into it, or keeping it, is invisible to everything else.
+static bool exclusively_owned(const Tensor& t, long holders) {
+  const auto& impl = t.impl_ptr();
+  return impl.use_count() == holders && impl->storage.use_count() == 1 && impl->offset == 0 &&
+         t.nbytes() == impl->storage->bytes;
 }
 
+static void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) slot = g;
+  else if (g.impl() != slot.impl()) slot = add(slot, g);
+  // else: the op added its gradient into slot itself (accumulation_buffer)
+}
+
+// `g` is held once by the caller (the list the backward returned).
 static void accumulate_leaf(TensorImpl& leaf, const Tensor& g) {
   if (!leaf.grad) {
-    // A fresh buffer: `g` may alias another tensor (add's backward passes dout through unchanged).
-    leaf.grad = g.clone().impl_ptr();
+    // A gradient nothing else can see becomes .grad as it is; otherwise a copy, since `g` may alias another
+    // tensor (add's backward passes dout through unchanged, to both inputs or from the caller's seed).
+    leaf.grad = exclusively_owned(g, 1) ? g.impl_ptr() : g.clone().impl_ptr();
   } else {
     leaf.grad = add(Tensor(leaf.grad), g).impl_ptr();
   }
+}
+
+// The accumulation buffers of the node whose backward is running (accumulation_buffer), per input.
+static thread_local const std::vector<Tensor>* g_buffers = nullptr;
+
+Tensor accumulation_buffer(std::size_t input) {
+  if (g_buffers == nullptr || input >= g_buffers->size()) return Tensor();
+  return (*g_buffers)[input];
 }
 
 // Frees the closure (and the activations it saved) as soon as a node is done.
@@ -95,8 +114,9 @@ void run_backward(const Tensor& root, const Tensor& seed) {
               shape_str(seed.shape()), " on ", seed.device().str(), " does not match tensor ", shape_str(root.shape()),
               " on ", root.device().str());
   NoGradGuard no_grad;
-  if (root.is_leaf()) {
-    accumulate_leaf(*root.impl(), seed);
+  if (root.is_leaf()) {  // the seed is the caller's tensor: .grad gets a copy, never the caller's memory
+    TensorImpl& leaf = *root.impl();
+    leaf.grad = leaf.grad ? add(Tensor(leaf.grad), seed).impl_ptr() : seed.clone().impl_ptr();
     return;
   }
   // `order` also keeps every node alive until the walk ends (releasing a node drops the edges owning its inputs).
@@ -114,7 +134,23 @@ void run_backward(const Tensor& root, const Tensor& seed) {
     grads.erase(found);
     std::vector<bool> needs;
     for (const Edge& e : node->inputs) needs.push_back(e.active());
-    std::vector<Tensor> dinputs = node->backward(dout, needs);
+    // Gradients already collected for this node's inputs that its backward may add into (rule 7): held by the
+    // grads map alone (one holder), before the copy below makes it two.
+    std::vector<Tensor> buffers(node->inputs.size());
+    for (std::size_t i = 0; i < node->inputs.size(); ++i) {
+      if (!node->inputs[i].node) continue;
+      auto slot = grads.find(node->inputs[i].node.get());
+      if (slot != grads.end() && exclusively_owned(slot->second, 1)) buffers[i] = slot->second;
+    }
+    std::vector<Tensor> dinputs;
+    {
+      struct Expose {  // accumulation_buffer's view of `buffers` while the closure runs, even if it throws
+        explicit Expose(const std::vector<Tensor>* b) { g_buffers = b; }
+        ~Expose() { g_buffers = nullptr; }
+      } expose(&buffers);
+      dinputs = node->backward(dout, needs);
+    }
+    buffers.clear();
     GRAFT_CHECK(dinputs.size() == node->inputs.size(), "backward: op '", node->name, "' returned ", dinputs.size(),
                 " gradients for ", node->inputs.size(), " inputs");
     for (std::size_t i = 0; i < node->inputs.size(); ++i) {

@@ -12,6 +12,10 @@
 //     (closures and saved tensors are freed). A second backward through a released node throws graft::Error.
 //  5. Backward closures run with grad mode off: no higher-order gradients.
 //  6. A node never holds its own output (that would be a reference cycle): closures capture `out.detach()`.
+//  7. A tensor used by several ops gets the sum of their gradients. When one contribution is already collected and
+//     nothing else can see it, the next op's backward may add its own into it in place and return that tensor
+//     (accumulation_buffer below): a convolution's input gradient then costs no separate add pass. A gradient
+//     that nothing else can see also becomes a leaf's .grad as it is, without a copy.
 #pragma once
 #include <functional>
 #include <memory>
@@ -62,6 +66,11 @@ bool needs_grad(std::initializer_list<const Tensor*> inputs);
 void record(Tensor& out, const char* name, std::initializer_list<const Tensor*> inputs, BackwardFn backward);
 // Runs backward from `root` with seed gradient `seed` (same shape as root).
 void run_backward(const Tensor& root, const Tensor& seed);
+// Inside a backward closure: the gradient already collected for input `input` (same shape and device as that
+// input), when it may be added to in place (no other tensor shares its memory), else an undefined tensor. A
+// closure that adds its gradient into it returns that same tensor for the input, and run_backward adds nothing.
+// Undefined outside run_backward, for leaf inputs, and for an input with no gradient collected yet.
+Tensor accumulation_buffer(std::size_t input);
 
 }  // namespace autograd
 }  // namespace graft

@@ -64,15 +64,20 @@ Tensor cpu_workspace(const Conv2dGeometry& g) {
   return Tensor::empty({static_cast<std::int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}, kCPU);
 }
 
-// dx (N,H,W,C) from dout (N,P,Q,K) and the weight.
+// dx (N,H,W,C) from dout (N,P,Q,K) and the weight. On CUDA, when the input's gradient from its other uses is
+// already collected (a residual block's input: the shortcut's gradient arrives first), cuDNN adds dx into it in
+// its own output pass (autograd::accumulation_buffer) and that tensor is returned: no separate add pass.
 Tensor input_gradient(const Tensor& dout, const Tensor& weight, const Conv2dGeometry& g) {
-  Tensor dx = Tensor::empty({g.n, g.h, g.w, g.c}, dout.device());
 #if GRAFT_HAS_CUDA
   if (dout.is_cuda()) {
-    conv2d_backward_data_cudnn(dx.data<float>(), dout.data<float>(), weight.data<float>(), g);
+    Tensor into = autograd::accumulation_buffer(0);
+    const bool accumulate = into.defined() && into.is_cuda() && into.shape() == Shape{g.n, g.h, g.w, g.c};
+    Tensor dx = accumulate ? into : Tensor::empty({g.n, g.h, g.w, g.c}, dout.device());
+    conv2d_backward_data_cudnn(dx.data<float>(), dout.data<float>(), weight.data<float>(), g, accumulate);
     return dx;
   }
 #endif
+  Tensor dx = Tensor::empty({g.n, g.h, g.w, g.c}, dout.device());
   Tensor ws = cpu_workspace(g);
   conv2d_backward_data_cpu(dx.data<float>(), dout.data<float>(), weight.data<float>(), g, ws.data<float>(),
                            ws.nbytes());

@@ -87,7 +87,10 @@ void conv2d_backward_filter_cpu_direct(float* dweight, const float* dout, const 
 // workspace comes from graft's stream-ordered pool (graft::cuda::malloc_async).
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g);
-void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
+// accumulate: dinp += the input gradient (cuDNN's beta = 1, in the convolution's own output pass) instead of
+// dinp = it; the algorithm is the one found for the plain call (found on a scratch output, never on dinp).
+void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
+                                bool accumulate = false);
 void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
 // One line per cached (geometry, direction, math mode, alignment): the chosen algorithm, its math type, whether cuDNN

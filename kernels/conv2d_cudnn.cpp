@@ -288,9 +288,11 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
   add_bias(out, bias, g);
 }
 
-void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g) {
+void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
+                                bool accumulate) {
   if (g.n == 0) return;
-  if (ran_with_engine(Direction::BackwardData, g, dinp, dout, weight)) return;
+  // The engine search's plans write with beta = 0: an accumulating call takes the legacy path.
+  if (!accumulate && ran_with_engine(Direction::BackwardData, g, dinp, dout, weight)) return;
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();
@@ -300,21 +302,24 @@ void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* wei
                                                         &bytes) == CUDNN_STATUS_SUCCESS;
   };
   auto find = [&](const Workspace& scratch, bool deterministic) {
+    // Find writes its output: an accumulating call must not lose what dinp holds, so Find gets a scratch copy.
+    Workspace scratch_out(accumulate ? sizeof(float) * static_cast<std::size_t>(g.n * g.h * g.w * g.c) : 0);
+    float* find_out = accumulate ? static_cast<float*>(scratch_out.get()) : dinp;
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int returned = 0;
     GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(
-        h, desc.w.get(), weight, desc.y.get(), dout, desc.conv.get(), desc.x.get(), dinp,
+        h, desc.w.get(), weight, desc.y.get(), dout, desc.conv.get(), desc.x.get(), find_out,
         CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &returned, perf, scratch.get(), scratch.bytes()));
     return pick(perf, returned, Direction::BackwardData, g, tf32, deterministic);
   };
   const Choice c = choose(Direction::BackwardData, g, tf32, common_alignment({dinp, dout, weight}), desc,
                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, find, query);
   GRAFT_CUDNN_CHECK(cudnnSetConvolutionMathType(desc.conv.get(), c.math));
-  const float one = 1.f, zero = 0.f;
+  const float one = 1.f, beta = accumulate ? 1.f : 0.f;
   Workspace ws(c.workspace);
   GRAFT_CUDNN_CHECK(cudnnConvolutionBackwardData(h, &one, desc.w.get(), weight, desc.y.get(), dout, desc.conv.get(),
                                                  static_cast<cudnnConvolutionBwdDataAlgo_t>(c.algo), ws.get(),
-                                                 ws.bytes(), &zero, desc.x.get(), dinp));
+                                                 ws.bytes(), &beta, desc.x.get(), dinp));
 }
 
 void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g) {

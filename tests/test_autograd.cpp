@@ -214,6 +214,56 @@ TEST(Autograd, DiamondGraphsSumGradients) {
   EXPECT_EQ(w.grad().to_vector(), std::vector<float>(3, 2.f));
 }
 
+// An identity op whose backward adds its gradient into the input's already-collected gradient when autograd offers
+// it (accumulation_buffer, as the CUDA convolution does), and says whether it was offered one. With pass_through it
+// instead returns dout itself, as add's backward does.
+Tensor identity_op(const Tensor& x, int* offered, bool pass_through = false) {
+  Tensor out = x.detach().clone();
+  autograd::record(out, "identity_op", {&x}, [offered, pass_through](const Tensor& dout, const std::vector<bool>&) {
+    if (pass_through) return std::vector<Tensor>{dout};
+    Tensor into = autograd::accumulation_buffer(0);
+    if (offered != nullptr) *offered += into.defined() ? 1 : 0;
+    if (!into.defined()) return std::vector<Tensor>{dout.clone()};
+    float* acc = into.data<float>();
+    const float* d = dout.data<float>();
+    for (std::int64_t i = 0; i < into.numel(); ++i) acc[i] += d[i];
+    return std::vector<Tensor>{into};
+  });
+  return out;
+}
+
+TEST(Autograd, AnOpMayAddItsGradientIntoTheOneAlreadyCollected) {
+  // h = 2x feeds two ops; the one whose backward runs second (inputs[0] of the add runs second) is offered h's
+  // gradient from the first and adds into it: dL/dx = 2 (3 + 5)
+  Tensor x = leaf({4}, 30);
+  Tensor h = mul(x, 2.f);
+  int offered_first = 0, offered_second = 0;
+  Tensor second = identity_op(h, &offered_second), first = identity_op(h, &offered_first);
+  sum(add(mul(second, 5.f), mul(first, 3.f))).backward();
+  EXPECT_EQ(offered_first, 0) << "nothing was collected for h yet";
+  EXPECT_EQ(offered_second, 1);
+  EXPECT_EQ(x.grad().to_vector(), std::vector<float>(4, 16.f));
+}
+
+TEST(Autograd, AGradientOthersCanSeeIsNeverOfferedForAccumulation) {
+  // add's backward hands the same dout to both of its inputs; the first identity passes it through to h, so h's
+  // collected gradient is the very tensor the second op still reads: it must not be offered (the second op would
+  // add into its own dout), and the sum must still be right: dL/dx = 2 (1 + 1)
+  Tensor x = leaf({4}, 31);
+  Tensor h = mul(x, 2.f);
+  int offered = 0;
+  Tensor second = identity_op(h, &offered), first = identity_op(h, nullptr, /*pass_through=*/true);
+  sum(add(second, first)).backward();
+  EXPECT_EQ(offered, 0);
+  EXPECT_EQ(x.grad().to_vector(), std::vector<float>(4, 4.f));
+  // a leaf's gradient that the backward created for it alone becomes .grad without a copy, and stays correct when
+  // a second backward adds to it
+  Tensor w = leaf({3}, 32);
+  sum(mul(w, 3.f)).backward();
+  sum(mul(w, 3.f)).backward();
+  EXPECT_EQ(w.grad().to_vector(), std::vector<float>(3, 6.f));
+}
+
 TEST(Autograd, GradientThroughReshapeAndFlatten) {
   Tensor x = leaf({4, 3}, 18);
   Tensor w = Tensor::arange(12).reshape({3, 4});
