@@ -30,6 +30,16 @@ Tensor batch(int index) {
   return Tensor::randn({4, 48, 48, 3}, data, kCUDA);
 }
 
+// ResNet-18 for 10 classes on the GPU in eval mode, with cuDNN's algorithm search done for batch(i)'s shape.
+std::shared_ptr<Module> warm_eval_resnet18() {
+  auto model = make_model("resnet18", {.num_classes = 10, .seed = 3});
+  model->to(kCUDA);
+  model->eval();
+  NoGradGuard no_grad;
+  (*model)(batch(0));
+  return model;
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -43,12 +53,9 @@ std::string error_of(const std::function<void()>& f) {
 TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
-  auto model = make_model("resnet18", {.num_classes = 10, .seed = 3});
-  model->to(kCUDA);
-  model->eval();
+  auto model = warm_eval_resnet18();
   NoGradGuard no_grad;
   Tensor input = batch(0).clone();
-  (*model)(input);  // warm-up: cuDNN's algorithm search for every shape
   Tensor output;
   cuda::Graph graph = cuda::Graph::capture([&] { output = (*model)(input); });
   EXPECT_GT(graph.nodes(), 20);
@@ -68,12 +75,10 @@ TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
 TEST(CudaGraph, InferenceIntoAnOutputAllocatedBeforeCaptureReplaysBitwise) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
-  auto model = make_model("resnet18", {.num_classes = 10, .seed = 3});
-  model->to(kCUDA);
-  model->eval();
+  auto model = warm_eval_resnet18();
   NoGradGuard no_grad;
   Tensor input = batch(0).clone();
-  Tensor output = (*model)(input).clone();  // warm-up (cuDNN's algorithm search), and the output's storage
+  Tensor output = (*model)(input).clone();  // allocated before the capture
   cuda::Graph graph = cuda::Graph::capture([&] { output.copy_from((*model)(input)); });
   for (int i = 1; i <= 3; ++i) {
     input.copy_from(batch(i));
