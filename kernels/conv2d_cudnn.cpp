@@ -136,7 +136,7 @@ struct Choice {
   std::string description;
 };
 
-using Key = std::array<std::int64_t, 20>;
+using Key = cudnn_engines::ConvKey;
 
 // Some kernels need aligned buffers (a batch slice of an NHWC tensor can start anywhere), so an algorithm found on
 // aligned buffers is not reused for less aligned ones: the key holds the common alignment (up to 16 bytes).
@@ -146,10 +146,14 @@ std::int64_t common_alignment(std::initializer_list<const void*> ptrs) {
   return static_cast<std::int64_t>(bits & (~bits + 1));  // lowest set bit
 }
 
-Key make_key(const Conv2dGeometry& g, Direction d, bool tf32, bool deterministic, std::int64_t alignment) {
+// `accumulate` (beta = 1) only matters to the engine search, whose plans fix beta; the legacy path's algorithm
+// choice serves both.
+Key make_key(const Conv2dGeometry& g, Direction d, bool tf32, bool deterministic, std::int64_t alignment,
+             bool accumulate = false) {
   // clang-format off
   return {g.n, g.h, g.w, g.c, g.k, g.r, g.s, g.p, g.q, g.stride_h, g.stride_w, g.pad_h, g.pad_w, g.dilation_h,
-          g.dilation_w, g.groups, static_cast<std::int64_t>(d), tf32 ? 1 : 0, deterministic ? 1 : 0, alignment};
+          g.dilation_w, g.groups, static_cast<std::int64_t>(d), tf32 ? 1 : 0, deterministic ? 1 : 0, alignment,
+          accumulate ? 1 : 0};
   // clang-format on
 }
 
@@ -237,13 +241,14 @@ bool& engine_search_flag() {
 
 // With the engine search on: runs the convolution through the graph API (kernels/conv2d_cudnn_engines.h) and
 // returns true, or returns false having run nothing (search off, or no engine for this shape).
-bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const float* a, const float* b) {
+bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const float* a, const float* b,
+                     bool accumulate = false) {
   if (!engine_search_flag()) return false;
   const bool tf32 = cuda::tf32_allowed(), deterministic = cuda::deterministic();
   const std::int64_t alignment = common_alignment({out, a, b});
   return cudnn_engines::run(handle(), static_cast<cudnn_engines::ConvOp>(d),
-                            make_key(g, d, tf32, deterministic, alignment), g, tf32, deterministic, alignment, out,
-                            a, b);
+                            make_key(g, d, tf32, deterministic, alignment, accumulate), g, tf32, deterministic,
+                            alignment, accumulate, out, a, b);
 }
 
 void add_bias(float* out, const float* bias, const Conv2dGeometry& g) {
@@ -291,8 +296,7 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
 void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
                                 bool accumulate) {
   if (g.n == 0) return;
-  // The engine search's plans write with beta = 0: an accumulating call takes the legacy path.
-  if (!accumulate && ran_with_engine(Direction::BackwardData, g, dinp, dout, weight)) return;
+  if (ran_with_engine(Direction::BackwardData, g, dinp, dout, weight, accumulate)) return;
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();

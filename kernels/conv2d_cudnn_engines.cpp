@@ -88,7 +88,8 @@ struct OpGraph {
   std::unique_ptr<Backend> x, w, y, conv, op, graph;
 };
 
-OpGraph op_graph(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, std::int64_t alignment) {
+OpGraph op_graph(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, std::int64_t alignment,
+                 float beta) {
   OpGraph o;
   const std::int64_t cg = g.c / g.groups;
   o.x = tensor(kUidX, {g.n, g.c, g.h, g.w}, {g.h * g.w * g.c, 1, g.w * g.c, g.c}, alignment);
@@ -130,7 +131,7 @@ OpGraph op_graph(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, st
        CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA},
   };
   const Attributes& a = kAttributes[static_cast<int>(which)];
-  const float alpha = 1.f, beta = 0.f;
+  const float alpha = 1.f;
   o.op = std::make_unique<Backend>(a.type);
   o.op->set_descriptor(a.x, *o.x)
       .set_descriptor(a.w, *o.w)
@@ -278,14 +279,14 @@ const char* op_name(ConvOp op) {
 
 // Builds and times every suitable configuration; the fastest is the Plan (or none, with the reasons counted).
 Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf32, bool deterministic,
-            std::int64_t alignment, void* x, void* w, void* y) {
+            std::int64_t alignment, bool accumulate, void* x, void* w, void* y) {
   std::ostringstream head;
   head << op_name(which) << " " << conv2d_geometry_str(g) << " align " << alignment << (tf32 ? " tf32" : " fp32")
-       << (deterministic ? " deterministic-mode" : "") << ": ";
+       << (deterministic ? " deterministic-mode" : "") << (accumulate ? " accumulate" : "") << ": ";
   Plan best;
   float best_ms = 0.f;
   int configs_seen = 0, unsuitable_count = 0, failed = 0, timed = 0;
-  auto graph = std::make_shared<OpGraph>(op_graph(handle, which, g, alignment));
+  auto graph = std::make_shared<OpGraph>(op_graph(handle, which, g, alignment, accumulate ? 1.f : 0.f));
   // Mode A's ranking, then the fallback list; a mode whose heuristics fail leaves the other's list.
   std::vector<std::shared_ptr<Backend>> configs;
   std::string heuristics_error;
@@ -370,7 +371,7 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
 }  // namespace
 
 bool run(cudnnHandle_t handle, ConvOp op, const ConvKey& key, const Conv2dGeometry& g, bool tf32,
-         bool deterministic, std::int64_t alignment, float* out, const float* a, const float* b) {
+         bool deterministic, std::int64_t alignment, bool accumulate, float* out, const float* a, const float* b) {
   // The three tensors of the graph, by direction (header): X, W, Y.
   void *x = nullptr, *w = nullptr, *y = nullptr;
   switch (op) {
@@ -389,7 +390,17 @@ bool run(cudnnHandle_t handle, ConvOp op, const ConvKey& key, const Conv2dGeomet
                   "recorded; run the step once before capturing it");
       Plan found;
       try {
-        found = search(handle, op, g, tf32, deterministic, alignment, x, w, y);
+        // Timing runs write the output: an accumulating call's search writes a scratch copy instead.
+        const std::size_t out_bytes =
+            sizeof(float) * static_cast<std::size_t>(op == ConvOp::Forward          ? g.n * g.p * g.q * g.k
+                                                     : op == ConvOp::BackwardData ? g.n * g.h * g.w * g.c
+                                                                                  : g.k * g.r * g.s * (g.c / g.groups));
+        Workspace scratch_out(accumulate ? out_bytes : 0);
+        void* sx = x;
+        void* sw = w;
+        void* sy = y;
+        if (accumulate) (op == ConvOp::Forward ? sy : op == ConvOp::BackwardData ? sx : sw) = scratch_out.get();
+        found = search(handle, op, g, tf32, deterministic, alignment, accumulate, sx, sw, sy);
       } catch (const Error& e) {  // the graph itself could not be built: the legacy API serves this key
         if (cuda_context_broken()) throw;
         found.description = std::string(op_name(op)) + " " + conv2d_geometry_str(g) + ": engine search failed (" +

@@ -30,14 +30,15 @@
 namespace graft::cudnn_engines {
 
 enum class ConvOp { Forward, BackwardData, BackwardFilter };  // the order of conv2d_cudnn.cpp's Direction
-using ConvKey = std::array<std::int64_t, 20>;                 // conv2d_cudnn.cpp's cache key
+using ConvKey = std::array<std::int64_t, 21>;                 // conv2d_cudnn.cpp's cache key
 
 // Runs the convolution with the fastest engine plan for `key` (searching first when it is new): out = op(a, b)
 // with the operands of the direction (forward: out y, a x, b w; backward data: out dx, a dy, b w; backward filter:
-// out dw, a dy, b x). Returns false, having run nothing, when no plan works for it (the caller then uses the
-// legacy API). Throws when a search would start inside a CUDA graph capture.
+// out dw, a dy, b x), or out += op(a, b) with `accumulate` (the plan's beta = 1; its search times the plans on a
+// scratch output, so out keeps what it holds). Returns false, having run nothing, when no plan works for it (the
+// caller then uses the legacy API). Throws when a search would start inside a CUDA graph capture.
 bool run(cudnnHandle_t handle, ConvOp op, const ConvKey& key, const Conv2dGeometry& g, bool tf32,
-         bool deterministic, std::int64_t alignment, float* out, const float* a, const float* b);
+         bool deterministic, std::int64_t alignment, bool accumulate, float* out, const float* a, const float* b);
 
 // One line per searched key: the engine chosen (global index, notes, workspace, time) or why none was.
 std::vector<std::string> choices();

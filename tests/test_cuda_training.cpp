@@ -15,6 +15,7 @@
 #include "models/zoo.h"
 #include "tests/check.h"
 #if GRAFT_HAS_CUDA
+#include "kernels/conv2d.h"
 #include "kernels/cuda_device.h"
 #endif
 
@@ -123,11 +124,16 @@ namespace {
 // One training step's gradients of ResNet-18 (BasicBlocks with identity and downsample shortcuts), GPU against CPU,
 // every parameter, strict FP32. A block input's gradient is the sum of its shortcut's and its first conv's; on the
 // GPU the convolution adds its part into the shortcut's already collected gradient (cuDNN beta = 1,
-// autograd::accumulation_buffer), on the CPU a separate add does: both must give the same sums.
-TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpu) {
-  GRAFT_REQUIRE_CUDA();
+// autograd::accumulation_buffer), on the CPU a separate add does: both must give the same sums. Run with the
+// legacy cuDNN algorithms and with the graph-API engine search (whose accumulating plans have beta = 1).
+void expect_resnet18_gradients_match_the_cpu(bool engine_search) {
 #if GRAFT_HAS_CUDA
   testing::Tf32Guard strict(false);
+  struct EngineSearch {
+    explicit EngineSearch(bool on) : previous(conv2d_cudnn_engine_search()) { conv2d_cudnn_set_engine_search(on); }
+    ~EngineSearch() { conv2d_cudnn_set_engine_search(previous); }
+    bool previous;
+  } search(engine_search);
   Generator data(77);
   const Tensor images = Tensor::randn({4, 48, 48, 3}, data);
   const Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{1, 7, 3, 9}, {4});
@@ -152,7 +158,19 @@ TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpu) {
     for (float v : cpu[i].second.to_vector()) scale = std::max(scale, std::fabs(v));
     EXPECT_TRUE(testing::all_close(gpu[i].second, cpu[i].second, 1e-3f * scale, 1e-3f)) << cpu[i].first;
   }
+#else
+  (void)engine_search;
 #endif
+}
+
+TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpu) {
+  GRAFT_REQUIRE_CUDA();
+  expect_resnet18_gradients_match_the_cpu(false);
+}
+
+TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpuWithTheEngineSearch) {
+  GRAFT_REQUIRE_CUDA();
+  expect_resnet18_gradients_match_the_cpu(true);
 }
 
 }  // namespace
