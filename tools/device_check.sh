@@ -20,6 +20,8 @@
 # CUDA libraries are missing.
 # Usage: bash tools/device_check.sh [build-dir]      (default: build-dev next to this script's tools/)
 #        GRAFT_NO_CTEST=1 runs the test binary directly (one process) instead of ctest.
+#        GRAFT_SKIP_TESTS=1 / GRAFT_SKIP_BENCH=1 leave out steps 3 / 4, to split a long check over two device calls
+#        (e.g. tests + kernel lab + memcheck, then the comparison and profiles); a skipped step counts as passed.
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -158,70 +160,78 @@ main() {
 
   # ---- 3. the gpu tests ----------------------------------------------------------------------------------
   section "gpu tests"
-  local test_rc skipped=0 log
-  log=$(mktemp)
-  # CTest's files hold the absolute paths the build was configured at. On a copy of the tree elsewhere (the
-  # device machine), rewrite them in this copy so that ctest finds the binaries.
-  local configured source
-  configured=$(sed -n 's/^# Build directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
-  source=$(sed -n 's/^# Source directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
-  if command -v ctest >/dev/null 2>&1 && [ -n "$configured" ] && [ "$configured" != "$BUILD" ]; then
-    echo "(relocating this copy's CTest files: $configured -> $BUILD, $source -> $ROOT)"
-    find "$BUILD" -maxdepth 2 \( -name CTestTestfile.cmake -o -name '*_include.cmake' -o -name '*_tests.cmake' \) \
-      -exec sed -i -e "s#$configured#$BUILD#g" -e "s#$source/#$ROOT/#g" {} + && configured=$BUILD
-  fi
-  if [ -z "${GRAFT_NO_CTEST:-}" ] && command -v ctest >/dev/null 2>&1 && [ "$configured" = "$BUILD" ]; then
-    echo "+ ctest --test-dir $BUILD -L gpu --output-on-failure -j4 --timeout 120"
-    timeout 240 ctest --test-dir "$BUILD" -L gpu --output-on-failure -j4 --timeout 120 >"$log" 2>&1
-    test_rc=$?
-    skipped=$(grep -c '\*\*\*Skipped' "$log" || true)
-    # Failures in full, then CTest's summary (which lists the skipped tests).
-    grep -v '^ *[0-9]*/[0-9]* Test *#[0-9]*: .* Passed' "$log" | grep -v '\*\*\*Skipped' |
-      grep -v '^ *Start  *[0-9]*: ' | sed -n '/^Test project/,$p'
-    [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
-    # (ctest prints the skipped output only on failure; rerun one test to show the reason)
-    if [ "$skipped" != 0 ] && ! grep -q ': Skipped$' "$log"; then
-      local first
-      first=$(grep -m1 '\*\*\*Skipped' "$log" | sed 's/.*Test *#[0-9]*: \([^ ]*\) .*/\1/')
-      "$TEST_BIN" --gtest_brief=1 --gtest_filter="$first" 2>&1 | grep -m1 -A1 ': Skipped$' | tail -1 |
-        sed 's/^/first skip reason: /'
-    fi
+  local test_rc=0 skipped=0 log
+  if [ -n "${GRAFT_SKIP_TESTS:-}" ]; then
+    echo "(GRAFT_SKIP_TESTS set: the gpu tests are not run in this call)"
   else
-    if [ -n "${GRAFT_NO_CTEST:-}" ]; then echo "(GRAFT_NO_CTEST set: running the test binary directly)"
-    elif ! command -v ctest >/dev/null 2>&1; then echo "(no ctest here: running the test binary directly)"
-    else echo "(no usable CTest files in $BUILD: running the test binary directly)"; fi
-    echo "+ $TEST_BIN"
-    timeout 240 "$TEST_BIN" >"$log" 2>&1
-    test_rc=$?
-    skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' "$log" | head -1)
-    skipped=${skipped:-0}
-    # Each failing test in full, then gtest's summary (which lists the failed and the skipped tests).
-    awk '/^\[ RUN      \]/ {buf = ""; run = 1}
-         run {buf = buf $0 "\n"}
-         /^\[  FAILED  \] [A-Za-z_]/ && run {printf "%s", buf; run = 0}
-         /^\[       OK \]|^\[  SKIPPED \] [A-Za-z_]/ {run = 0}
-         /^\[==========\] .* ran/ {summary = 1}
-         summary {print}' "$log"
-    [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
+    log=$(mktemp)
+    # CTest's files hold the absolute paths the build was configured at. On a copy of the tree elsewhere (the
+    # device machine), rewrite them in this copy so that ctest finds the binaries.
+    local configured source
+    configured=$(sed -n 's/^# Build directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
+    source=$(sed -n 's/^# Source directory: //p' "$BUILD/CTestTestfile.cmake" 2>/dev/null | head -1)
+    if command -v ctest >/dev/null 2>&1 && [ -n "$configured" ] && [ "$configured" != "$BUILD" ]; then
+      echo "(relocating this copy's CTest files: $configured -> $BUILD, $source -> $ROOT)"
+      find "$BUILD" -maxdepth 2 \( -name CTestTestfile.cmake -o -name '*_include.cmake' -o -name '*_tests.cmake' \) \
+        -exec sed -i -e "s#$configured#$BUILD#g" -e "s#$source/#$ROOT/#g" {} + && configured=$BUILD
+    fi
+    if [ -z "${GRAFT_NO_CTEST:-}" ] && command -v ctest >/dev/null 2>&1 && [ "$configured" = "$BUILD" ]; then
+      echo "+ ctest --test-dir $BUILD -L gpu --output-on-failure -j4 --timeout 120"
+      timeout 240 ctest --test-dir "$BUILD" -L gpu --output-on-failure -j4 --timeout 120 >"$log" 2>&1
+      test_rc=$?
+      skipped=$(grep -c '\*\*\*Skipped' "$log" || true)
+      # Failures in full, then CTest's summary (which lists the skipped tests).
+      grep -v '^ *[0-9]*/[0-9]* Test *#[0-9]*: .* Passed' "$log" | grep -v '\*\*\*Skipped' |
+        grep -v '^ *Start  *[0-9]*: ' | sed -n '/^Test project/,$p'
+      [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
+      # (ctest prints the skipped output only on failure; rerun one test to show the reason)
+      if [ "$skipped" != 0 ] && ! grep -q ': Skipped$' "$log"; then
+        local first
+        first=$(grep -m1 '\*\*\*Skipped' "$log" | sed 's/.*Test *#[0-9]*: \([^ ]*\) .*/\1/')
+        "$TEST_BIN" --gtest_brief=1 --gtest_filter="$first" 2>&1 | grep -m1 -A1 ': Skipped$' | tail -1 |
+          sed 's/^/first skip reason: /'
+      fi
+    else
+      if [ -n "${GRAFT_NO_CTEST:-}" ]; then echo "(GRAFT_NO_CTEST set: running the test binary directly)"
+      elif ! command -v ctest >/dev/null 2>&1; then echo "(no ctest here: running the test binary directly)"
+      else echo "(no usable CTest files in $BUILD: running the test binary directly)"; fi
+      echo "+ $TEST_BIN"
+      timeout 240 "$TEST_BIN" >"$log" 2>&1
+      test_rc=$?
+      skipped=$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) tests\{0,1\}[.,].*/\1/p' "$log" | head -1)
+      skipped=${skipped:-0}
+      # Each failing test in full, then gtest's summary (which lists the failed and the skipped tests).
+      awk '/^\[ RUN      \]/ {buf = ""; run = 1}
+           run {buf = buf $0 "\n"}
+           /^\[  FAILED  \] [A-Za-z_]/ && run {printf "%s", buf; run = 0}
+           /^\[       OK \]|^\[  SKIPPED \] [A-Za-z_]/ {run = 0}
+           /^\[==========\] .* ran/ {summary = 1}
+           summary {print}' "$log"
+      [ "$skipped" != 0 ] && grep -m1 -A1 ': Skipped$' "$log" | tail -1 | sed 's/^/first skip reason: /'
+    fi
+    [ "$test_rc" = 124 ] && echo "FAIL: the gpu tests ran past 240 s"
+    [ -n "$OUT_DIR" ] && cat "$log" >"$OUT_DIR/gpu_tests.log"
+    rm -f "$log"
   fi
-  [ "$test_rc" = 124 ] && echo "FAIL: the gpu tests ran past 240 s"
-  [ -n "$OUT_DIR" ] && cat "$log" >"$OUT_DIR/gpu_tests.log"
-  rm -f "$log"
 
   # ---- 4. the benchmarks ---------------------------------------------------------------------------------
   section "graft_bench_cuda --benchmark_min_time=0.05"
-  local bench_rc bench_log
-  bench_log=${OUT_DIR:+$OUT_DIR/bench_cuda.log}
-  bench_log=${bench_log:-$(mktemp)}
-  timeout 180 "$BENCH_BIN" --benchmark_min_time=0.05 ${GRAFT_BENCH_FILTER:+--benchmark_filter=$GRAFT_BENCH_FILTER} \
-    ${OUT_DIR:+--benchmark_out=$OUT_DIR/bench_cuda.json --benchmark_out_format=json} >"$bench_log" 2>&1
-  bench_rc=$?
-  # The full console output stays in the log ($OUT/bench_cuda.log); the summary table and any errors show here.
-  grep -m1 'skipping' "$bench_log"
-  grep 'ERROR OCCURRED' "$bench_log" | grep -v 'no usable GPU' | head -20
-  sed -n '/^== graft_bench_cuda summary/,$p' "$bench_log"
-  [ "$bench_rc" = 124 ] && echo "FAIL: graft_bench_cuda ran past 180 s"
-  [ -z "$OUT_DIR" ] && rm -f "$bench_log"
+  local bench_rc=0 bench_log
+  if [ -n "${GRAFT_SKIP_BENCH:-}" ]; then
+    echo "(GRAFT_SKIP_BENCH set: the kernel benchmarks are not run in this call)"
+  else
+    bench_log=${OUT_DIR:+$OUT_DIR/bench_cuda.log}
+    bench_log=${bench_log:-$(mktemp)}
+    timeout 180 "$BENCH_BIN" --benchmark_min_time=0.05 ${GRAFT_BENCH_FILTER:+--benchmark_filter=$GRAFT_BENCH_FILTER} \
+      ${OUT_DIR:+--benchmark_out=$OUT_DIR/bench_cuda.json --benchmark_out_format=json} >"$bench_log" 2>&1
+    bench_rc=$?
+    # The full console output stays in the log ($OUT/bench_cuda.log); the summary table and any errors show here.
+    grep -m1 'skipping' "$bench_log"
+    grep 'ERROR OCCURRED' "$bench_log" | grep -v 'no usable GPU' | head -20
+    sed -n '/^== graft_bench_cuda summary/,$p' "$bench_log"
+    [ "$bench_rc" = 124 ] && echo "FAIL: graft_bench_cuda ran past 180 s"
+    [ -z "$OUT_DIR" ] && rm -f "$bench_log"
+  fi
 
   # ---- 5. optional: graft beside PyTorch (GRAFT_COMPARE_TORCH=1, needs $BUILD/graft and a python with CUDA torch) --
   if [ -n "${GRAFT_COMPARE_TORCH:-}" ] && [ "$gpu_present" = 1 ]; then
@@ -275,7 +285,7 @@ main() {
   section "verdict"
   echo "gpu present: $gpu_present   tests exit: $test_rc   tests skipped: $skipped   bench exit: $bench_rc"
   if [ "$test_rc" != 0 ]; then echo "FAIL: gpu tests failed (exit $test_rc)"; return 1; fi
-  if [ "$gpu_present" = 1 ] && [ "$skipped" != 0 ]; then
+  if [ "$gpu_present" = 1 ] && [ "$skipped" != 0 ] && [ -z "${GRAFT_SKIP_TESTS:-}" ]; then
     echo "FAIL: a GPU is present but $skipped gpu tests skipped (driver/runtime mismatch? see their reasons above)"
     return 1
   fi
