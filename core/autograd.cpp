@@ -47,10 +47,12 @@ static bool exclusively_owned(const Tensor& t, long holders) {
          t.nbytes() == impl->storage->bytes;
 }
 
-static void accumulate(Tensor& slot, const Tensor& g) {
+// `in_place`: the op added g into slot itself (it returned the accumulation_buffer it was offered), so the sum is
+// already there. Otherwise the two are added, even when they are the same tensor: add(h, h)'s backward hands the
+// same dout down both inputs, and h's gradient is then dout + dout.
+static void accumulate(Tensor& slot, const Tensor& g, bool in_place) {
   if (!slot.defined()) slot = g;
-  else if (g.impl() != slot.impl()) slot = add(slot, g);
-  // else: the op added its gradient into slot itself (accumulation_buffer)
+  else if (!in_place) slot = add(slot, g);
 }
 
 // `g` is held once by the caller (the list the backward returned).
@@ -144,13 +146,15 @@ void run_backward(const Tensor& root, const Tensor& seed) {
     }
     std::vector<Tensor> dinputs;
     {
-      struct Expose {  // accumulation_buffer's view of `buffers` while the closure runs, even if it throws
-        explicit Expose(const std::vector<Tensor>* b) { g_buffers = b; }
-        ~Expose() { g_buffers = nullptr; }
+      // accumulation_buffer's view of `buffers` while the closure runs; the previous view (an enclosing
+      // backward's, if a closure runs one) comes back afterwards, also when the closure throws
+      struct Expose {
+        explicit Expose(const std::vector<Tensor>* b) : previous(g_buffers) { g_buffers = b; }
+        ~Expose() { g_buffers = previous; }
+        const std::vector<Tensor>* previous;
       } expose(&buffers);
       dinputs = node->backward(dout, needs);
     }
-    buffers.clear();
     GRAFT_CHECK(dinputs.size() == node->inputs.size(), "backward: op '", node->name, "' returned ", dinputs.size(),
                 " gradients for ", node->inputs.size(), " inputs");
     for (std::size_t i = 0; i < node->inputs.size(); ++i) {
@@ -159,7 +163,8 @@ void run_backward(const Tensor& root, const Tensor& seed) {
       GRAFT_CHECK(dinputs[i].shape() == node->input_shapes[i], "backward: op '", node->name, "' produced gradient ",
                   shape_str(dinputs[i].shape()), " for input ", i, " of shape ", shape_str(node->input_shapes[i]));
       if (e.node) {
-        accumulate(grads[e.node.get()], dinputs[i]);
+        const bool in_place = buffers[i].defined() && dinputs[i].impl() == buffers[i].impl();
+        accumulate(grads[e.node.get()], dinputs[i], in_place);
       } else {
         accumulate_leaf(*e.leaf, dinputs[i]);
       }

@@ -68,8 +68,10 @@ void record(Tensor& out, const char* name, std::initializer_list<const Tensor*> 
 void run_backward(const Tensor& root, const Tensor& seed);
 // Inside a backward closure: the gradient already collected for input `input` (same shape and device as that
 // input), when it may be added to in place (no other tensor shares its memory), else an undefined tensor. A
-// closure that adds its gradient into it returns that same tensor for the input, and run_backward adds nothing.
-// Undefined outside run_backward, for leaf inputs, and for an input with no gradient collected yet.
+// closure that adds its gradient into it returns that same tensor for that same input, and run_backward adds
+// nothing. The closure must have added its whole gradient for `input` (never return the buffer untouched), must
+// not return the buffer for any other input, and must not keep it. Undefined outside run_backward, for leaf
+// inputs, and for an input with no gradient collected yet.
 Tensor accumulation_buffer(std::size_t input);
 
 }  // namespace autograd

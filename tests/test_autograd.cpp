@@ -256,12 +256,97 @@ TEST(Autograd, AGradientOthersCanSeeIsNeverOfferedForAccumulation) {
   sum(add(second, first)).backward();
   EXPECT_EQ(offered, 0);
   EXPECT_EQ(x.grad().to_vector(), std::vector<float>(4, 4.f));
-  // a leaf's gradient that the backward created for it alone becomes .grad without a copy, and stays correct when
-  // a second backward adds to it
+  // a leaf's gradient that the backward created for it alone (adopted as .grad without a copy) stays correct
+  // when a second backward adds to it
   Tensor w = leaf({3}, 32);
   sum(mul(w, 3.f)).backward();
   sum(mul(w, 3.f)).backward();
   EXPECT_EQ(w.grad().to_vector(), std::vector<float>(3, 6.f));
+}
+
+TEST(Autograd, OneTensorReachingAGradientSlotTwiceIsSummed) {
+  // add(h, h) hands the same dout down both inputs; so do clone and a pass-through op. h's gradient is the sum:
+  // dL/dz = 3 (1 + 1) each time.
+  Tensor z = leaf({4}, 33);
+  Tensor h = mul(z, 3.f);
+  sum(add(h, h)).backward();
+  EXPECT_EQ(z.grad().to_vector(), std::vector<float>(4, 6.f));
+  z.zero_grad();
+  h = mul(z, 3.f);
+  sum(add(h, h.clone())).backward();
+  EXPECT_EQ(z.grad().to_vector(), std::vector<float>(4, 6.f));
+  z.zero_grad();
+  h = mul(z, 3.f);
+  sum(add(identity_op(h, nullptr, true), identity_op(h, nullptr, true))).backward();
+  EXPECT_EQ(z.grad().to_vector(), std::vector<float>(4, 6.f));
+}
+
+// An op whose backward returns a view into a tensor it leaves alive in *keep (both halves hold dout): the whole
+// storage (offset 0, half the bytes) or its second half (offset n).
+Tensor view_op(const Tensor& x, Tensor* keep, bool second_half) {
+  Tensor out = x.detach().clone();
+  autograd::record(out, "view_op", {&x}, [keep, second_half](const Tensor& dout, const std::vector<bool>&) {
+    const std::int64_t n = dout.numel();
+    std::vector<float> both = dout.to_vector();
+    both.insert(both.end(), both.begin(), both.end());
+    *keep = Tensor::from_vector(both, {2 * n});
+    return std::vector<Tensor>{second_half ? keep->slice(n, 2 * n) : keep->slice(0, n)};
+  });
+  return out;
+}
+
+TEST(Autograd, AGradientSharingMemoryIsNeverOfferedForAccumulation) {
+  for (bool second_half : {false, true}) {
+    Tensor x = leaf({4}, 34);
+    Tensor h = mul(x, 2.f);
+    Tensor kept;
+    int offered = 0;
+    Tensor second = identity_op(h, &offered), first = view_op(h, &kept, second_half);
+    sum(add(second, first)).backward();
+    EXPECT_EQ(offered, 0) << "the collected gradient is a view of a tensor still alive";
+    EXPECT_EQ(x.grad().to_vector(), std::vector<float>(4, 4.f));
+    EXPECT_EQ(kept.to_vector(), std::vector<float>(8, 1.f)) << "the kept tensor was written through the view";
+  }
+}
+
+TEST(Autograd, AGradHeldByTheCallerIsNeverChangedByALaterBackward) {
+  Tensor w = leaf({3}, 35);
+  sum(mul(w, 3.f)).backward();  // .grad adopted from the backward's own result
+  const Tensor held = w.grad();
+  sum(mul(w, 3.f)).backward();
+  EXPECT_EQ(held.to_vector(), std::vector<float>(3, 3.f));
+  EXPECT_EQ(w.grad().to_vector(), std::vector<float>(3, 6.f));
+}
+
+TEST(Autograd, AccumulationBuffersAreScopedToTheRunningClosure) {
+  // a closure that throws: nothing stays exposed afterwards
+  Tensor x = leaf({2}, 36);
+  Tensor y = x.detach().clone();
+  autograd::record(y, "throws", {&x}, [](const Tensor&, const std::vector<bool>&) -> std::vector<Tensor> {
+    GRAFT_FAIL("boom");
+  });
+  EXPECT_THROW(sum(y).backward(), Error);
+  EXPECT_FALSE(autograd::accumulation_buffer(0).defined());
+  // a closure that runs a backward of its own (of a graph recorded beforehand: closures run in no-grad mode)
+  // still sees its buffer afterwards
+  Tensor z = leaf({4}, 37);
+  Tensor h = mul(z, 2.f);
+  bool offered_after_nested = false;
+  Tensor nested_loss = sum(mul(x, 5.f));
+  Tensor outer = h.detach().clone();
+  autograd::record(outer, "nested", {&h}, [&](const Tensor& dout, const std::vector<bool>&) {
+    nested_loss.backward();
+    Tensor into = autograd::accumulation_buffer(0);
+    offered_after_nested = into.defined();
+    if (!into.defined()) return std::vector<Tensor>{dout.clone()};
+    float* acc = into.data<float>();
+    for (std::int64_t i = 0; i < into.numel(); ++i) acc[i] += dout.data<float>()[i];
+    return std::vector<Tensor>{into};
+  });
+  Tensor first = identity_op(h, nullptr);
+  sum(add(outer, first)).backward();
+  EXPECT_TRUE(offered_after_nested);
+  EXPECT_EQ(z.grad().to_vector(), std::vector<float>(4, 4.f));
 }
 
 TEST(Autograd, GradientThroughReshapeAndFlatten) {
