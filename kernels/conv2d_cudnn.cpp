@@ -95,11 +95,8 @@ struct ConvDescriptors {
   }
 };
 
-enum class Direction { Forward, BackwardData, BackwardFilter };
-
-const char* direction_name(Direction d) {
-  return d == Direction::Forward ? "forward" : d == Direction::BackwardData ? "backward-data" : "backward-filter";
-}
+using Direction = cudnn_engines::ConvOp;
+const char* direction_name(Direction d) { return cudnn_engines::op_name(d); }
 
 const char* algo_name(Direction d, int algo) {
   static const char* const fwd[] = {"IMPLICIT_GEMM", "IMPLICIT_PRECOMP_GEMM", "GEMM", "DIRECT", "FFT", "FFT_TILING",
@@ -246,7 +243,7 @@ bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const flo
   if (!engine_search_flag()) return false;
   const bool tf32 = cuda::tf32_allowed(), deterministic = cuda::deterministic();
   const std::int64_t alignment = common_alignment({out, a, b});
-  return cudnn_engines::run(handle(), static_cast<cudnn_engines::ConvOp>(d),
+  return cudnn_engines::run(handle(), d,
                             make_key(g, d, tf32, deterministic, alignment, accumulate), g, tf32, deterministic,
                             alignment, accumulate, out, a, b);
 }

@@ -273,10 +273,6 @@ void execute(cudnnHandle_t handle, const Backend& plan, const Backend& pack) {
   check(cudnnBackendExecute(handle, plan.get(), pack.get()), "execute");
 }
 
-const char* op_name(ConvOp op) {
-  return op == ConvOp::Forward ? "forward" : op == ConvOp::BackwardData ? "backward-data" : "backward-filter";
-}
-
 // Builds and times every suitable configuration; the fastest is the Plan (or none, with the reasons counted).
 Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf32, bool deterministic,
             std::int64_t alignment, bool accumulate, void* x, void* w, void* y) {

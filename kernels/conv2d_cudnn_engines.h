@@ -29,8 +29,12 @@
 
 namespace graft::cudnn_engines {
 
-enum class ConvOp { Forward, BackwardData, BackwardFilter };  // the order of conv2d_cudnn.cpp's Direction
-using ConvKey = std::array<std::int64_t, 21>;                 // conv2d_cudnn.cpp's cache key
+// The three convolution directions, shared with the legacy path (kernels/conv2d_cudnn.cpp).
+enum class ConvOp { Forward, BackwardData, BackwardFilter };
+inline const char* op_name(ConvOp op) {
+  return op == ConvOp::Forward ? "forward" : op == ConvOp::BackwardData ? "backward-data" : "backward-filter";
+}
+using ConvKey = std::array<std::int64_t, 21>;  // conv2d_cudnn.cpp's cache key
 
 // Runs the convolution with the fastest engine plan for `key` (searching first when it is new): out = op(a, b)
 // with the operands of the direction (forward: out y, a x, b w; backward data: out dx, a dy, b w; backward filter:

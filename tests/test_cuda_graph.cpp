@@ -40,6 +40,17 @@ std::shared_ptr<Module> warm_eval_resnet18() {
   return model;
 }
 
+// Three replays on new inputs (copied into `input`, which the graph reads) each leave in `output` bitwise what the
+// model computes eagerly for that input.
+void expect_replays_equal_eager(cuda::Graph& graph, Module& model, Tensor& input, const Tensor& output) {
+  for (int i = 1; i <= 3; ++i) {
+    input.copy_from(batch(i));
+    graph.replay();
+    const std::vector<float> replayed = output.to_vector();
+    EXPECT_TRUE(bitwise_equal(replayed, model(batch(i)).to_vector())) << "replay " << i;
+  }
+}
+
 std::string error_of(const std::function<void()>& f) {
   try {
     f();
@@ -59,12 +70,7 @@ TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
   Tensor output;
   cuda::Graph graph = cuda::Graph::capture([&] { output = (*model)(input); });
   EXPECT_GT(graph.nodes(), 20);
-  for (int i = 1; i <= 3; ++i) {
-    input.copy_from(batch(i));
-    graph.replay();
-    const std::vector<float> replayed = output.to_vector();
-    EXPECT_TRUE(bitwise_equal(replayed, (*model)(batch(i)).to_vector())) << "replay " << i;
-  }
+  expect_replays_equal_eager(graph, *model, input, output);
 #endif
 }
 
@@ -80,12 +86,7 @@ TEST(CudaGraph, InferenceIntoAnOutputAllocatedBeforeCaptureReplaysBitwise) {
   Tensor input = batch(0).clone();
   Tensor output = (*model)(input).clone();  // allocated before the capture
   cuda::Graph graph = cuda::Graph::capture([&] { output.copy_from((*model)(input)); });
-  for (int i = 1; i <= 3; ++i) {
-    input.copy_from(batch(i));
-    graph.replay();
-    const std::vector<float> replayed = output.to_vector();
-    EXPECT_TRUE(bitwise_equal(replayed, (*model)(batch(i)).to_vector())) << "replay " << i;
-  }
+  expect_replays_equal_eager(graph, *model, input, output);
 #endif
 }
 
