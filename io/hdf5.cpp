@@ -9,6 +9,7 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
+#include "io/hdf5_isolation.h"
 
 namespace graft::hdf5 {
 
@@ -216,6 +217,7 @@ File::File(const std::string& path) : path_(path) {
 #endif
   if (is_hdf5 == 0) GRAFT_FAIL("hdf5: '", path, "' is not an HDF5 file (no HDF5 signature)");
   if (is_hdf5 < 0) fail(path, "cannot read the file header");
+  if (const Isolation iso = isolation(); iso.enabled) check_in_child(path, iso.timeout_seconds);
   id_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
   if (id_ < 0) fail(path, "cannot open the HDF5 file (damaged or truncated?)");
 }
@@ -234,6 +236,22 @@ bool File::has_attribute(const std::string& object, const std::string& name) con
   htri_t exists = H5Aexists_by_name(id_, object.c_str(), name.c_str(), H5P_DEFAULT);
   if (exists < 0) fail(path_, "cannot look up attribute '" + name + "' of '" + object + "'");
   return exists > 0;
+}
+
+namespace {
+herr_t collect_attribute_name(hid_t, const char* name, const H5A_info_t*, void* names) {
+  static_cast<std::vector<std::string>*>(names)->emplace_back(name);
+  return 0;
+}
+}  // namespace
+
+std::vector<std::string> File::attribute_names(const std::string& object) const {
+  GRAFT_CHECK(object_type(id_, object) != H5I_BADID, "hdf5: '", path_, "' has no object '", object, "'");
+  std::vector<std::string> names;
+  if (H5Aiterate_by_name(id_, object.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attribute_name, &names,
+                         H5P_DEFAULT) < 0)
+    fail(path_, "cannot list the attributes of '" + object + "'");
+  return names;
 }
 
 std::vector<std::string> File::children(const std::string& group) const {

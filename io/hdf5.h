@@ -26,7 +26,8 @@ struct DatasetInfo {
 
 class File {
  public:
-  // Opens read-only. Throws graft::Error: missing file, a directory, not HDF5, truncated or unreadable.
+  // Opens read-only. Throws graft::Error: missing file, a directory, not HDF5, truncated or unreadable, and with
+  // crash isolation on (io/hdf5_isolation.h), a file that crashes or hangs libhdf5 in a check process.
   explicit File(const std::string& path);
   ~File();
   File(File&& other) noexcept;
@@ -39,6 +40,8 @@ class File {
   bool has_group(const std::string& path) const;
   bool has_dataset(const std::string& path) const;
   bool has_attribute(const std::string& object, const std::string& name) const;
+  // Names of the attributes of `object` (a group or a dataset), in name order.
+  std::vector<std::string> attribute_names(const std::string& object) const;
   // Direct children of a group (links in name order), groups and datasets alike.
   std::vector<std::string> children(const std::string& group) const;
   // Every dataset below `group`, depth first, in name order.

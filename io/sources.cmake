@@ -1,5 +1,6 @@
 set(GRAFT_IO_SOURCES
   io/hdf5.cpp
+  io/hdf5_isolation.cpp
   io/hdf5_write.cpp
   io/checkpoint.cpp
   io/preprocess.cpp
