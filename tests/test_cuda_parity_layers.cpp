@@ -592,6 +592,15 @@ void expect_conv_parity(const ConvParityCase& cs, std::uint64_t seed) {
     EXPECT_TRUE(conv_parity_close(y_g, y, tol)) << "forward, " << math;
     EXPECT_TRUE(conv_parity_close(dx_g, dx, tol)) << "backward data, " << math;
     EXPECT_TRUE(conv_parity_close(dw_g, dw, tol)) << "backward filter, " << math;
+    // Backward data adding into a gradient already there (cuDNN's beta = 1, autograd's in-place sum): an algorithm
+    // or engine that ignored beta would overwrite `earlier` instead of adding to it.
+    Tensor earlier = Tensor::uniform(x_shape, gen, -1.f, 1.f);
+    Tensor sum = earlier.to(kCUDA);
+    conv2d_backward_data_cudnn(sum.data<float>(), dyg.data<float>(), wg.data<float>(), g, /*accumulate=*/true);
+    Tensor expected = Tensor::empty(x_shape);
+    for (std::int64_t i = 0; i < expected.numel(); ++i)
+      expected.data<float>()[i] = earlier.data<float>()[i] + dx.data<float>()[i];
+    EXPECT_TRUE(conv_parity_close(sum, expected, tol)) << "backward data accumulating, " << math;
   }
 }
 
@@ -636,7 +645,20 @@ TEST(Conv2dParity, GraphApiEnginesMatchTheCpuAndTakeEveryResNetAndVggShape) {
       EXPECT_EQ(line.find("tensor-core"), std::string::npos) << line;
     }
   }
-  EXPECT_GE(engine_lines, static_cast<int>(standard.size()) * 6) << "3 directions x 2 math modes per shape";
+  EXPECT_GE(engine_lines, static_cast<int>(standard.size()) * 8)
+      << "3 directions and the accumulating backward data, x 2 math modes per shape";
+  // The accumulating backward data of every ResNet/VGG shape has an engine of its own (a graph-API plan fixes beta:
+  // a separate search), not the legacy fallback - else the check above proved nothing about engines and beta.
+  for (const std::string& geometry : standard)
+    for (const char* math : {" tf32", " fp32"}) {
+      const auto used = conv2d_cudnn_algorithms_used();
+      const auto line = std::find_if(used.begin(), used.end(), [&](const std::string& l) {
+        return l.rfind("graph API backward", 0) == 0 && l.find(geometry + " ") != std::string::npos &&
+               l.find(std::string(math) + " accumulate: ") != std::string::npos;
+      });
+      ASSERT_NE(line, used.end()) << "no accumulating backward-data search for " << geometry << math;
+      EXPECT_EQ(line->find("legacy algorithm used"), std::string::npos) << *line;
+    }
 }
 
 TEST(Conv2dParity, OpForwardBackwardThroughAutograd) {
