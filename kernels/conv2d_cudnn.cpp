@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <map>
@@ -228,11 +229,12 @@ Choice choose(Direction d, const Conv2dGeometry& g, bool tf32, std::int64_t alig
 
 cudnnMathType_t requested_math(bool tf32) { return tf32 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH; }
 
-bool& engine_search_flag() {
-  static bool on = [] {
+// Atomic like cuda::tf32_allowed(): one thread may switch it while another runs convolutions.
+std::atomic<bool>& engine_search_flag() {
+  static std::atomic<bool> on{[] {
     const char* v = std::getenv("GRAFT_CUDNN_ENGINES");
     return v != nullptr && std::string(v) == "1";
-  }();
+  }()};
   return on;
 }
 
@@ -240,7 +242,7 @@ bool& engine_search_flag() {
 // returns true, or returns false having run nothing (search off, or no engine for this shape).
 bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const float* a, const float* b,
                      bool accumulate = false) {
-  if (!engine_search_flag()) return false;
+  if (!engine_search_flag().load(std::memory_order_relaxed)) return false;
   const bool tf32 = cuda::tf32_allowed(), deterministic = cuda::deterministic();
   const std::int64_t alignment = common_alignment({out, a, b});
   return cudnn_engines::run(handle(), d,
@@ -256,8 +258,8 @@ void add_bias(float* out, const float* bias, const Conv2dGeometry& g) {
 
 }  // namespace
 
-void conv2d_cudnn_set_engine_search(bool on) { engine_search_flag() = on; }
-bool conv2d_cudnn_engine_search() { return engine_search_flag(); }
+void conv2d_cudnn_set_engine_search(bool on) { engine_search_flag().store(on, std::memory_order_relaxed); }
+bool conv2d_cudnn_engine_search() { return engine_search_flag().load(std::memory_order_relaxed); }
 
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g) {
