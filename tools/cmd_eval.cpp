@@ -47,7 +47,17 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
     out.exact_resize = s.count("resize") && s.at("resize") == "exact";
     return out;
   }
-  GRAFT_CHECK(checkpoint.empty(), "--checkpoint '", checkpoint, "' is not a graft checkpoint (use --weights)");
+  if (!checkpoint.empty()) {
+    // Why not: a damaged or truncated file (HDF5's own reason), or a file without graft's format attribute.
+    std::string reason = "no graft checkpoint metadata";
+    try {
+      read_checkpoint_meta(path);
+    } catch (const Error& e) {
+      reason = e.message();
+    }
+    GRAFT_FAIL("--checkpoint '", checkpoint, "' is not a readable graft checkpoint (", reason,
+               "); weight files go with --weights");
+  }
   WeightFileInfo info = inspect_weights(path);
   std::string a = arch.empty() ? info.arch_guess : arch;
   GRAFT_CHECK(!a.empty(), "cannot tell the architecture of '", path, "': pass --arch");
