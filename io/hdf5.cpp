@@ -254,6 +254,21 @@ std::vector<std::string> File::attribute_names(const std::string& object) const 
   return names;
 }
 
+std::string File::object_identity(const std::string& path) const {
+  GRAFT_CHECK(object_type(id_, path) != H5I_BADID, "hdf5: '", path_, "' has no object '", path, "'");
+#if H5_VERSION_GE(1, 12, 0)
+  H5O_info2_t info;
+  if (H5Oget_info_by_name3(id_, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+    fail(path_, "cannot identify object '" + path + "'");
+  return std::string(reinterpret_cast<const char*>(&info.token), sizeof info.token);
+#else
+  H5O_info_t info;
+  if (H5Oget_info_by_name2(id_, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+    fail(path_, "cannot identify object '" + path + "'");
+  return std::to_string(info.addr);
+#endif
+}
+
 std::vector<std::string> File::children(const std::string& group) const {
   Handle g(H5Gopen2(id_, group.c_str(), H5P_DEFAULT), H5Gclose);
   if (!g.valid()) fail(path_, "cannot open group '" + group + "'");

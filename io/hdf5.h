@@ -42,6 +42,8 @@ class File {
   bool has_attribute(const std::string& object, const std::string& name) const;
   // Names of the attributes of `object` (a group or a dataset), in name order.
   std::vector<std::string> attribute_names(const std::string& object) const;
+  // The same string for every path that leads to one object (hard links): its address in the file.
+  std::string object_identity(const std::string& path) const;
   // Direct children of a group (links in name order), groups and datasets alike.
   std::vector<std::string> children(const std::string& group) const;
   // Every dataset below `group`, depth first, in name order.

@@ -15,6 +15,7 @@
 // The graft CLI turns isolation on (time limit: GRAFT_HDF5_CHECK_SECONDS, default 120; 0 turns it off). The library's
 // default is off, because it forks: a program that turns it on must not have another thread inside libhdf5 then.
 #pragma once
+#include <cstddef>
 #include <string>
 
 namespace graft::hdf5 {
@@ -29,12 +30,15 @@ struct Isolation {
 void set_isolation(const Isolation& isolation);
 Isolation isolation();
 
-// Reads everything in `file` that graft's readers can read, skipping (not throwing) the graft::Errors on the way.
-void read_everything(const File& file);
+// Reads everything in `file` that graft's readers can read - every object reachable from "/" once, at any depth -
+// skipping (not throwing) the graft::Errors on the way.
+// Returns how many objects it read.
+std::size_t read_everything(const File& file);
 
-// Reads `path` with read_everything in a child process; throws graft::Error when the child dies from a signal or
-// is still running after `timeout_seconds` (it is then killed). hdf5::File's constructor calls this when isolation
-// is on; inside the child, isolation is off.
+// Reads `path` with read_everything in a child process; throws graft::Error when the child dies from a signal, or
+// is still running after `timeout_seconds` of wall-clock time or has used that much CPU time (it is then killed).
+// The child dies with this process. SIGCHLD is set to its default while the child runs. hdf5::File's constructor
+// calls this when isolation is on; inside the child, isolation is off.
 void check_in_child(const std::string& path, double timeout_seconds);
 
 }  // namespace graft::hdf5

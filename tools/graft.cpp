@@ -11,7 +11,7 @@ int main(int argc, char** argv) {
   // Every HDF5 file is read once in a check process first (io/hdf5_isolation.h), so that a damaged file that crashes
   // libhdf5 or sends it into an endless loop becomes a one-line error, not a crashed or hung CLI.
   double check_seconds = 120;
-  if (const char* text = std::getenv("GRAFT_HDF5_CHECK_SECONDS")) {
+  if (const char* text = std::getenv("GRAFT_HDF5_CHECK_SECONDS"); text && *text) {  // set and not empty
     char* end = nullptr;
     check_seconds = std::strtod(text, &end);
     if (end == text || *end != '\0' || !std::isfinite(check_seconds) || check_seconds < 0) {
