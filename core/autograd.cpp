@@ -13,6 +13,35 @@ bool grad_mode_enabled() { return g_grad_enabled; }
 NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
 
+namespace {
+// What nodes being destroyed on this thread still hold: the outermost ~Node drops it piece by piece, and the
+// ~Node calls that this triggers only add to it (depth > 0), so the stack depth stays constant.
+struct Teardown {
+  int depth = 0;
+  std::vector<std::shared_ptr<Node>> nodes;
+  std::vector<BackwardFn> closures;
+};
+thread_local Teardown teardown;
+}  // namespace
+
+Node::~Node() {
+  for (Edge& e : inputs)
+    if (e.node) teardown.nodes.push_back(std::move(e.node));
+  if (backward) teardown.closures.push_back(std::move(backward));
+  if (teardown.depth > 0) return;
+  ++teardown.depth;
+  while (!teardown.nodes.empty() || !teardown.closures.empty()) {
+    if (!teardown.closures.empty()) {
+      BackwardFn last = std::move(teardown.closures.back());
+      teardown.closures.pop_back();
+    } else {
+      std::shared_ptr<Node> last = std::move(teardown.nodes.back());
+      teardown.nodes.pop_back();
+    }
+  }
+  --teardown.depth;
+}
+
 namespace autograd {
 
 bool needs_grad(std::initializer_list<const Tensor*> inputs) {
@@ -28,8 +57,10 @@ void record(Tensor& out, const char* name, std::initializer_list<const Tensor*> 
   for (const Tensor* t : inputs) {
     Edge edge;
     if (t && t->defined() && t->requires_grad()) {
-      if (t->is_leaf()) edge.leaf = t->impl_ptr();
-      else edge.node = t->impl()->grad_fn;
+      if (t->is_leaf())
+        edge.leaf = t->impl_ptr();
+      else
+        edge.node = t->impl()->grad_fn;
     }
     node->inputs.push_back(edge);
     node->input_shapes.push_back(t && t->defined() ? t->shape() : Shape{});
@@ -51,8 +82,10 @@ static bool exclusively_owned(const Tensor& t, long holders) {
 // already there. Otherwise the two are added, even when they are the same tensor: add(h, h)'s backward hands the
 // same dout down both inputs, and h's gradient is then dout + dout.
 static void accumulate(Tensor& slot, const Tensor& g, bool in_place) {
-  if (!slot.defined()) slot = g;
-  else if (!in_place) slot = add(slot, g);
+  if (!slot.defined())
+    slot = g;
+  else if (!in_place)
+    slot = add(slot, g);
 }
 
 // `g` is held once by the caller (the list the backward returned).

@@ -37,11 +37,18 @@ struct Edge {
 };
 
 struct Node {
-  std::string name;               // op name, for error messages
-  std::vector<Edge> inputs;       // one per op input, inactive where the input needs no gradient
+  std::string name;          // op name, for error messages
+  std::vector<Edge> inputs;  // one per op input, inactive where the input needs no gradient
   std::vector<Shape> input_shapes;
   BackwardFn backward;
   bool released = false;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+  // Iterative: a graph is a chain of shared_ptrs (inputs, and tensors the backward closure saved), and destroying
+  // a chain of 10^5 nodes member by member would recurse once per node and overflow the stack.
+  ~Node();
 };
 
 bool grad_mode_enabled();
