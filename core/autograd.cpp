@@ -14,32 +14,35 @@ NoGradGuard::NoGradGuard() : previous_(g_grad_enabled) { g_grad_enabled = false;
 NoGradGuard::~NoGradGuard() { g_grad_enabled = previous_; }
 
 namespace {
-// What nodes being destroyed on this thread still hold: the outermost ~Node drops it piece by piece, and the
-// ~Node calls that this triggers only add to it (depth > 0), so the stack depth stays constant.
+// What the nodes being destroyed on this thread still hold. The outermost ~Node owns it (on its own stack) and drops
+// it piece by piece; the ~Node calls this triggers only add to it, so the stack depth stays constant. The
+// thread_local is a plain pointer: nothing to destroy at thread or program exit, when a Tensor in a static may
+// still release its graph.
 struct Teardown {
-  int depth = 0;
   std::vector<std::shared_ptr<Node>> nodes;
   std::vector<BackwardFn> closures;
 };
-thread_local Teardown teardown;
+thread_local Teardown* active_teardown = nullptr;
 }  // namespace
 
 Node::~Node() {
+  Teardown own;
+  Teardown& into = active_teardown ? *active_teardown : own;
   for (Edge& e : inputs)
-    if (e.node) teardown.nodes.push_back(std::move(e.node));
-  if (backward) teardown.closures.push_back(std::move(backward));
-  if (teardown.depth > 0) return;
-  ++teardown.depth;
-  while (!teardown.nodes.empty() || !teardown.closures.empty()) {
-    if (!teardown.closures.empty()) {
-      BackwardFn last = std::move(teardown.closures.back());
-      teardown.closures.pop_back();
+    if (e.node) into.nodes.push_back(std::move(e.node));
+  if (backward) into.closures.push_back(std::move(backward));
+  if (active_teardown) return;
+  active_teardown = &own;
+  while (!own.nodes.empty() || !own.closures.empty()) {
+    if (!own.closures.empty()) {
+      BackwardFn last = std::move(own.closures.back());
+      own.closures.pop_back();
     } else {
-      std::shared_ptr<Node> last = std::move(teardown.nodes.back());
-      teardown.nodes.pop_back();
+      std::shared_ptr<Node> last = std::move(own.nodes.back());
+      own.nodes.pop_back();
     }
   }
-  --teardown.depth;
+  active_teardown = nullptr;
 }
 
 namespace autograd {
