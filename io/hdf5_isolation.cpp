@@ -13,7 +13,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <map>
 #include <mutex>
 #include <set>
@@ -33,17 +32,15 @@ Isolation current;
 // True only in a checking child: its own File must not fork again.
 bool inside_check = false;
 
-// A file as it is now: which file (device, inode, canonical path) and which contents (size, modification and
-// change times). Replacing or rewriting the file changes the key.
-using FileKey = std::tuple<std::string, dev_t, ino_t, off_t, std::int64_t, std::int64_t>;
+// A file as it is now: which file (device, inode: any path or hard link to it) and which contents (size,
+// modification and change times). Replacing or rewriting the file changes the key.
+using FileKey = std::tuple<dev_t, ino_t, off_t, std::int64_t, std::int64_t>;
 
 bool file_key(const std::string& path, FileKey& key) {
-  std::error_code ec;
-  const std::filesystem::path canonical = std::filesystem::canonical(path, ec);
   struct stat st {};
-  if (ec || ::stat(canonical.c_str(), &st) != 0) return false;
+  if (::stat(path.c_str(), &st) != 0) return false;
   auto ns = [](const timespec& t) { return static_cast<std::int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec; };
-  key = {canonical.string(), st.st_dev, st.st_ino, st.st_size, ns(st.st_mtim), ns(st.st_ctim)};
+  key = {st.st_dev, st.st_ino, st.st_size, ns(st.st_mtim), ns(st.st_ctim)};
   return true;
 }
 
@@ -69,9 +66,7 @@ void skipping_errors(Step&& step) {
 void read_own_contents(const File& file, const std::string& object) {
   skipping_errors([&] {
     for (const auto& name : file.attribute_names(object))
-      skipping_errors([&] {
-        if (file.has_attribute(object, name)) file.string_list_attribute(object, name);
-      });
+      skipping_errors([&] { file.string_list_attribute(object, name); });
   });
   if (file.has_dataset(object))
     skipping_errors([&] {
@@ -196,7 +191,7 @@ Isolation isolation() {
 }
 
 std::size_t read_everything(const File& file) {
-  skipping_errors([&] { file.datasets_below("/"); });
+  skipping_errors([&] { file.datasets_below("/"); });  // the readers' own walk, as they call it
   // Every object once, however many links lead to it (a hand-made file can link groups into cycles or share them
   // many times over) and however deep (the readers follow paths of any depth): an explicit stack, no recursion.
   std::set<std::string> seen;
@@ -208,8 +203,8 @@ std::size_t read_everything(const File& file) {
     skipping_errors([&] { identity = file.object_identity(object); });
     if (!identity.empty() && !seen.insert(identity).second) continue;
     read_own_contents(file, object);
-    if (identity.empty()) continue;  // unreadable header: nothing below it can be reached either
-    if (!file.has_group(object)) continue;
+    // an unreadable header: nothing below it can be reached either
+    if (identity.empty() || !file.has_group(object)) continue;
     std::vector<std::string> names;
     skipping_errors([&] { names = file.children(object); });
     for (auto name = names.rbegin(); name != names.rend(); ++name) pending.push_back(join(object, *name));

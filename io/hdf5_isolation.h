@@ -8,8 +8,9 @@
 // every attribute as strings, every floating-point dataset, through File's own calls, so the child takes every path
 // graft's readers can take - and refuses the file with a graft::Error when that child dies from a signal or runs
 // past the time limit. Only then is the file opened in this process. A child that merely met a graft::Error changes
-// nothing: the same error follows here, from the real read. A file that passed is not checked again while its path,
-// size and modification time are unchanged.
+// nothing: the same error follows here, from the real read. A file is not checked again while it is the same file
+// (device and inode) with the same size, modification and change times: a refusal is repeated (one for running out of
+// time only under a limit no longer than the one it ran out of), a pass lets the read go ahead.
 //
 // Cost: one more read of the file, from the page cache (ResNet-50's 100 MB of weights: ~0.1 s).
 // The graft CLI turns isolation on (time limit: GRAFT_HDF5_CHECK_SECONDS, default 120; 0 turns it off). The library's

@@ -63,6 +63,16 @@ inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>&
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
+// The message (without the source location) of the graft::Error `f` throws; "(no graft::Error)" when it throws none.
+inline std::string error_message(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.message();
+  }
+  return "(no graft::Error)";
+}
+
 // Runs `f` and expects a graft::Error whose message (without the source location) contains every fragment;
 // any other exception, or none, fails the test.
 inline void expect_error(const std::function<void()>& f, const std::vector<std::string>& fragments) {

@@ -22,10 +22,13 @@
 #include "io/hdf5_isolation.h"
 #include "io/hdf5_write.h"
 #include "io/weights.h"
+#include "tests/check.h"
 
 using namespace graft;
 
 namespace {
+
+using graft::testing::error_message;
 
 std::string regression_file(const std::string& name) {
   return std::string(GRAFT_FUZZ_CORPORA) + "/hdf5_regressions/" + name;
@@ -44,15 +47,6 @@ class IsolationOn {
  private:
   hdf5::Isolation saved_;
 };
-
-std::string error_of(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "(no error)";
-}
 
 enum class Outcome { Returned, Crashed, StillRunning };
 
@@ -90,7 +84,7 @@ TEST(Hdf5Isolation, AFileThatCrashesLibhdf5IsRefusedWithAnError) {
   ASSERT_EQ(outcome_without_isolation([&] { inspect_weights(path); }, 60), Outcome::Crashed)
       << path << " no longer crashes libhdf5 when read without isolation";
   IsolationOn on(60);
-  const std::string message = error_of([&] { inspect_weights(path); });
+  const std::string message = error_message([&] { inspect_weights(path); });
   EXPECT_NE(message.find("is damaged: libhdf5 crashed reading it in a check process"), std::string::npos) << message;
   EXPECT_NE(message.find(path), std::string::npos) << message;
 }
@@ -101,13 +95,13 @@ TEST(Hdf5Isolation, AFileThatSendsLibhdf5IntoAnEndlessLoopIsRefusedAfterTheTimeL
       << path << " no longer sends libhdf5 into a loop when read without isolation";
   IsolationOn on(1);
   const auto start = std::chrono::steady_clock::now();
-  const std::string message = error_of([&] { inspect_weights(path); });
+  const std::string message = error_message([&] { inspect_weights(path); });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   EXPECT_NE(message.find("did not finish within 1 s in a check process"), std::string::npos) << message;
   EXPECT_LT(seconds, 30) << "the check process was not stopped at its time limit";
   // The verdict is kept: opening the unchanged file again (is_checkpoint, then inspect_weights) fails at once.
   const auto again = std::chrono::steady_clock::now();
-  EXPECT_EQ(error_of([&] { hdf5::File file(path); }), message);
+  EXPECT_EQ(error_message([&] { hdf5::File file(path); }), message);
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - again).count(), 0.5);
 }
 
@@ -134,20 +128,20 @@ TEST(Hdf5Isolation, GoodFilesReadTheSameAndOrdinaryErrorsStayTheSame) {
     return values;
   };
   const std::vector<float> plain = read_all(good);
-  const std::string plain_error = error_of([&] { read_all(cut); });
-  ASSERT_NE(plain_error, "(no error)");
+  const std::string plain_error = error_message([&] { read_all(cut); });
+  ASSERT_NE(plain_error, "(no graft::Error)");
   {
     IsolationOn on(60);
     EXPECT_EQ(read_all(good), plain);
     EXPECT_EQ(read_all(good), plain);  // the second open finds the file checked already
-    EXPECT_EQ(error_of([&] { read_all(cut); }), plain_error);
+    EXPECT_EQ(error_message([&] { read_all(cut); }), plain_error);
     EXPECT_EQ(hdf5::File(good).attribute_names("/"), std::vector<std::string>{"note"});
   }
   std::filesystem::remove_all(dir);
 }
 
 TEST(Hdf5Isolation, TheTimeLimitMustBePositive) {
-  const std::string message = error_of([] { hdf5::set_isolation({.enabled = true, .timeout_seconds = 0}); });
+  const std::string message = error_message([] { hdf5::set_isolation({.enabled = true, .timeout_seconds = 0}); });
   EXPECT_NE(message.find("time limit must be positive"), std::string::npos) << message;
 }
 
@@ -199,7 +193,7 @@ TEST(Hdf5Isolation, AnIgnoredSigchldDoesNotLetACrashThrough) {
   std::string message;
   {
     IsolationOn on(60);
-    message = error_of([&] { inspect_weights(path); });
+    message = error_message([&] { inspect_weights(path); });
   }
   sigaction(SIGCHLD, nullptr, &after);
   sigaction(SIGCHLD, &saved, nullptr);

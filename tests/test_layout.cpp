@@ -12,14 +12,7 @@ namespace {
 using testing::all_close;
 using testing::expect_gradients_match;
 
-std::string message_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.message();
-  }
-  return "no error";
-}
+using testing::error_message;
 
 TEST(Pad2d, Gradcheck) {
   Generator gen(21);
@@ -44,11 +37,11 @@ TEST(Pad2d, ZeroPaddingIsIdentity) {
 }
 
 TEST(Pad2dErrors, NameOpAndShapes) {
-  std::string m = message_of([] { pad2d(Tensor::zeros({1, 2, 2, 3}), 1, -1, 0, 0); });
+  std::string m = error_message([] { pad2d(Tensor::zeros({1, 2, 2, 3}), 1, -1, 0, 0); });
   EXPECT_NE(m.find("pad2d: paddings (top 1, bottom -1, left 0, right 0) must be >= 0 (x (1,2,2,3))"),
             std::string::npos)
       << m;
-  m = message_of([] { pad2d(Tensor::zeros({2, 3}), 1, 1, 1, 1); });
+  m = error_message([] { pad2d(Tensor::zeros({2, 3}), 1, 1, 1, 1); });
   EXPECT_NE(m.find("pad2d: x (2,3) must be NHWC"), std::string::npos) << m;
 }
 
@@ -102,11 +95,11 @@ TEST(ConcatChannels, ManyInputs) {
 }
 
 TEST(ConcatChannelsErrors, NameOpAndShapes) {
-  std::string m = message_of([] { concat_channels({Tensor::zeros({2, 3, 3, 4}), Tensor::zeros({2, 3, 2, 4})}); });
+  std::string m = error_message([] { concat_channels({Tensor::zeros({2, 3, 3, 4}), Tensor::zeros({2, 3, 2, 4})}); });
   EXPECT_NE(m.find("concat_channels: input 1 (2,3,2,4) does not match input 0 (2,3,3,4) outside the last axis"),
             std::string::npos)
       << m;
-  m = message_of([] { concat_channels({}); });
+  m = error_message([] { concat_channels({}); });
   EXPECT_NE(m.find("concat_channels: no inputs"), std::string::npos) << m;
   EXPECT_THROW(concat_channels({Tensor::zeros({2, 3}), Tensor::zeros({2, 3, 1})}), Error);
   EXPECT_THROW(concat_channels({Tensor::zeros({2, 3}), Tensor::from_vector(std::vector<std::int32_t>{1, 2}, {2, 1})}),
