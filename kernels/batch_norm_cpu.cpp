@@ -1,30 +1,46 @@
 // Plain CPU reference of batch normalisation (math in kernels/batch_norm.h). Rows outer, channels inner, so the
-// loops walk memory in order; per-channel sums in double.
+// loops walk memory in order; per-channel sums in double over chunks of rows fixed by the shape, added in chunk
+// order (kernels/cpu_parallel.h row_chunk_sums). Threads take chunks in the sums and ranges of rows in the
+// elementwise passes: the same bits for any thread count.
 #include <cmath>
 #include <vector>
 
 #include "kernels/batch_norm.h"
+#include "kernels/cpu_parallel.h"
+#include "kernels/cpu_select.h"
 
 namespace graft {
+namespace {
+
+// dy = dout masked by relu_out > 0 (no mask when relu_out is null), branch-free (kernels/cpu_select.h).
+inline float masked_gradient(const float* dout, const float* relu_out, std::int64_t e) {
+  return relu_out != nullptr ? keep_if(relu_out[e] > 0.f, dout[e]) : dout[e];
+}
+
+}  // namespace
 
 void batch_norm_stats_cpu(float* mean, float* invstd, float* running_mean, float* running_var, const float* inp,
                           std::int64_t m, std::int64_t c, float eps, float momentum) {
-  std::vector<double> sum(static_cast<std::size_t>(c), 0.0), sq(static_cast<std::size_t>(c), 0.0);
-  for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t j = 0; j < c; ++j) sum[j] += inp[r * c + j];
-  for (std::int64_t j = 0; j < c; ++j) sum[j] /= static_cast<double>(m);  // now the mean
-  for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t j = 0; j < c; ++j) {
-      double d = inp[r * c + j] - sum[j];
-      sq[j] += d * d;
-    }
+  std::vector<double> mu(static_cast<std::size_t>(c)), sq(static_cast<std::size_t>(c));
+  row_chunk_sums(m, c, 1, mu.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t j = 0; j < c; ++j) sum[j] += inp[r * c + j];
+  });
+  for (std::int64_t j = 0; j < c; ++j) mu[j] /= static_cast<double>(m);
+  row_chunk_sums(m, c, 1, sq.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t j = 0; j < c; ++j) {
+        double d = inp[r * c + j] - mu[j];
+        sum[j] += d * d;
+      }
+  });
   for (std::int64_t j = 0; j < c; ++j) {
     double var = sq[j] / static_cast<double>(m);
-    mean[j] = static_cast<float>(sum[j]);
+    mean[j] = static_cast<float>(mu[j]);
     invstd[j] = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
     if (running_mean) {
       double unbiased = m > 1 ? var * static_cast<double>(m) / static_cast<double>(m - 1) : var;
-      running_mean[j] = static_cast<float>((1.0 - momentum) * running_mean[j] + momentum * sum[j]);
+      running_mean[j] = static_cast<float>((1.0 - momentum) * running_mean[j] + momentum * mu[j]);
       running_var[j] = static_cast<float>((1.0 - momentum) * running_var[j] + momentum * unbiased);
     }
   }
@@ -38,29 +54,33 @@ void batch_norm_invstd_cpu(float* invstd, const float* var, std::int64_t c, floa
 void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, const float* invstd,
                             const float* gamma, const float* beta, std::int64_t m, std::int64_t c,
                             const float* residual, bool relu) {
-  for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t j = 0; j < c; ++j) {
-      float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-      float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
-      if (residual) y += residual[r * c + j];
-      out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
-    }
+  parallel_for(m, c, [&](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t j = 0; j < c; ++j) {
+        float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+        float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+        if (residual) y += residual[r * c + j];
+        out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
+      }
+  });
 }
 
 void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                     const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
                                     const float* relu_out) {
-  std::vector<double> sum_dy(static_cast<std::size_t>(c), 0.0), sum_dy_xhat(static_cast<std::size_t>(c), 0.0);
-  for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t j = 0; j < c; ++j) {
-      float dy = relu_out && !(relu_out[r * c + j] > 0.f) ? 0.f : dout[r * c + j];
-      float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-      sum_dy[j] += dy;
-      sum_dy_xhat[j] += static_cast<double>(dy) * xhat;
-    }
+  std::vector<double> sums(static_cast<std::size_t>(2 * c));  // [0, c) sum dy, [c, 2c) sum dy * xhat
+  row_chunk_sums(m, c, 2, sums.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t j = 0; j < c; ++j) {
+        const float dy = masked_gradient(dout, relu_out, r * c + j);
+        float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+        sum[j] += dy;
+        sum[c + j] += static_cast<double>(dy) * xhat;
+      }
+  });
   for (std::int64_t j = 0; j < c; ++j) {
-    dgamma[j] = static_cast<float>(sum_dy_xhat[j]);
-    dbeta[j] = static_cast<float>(sum_dy[j]);
+    dgamma[j] = static_cast<float>(sums[c + j]);
+    dbeta[j] = static_cast<float>(sums[j]);
   }
 }
 
@@ -68,18 +88,31 @@ void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* 
                                    const float* invstd, const float* gamma, const float* sum_dy,
                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
                                    const float* relu_out) {
+  // Per channel, the factors of dx = scale * (dy - inv_m * sum_dy - xhat * (inv_m * sum_dy_xhat)), each the same
+  // float operation as inline, so the rows below are a vectorizable multiply-add chain.
   const float inv_m = 1.f / static_cast<float>(m);
-  for (std::int64_t r = 0; r < m; ++r)
-    for (std::int64_t j = 0; j < c; ++j) {
-      float scale = (gamma ? gamma[j] : 1.f) * invstd[j];
-      float dy = relu_out && !(relu_out[r * c + j] > 0.f) ? 0.f : dout[r * c + j];
-      if (batch_stats) {
-        float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-        dinp[r * c + j] = scale * (dy - inv_m * sum_dy[j] - xhat * (inv_m * sum_dy_xhat[j]));
-      } else {
-        dinp[r * c + j] = scale * dy;
-      }
+  std::vector<float> scale(static_cast<std::size_t>(c)), mean_dy(static_cast<std::size_t>(c)),
+      mean_dy_xhat(static_cast<std::size_t>(c));
+  for (std::int64_t j = 0; j < c; ++j) {
+    scale[j] = (gamma ? gamma[j] : 1.f) * invstd[j];
+    if (batch_stats) mean_dy[j] = inv_m * sum_dy[j], mean_dy_xhat[j] = inv_m * sum_dy_xhat[j];
+  }
+  const float* sc = scale.data();
+  const float* a = mean_dy.data();
+  const float* b = mean_dy_xhat.data();
+  parallel_for(m, c, [=](std::int64_t r0, std::int64_t r1) {
+    for (std::int64_t r = r0; r < r1; ++r) {
+      const std::int64_t row = r * c;
+      if (batch_stats)
+        for (std::int64_t j = 0; j < c; ++j) {
+          const float dy = masked_gradient(dout, relu_out, row + j);
+          const float xhat = (inp[row + j] - mean[j]) * invstd[j];
+          dinp[row + j] = sc[j] * (dy - a[j] - xhat * b[j]);
+        }
+      else
+        for (std::int64_t j = 0; j < c; ++j) dinp[row + j] = sc[j] * masked_gradient(dout, relu_out, row + j);
     }
+  });
 }
 
 }  // namespace graft

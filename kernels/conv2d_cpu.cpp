@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "kernels/conv2d.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/gemm.h"
 
 namespace graft {
@@ -90,6 +91,15 @@ void im2col_rows(float* col, const float* inp, const Conv2dGeometry& g, std::int
       }
     }
   }
+}
+
+// im2col_rows over the CPU threads: each thread fills its own rows of col (rows are independent copies).
+void im2col_rows_parallel(float* col, const float* inp, const Conv2dGeometry& g, std::int64_t group,
+                          std::int64_t m0, std::int64_t m1) {
+  const std::int64_t row_len = col_row_floats(g);
+  parallel_for(m1 - m0, row_len, [&](std::int64_t lo, std::int64_t hi) {
+    im2col_rows(col + lo * row_len, inp, g, group, m0 + lo, m0 + hi);
+  });
 }
 
 // dinp += col2im(col): the adjoint of im2col_rows.
@@ -195,7 +205,7 @@ void conv2d_forward_cpu_im2col(float* out, const float* inp, const float* weight
     float* out_rows = out + m0 * g.k;
     if (bias) fill_bias_rows(out_rows, bias, rows, g.k);
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-      im2col_rows(workspace, inp, g, grp, m0, m0 + rows);
+      im2col_rows_parallel(workspace, inp, g, grp, m0, m0 + rows);
       // out[rows, grp slice] (+)= col (rows, RSCg) x W_grp^T, W_grp (Kg, RSCg)
       gemm_ld(out_rows + grp * kg, g.k, workspace, row_len, weight + grp * kg * row_len, row_len, false, true, rows, kg,
               row_len, bias ? 1.f : 0.f);
@@ -227,7 +237,7 @@ void conv2d_backward_filter_cpu_im2col(float* dweight, const float* dout, const 
   for (std::int64_t m0 = 0; m0 < rows_total; m0 += chunk) {
     const std::int64_t rows = std::min(chunk, rows_total - m0);
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-      im2col_rows(workspace, inp, g, grp, m0, m0 + rows);
+      im2col_rows_parallel(workspace, inp, g, grp, m0, m0 + rows);
       // dW_grp (Kg, RSCg) (+)= dout[rows, grp slice]^T (Kg, rows) x col (rows, RSCg)
       gemm_ld(dweight + grp * kg * row_len, row_len, dout + m0 * g.k + grp * kg, g.k, workspace, row_len, true, false,
               kg, row_len, rows, m0 == 0 ? 0.f : 1.f);

@@ -1,6 +1,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/cpu_parallel.h"
+#include "kernels/cpu_select.h"
 #include "kernels/elementwise.h"
 
 namespace graft {
@@ -15,18 +17,34 @@ static inline std::int64_t operand_index(Broadcast mode, std::int64_t i, std::in
   return i;
 }
 
+// Every loop below computes each element on its own, so threads (kernels/cpu_parallel.h) take ranges of elements
+// (or of rows) and the bits do not depend on the thread count.
 template <typename F>
 static void binary_loop(float* out, const float* a, Broadcast ia, const float* b, Broadcast ib, std::int64_t n,
                         std::int64_t channels, F f) {
   if (ia == Broadcast::Full && ib == Broadcast::Full) {
-    for (std::int64_t i = 0; i < n; ++i) out[i] = f(a[i], b[i]);
-  } else if (ia == Broadcast::Full && ib == Broadcast::Channel) {
-    for (std::int64_t row = 0; row < n; row += channels)
-      for (std::int64_t c = 0; c < channels; ++c) out[row + c] = f(a[row + c], b[c]);
+    parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i) out[i] = f(a[i], b[i]);
+    });
+  } else if (ia == Broadcast::Full && ib == Broadcast::Channel && channels > 0) {
+    parallel_for(n / channels, channels, [&](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t row = r0 * channels; row < r1 * channels; row += channels)
+        for (std::int64_t c = 0; c < channels; ++c) out[row + c] = f(a[row + c], b[c]);
+    });
   } else {
-    for (std::int64_t i = 0; i < n; ++i)
-      out[i] = f(a[operand_index(ia, i, channels)], b[operand_index(ib, i, channels)]);
+    parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = lo; i < hi; ++i)
+        out[i] = f(a[operand_index(ia, i, channels)], b[operand_index(ib, i, channels)]);
+    });
   }
+}
+
+// out[i] = f(i) for i in [0, n), in ranges over the CPU threads.
+template <typename F>
+static void each_element(std::int64_t n, F f) {
+  parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t i = lo; i < hi; ++i) f(i);
+  });
 }
 
 void binary_forward_cpu(float* out, const float* a, Broadcast ia, const float* b, Broadcast ib, BinaryOp op,
@@ -41,27 +59,19 @@ void binary_forward_cpu(float* out, const float* a, Broadcast ia, const float* b
 
 void unary_forward_cpu(float* out, const float* inp, UnaryOp op, std::int64_t n) {
   switch (op) {
-    case UnaryOp::Neg:
-      for (std::int64_t i = 0; i < n; ++i) out[i] = -inp[i];
-      return;
-    case UnaryOp::Relu:
-      for (std::int64_t i = 0; i < n; ++i) out[i] = inp[i] > 0.f ? inp[i] : 0.f;
-      return;
-    case UnaryOp::Exp:
-      for (std::int64_t i = 0; i < n; ++i) out[i] = std::exp(inp[i]);
-      return;
-    case UnaryOp::Log:
-      for (std::int64_t i = 0; i < n; ++i) out[i] = std::log(inp[i]);
-      return;
+    case UnaryOp::Neg: return each_element(n, [&](std::int64_t i) { out[i] = -inp[i]; });
+    case UnaryOp::Relu: return each_element(n, [&](std::int64_t i) { out[i] = inp[i] > 0.f ? inp[i] : 0.f; });
+    case UnaryOp::Exp: return each_element(n, [&](std::int64_t i) { out[i] = std::exp(inp[i]); });
+    case UnaryOp::Log: return each_element(n, [&](std::int64_t i) { out[i] = std::log(inp[i]); });
   }
 }
 
 void scale_shift_cpu(float* out, const float* inp, float scale, float shift, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) out[i] = inp[i] * scale + shift;
+  each_element(n, [&](std::int64_t i) { out[i] = inp[i] * scale + shift; });
 }
 
 void relu_backward_cpu(float* dinp, const float* dout, const float* out, std::int64_t n) {
-  for (std::int64_t i = 0; i < n; ++i) dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
+  each_element(n, [&](std::int64_t i) { dinp[i] = keep_if(out[i] > 0.f, dout[i]); });  // kernels/cpu_select.h
 }
 
 void fill_cpu(float* out, float value, std::int64_t n) { std::fill(out, out + n, value); }

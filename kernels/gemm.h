@@ -1,7 +1,8 @@
 // General matrix multiply, row-major:  C (M,N) = alpha * op(A) op(B) + beta * C
 // op(A) is (M,K): A is stored (M,K), or (K,M) when trans_a. op(B) is (K,N): B is (K,N), or (N,K) when trans_b.
 //   gemm_cpu         OpenBLAS cblas_sgemm, single-threaded per block of a shape-only partition of C, the blocks
-//                    spread over gemm_cpu_threads() threads: bitwise the same result for any thread count
+//                    spread over cpu_threads() threads (kernels/cpu_parallel.h): bitwise the same result for any
+//                    thread count
 //   gemm_cublas      cuBLAS sgemm (TF32 tensor-core math when allowed, see kernels/cuda_device.h)
 //   gemm_cuda_tiled  hand-written shared-memory tiled SGEMM with register blocking, kept for study and for the
 //                    benchmark against cuBLAS (strict FP32)
@@ -12,10 +13,6 @@ namespace graft {
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta);
-// Threads gemm_cpu uses (default: GRAFT_NUM_THREADS, else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else the
-// hardware's). Changing it changes speed, never results.
-void set_gemm_cpu_threads(int threads);
-int gemm_cpu_threads();
 
 #if GRAFT_HAS_CUDA
 void gemm_cublas(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m,

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "kernels/cpu_parallel.h"
 #include "kernels/gemm.h"
 
 extern "C" void openblas_set_num_threads(int);
@@ -26,17 +27,6 @@ namespace {
 
 constexpr std::int64_t kMinBlock = 64, kMaxBlocks = 16;
 constexpr std::int64_t kSplitFlops = std::int64_t{1} << 22;  // below ~4 MFLOP a GEMM is one block
-
-int default_threads() {
-  for (const char* name : {"GRAFT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
-    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::atoi(v);
-  return std::max(1u, std::thread::hardware_concurrency());
-}
-
-std::atomic<int>& thread_setting() {
-  static std::atomic<int> threads{default_threads()};
-  return threads;
-}
 
 void make_openblas_single_threaded() {
   static std::once_flag once;
@@ -51,13 +41,6 @@ void sgemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const f
 }
 
 }  // namespace
-
-void set_gemm_cpu_threads(int threads) {
-  GRAFT_CHECK(threads >= 1, "set_gemm_cpu_threads: need at least 1 thread, got ", threads);
-  thread_setting() = threads;
-}
-
-int gemm_cpu_threads() { return thread_setting(); }
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta) {
@@ -82,7 +65,7 @@ void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans
     else                // C[lo:lo+len, :] = op(A)[lo:lo+len, :] op(B)
       sgemm(c + lo * n, n, trans_a ? a + lo : a + lo * lda, lda, b, ldb, trans_a, trans_b, len, n, k, alpha, beta);
   };
-  const int threads = static_cast<int>(std::min<std::int64_t>(gemm_cpu_threads(), blocks));
+  const int threads = static_cast<int>(std::min<std::int64_t>(cpu_threads(), blocks));
   if (threads <= 1) {
     for (std::int64_t i = 0; i < blocks; ++i) run_block(i);
     return;

@@ -3,6 +3,7 @@ set(GRAFT_KERNEL_CPU_SOURCES
   kernels/elementwise_cpu.cpp
   kernels/reduce_cpu.cpp
   kernels/gemm_cpu.cpp
+  kernels/cpu_parallel.cpp
   kernels/softmax_cpu.cpp
   kernels/random_cpu.cpp
 )

@@ -4,10 +4,12 @@
 //
 // Across thread counts too: OpenBLAS's own threading gives different bits for 1 and 2 threads (Debian's 0.3.21,
 // Zen kernels, even with K = 16), so gemm_cpu runs it single-threaded on a partition of C that depends only on the
-// shape (kernels/gemm_cpu.cpp) and spreads the blocks over gemm_cpu_threads() threads.
+// shape (kernels/gemm_cpu.cpp) and spreads the blocks over cpu_threads() threads. graft's own CPU loops split rows
+// of elementwise passes and channels of per-channel sums over the same threads (kernels/cpu_parallel.h).
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -16,7 +18,12 @@
 
 #include "core/ops.h"
 #include "core/rng.h"
+#include "kernels/batch_norm.h"
+#include "kernels/conv2d.h"
+#include "kernels/cpu_parallel.h"
+#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
+#include "kernels/pool.h"
 #include "core/optim.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
@@ -32,19 +39,20 @@ struct TrainingRun {
   std::map<std::string, std::vector<float>> state;  // parameters and BatchNorm running statistics
 };
 
-// Sets gemm_cpu's thread count for a scope.
-class GemmThreads {
+// Sets the CPU backend's thread count for a scope.
+class CpuThreads {
  public:
-  explicit GemmThreads(int n) : saved_(gemm_cpu_threads()) { set_gemm_cpu_threads(n); }
-  ~GemmThreads() { set_gemm_cpu_threads(saved_); }
+  explicit CpuThreads(int n) : saved_(cpu_threads()) { set_cpu_threads(n); }
+  ~CpuThreads() { set_cpu_threads(saved_); }
 
  private:
   int saved_;
 };
 
-// GEMMs large enough to be split into blocks: conv1's im2col GEMM is (16*32*32) x 16 x 27.
-TrainingRun train(std::uint64_t seed, int gemm_threads, int steps = 4) {
-  GemmThreads threads(gemm_threads);
+// GEMMs large enough to be split into blocks: conv1's im2col GEMM is (16*32*32) x 16 x 27; conv1's output,
+// (16*32*32) rows x 16 channels, is large enough for the batch-norm, relu and pooling loops to split too.
+TrainingRun train(std::uint64_t seed, int cpu_thread_count, int steps = 4) {
+  CpuThreads threads(cpu_thread_count);
   Generator init(seed);
   auto net = std::make_shared<Sequential>();
   net->push_back(std::make_shared<Conv2d>(
@@ -125,7 +133,7 @@ TEST(Determinism, GemmCpuBlocksAreExactForAnyThreadCount) {
         Tensor c0 = Tensor::randn({c.m * c.n}, gen);
         std::vector<std::vector<float>> results;
         for (int threads : {1, 2, 5}) {
-          GemmThreads scope(threads);
+          CpuThreads scope(threads);
           Tensor out = c0.clone();
           gemm_cpu(out.data<float>(), a.data<float>(), b.data<float>(), ta, tb, c.m, c.n, c.k, 0.5f, 0.25f);
           results.push_back(out.to_vector());
@@ -149,6 +157,89 @@ TEST(Determinism, GemmCpuBlocksAreExactForAnyThreadCount) {
 }
 
 // The comparison is sensitive: another seed (other weights, data and dropout masks) differs.
+// parallel_for hands out every index exactly once, in contiguous parts, for any thread count, and keeps small loops
+// on the caller's thread.
+TEST(Determinism, ParallelForCoversEveryIndexOnce) {
+  for (int threads : {1, 2, 3, 7}) {
+    CpuThreads scope(threads);
+    for (std::int64_t n : {std::int64_t{0}, std::int64_t{1}, std::int64_t{5}, std::int64_t{1000003}}) {
+      std::vector<int> hits(static_cast<std::size_t>(n), 0);
+      std::atomic<int> parts{0};
+      parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
+        ASSERT_LT(lo, hi);
+        for (std::int64_t i = lo; i < hi; ++i) ++hits[static_cast<std::size_t>(i)];
+        ++parts;
+      });
+      SCOPED_TRACE(::testing::Message() << threads << " threads, n " << n);
+      EXPECT_EQ(std::count(hits.begin(), hits.end(), 1), n);
+      EXPECT_EQ(parts.load(), n == 0 ? 0 : n < kMinWorkPerThread ? 1 : threads);
+    }
+  }
+}
+
+// Every CPU kernel that splits its loops gives the same bits for 1, 2 and 3 threads, at shapes where each thread
+// gets an uneven share (odd channel and row counts).
+TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
+  const std::int64_t n = 3, h = 45, w = 47, c = 37, m = n * h * w;
+  Generator gen(5);
+  const Tensor x = Tensor::randn({n, h, w, c}, gen), dout = Tensor::randn({n, h, w, c}, gen);
+  const Tensor residual = Tensor::randn({n, h, w, c}, gen), chan = Tensor::uniform({c}, gen, 0.5f, 1.5f);
+  const float* px = x.data<float>();
+  const float* pd = dout.data<float>();
+  const float* pr = residual.data<float>();
+  const float* pc = chan.data<float>();
+  const Pool2dShape pool{.n = n, .h = 45, .w = 47, .c = 37, .p = 23, .q = 24,
+                         .kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
+  const std::int64_t pooled = n * pool.p * pool.q * c;
+  Conv2dGeometry conv{.n = n, .h = h, .w = w, .c = c, .k = 9, .r = 3, .s = 3, .p = h, .q = w};
+  conv.pad_h = conv.pad_w = 1;
+  const Tensor weight = Tensor::randn({9, 3, 3, c}, gen);
+  const std::size_t conv_workspace = conv2d_workspace_bytes_cpu_im2col(conv);
+  auto run = [&](int threads) {
+    CpuThreads scope(threads);
+    std::map<std::string, std::vector<float>> out;
+    auto buffer = [&](const std::string& name, std::int64_t size) {
+      out[name].assign(static_cast<std::size_t>(size), 0.f);
+      return out[name].data();
+    };
+    float* mean = buffer("mean", c);
+    float* invstd = buffer("invstd", c);
+    float* running_mean = buffer("running_mean", c);
+    float* running_var = buffer("running_var", c);
+    batch_norm_stats_cpu(mean, invstd, running_mean, running_var, px, m, c, 1e-5f, 0.1f);
+    float* y = buffer("bn_forward", m * c);
+    batch_norm_forward_cpu(y, px, mean, invstd, pc, pc, m, c, pr, true);
+    float* dgamma = buffer("dgamma", c);
+    float* dbeta = buffer("dbeta", c);
+    batch_norm_backward_reduce_cpu(dgamma, dbeta, pd, px, mean, invstd, m, c, y);
+    batch_norm_backward_input_cpu(buffer("bn_dx", m * c), pd, px, mean, invstd, pc, dbeta, dgamma, m, c, true, y);
+    relu_backward_cpu(buffer("relu_backward", m * c), pd, px, m * c);
+    unary_forward_cpu(buffer("exp", m * c), px, UnaryOp::Exp, m * c);
+    binary_forward_cpu(buffer("mul_channel", m * c), px, Broadcast::Full, pc, Broadcast::Channel, BinaryOp::Mul,
+                       m * c, c);
+    binary_forward_cpu(buffer("add", m * c), px, Broadcast::Full, pd, Broadcast::Full, BinaryOp::Add, m * c, c);
+    std::vector<std::int32_t> argmax(static_cast<std::size_t>(pooled));
+    float* pooled_max = buffer("max_pool", pooled);
+    max_pool2d_forward_cpu(pooled_max, argmax.data(), px, pool);
+    max_pool2d_backward_cpu(buffer("max_pool_dx", m * c), pd, argmax.data(), pool);
+    avg_pool2d_forward_cpu(buffer("avg_pool", pooled), px, pool, false);
+    avg_pool2d_backward_cpu(buffer("avg_pool_dx", m * c), pd, pool, true);
+    std::vector<float> workspace(conv_workspace / sizeof(float));
+    conv2d_forward_cpu_im2col(buffer("conv", m * 9), px, weight.data<float>(), pc, conv, workspace.data(),
+                              conv_workspace);
+    return out;
+  };
+  const auto one = run(1);
+  for (int threads : {2, 3}) {
+    const auto many = run(threads);
+    for (const auto& [name, values] : one) {
+      const std::vector<float>& other = many.at(name);
+      EXPECT_EQ(0, std::memcmp(values.data(), other.data(), values.size() * sizeof(float)))
+          << name << " differs with " << threads << " threads";
+    }
+  }
+}
+
 TEST(Determinism, ADifferentSeedIsDetected) {
   EXPECT_FALSE(bitwise_equal(train(7, 1, 2), train(8, 1, 2)));
 }

@@ -1,0 +1,87 @@
+#include "kernels/cpu_parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+
+namespace graft {
+namespace {
+
+int default_threads() {
+  for (const char* name : {"GRAFT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::atoi(v);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+std::atomic<int>& thread_setting() {
+  static std::atomic<int> threads{default_threads()};
+  return threads;
+}
+
+}  // namespace
+
+void set_cpu_threads(int threads) {
+  GRAFT_CHECK(threads >= 1, "set_cpu_threads: need at least 1 thread, got ", threads);
+  thread_setting() = threads;
+}
+
+int cpu_threads() { return thread_setting(); }
+
+void parallel_for(std::int64_t n, std::int64_t work_per_item,
+                  const std::function<void(std::int64_t, std::int64_t)>& body) {
+  if (n <= 0) return;
+  const std::int64_t work = n * std::max<std::int64_t>(work_per_item, 1);
+  const std::int64_t parts =
+      std::min<std::int64_t>({cpu_threads(), n, std::max<std::int64_t>(1, work / kMinWorkPerThread)});
+  if (parts <= 1) {
+    body(0, n);
+    return;
+  }
+  const std::int64_t chunk = (n + parts - 1) / parts;
+  std::vector<std::thread> helpers;
+  helpers.reserve(static_cast<std::size_t>(parts - 1));
+  std::int64_t lo = chunk;
+  try {
+    for (; lo < n; lo += chunk) helpers.emplace_back(body, lo, std::min(n, lo + chunk));
+  } catch (const std::system_error&) {
+    // no thread to be had (a process at its limit): the caller's thread runs the parts not handed out
+  }
+  body(0, std::min(n, chunk));
+  for (; lo < n; lo += chunk) body(lo, std::min(n, lo + chunk));
+  for (std::thread& t : helpers) t.join();
+}
+
+RowChunks row_chunks(std::int64_t m, std::int64_t width) {
+  // at most kMaxChunks chunks (enough for 32 threads; adding the chunk sums costs chunks * width adds), each at
+  // least 4 * kMinWorkPerThread elements (a shorter chunk does not pay for its partial sums)
+  constexpr std::int64_t kMaxChunks = 32;
+  const std::int64_t min_rows = std::max<std::int64_t>(1, 4 * kMinWorkPerThread / std::max<std::int64_t>(width, 1));
+  const std::int64_t rows = std::max(min_rows, (m + kMaxChunks - 1) / kMaxChunks);
+  return {rows, m == 0 ? 0 : (m + rows - 1) / rows};
+}
+
+void row_chunk_sums(std::int64_t m, std::int64_t width, int sums_per_column, double* sums,
+                    const std::function<void(std::int64_t, std::int64_t, double*)>& accumulate) {
+  const std::size_t size = static_cast<std::size_t>(sums_per_column * width);
+  std::fill(sums, sums + size, 0.0);
+  const RowChunks plan = row_chunks(m, width);
+  if (plan.chunks <= 1) {
+    if (m > 0) accumulate(0, m, sums);
+    return;
+  }
+  std::vector<double> partial(static_cast<std::size_t>(plan.chunks) * size, 0.0);
+  parallel_for(plan.chunks, plan.rows_per_chunk * width, [&](std::int64_t lo, std::int64_t hi) {
+    for (std::int64_t k = lo; k < hi; ++k)
+      accumulate(k * plan.rows_per_chunk, std::min(m, (k + 1) * plan.rows_per_chunk),
+                 partial.data() + static_cast<std::size_t>(k) * size);
+  });
+  for (std::int64_t k = 0; k < plan.chunks; ++k)
+    for (std::size_t i = 0; i < size; ++i) sums[i] += partial[static_cast<std::size_t>(k) * size + i];
+}
+
+}  // namespace graft
