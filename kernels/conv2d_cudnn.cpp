@@ -40,7 +40,9 @@ constexpr std::size_t kFindWorkspaceLimit = std::size_t(512) << 20;
 cudnnHandle_t handle() {
   // Created on first use and bound to graft's one compute stream. Never destroyed: it must outlive any static
   // that could still run a conv at exit, and the process teardown releases it.
-  static cudnnHandle_t h = [] {
+  static cudnnHandle_t h = [] {  // (a throw leaves it unset: the next call tries again)
+    GRAFT_CHECK(!cuda::capturing(), "conv2d: the process's first convolution inside a CUDA graph capture: cuDNN's "
+                "handle cannot be created while the stream records; run the step once before capturing it");
     cudnnHandle_t created = nullptr;
     GRAFT_CUDNN_CHECK(cudnnCreate(&created));
     GRAFT_CUDNN_CHECK(cudnnSetStream(created, cuda::stream()));

@@ -328,7 +328,6 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
         ++unsuitable_count;
         continue;
       }
-      ++timed;
       Workspace scratch(static_cast<std::size_t>(bytes));
       const std::unique_ptr<Backend> pack = variant_pack(x, w, y, scratch.get());
       execute(handle, *plan, *pack);  // warm-up (and the first launch's one-time costs)
@@ -342,6 +341,7 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
         GRAFT_CUDA_CHECK(cudaEventElapsedTime(&ms, start.get(), stop.get()));
         fastest = run == 0 ? ms : std::min(fastest, ms);
       }
+      ++timed;  // only engines that ran count against kMaxTimed (one that fails is `failed`)
       if (!best.plan || fastest < best_ms) {
         std::ostringstream d;
         d << "engine " << info.index << (info.has(CUDNN_NUMERICAL_NOTE_TENSOR_CORE) ? " tensor-core" : "")

@@ -79,8 +79,10 @@ const char* cublas_status_name(cublasStatus_t status);
 #define GRAFT_CUBLAS_CHECK(expr)                                                                      \
   do {                                                                                                \
     cublasStatus_t graft_st_ = (expr);                                                                \
-    if (graft_st_ != CUBLAS_STATUS_SUCCESS)                                                           \
+    if (graft_st_ != CUBLAS_STATUS_SUCCESS) {                                                         \
+      cudaGetLastError(); /* as GRAFT_CUDA_CHECK: a pending error is this call's, not the next one's */ \
       GRAFT_FAIL("cuBLAS error in ", #expr, ": ", ::graft::cuda::cublas_status_name(graft_st_));       \
+    }                                                                                                 \
   } while (0)
 
 #else  // CPU-only build: the switches other code may call unconditionally.

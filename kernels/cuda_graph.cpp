@@ -71,16 +71,24 @@ Graph Graph::capture(const std::function<void()>& step) {
     GRAFT_CUDA_CHECK(ended);
   }
   Graph out;
-  out.graph_ = graph;
-  std::size_t nodes = 0;
-  GRAFT_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
-  out.nodes_ = static_cast<int>(nodes);
-  cudaGraphExec_t exec = nullptr;
-  GRAFT_CUDA_CHECK(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
-  out.exec_ = exec;
-  // The step runs once now, so what it stored outside itself (outputs, gradients, optimizer state) is real memory
-  // holding real results, as after an eager run - also when the graph is refused just below.
-  out.replay();
+  out.graph_ = graph;  // from here on `out` destroys the graph, whatever throws
+  try {
+    std::size_t nodes = 0;
+    GRAFT_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
+    out.nodes_ = static_cast<int>(nodes);
+    cudaGraphExec_t exec = nullptr;
+    GRAFT_CUDA_CHECK(cudaGraphInstantiateWithFlags(&exec, graph, cudaGraphInstantiateFlagAutoFreeOnLaunch));
+    out.exec_ = exec;
+    // The step runs once now, so what it stored outside itself (outputs, gradients, optimizer state) is real memory
+    // holding real results, as after an eager run - also when the graph is refused just below.
+    out.replay();
+  } catch (...) {
+    // the memory the step freed is released as on every other failure (after any work that may still read it)
+    cudaDeviceSynchronize();
+    cudaGetLastError();
+    free_all(held);
+    throw;
+  }
   if (!held.empty()) {
     synchronize();  // the run may read the older memory it freed: release that only after it
     free_all(held);

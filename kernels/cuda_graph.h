@@ -48,7 +48,9 @@ bool capture_take_free(void* ptr);
 class Graph {
  public:
   // Records `step` (see the rules above), instantiates it and runs it once. On failure (a refused op, a CUDA
-  // error) capture is ended, nothing is kept, and the graft::Error says why; the engine stays usable.
+  // error) capture is ended, nothing is kept, and the graft::Error says why; the engine stays usable. Tensors the
+  // step allocated before it failed (a new .grad, optimizer state created on first use) never received data: drop
+  // them (zero_grad, a fresh optimizer) rather than read them after a failed capture.
   static Graph capture(const std::function<void()>& step);
 
   void replay();  // one launch of the whole step on graft's stream (asynchronous, like any kernel)

@@ -56,7 +56,10 @@ void cross_entropy_forward_cpu(float* losses, float* probs, const float* logits,
     // -sum_c q_c log p_c with q = (1-s) onehot + s/C, and log p_c = x_c - max - log_total
     const double nll = -(double(x[labels[r]]) - max - log_total);
     const double uniform = -(sum_shifted / cols - log_total);
-    losses[r] = static_cast<float>((1.0 - smoothing) * nll + smoothing * uniform);
+    // Without smoothing the loss is nll alone (as PyTorch's): a masked logit (-inf) makes `uniform` infinite, and
+    // 0 * inf would turn a finite loss into NaN. With smoothing it is +inf, as PyTorch's.
+    losses[r] = smoothing == 0.f ? static_cast<float>(nll)
+                                 : static_cast<float>((1.0 - smoothing) * nll + smoothing * uniform);
   }
 }
 

@@ -180,7 +180,10 @@ __global__ void __launch_bounds__(kThreads)
     x.each([&](int64_t c, float v, int) {
       const float shifted = v - m;
       p[c] = expf(shifted) / s;
-      acc += target(c, label, smoothing, off) * (shifted - log_s);
+      // a zero target adds nothing (skipping it leaves acc's bits as they are), and a masked logit (-inf) must
+      // not add 0 * -inf = NaN: the loss stays finite, as PyTorch's
+      const float q = target(c, label, smoothing, off);
+      if (q != 0.f) acc += q * (shifted - log_s);
     });
     acc = group_reduce<kGroup>(acc, SumOp{}, smem);
     // A label outside [0, cols) (checked here, not on the host: that would synchronise every step) gives NaN.

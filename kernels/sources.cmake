@@ -36,5 +36,7 @@ list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/dropout_cuda.cu
   kernels/optimizer_cuda.cu
 )
-# The optimizer's CPU reference must not fuse multiply-adds: the CUDA kernels match it bit for bit.
-set_source_files_properties(kernels/optimizer_cpu.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+# The optimizer's and scale_shift's CPU references must not fuse multiply-adds: the CUDA kernels match them bit for
+# bit (x86-64 without -march has no FMA anyway; aarch64 and -march=native builds would fuse by default).
+set_source_files_properties(kernels/optimizer_cpu.cpp kernels/elementwise_cpu.cpp PROPERTIES COMPILE_OPTIONS
+                            -ffp-contract=off)

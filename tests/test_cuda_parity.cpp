@@ -417,6 +417,43 @@ TEST(CudaKernelParity, SoftmaxWithMaskedEntries) {
 #endif
 }
 
+// Masked logits (-inf) in cross-entropy: without smoothing the loss is finite (the zero-target terms must not add
+// 0 * -inf), with smoothing it is +inf, as on the CPU and in PyTorch; register path (100 columns) and block path
+// (1025).
+TEST(CudaKernelParity, CrossEntropyWithMaskedLogits) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Generator gen(113);
+  for (std::int64_t cols : {100, 1025})
+    for (float smoothing : {0.f, 0.1f}) {
+      SCOPED_TRACE(describe("cols/smoothing%", {cols, static_cast<int>(smoothing * 100)}));
+      const std::int64_t rows = 4;
+      std::vector<float> xv = rand_cpu({rows, cols}, gen, -5.f, 5.f).to_vector();
+      for (std::size_t i = 1; i < xv.size(); i += 3) xv[i] = -INFINITY;  // labels below sit at column 0: unmasked
+      Tensor logits = Tensor::from_vector(xv, {rows, cols});
+      Tensor host_labels = Tensor::from_vector(std::vector<std::int32_t>(static_cast<std::size_t>(rows), 0), {rows});
+      Tensor dev_labels = host_labels.to(kCUDA);
+      Tensor losses = Tensor::empty({rows}), probs = Tensor::empty({rows, cols});
+      cross_entropy_forward_cpu(losses.data<float>(), probs.data<float>(), logits.data<float>(),
+                                host_labels.data<std::int32_t>(), rows, cols, smoothing);
+      Poisoned dlogits_in = Poisoned::upload(logits, 1), dlosses(rows, 1), dprobs(rows * cols);
+      cross_entropy_forward_cuda(dlosses.ptr(), dprobs.ptr(), dlogits_in.ptr(), dev_labels.data<std::int32_t>(), rows,
+                                 cols, smoothing);
+      const std::vector<float> got = dlosses.values({rows}).to_vector(), want = losses.to_vector();
+      for (std::int64_t r = 0; r < rows; ++r) {
+        if (smoothing == 0.f) {
+          ASSERT_TRUE(std::isfinite(want[r])) << "CPU row " << r;
+          EXPECT_NEAR(got[r], want[r], 1e-5f * (1.f + std::fabs(want[r]))) << "row " << r;
+        } else {
+          EXPECT_EQ(want[r], INFINITY) << "CPU row " << r;
+          EXPECT_EQ(got[r], INFINITY) << "row " << r;
+        }
+      }
+      expect_close(dprobs, probs, 1e-7f, 1e-5f);
+    }
+#endif
+}
+
 TEST(CudaKernelParity, CrossEntropyWithLabelSmoothing) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA

@@ -166,5 +166,23 @@ TEST(OpsGolden, SoftmaxCrossEntropy) {
   }
 }
 
+// Masked logits (-inf), as an attention or class mask gives: PyTorch's loss stays finite without smoothing (0 * -inf
+// would be NaN if the zero-target terms were added) and is +inf with it. Values from PyTorch 1.13:
+//   F.cross_entropy([[0, -inf, 1], [2, -inf, -inf]], [0, 0]) = 0.65663081, grad [[-0.3655, 0, 0.3655], [0, 0, 0]].
+TEST(OpsGolden, CrossEntropyWithMaskedLogitsIsFiniteAsInPyTorch) {
+  const float inf = INFINITY;
+  Tensor logits = Tensor::from_vector(std::vector<float>{0.f, -inf, 1.f, 2.f, -inf, -inf}, {2, 3});
+  logits.set_requires_grad(true);
+  const Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{0, 0}, {2});
+  Tensor loss = softmax_cross_entropy(logits, labels);
+  EXPECT_NEAR(loss.item(), 0.65663081f, 1e-6f);
+  loss.backward();
+  const std::vector<float> grad = logits.grad().to_vector();
+  const float p2 = 1.f / (1.f + std::exp(-1.f)) / 2.f;  // softmax([0, 1])[1] / rows
+  const std::vector<float> want = {-p2, 0.f, p2, 0.f, 0.f, 0.f};
+  for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(grad[i], want[i], 1e-6f) << "element " << i;
+  EXPECT_EQ(softmax_cross_entropy(logits.detach(), labels, 0.1f).item(), inf);
+}
+
 }  // namespace
 }  // namespace graft
