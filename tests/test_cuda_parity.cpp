@@ -417,6 +417,25 @@ TEST(CudaKernelParity, SoftmaxWithMaskedEntries) {
 #endif
 }
 
+#if GRAFT_HAS_CUDA
+// cross_entropy_forward on the CPU and on the GPU (into poisoned outputs) for the same logits and labels.
+struct CrossEntropyForwardBoth {
+  Tensor losses, probs;     // CPU reference
+  Poisoned dlosses, dprobs;  // CUDA
+};
+CrossEntropyForwardBoth cross_entropy_forward_both(const Tensor& logits, const Tensor& host_labels,
+                                                   const Tensor& dev_labels, float smoothing) {
+  const std::int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  CrossEntropyForwardBoth r{Tensor::empty({rows}), Tensor::empty({rows, cols}), Poisoned(rows, 1), Poisoned(rows * cols)};
+  cross_entropy_forward_cpu(r.losses.data<float>(), r.probs.data<float>(), logits.data<float>(),
+                            host_labels.data<std::int32_t>(), rows, cols, smoothing);
+  Poisoned dlogits_in = Poisoned::upload(logits, 1);
+  cross_entropy_forward_cuda(r.dlosses.ptr(), r.dprobs.ptr(), dlogits_in.ptr(), dev_labels.data<std::int32_t>(), rows,
+                             cols, smoothing);
+  return r;
+}
+#endif
+
 // Masked logits (-inf) in cross-entropy: without smoothing the loss is finite (the zero-target terms must not add
 // 0 * -inf), with smoothing it is +inf, as on the CPU and in PyTorch; register path (100 columns) and block path
 // (1025).
@@ -433,13 +452,8 @@ TEST(CudaKernelParity, CrossEntropyWithMaskedLogits) {
       Tensor logits = Tensor::from_vector(xv, {rows, cols});
       Tensor host_labels = Tensor::from_vector(std::vector<std::int32_t>(static_cast<std::size_t>(rows), 0), {rows});
       Tensor dev_labels = host_labels.to(kCUDA);
-      Tensor losses = Tensor::empty({rows}), probs = Tensor::empty({rows, cols});
-      cross_entropy_forward_cpu(losses.data<float>(), probs.data<float>(), logits.data<float>(),
-                                host_labels.data<std::int32_t>(), rows, cols, smoothing);
-      Poisoned dlogits_in = Poisoned::upload(logits, 1), dlosses(rows, 1), dprobs(rows * cols);
-      cross_entropy_forward_cuda(dlosses.ptr(), dprobs.ptr(), dlogits_in.ptr(), dev_labels.data<std::int32_t>(), rows,
-                                 cols, smoothing);
-      const std::vector<float> got = dlosses.values({rows}).to_vector(), want = losses.to_vector();
+      const CrossEntropyForwardBoth both = cross_entropy_forward_both(logits, host_labels, dev_labels, smoothing);
+      const std::vector<float> got = both.dlosses.values({rows}).to_vector(), want = both.losses.to_vector();
       for (std::int64_t r = 0; r < rows; ++r) {
         if (smoothing == 0.f) {
           ASSERT_TRUE(std::isfinite(want[r])) << "CPU row " << r;
@@ -449,7 +463,7 @@ TEST(CudaKernelParity, CrossEntropyWithMaskedLogits) {
           EXPECT_EQ(got[r], INFINITY) << "row " << r;
         }
       }
-      expect_close(dprobs, probs, 1e-7f, 1e-5f);
+      expect_close(both.dprobs, both.probs, 1e-7f, 1e-5f);
     }
 #endif
 }
@@ -465,14 +479,10 @@ TEST(CudaKernelParity, CrossEntropyWithLabelSmoothing) {
       std::vector<std::int32_t> labels;
       for (float u : label_draw.to_vector()) labels.push_back(std::min<std::int32_t>(static_cast<std::int32_t>(u * cols), cols - 1));
       Tensor host_labels = Tensor::from_vector(labels, {rows}), dev_labels = host_labels.to(kCUDA);
-      Tensor losses = Tensor::empty({rows}), probs = Tensor::empty({rows, cols});
-      cross_entropy_forward_cpu(losses.data<float>(), probs.data<float>(), logits.data<float>(),
-                                host_labels.data<std::int32_t>(), rows, cols, smoothing);
-      Poisoned dlogits_in = Poisoned::upload(logits, 1), dlosses(rows, 1), dprobs(rows * cols);
-      cross_entropy_forward_cuda(dlosses.ptr(), dprobs.ptr(), dlogits_in.ptr(), dev_labels.data<std::int32_t>(), rows,
-                                 cols, smoothing);
-      expect_close(dlosses, losses, 5e-6f, 1e-5f);
-      expect_close(dprobs, probs, 1e-7f, 1e-5f);
+      const CrossEntropyForwardBoth both = cross_entropy_forward_both(logits, host_labels, dev_labels, smoothing);
+      const Tensor& probs = both.probs;
+      expect_close(both.dlosses, both.losses, 5e-6f, 1e-5f);
+      expect_close(both.dprobs, probs, 1e-7f, 1e-5f);
 
       const float dloss = 1.7f, scale = 1.f / static_cast<float>(rows), g = dloss * scale;
       Tensor ref = Tensor::empty({rows, cols});
