@@ -4,6 +4,7 @@
 #include <exception>
 
 #include "core/error.h"
+#include "kernels/cpu_parallel.h"
 #include "tools/cli_common.h"
 
 namespace graft::cli {
@@ -12,6 +13,13 @@ std::unique_ptr<CLI::App> make_app() {
   auto app = std::make_unique<CLI::App>("graft: transfer learning with ResNet and VGG in C++/CUDA");
   app->require_subcommand(1);
   app->set_help_all_flag("--help-all", "all subcommands' options");
+  // Before or after the subcommand (fallthrough); applied as soon as it is parsed, before any command runs.
+  app->fallthrough();
+  app->add_option_function<int>("--threads", [](int threads) { set_cpu_threads(threads); },
+                                "CPU threads for compute (default: GRAFT_NUM_THREADS, else all cores); results are "
+                                "bitwise the same for any count")
+      ->check(CLI::Range(1, 1024))
+      ->trigger_on_parse();
   register_summary(*app);
   register_bench(*app);
   register_weights(*app);

@@ -1,7 +1,7 @@
 // graft bench --arch A --batch B --size S --mode infer|train|features --device cpu|cuda [--iters N] [--warmup W]
 //             [--graph] [--profile]
 // Prints one machine-readable line:
-//   arch=resnet50 dialect=torchvision mode=train device=cpu batch=8 size=224 iters=3 graph=0 ms_per_batch=...
+//   arch=resnet50 dialect=torchvision mode=train device=cpu threads=2 batch=8 size=224 iters=3 graph=0 ms_per_batch=...
 //   images_per_s=... peak_mem_mb=...   (all on one line)
 // --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
 // GPU's own time per kernel over the timed steps first (tools/kernel_profile.h), then the cuDNN algorithm chosen
@@ -20,6 +20,7 @@
 #include "core/allocator.h"
 #include "core/autograd.h"
 #include "core/error.h"
+#include "kernels/cpu_parallel.h"
 #include "core/ops.h"
 #include "core/optim.h"
 #include "core/rng.h"
@@ -115,9 +116,10 @@ void run_bench(const BenchArgs& a) {
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
   std::printf(
-      "arch=%s dialect=%s mode=%s device=%s batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f images_per_s=%.2f "
-      "peak_mem_mb=%.1f\n",
-      a.model.arch.c_str(), a.model.dialect.c_str(), a.mode.c_str(), device.str().c_str(), a.batch, a.size, a.iters,
+      "arch=%s dialect=%s mode=%s device=%s threads=%d batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f "
+      "images_per_s=%.2f peak_mem_mb=%.1f\n",
+      a.model.arch.c_str(), a.model.dialect.c_str(), a.mode.c_str(), device.str().c_str(), cpu_threads(), a.batch,
+      a.size, a.iters,
       a.graph ? 1 : 0,
       median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0);
 }
