@@ -1,10 +1,7 @@
 // conv2d on the CPU: im2col/col2im + OpenBLAS sgemm, the pointwise (1x1) GEMM case, and the direct reference.
-// See kernels/conv2d.h for the math. Nothing here is parallelised by hand: OpenBLAS threads the GEMMs, and the
-// copies around them are memory-bound runs of contiguous NHWC channels.
-#include <cblas.h>
-
+// See kernels/conv2d.h for the math. The GEMMs (gemm_cpu_ld) and the im2col copies run on the CPU threads
+// (kernels/cpu_parallel.h); col2im, which adds overlapping windows into the input gradient, runs on one.
 #include <algorithm>
-#include <climits>
 #include <cstring>
 #include <sstream>
 #include <vector>
@@ -17,22 +14,11 @@
 namespace graft {
 namespace {
 
-// Row-major C (m,n) = op(A) op(B) + beta C with explicit leading dimensions. A grouped conv reads and writes a
-// channel slice of each NHWC row in place, which needs leading dimensions; gemm_cpu (dense operands only)
-// handles everything else, i.e. every ungrouped conv.
+// Row-major C (m,n) = op(A) op(B) + beta C with explicit leading dimensions: a grouped conv reads and writes a
+// channel slice of each NHWC row in place.
 void gemm_ld(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
              bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float beta) {
-  if (m == 0 || n == 0) return;
-  const bool dense = ldc == n && lda == (trans_a ? m : k) && ldb == (trans_b ? k : n);
-  if (dense) {
-    gemm_cpu(c, a, b, trans_a, trans_b, m, n, k, 1.f, beta);
-    return;
-  }
-  GRAFT_CHECK(m <= INT_MAX && n <= INT_MAX && k <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX,
-              "conv2d: GEMM size (", m, ",", n, ",", k, ") exceeds the BLAS integer range");
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-              static_cast<blasint>(m), static_cast<blasint>(n), static_cast<blasint>(k), 1.f, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
+  gemm_cpu_ld(c, ldc, a, lda, b, ldb, trans_a, trans_b, m, n, k, 1.f, beta);
 }
 
 std::int64_t channels_per_group(const Conv2dGeometry& g) { return g.c / g.groups; }

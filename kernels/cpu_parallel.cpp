@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <system_error>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -44,12 +44,13 @@ void parallel_for(std::int64_t n, std::int64_t work_per_item,
   }
   const std::int64_t chunk = (n + parts - 1) / parts;
   std::vector<std::thread> helpers;
-  helpers.reserve(static_cast<std::size_t>(parts - 1));
   std::int64_t lo = chunk;
   try {
-    for (; lo < n; lo += chunk) helpers.emplace_back(body, lo, std::min(n, lo + chunk));
-  } catch (const std::system_error&) {
-    // no thread to be had (a process at its limit): the caller's thread runs the parts not handed out
+    helpers.reserve(static_cast<std::size_t>(parts - 1));
+    for (; lo < n; lo += chunk) helpers.emplace_back(std::cref(body), lo, std::min(n, lo + chunk));
+  } catch (...) {
+    // no thread to be had (std::system_error at a process's limit, std::bad_alloc): the caller's thread runs the
+    // parts not handed out, and the helpers started are joined below as usual
   }
   body(0, std::min(n, chunk));
   for (; lo < n; lo += chunk) body(lo, std::min(n, lo + chunk));

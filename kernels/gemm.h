@@ -13,6 +13,10 @@ namespace graft {
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta);
+// gemm_cpu with explicit leading dimensions (row strides) of C, A and B, e.g. a grouped conv's channel slices of
+// NHWC rows; the same partition and the same bits for any thread count.
+void gemm_cpu_ld(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+                 bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta);
 
 #if GRAFT_HAS_CUDA
 void gemm_cublas(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m,

@@ -4,17 +4,15 @@
 // even with K = 16). graft therefore runs OpenBLAS single-threaded and splits C itself into a partition that
 // depends only on (M, N, K) - column blocks when N >= M, else row blocks, each at least kMinBlock wide, at most
 // kMaxBlocks of them - and hands the blocks to however many threads it has. Every block is then the same
-// single-threaded sgemm whatever the thread count, so results are bitwise identical across runs and thread counts.
+// single-threaded sgemm whatever the thread count, so results are bitwise identical across runs and thread counts
+// (the blocks are handed out by parallel_for, kernels/cpu_parallel.h).
 // Splitting the larger of M and N keeps the repacking of the other operand (once per block) small next to the
 // block's arithmetic.
 #include <cblas.h>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
+#include <climits>
 #include <mutex>
-#include <thread>
-#include <vector>
 
 #include "core/error.h"
 #include "kernels/cpu_parallel.h"
@@ -44,13 +42,20 @@ void sgemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const f
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta) {
+  gemm_cpu_ld(c, n, a, trans_a ? m : k, b, trans_b ? k : n, trans_a, trans_b, m, n, k, alpha, beta);
+}
+
+void gemm_cpu_ld(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
+                 bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta) {
   if (m == 0 || n == 0) return;
   if (k == 0) {  // BLAS leaves C untouched for k == 0 only when beta == 1
-    for (std::int64_t i = 0; i < m * n; ++i) c[i] = beta == 0.f ? 0.f : c[i] * beta;
+    for (std::int64_t i = 0; i < m; ++i)
+      for (std::int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.f ? 0.f : c[i * ldc + j] * beta;
     return;
   }
+  GRAFT_CHECK(std::max({m, n, k, lda, ldb, ldc}) <= INT_MAX, "gemm_cpu: size (", m, ",", n, ",", k,
+              ") or leading dimension exceeds the BLAS integer range");
   make_openblas_single_threaded();
-  const std::int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
   // The partition: a function of the shape only.
   const bool split_columns = n >= m;
   const std::int64_t extent = split_columns ? n : m;
@@ -58,27 +63,16 @@ void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans
   if (m * n * k >= kSplitFlops / 2)
     block = std::max(kMinBlock, (extent + kMaxBlocks - 1) / kMaxBlocks);
   const std::int64_t blocks = (extent + block - 1) / block;
-  auto run_block = [&](std::int64_t i) {
-    const std::int64_t lo = i * block, len = std::min(block, extent - lo);
-    if (split_columns)  // C[:, lo:lo+len] = op(A) op(B)[:, lo:lo+len]
-      sgemm(c + lo, n, a, lda, trans_b ? b + lo * ldb : b + lo, ldb, trans_a, trans_b, m, len, k, alpha, beta);
-    else                // C[lo:lo+len, :] = op(A)[lo:lo+len, :] op(B)
-      sgemm(c + lo * n, n, trans_a ? a + lo : a + lo * lda, lda, b, ldb, trans_a, trans_b, len, n, k, alpha, beta);
-  };
-  const int threads = static_cast<int>(std::min<std::int64_t>(cpu_threads(), blocks));
-  if (threads <= 1) {
-    for (std::int64_t i = 0; i < blocks; ++i) run_block(i);
-    return;
-  }
-  std::atomic<std::int64_t> next{0};
-  auto worker = [&] {
-    for (std::int64_t i; (i = next.fetch_add(1)) < blocks;) run_block(i);
-  };
-  std::vector<std::thread> pool;
-  pool.reserve(static_cast<std::size_t>(threads - 1));
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker);
-  worker();
-  for (auto& t : pool) t.join();
+  parallel_for(blocks, m * n * k / blocks, [&](std::int64_t first, std::int64_t last) {
+    for (std::int64_t i = first; i < last; ++i) {
+      const std::int64_t lo = i * block, len = std::min(block, extent - lo);
+      if (split_columns)  // C[:, lo:lo+len] = op(A) op(B)[:, lo:lo+len]
+        sgemm(c + lo, ldc, a, lda, trans_b ? b + lo * ldb : b + lo, ldb, trans_a, trans_b, m, len, k, alpha, beta);
+      else                // C[lo:lo+len, :] = op(A)[lo:lo+len, :] op(B)
+        sgemm(c + lo * ldc, ldc, trans_a ? a + lo : a + lo * lda, lda, b, ldb, trans_a, trans_b, len, n, k, alpha,
+              beta);
+    }
+  });
 }
 
 }  // namespace graft

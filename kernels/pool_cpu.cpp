@@ -41,7 +41,7 @@ void max_pool2d_forward_cpu(float* out, std::int32_t* argmax, const float* inp, 
           const std::int32_t index = h * s.w + w;
           for (std::int64_t j = 0; j < c; ++j) {  // selects, not branches: the data decides, so they mispredict
             const float v = x[j];
-            const bool take = v > o[j] || std::isnan(v);  // a NaN wins and stays
+            const bool take = v > o[j] || std::isnan(v);  // NaN wins (the last NaN in the window)
             o[j] = take ? v : o[j];
             a[j] = take ? index : a[j];
           }
@@ -64,7 +64,7 @@ void max_pool2d_backward_cpu(float* dinp, const float* dout, const std::int32_t*
         for (int p = p0; p <= p1; ++p)
           for (int q = q0; q <= q1; ++q) {
             std::int64_t o = ((n * s.p + p) * s.q + q) * c + j;
-            acc += keep_if(argmax[o] == self, dout[o]);  // adding +0 keeps acc's bits: acc (from +0) is never -0
+            acc += keep_if(argmax[o] == self, dout[o]);  // + (+0): the bits of the old `if (...) acc += g`
           }
         d[j] = acc;
       }

@@ -37,6 +37,7 @@ list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/optimizer_cuda.cu
 )
 # The optimizer's and scale_shift's CPU references must not fuse multiply-adds: the CUDA kernels match them bit for
-# bit (x86-64 without -march has no FMA anyway; aarch64 and -march=native builds would fuse by default).
-set_source_files_properties(kernels/optimizer_cpu.cpp kernels/elementwise_cpu.cpp PROPERTIES COMPILE_OPTIONS
-                            -ffp-contract=off)
+# bit (x86-64 without -march has no FMA anyway; aarch64 and -march=native builds would fuse by default). Batch
+# norm's too: its results must not depend on how the compiler fuses the expressions it hoists.
+set_source_files_properties(kernels/optimizer_cpu.cpp kernels/elementwise_cpu.cpp kernels/batch_norm_cpu.cpp
+                            PROPERTIES COMPILE_OPTIONS -ffp-contract=off)

@@ -195,6 +195,11 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
   conv.pad_h = conv.pad_w = 1;
   const Tensor weight = Tensor::randn({9, 3, 3, c}, gen);
   const std::size_t conv_workspace = conv2d_workspace_bytes_cpu_im2col(conv);
+  Conv2dGeometry grouped{.n = 4, .h = 40, .w = 41, .c = 12, .k = 6, .r = 3, .s = 3, .p = 40, .q = 41};
+  grouped.pad_h = grouped.pad_w = 1, grouped.groups = 3;
+  const Tensor grouped_x = Tensor::randn({4, 40, 41, 12}, gen), grouped_w = Tensor::randn({6, 3, 3, 4}, gen);
+  const Tensor grouped_dy = Tensor::randn({4, 40, 41, 6}, gen);
+  const std::size_t grouped_workspace = conv2d_workspace_bytes_cpu_im2col(grouped);
   auto run = [&](int threads) {
     CpuThreads scope(threads);
     std::map<std::string, std::vector<float>> out;
@@ -215,8 +220,8 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
     batch_norm_backward_input_cpu(buffer("bn_dx", m * c), pd, px, mean, invstd, pc, dbeta, dgamma, m, c, true, y);
     relu_backward_cpu(buffer("relu_backward", m * c), pd, px, m * c);
     unary_forward_cpu(buffer("exp", m * c), px, UnaryOp::Exp, m * c);
-    binary_forward_cpu(buffer("mul_channel", m * c), px, Broadcast::Full, pc, Broadcast::Channel, BinaryOp::Mul,
-                       m * c, c);
+    binary_forward_cpu(buffer("mul_channel", m * c), px, Broadcast::Full, pc, Broadcast::Channel, BinaryOp::Mul, m * c,
+                       c);
     binary_forward_cpu(buffer("add", m * c), px, Broadcast::Full, pd, Broadcast::Full, BinaryOp::Add, m * c, c);
     std::vector<std::int32_t> argmax(static_cast<std::size_t>(pooled));
     float* pooled_max = buffer("max_pool", pooled);
@@ -227,16 +232,65 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
     std::vector<float> workspace(conv_workspace / sizeof(float));
     conv2d_forward_cpu_im2col(buffer("conv", m * 9), px, weight.data<float>(), pc, conv, workspace.data(),
                               conv_workspace);
+    // a grouped conv: its GEMMs work on channel slices (leading dimensions), in all three directions
+    std::vector<float> grouped_ws(grouped_workspace / sizeof(float));
+    const float* pgx = grouped_x.data<float>();
+    const float* pgw = grouped_w.data<float>();
+    const float* pgy = grouped_dy.data<float>();
+    conv2d_forward_cpu_im2col(buffer("grouped_conv", grouped_dy.numel()), pgx, pgw, nullptr, grouped, grouped_ws.data(),
+                              grouped_workspace);
+    conv2d_backward_data_cpu_im2col(buffer("grouped_dx", grouped_x.numel()), pgy, pgw, grouped, grouped_ws.data(),
+                                    grouped_workspace);
+    conv2d_backward_filter_cpu_im2col(buffer("grouped_dw", grouped_w.numel()), pgy, pgx, grouped, grouped_ws.data(),
+                                      grouped_workspace);
     return out;
   };
   const auto one = run(1);
-  for (int threads : {2, 3}) {
+  for (int threads : {2, 3, 7}) {
     const auto many = run(threads);
     for (const auto& [name, values] : one) {
       const std::vector<float>& other = many.at(name);
       EXPECT_EQ(0, std::memcmp(values.data(), other.data(), values.size() * sizeof(float)))
           << name << " differs with " << threads << " threads";
     }
+  }
+}
+
+// Batch norm's per-channel sums over several row chunks (kernels/cpu_parallel.h row_chunk_sums): the chunks are
+// fixed by the shape and added in order, so 1, 2, 3 and 7 threads give the same bits.
+TEST(Determinism, BatchNormSumsOverSeveralRowChunksAreExactForAnyThreadCount) {
+  const std::int64_t m = 40000, c = 17;
+  ASSERT_GE(row_chunks(m, c).chunks, 3) << "the shape must split into several chunks for this test to mean anything";
+  Generator gen(6);
+  const Tensor x = Tensor::randn({m, c}, gen, kCPU, 3.f, 2.f), dout = Tensor::randn({m, c}, gen);
+  const Tensor relu_out = Tensor::randn({m, c}, gen), gamma = Tensor::uniform({c}, gen, 0.5f, 1.5f);
+  auto run = [&](int threads) {
+    CpuThreads scope(threads);
+    std::vector<float> mean(c), invstd(c), dgamma(c), dbeta(c), dx(static_cast<std::size_t>(m * c));
+    std::vector<float> dx_running(dx.size());
+    batch_norm_stats_cpu(mean.data(), invstd.data(), nullptr, nullptr, x.data<float>(), m, c, 1e-5f, 0.1f);
+    batch_norm_backward_reduce_cpu(dgamma.data(), dbeta.data(), dout.data<float>(), x.data<float>(), mean.data(),
+                                   invstd.data(), m, c, relu_out.data<float>());
+    batch_norm_backward_input_cpu(dx.data(), dout.data<float>(), x.data<float>(), mean.data(), invstd.data(),
+                                  gamma.data<float>(), dbeta.data(), dgamma.data(), m, c, true, relu_out.data<float>());
+    batch_norm_backward_input_cpu(dx_running.data(), dout.data<float>(), x.data<float>(), mean.data(), invstd.data(),
+                                  nullptr, nullptr, nullptr, m, c, false, nullptr);
+    std::vector<float> all = mean;
+    for (const std::vector<float>* v : {&invstd, &dgamma, &dbeta, &dx, &dx_running})
+      all.insert(all.end(), v->begin(), v->end());
+    return all;
+  };
+  const std::vector<float> one = run(1);
+  for (int threads : {2, 3, 7}) {
+    const std::vector<float> many = run(threads);
+    EXPECT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float))) << threads << " threads";
+  }
+  // and the chunked sums are accurate: the mean against a double-precision sum over all rows
+  const std::vector<float> xs = x.to_vector();
+  for (std::int64_t j = 0; j < c; ++j) {
+    double sum = 0;
+    for (std::int64_t r = 0; r < m; ++r) sum += xs[static_cast<std::size_t>(r * c + j)];
+    EXPECT_NEAR(one[static_cast<std::size_t>(j)], sum / m, 1e-6 * std::fabs(sum / m) + 1e-7) << "channel " << j;
   }
 }
 
