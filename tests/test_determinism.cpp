@@ -24,6 +24,7 @@
 #include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 #include "kernels/pool.h"
+#include "kernels/random.h"
 #include "core/optim.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
@@ -232,6 +233,8 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
     std::vector<float> workspace(conv_workspace / sizeof(float));
     conv2d_forward_cpu_im2col(buffer("conv", m * 9), px, weight.data<float>(), pc, conv, workspace.data(),
                               conv_workspace);
+    uniform_cpu(buffer("uniform", m * c + 3), m * c + 3, 17, 5, -2.f, 3.f);  // a partial last Philox block
+    normal_cpu(buffer("normal", m * c + 2), m * c + 2, 17, 5, 1.f, 2.f);
     // a grouped conv: its GEMMs work on channel slices (leading dimensions), in all three directions
     std::vector<float> grouped_ws(grouped_workspace / sizeof(float));
     const float* pgx = grouped_x.data<float>();
