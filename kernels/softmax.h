@@ -4,7 +4,9 @@
 //   cross entropy with label smoothing s over C classes, target q = (1-s) onehot(label) + s/C:
 //                 loss_r = -sum_c q_c log p_c,  p = softmax(logits_r); probs keeps p for the backward
 //                 dlogits = (p - q) * dloss[0] * scale     (dloss is a one-element device/host buffer, scale = 1/N)
-// Labels are assumed valid (the op checks them before launching).
+//                 zero-target terms are left out, so a masked logit (-inf) leaves the loss finite when s = 0
+// Labels: the op checks CPU labels before the kernel runs; labels already on the GPU are checked by the kernel
+// itself (a label outside [0, cols) gives a NaN loss), since reading them back would synchronise every step.
 #pragma once
 #include <cstdint>
 
