@@ -196,10 +196,11 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
   conv.pad_h = conv.pad_w = 1;
   const Tensor weight = Tensor::randn({9, 3, 3, c}, gen);
   const std::size_t conv_workspace = conv2d_workspace_bytes_cpu_im2col(conv);
-  Conv2dGeometry grouped{.n = 4, .h = 40, .w = 41, .c = 12, .k = 6, .r = 3, .s = 3, .p = 40, .q = 41};
+  // per group a (6560 x 8 x 144) GEMM: above gemm_cpu's split threshold (2^21), so the blocks use the strides
+  Conv2dGeometry grouped{.n = 4, .h = 40, .w = 41, .c = 48, .k = 24, .r = 3, .s = 3, .p = 40, .q = 41};
   grouped.pad_h = grouped.pad_w = 1, grouped.groups = 3;
-  const Tensor grouped_x = Tensor::randn({4, 40, 41, 12}, gen), grouped_w = Tensor::randn({6, 3, 3, 4}, gen);
-  const Tensor grouped_dy = Tensor::randn({4, 40, 41, 6}, gen);
+  const Tensor grouped_x = Tensor::randn({4, 40, 41, 48}, gen), grouped_w = Tensor::randn({24, 3, 3, 16}, gen);
+  const Tensor grouped_dy = Tensor::randn({4, 40, 41, 24}, gen);
   const std::size_t grouped_workspace = conv2d_workspace_bytes_cpu_im2col(grouped);
   auto run = [&](int threads) {
     CpuThreads scope(threads);
