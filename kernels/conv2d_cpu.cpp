@@ -1,6 +1,6 @@
 // conv2d on the CPU: im2col/col2im + OpenBLAS sgemm, the pointwise (1x1) GEMM case, and the direct reference.
-// See kernels/conv2d.h for the math. The GEMMs (gemm_cpu_ld) and the im2col copies run on the CPU threads
-// (kernels/cpu_parallel.h); col2im, which adds overlapping windows into the input gradient, runs on one.
+// See kernels/conv2d.h for the math. The GEMMs (gemm_cpu_ld), the im2col copies and col2im (whole images per
+// thread: its windows overlap only within an image) run on the CPU threads (kernels/cpu_parallel.h).
 #include <algorithm>
 #include <cstring>
 #include <sstream>
@@ -130,6 +130,18 @@ void fill_bias_rows(float* out, const float* bias, std::int64_t rows, std::int64
   for (std::int64_t i = 0; i < rows; ++i) std::memcpy(out + i * k, bias, sizeof(float) * k);
 }
 
+// col2im_rows over the CPU threads, whole images per thread: windows overlap only within an image, so images are
+// independent, and each image's rows are still added in order (the same bits for any thread count).
+void col2im_rows_parallel(float* dinp, const float* col, const Conv2dGeometry& g, std::int64_t group,
+                          std::int64_t m0, std::int64_t m1) {
+  const std::int64_t pq = g.p * g.q, row_len = col_row_floats(g), first_image = m0 / pq;
+  parallel_for((m1 - 1) / pq - first_image + 1, pq * row_len, [&](std::int64_t lo, std::int64_t hi) {
+    const std::int64_t a = std::max(m0, (first_image + lo) * pq), b = std::min(m1, (first_image + hi) * pq);
+    col2im_rows(dinp, col + (a - m0) * row_len, g, group, a, b);
+  });
+}
+
+
 }  // namespace
 
 std::string conv2d_geometry_str(const Conv2dGeometry& g) {
@@ -210,7 +222,7 @@ void conv2d_backward_data_cpu_im2col(float* dinp, const float* dout, const float
       // dcol (rows, RSCg) = dout[rows, grp slice] (rows, Kg) x W_grp (Kg, RSCg)
       gemm_ld(workspace, row_len, dout + m0 * g.k + grp * kg, g.k, weight + grp * kg * row_len, row_len, false, false,
               rows, row_len, kg, 0.f);
-      col2im_rows(dinp, workspace, g, grp, m0, m0 + rows);
+      col2im_rows_parallel(dinp, workspace, g, grp, m0, m0 + rows);
     }
   }
 }

@@ -19,6 +19,7 @@
 #include <array>
 #include <atomic>
 #include <climits>
+#include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -307,9 +308,11 @@ void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* wei
                                                         &bytes) == CUDNN_STATUS_SUCCESS;
   };
   auto find = [&](const Workspace& scratch, bool deterministic) {
-    // Find writes its output: an accumulating call must not lose what dinp holds, so Find gets a scratch copy.
-    Workspace scratch_out(accumulate ? sizeof(float) * static_cast<std::size_t>(g.n * g.h * g.w * g.c) : 0);
-    float* find_out = accumulate ? static_cast<float*>(scratch_out.get()) : dinp;
+    // Find writes its output: an accumulating call must not lose what dinp holds, so Find gets a scratch copy,
+    // placed at dinp's offset within 256 bytes: the algorithm it picks must run on dinp's alignment, not better.
+    const std::size_t misalign = reinterpret_cast<std::uintptr_t>(dinp) % 256;
+    Workspace scratch_out(accumulate ? sizeof(float) * static_cast<std::size_t>(g.n * g.h * g.w * g.c) + misalign : 0);
+    float* find_out = accumulate ? reinterpret_cast<float*>(static_cast<char*>(scratch_out.get()) + misalign) : dinp;
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int returned = 0;
     GRAFT_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithmEx(

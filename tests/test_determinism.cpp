@@ -194,7 +194,7 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
   const std::int64_t pooled = n * pool.p * pool.q * c;
   Conv2dGeometry conv{.n = n, .h = h, .w = w, .c = c, .k = 9, .r = 3, .s = 3, .p = h, .q = w};
   conv.pad_h = conv.pad_w = 1;
-  const Tensor weight = Tensor::randn({9, 3, 3, c}, gen);
+  const Tensor weight = Tensor::randn({9, 3, 3, c}, gen), conv_dy = Tensor::randn({n, h, w, 9}, gen);
   const std::size_t conv_workspace = conv2d_workspace_bytes_cpu_im2col(conv);
   // per group a (6560 x 8 x 144) GEMM: above gemm_cpu's split threshold (2^21), so the blocks use the strides
   Conv2dGeometry grouped{.n = 4, .h = 40, .w = 41, .c = 48, .k = 24, .r = 3, .s = 3, .p = 40, .q = 41};
@@ -234,6 +234,8 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
     std::vector<float> workspace(conv_workspace / sizeof(float));
     conv2d_forward_cpu_im2col(buffer("conv", m * 9), px, weight.data<float>(), pc, conv, workspace.data(),
                               conv_workspace);
+    conv2d_backward_data_cpu_im2col(buffer("conv_dx", m * c), conv_dy.data<float>(), weight.data<float>(), conv,
+                                    workspace.data(), conv_workspace);
     uniform_cpu(buffer("uniform", m * c + 3), m * c + 3, 17, 5, -2.f, 3.f);  // a partial last Philox block
     normal_cpu(buffer("normal", m * c + 2), m * c + 2, 17, 5, 1.f, 2.f);
     // a grouped conv: its GEMMs work on channel slices (leading dimensions), in all three directions
