@@ -64,15 +64,10 @@ Graph Graph::capture(const std::function<void()>& step) {
   }
   const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
   const std::vector<void*> held = end_capture_bookkeeping();
-  if (ended != cudaSuccess) {
-    if (graph != nullptr) cudaGraphDestroy(graph);
-    cudaGetLastError();
-    free_all(held);
-    GRAFT_CUDA_CHECK(ended);
-  }
   Graph out;
-  out.graph_ = graph;  // from here on `out` destroys the graph, whatever throws
+  out.graph_ = graph;  // from here on `out` destroys the graph (if one was made), whatever throws
   try {
+    GRAFT_CUDA_CHECK(ended);
     std::size_t nodes = 0;
     GRAFT_CUDA_CHECK(cudaGraphGetNodes(graph, nullptr, &nodes));
     out.nodes_ = static_cast<int>(nodes);
@@ -83,7 +78,8 @@ Graph Graph::capture(const std::function<void()>& step) {
     // holding real results, as after an eager run - also when the graph is refused just below.
     out.replay();
   } catch (...) {
-    // the memory the step freed is released as on every other failure (after any work that may still read it)
+    // a failed end, instantiate or first launch: release the memory the step freed, as when the step itself
+    // threw (after any work that may still read it), and leave no error behind
     cudaDeviceSynchronize();
     cudaGetLastError();
     free_all(held);
