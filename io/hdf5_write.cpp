@@ -45,6 +45,16 @@ void Writer::dataset(const std::string& name, const Tensor& tensor) {
   if (!ok) fail("dataset '" + name + "'");
 }
 
+void Writer::int64_scalar(const std::string& name, std::int64_t value) {
+  hid_t space = H5Screate(H5S_SCALAR);
+  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                         : -1;
+  bool ok = set >= 0 && H5Dwrite(set, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) >= 0;
+  if (set >= 0) H5Dclose(set);
+  if (space >= 0) H5Sclose(space);
+  if (!ok) fail("dataset '" + name + "'");
+}
+
 // Fixed-length (null-terminated) strings, stored inline in the attribute message. Variable-length strings live in
 // HDF5's global heap, and libhdf5 1.10's H5HG_read trusts the heap's object sizes: a damaged checkpoint crashed it
 // inside H5Aread (memcpy of ~2^62 bytes; found by tests/fuzz/fuzz_checkpoint). Readers accept both kinds.

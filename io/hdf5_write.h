@@ -2,6 +2,7 @@
 // renames over the target only in commit(), so a crash or a full disk never leaves a broken file (the previous
 // file, if any, stays intact). Every failure is a graft::Error naming the file and the object.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -19,6 +20,8 @@ class Writer {
 
   // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
   void dataset(const std::string& name, const Tensor& tensor);
+  // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict).
+  void int64_scalar(const std::string& name, std::int64_t value);
   // A variable-length UTF-8 string attribute on the root group.
   void attribute(const std::string& name, const std::string& value);
   // Flushes, closes and renames into place.

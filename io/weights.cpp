@@ -34,9 +34,9 @@ const char* weight_format_name(WeightFormat format) {
 
 namespace weights_detail {
 
-std::string model_arch(Module* model) {
-  if (auto* r = dynamic_cast<ResNet*>(model)) return "resnet" + std::to_string(r->options().depth);
-  if (auto* v = dynamic_cast<VGG*>(model))
+std::string model_arch(const Module* model) {
+  if (auto* r = dynamic_cast<const ResNet*>(model)) return "resnet" + std::to_string(r->options().depth);
+  if (auto* v = dynamic_cast<const VGG*>(model))
     return "vgg" + std::to_string(v->options().depth) + (v->options().batch_norm ? "_bn" : "");
   return "";
 }

@@ -13,6 +13,7 @@
 // conv1/bn_conv1/res2a_branch2a/..., VGG block1_conv1/fc1/fc2/predictions) and, when the names are not
 // recognised (Keras 3 files before 3.6), by position in Keras's model.layers order with a warning.
 // float64/float16 datasets are converted to float32; integer datasets are refused; num_batches_tracked ignored.
+// export_torchvision writes the torchvision format back (below).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -73,5 +74,19 @@ struct LoadReport {
 // on error the model is unchanged. Also sets BatchNorm eps where the file's dialect implies it (2016 Keras
 // ResNet: 1e-3). A ResNet file of another dialect than the model's is refused, naming the dialect to build.
 LoadReport load_weights(Module& model, const std::string& path, const LoadOptions& options = {});
+
+// The way back: writes `model`'s parameters and buffers as a torchvision state_dict file, the format load_weights
+// reads and tools/export_torchvision.py writes, so that PyTorch loads a model trained or converted by graft with
+//     f = h5py.File(path); model.load_state_dict({k: torch.as_tensor(f[k][()]) for k in f})
+// into the torchvision model of the same architecture and number of classes (strict: every key matches).
+// The import's conversions reversed: conv weights (out,kh,kw,in) -> torch's OIHW; the zoo VGG's classifier.0
+// columns from graft's NHWC flatten order (h,w,c) back to torch's (c,h,w). Values are copied bit for bit, as
+// float32. Each BatchNorm also gets torch's num_batches_tracked, a 0-dim int64 dataset holding 0: graft does not
+// count batches, and torch reads the count only for momentum=None. Root attributes: graft_format =
+// "torchvision-state-dict" and, for a zoo model, arch ("resnet50", "vgg16_bn", ...). A model of another kind is
+// written by the same rules (4-D weights as OIHW, no flatten reordering). A Keras-dialect ResNet is refused:
+// torchvision's ResNet cannot hold it (biased convolutions, the stride on the first 1x1 convolution).
+// Written to a temporary file renamed into place: a failure leaves no file, and an existing one intact.
+void export_torchvision(const Module& model, const std::string& path);
 
 }  // namespace graft

@@ -43,7 +43,7 @@ struct Plan {
 
 // The architecture a loaded model has, as the zoo names it ("resnet50", "vgg16_bn"), "" for other modules;
 // Keras-order matching and the VGG flatten permutation need it.
-std::string model_arch(Module* model);
+std::string model_arch(const Module* model);
 
 Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch);
 Plan plan_keras_legacy(const hdf5::File& file, const std::string& root, const std::string& model_arch);

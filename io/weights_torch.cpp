@@ -6,7 +6,10 @@
 #include <set>
 
 #include "core/error.h"
+#include "io/hdf5_write.h"
 #include "io/weights_internal.h"
+#include "models/resnet.h"
+#include "models/vgg.h"
 
 namespace graft::weights_detail {
 
@@ -157,3 +160,46 @@ void convert_layout(float* dst, const float* src, const Shape& s, Convert conver
 }
 
 }  // namespace graft::weights_detail
+
+namespace graft {
+
+void export_torchvision(const Module& model, const std::string& path) {
+  const std::string arch = weights_detail::model_arch(&model);
+  if (auto* resnet = dynamic_cast<const ResNet*>(&model))
+    GRAFT_CHECK(resnet->options().dialect == Dialect::Torchvision, "export_torchvision: '", path, "': the model is a ",
+                arch, " in the ", dialect_name(resnet->options().dialect),
+                " dialect, which torchvision's ResNet cannot hold (biased convolutions, the stride on the first 1x1 "
+                "convolution); only torchvision-dialect ResNets (and every VGG) export to torchvision");
+  const bool vgg = arch.rfind("vgg", 0) == 0;
+  hdf5::Writer writer(path);
+  // graft layout -> torch layout: the inverse transposes of convert_layout (weights_torch.cpp, above).
+  auto write = [&](const std::string& key, const Tensor& tensor) {
+    const Tensor host = tensor.detach().to(kCPU);
+    const Shape& s = host.shape();
+    const float* src = host.data<float>();
+    if (s.size() == 4 && weights_detail::ends_with(key, "weight")) {  // (O,H,W,I) = O matrices (H*W, I) -> (O,I,H,W)
+      Tensor torch = Tensor::empty({s[0], s[3], s[1], s[2]});
+      for (std::int64_t o = 0, n = s[1] * s[2] * s[3]; o < s[0]; ++o)
+        weights_detail::transpose_2d(torch.data<float>() + o * n, src + o * n, s[1] * s[2], s[3]);
+      return writer.dataset(key, torch);
+    }
+    if (vgg && key == "classifier.0.weight" && s.size() == 2 && s[1] % 49 == 0) {  // columns (h,w,c) -> (c,h,w)
+      Tensor torch = Tensor::empty(s);
+      for (std::int64_t o = 0, n = s[1]; o < s[0]; ++o)
+        weights_detail::transpose_2d(torch.data<float>() + o * n, src + o * n, 49, n / 49);
+      return writer.dataset(key, torch);
+    }
+    writer.dataset(key, host);
+  };
+  for (const auto& [key, tensor] : model.named_parameters()) write(key, tensor);
+  for (const auto& [key, tensor] : model.named_buffers()) {
+    write(key, tensor);
+    if (weights_detail::ends_with(key, "running_var"))  // one per BatchNorm, as in torch's state_dict
+      writer.int64_scalar(key.substr(0, key.size() - std::string("running_var").size()) + "num_batches_tracked", 0);
+  }
+  writer.attribute("graft_format", "torchvision-state-dict");
+  if (!arch.empty()) writer.attribute("arch", arch);
+  writer.commit();
+}
+
+}  // namespace graft

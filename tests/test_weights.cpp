@@ -3,8 +3,11 @@
 // Parity is max|graft - torch| / max|torch| over the logits (bound 1e-4: float32 sums over ~25M weights).
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <map>
 
 #include "core/autograd.h"
@@ -12,6 +15,9 @@
 #include "io/hdf5.h"
 #include "io/weights.h"
 #include "layers/batch_norm.h"
+#include "layers/conv2d.h"
+#include "layers/linear.h"
+#include "layers/sequential.h"
 #include "models/zoo.h"
 #include "tests/check.h"
 
@@ -391,6 +397,94 @@ TEST(Weights, WarnsAboutNaNAndInfByName) {
   ASSERT_EQ(info.tensors.size(), 2u);
   EXPECT_EQ(info.tensors[1].name, "layer1.0.conv1.weight");
   EXPECT_EQ(info.tensors[1].nan_count, 2);
+}
+
+// ---- export_torchvision: the way back ----------------------------------------------------------------------------
+
+std::string temp_path(const std::string& name) {
+  std::filesystem::path dir = std::filesystem::temp_directory_path() / ("graft_export_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+// Every dataset of `a` and `b`: the same paths, shapes and dtypes, float values bitwise equal.
+void expect_same_datasets(const std::string& a, const std::string& b) {
+  hdf5::File fa(a), fb(b);
+  std::vector<hdf5::DatasetInfo> da = fa.datasets_below("/"), db = fb.datasets_below("/");
+  ASSERT_EQ(da.size(), db.size());
+  for (std::size_t i = 0; i < da.size(); ++i) {
+    ASSERT_EQ(da[i].path, db[i].path);
+    EXPECT_EQ(da[i].shape, db[i].shape) << da[i].path;
+    EXPECT_EQ(da[i].dtype, db[i].dtype) << da[i].path;
+    if (da[i].dtype == "float32") {
+      EXPECT_EQ(fa.read_floats(da[i].path), fb.read_floats(db[i].path)) << da[i].path;
+    }
+  }
+}
+
+TEST(WeightsExport, WritesBackTheTorchvisionFileItLoaded) {
+  // The fixture is torch's own state_dict (320 tensors and 53 int64 num_batches_tracked): load + export gives it
+  // back dataset for dataset, bit for bit, so torch's load_state_dict(strict=True) takes the export.
+  auto model = build("resnet50");
+  load_weights(*model, fixture("resnet50_torchvision.h5"));
+  const std::string path = temp_path("resnet50.h5");
+  export_torchvision(*model, path);
+  expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
+  hdf5::File file(path);
+  EXPECT_EQ(file.string_list_attribute("/", "arch"), std::vector<std::string>{"resnet50"});
+  EXPECT_EQ(file.dataset_info("/layer4.2.bn3.num_batches_tracked").dtype, "int64");
+  EXPECT_EQ(file.dataset_info("/layer4.2.bn3.num_batches_tracked").shape, Shape{});
+  // And graft reads its own export as the torchvision file it is.
+  auto again = build("resnet50");
+  poison(*again);
+  load_weights(*again, path);
+  expect_same_state(*model, *again);
+  std::filesystem::remove(path);  // 100 MB
+}
+
+TEST(WeightsExport, AnyModuleRoundTripsWithTorchLayouts) {
+  // Not a zoo model: a conv (OIHW in the file), a batch norm and a linear layer, trained state in the buffers.
+  auto make = [] {
+    Generator gen(3);
+    Conv2dConfig c;
+    c.in_channels = 3, c.out_channels = 5, c.kernel_h = 3, c.kernel_w = 2;
+    auto bn = std::make_shared<BatchNorm2d>(5);
+    auto seq = std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+        std::make_shared<Conv2d>(c, gen), bn, std::make_shared<Linear>(5, 4, true, gen)});
+    return seq;
+  };
+  auto model = make();
+  Generator gen(11);
+  for (auto& [name, t] : model->state()) t.copy_from(Tensor::uniform(t.shape(), gen, 0.5f, 2.f));
+  const std::string path = temp_path("sequential.h5");
+  export_torchvision(*model, path);
+  hdf5::File file(path);
+  EXPECT_FALSE(file.has_attribute("/", "arch"));
+  ASSERT_EQ(file.dataset_info("/0.weight").shape, (Shape{5, 3, 3, 2}));  // (out,in,kh,kw)
+  const std::vector<float> w = model->state()["0.weight"].to_vector(), oihw = file.read_floats("/0.weight");
+  for (int o = 0; o < 5; ++o)
+    for (int i = 0; i < 3; ++i)
+      for (int h = 0; h < 3; ++h)
+        for (int x = 0; x < 2; ++x) ASSERT_EQ(oihw[((o * 3 + i) * 3 + h) * 2 + x], w[((o * 3 + h) * 2 + x) * 3 + i]);
+  EXPECT_EQ(file.read_floats("/2.weight"), model->state()["2.weight"].to_vector());  // linear (out,in) as is
+  EXPECT_EQ(file.dataset_info("/1.num_batches_tracked").dtype, "int64");
+  auto again = make();
+  poison(*again);
+  load_weights(*again, path);
+  expect_same_state(*model, *again);
+  std::filesystem::remove(path);
+}
+
+TEST(WeightsExport, RefusesAKerasDialectResNetAndLeavesNoFile) {
+  const std::string path = temp_path("keras.h5");
+  std::filesystem::remove(path);
+  auto keras = build("resnet50", Dialect::Keras);
+  std::string msg = error_of([&] { export_torchvision(*keras, path); });
+  EXPECT_NE(msg.find("resnet50 in the keras dialect, which torchvision's ResNet cannot hold"), std::string::npos) << msg;
+  EXPECT_FALSE(std::filesystem::exists(path));
+  const std::string bad_dir = temp_path("no-such-dir") + "/x.h5";
+  msg = error_of([&] { export_torchvision(*build("resnet18"), bad_dir); });
+  EXPECT_NE(msg.find("cannot create"), std::string::npos) << msg;
 }
 
 TEST(Weights, LoadsIntoACudaModel) {

@@ -1,5 +1,6 @@
 // graft weights inspect FILE
-// graft weights convert [--arch A] IN OUT        any supported weight file -> native graft checkpoint
+// graft weights convert [--arch A] [--to graft|torchvision] IN OUT
+//   any supported weight file or checkpoint -> native graft checkpoint, or a torchvision state_dict file
 // graft run --weights W --input X.h5 --output Y.h5 [--arch A] [--device cpu|cuda] [--batch B]
 //   `run` is the black-box interface for comparisons with other frameworks - keep it stable: it reads the float32
 //   dataset `input` (N,H,W,3), runs the model in inference mode with no preprocessing, and writes dataset `output`
@@ -70,12 +71,17 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
   return model;
 }
 
-void convert(const std::string& arch, const std::string& in, const std::string& out) {
+// `to` "graft": a native checkpoint; "torchvision": a state_dict file PyTorch loads (io/weights.h, export_torchvision).
+void convert(const std::string& arch, const std::string& to, const std::string& in, const std::string& out) {
   CheckpointMeta meta;
   auto model = model_from_file(in, arch, &meta);
-  save_checkpoint(out, *model, nullptr, meta);
-  std::printf("convert: %s (%s, %d classes, %lld parameters) -> %s\n", meta.arch.c_str(), meta.dialect.c_str(),
-              meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str());
+  if (to == "torchvision")
+    export_torchvision(*model, out);
+  else
+    save_checkpoint(out, *model, nullptr, meta);
+  std::printf("convert: %s (%s, %d classes, %lld parameters) -> %s (%s)\n", meta.arch.c_str(), meta.dialect.c_str(),
+              meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str(),
+              to == "torchvision" ? "torchvision state_dict" : "graft checkpoint");
 }
 
 struct RunArgs {
@@ -120,12 +126,21 @@ void register_weights(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   inspect_cmd->add_option("file", *path, "HDF5 weight file")->required();
   inspect_cmd->callback([path] { inspect(*path); });
-  auto* convert_cmd = weights->add_subcommand("convert", "any supported weight file -> native graft checkpoint");
-  auto convert_args = std::make_shared<std::array<std::string, 3>>();  // arch, in, out
+  auto* convert_cmd = weights->add_subcommand(
+      "convert", "any supported weight file or checkpoint -> native graft checkpoint, or (--to torchvision) a "
+                 "state_dict file PyTorch loads");
+  auto convert_args = std::make_shared<std::array<std::string, 4>>();  // arch, to, in, out
+  (*convert_args)[1] = "graft";
   convert_cmd->add_option("--arch", (*convert_args)[0], "architecture (default: the file's)");
-  convert_cmd->add_option("in", (*convert_args)[1], "weight file")->required();
-  convert_cmd->add_option("out", (*convert_args)[2], "checkpoint to write")->required();
-  convert_cmd->callback([convert_args] { convert((*convert_args)[0], (*convert_args)[1], (*convert_args)[2]); });
+  convert_cmd->add_option("--to", (*convert_args)[1], "graft (checkpoint) or torchvision (state_dict)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"graft", "torchvision"}));
+  convert_cmd->add_option("in", (*convert_args)[2], "weight file or graft checkpoint")->required();
+  convert_cmd->add_option("out", (*convert_args)[3], "file to write")->required();
+  convert_cmd->callback([convert_args] {
+    const auto& a = *convert_args;
+    convert(a[0], a[1], a[2], a[3]);
+  });
 
   auto* run_cmd = app.add_subcommand("run", "logits of a model with imported weights on images from an HDF5 file");
   auto args = std::make_shared<RunArgs>();
