@@ -2,6 +2,7 @@
 
 #include <hdf5.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 
@@ -70,6 +71,26 @@ void Writer::attribute(const std::string& name, const std::string& value) {
   H5Sclose(space);
   H5Tclose(type);
   if (!ok) fail("attribute '" + name + "'");
+}
+
+void Writer::string_list_attribute(const std::string& object, const std::string& name,
+                                   const std::vector<std::string>& values) {
+  std::size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size() + 1);
+  std::vector<char> packed(width * values.size(), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, width);
+  const hsize_t count = values.size();
+  hid_t space = H5Screate_simple(1, &count, nullptr);
+  hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
+                                              H5P_DEFAULT, H5P_DEFAULT)
+                          : -1;
+  bool ok = attr >= 0 && H5Awrite(attr, type, packed.data()) >= 0;
+  if (attr >= 0) H5Aclose(attr);
+  if (space >= 0) H5Sclose(space);
+  H5Tclose(type);
+  if (!ok) fail("attribute '" + name + "' of '" + object + "'");
 }
 
 void Writer::commit() {

@@ -24,6 +24,10 @@ class Writer {
   void int64_scalar(const std::string& name, std::int64_t value);
   // A variable-length UTF-8 string attribute on the root group.
   void attribute(const std::string& name, const std::string& value);
+  // A 1-D attribute of fixed-length strings on `object` (a group written before, or "/"): how Keras files store
+  // layer_names and weight_names.
+  void string_list_attribute(const std::string& object, const std::string& name,
+                             const std::vector<std::string>& values);
   // Flushes, closes and renames into place.
   void commit();
 

@@ -13,7 +13,7 @@
 // conv1/bn_conv1/res2a_branch2a/..., VGG block1_conv1/fc1/fc2/predictions) and, when the names are not
 // recognised (Keras 3 files before 3.6), by position in Keras's model.layers order with a warning.
 // float64/float16 datasets are converted to float32; integer datasets are refused; num_batches_tracked ignored.
-// export_torchvision writes the torchvision format back (below).
+// export_torchvision and export_keras write the torchvision and the Keras legacy formats back (below).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -88,5 +88,20 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
 // torchvision's ResNet cannot hold it (biased convolutions, the stride on the first 1x1 convolution).
 // Written to a temporary file renamed into place: a failure leaves no file, and an existing one intact.
 void export_torchvision(const Module& model, const std::string& path);
+
+// The way back to Keras: writes `model` as a Keras legacy HDF5 weights file, the format keras.applications
+// downloads, which Keras 3 loads with
+//     keras.applications.ResNet50(weights=path, classes=N)      or      keras_model.load_weights(path)
+// into the Keras application of the same architecture: ResNet50/101/152 built in the keras dialect, VGG16/19.
+// One group per weighted layer with Keras's names (conv1_conv, conv2_block1_1_bn, ..., block1_conv1, fc1,
+// predictions) in Keras's model.layers order (the legacy loader matches layers by that order); root attribute
+// layer_names, per layer weight_names ("conv1_conv/kernel:0", ...); conv kernels (out,kh,kw,in) -> HWIO, dense
+// kernels (out,in) -> (in,out) (VGG's fc1 columns are in Keras's NHWC flatten order already), BatchNorm as gamma,
+// beta, moving_mean, moving_variance; values bit for bit. A model without its top writes no predictions layer
+// (for include_top=False). Refused, before anything is written: torchvision- and 2016-dialect ResNets,
+// architectures Keras has no application for (ResNet-18/34, VGG-11/13, the _bn VGGs), a model with tensors Keras's
+// model has no place for (a custom head), and a path ending in .weights.h5 (Keras would read it as its Keras 3
+// format). Written to a temporary file renamed into place.
+void export_keras(const Module& model, const std::string& path);
 
 }  // namespace graft

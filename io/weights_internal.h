@@ -52,6 +52,8 @@ Plan plan_keras3(const hdf5::File& file, const std::string& model_arch);
 // Shape after conversion; the file shape itself when the rank does not fit the conversion (reported as a
 // mismatch by the caller).
 Shape converted_shape(const Shape& file_shape, Convert convert);
+// dst (cols, rows) = src (rows, cols)^T.
+void transpose_2d(float* dst, const float* src, std::int64_t rows, std::int64_t cols);
 // dst and src hold numel(file_shape) floats; dst in graft layout.
 void convert_layout(float* dst, const float* src, const Shape& file_shape, Convert convert);
 

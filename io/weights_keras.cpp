@@ -2,11 +2,16 @@
 // Layers map to graft modules by name (ResNet 2018 and 2016 names, VGG names) or, when no name is recognised,
 // by position per layer kind in Keras's model.layers order (keras_layer_order below).
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <regex>
+#include <set>
 
 #include "core/error.h"
+#include "io/hdf5_write.h"
 #include "io/weights_internal.h"
+#include "models/resnet.h"
+#include "models/vgg.h"
 
 namespace graft::weights_detail {
 
@@ -357,3 +362,92 @@ Plan plan_keras3(const hdf5::File& file, const std::string& model_arch) {
 }
 
 }  // namespace graft::weights_detail
+
+namespace graft {
+
+void export_keras(const Module& model, const std::string& path) {
+  using namespace weights_detail;
+  const std::string arch = model_arch(&model);
+  auto refuse = [&](const std::string& why) { GRAFT_FAIL("export_keras: '", path, "': ", why); };
+  const std::string keras3_suffix = ".weights.h5";
+  if (path.size() >= keras3_suffix.size() && path.compare(path.size() - keras3_suffix.size(), keras3_suffix.size(),
+                                                          keras3_suffix) == 0)
+    refuse("Keras reads a name ending in .weights.h5 as its Keras 3 format, and this is a legacy .h5 weights file "
+           "(the format keras.applications downloads): name it .h5");
+  if (auto* resnet = dynamic_cast<const ResNet*>(&model); resnet && resnet->options().dialect != Dialect::Keras)
+    refuse("the model is a " + arch + " in the " + dialect_name(resnet->options().dialect) +
+           " dialect; Keras's ResNet is the keras dialect (" +
+           (resnet->options().dialect == Dialect::KerasLegacy
+                ? "the 2016 dialect's BatchNorm eps 1e-3 is not today's Keras's 1.001e-5"
+                : "biased convolutions, the stride on the first 1x1 convolution") +
+           ")");
+  if (arch != "resnet50" && arch != "resnet101" && arch != "resnet152" && arch != "vgg16" && arch != "vgg19")
+    refuse(arch.empty() ? "not a zoo ResNet or VGG: Keras's legacy loader matches layers by Keras's model order, "
+                          "which only the application models have"
+                        : "Keras has no application model for " + arch + " (it has ResNet50/101/152, VGG16/19)");
+  const bool vgg = arch.rfind("vgg", 0) == 0;
+  std::map<int, int> vgg_convs;  // block -> convolutions, as map_name wants them
+  if (vgg) {
+    std::vector<int> blocks = vgg_blocks(std::atoi(arch.c_str() + 3));
+    for (std::size_t b = 0; b < blocks.size(); ++b) vgg_convs[static_cast<int>(b) + 1] = blocks[b];
+  }
+
+  // The plan first (every model tensor placed, or an error before anything is written), then the file.
+  struct Weight {
+    std::string name;  // "<layer>/kernel:0", as Keras 2 wrote them
+    Tensor tensor;
+    Kind kernel = Kind::None;  // Conv or Dense: the first weight, transposed to Keras's layout
+  };
+  std::vector<std::pair<std::string, std::vector<Weight>>> layers;
+  const std::map<std::string, Tensor> state = model.state();
+  std::set<std::string> placed;
+  for (const auto& [layer, kind] : keras_layer_order(arch)) {
+    const std::optional<Target> target = map_name(layer, vgg, vgg_convs);
+    GRAFT_CHECK(target && target->kind == kind, "export_keras: Keras layer ", layer, " has no graft counterpart");
+    if (!state.count(target->path + ".weight")) continue;  // a model without its top: no predictions layer
+    static const std::vector<std::pair<std::string, std::string>> kConvVars = {{"weight", "kernel"}, {"bias", "bias"}};
+    static const std::vector<std::pair<std::string, std::string>> kBatchNormVars = {
+        {"weight", "gamma"}, {"bias", "beta"}, {"running_mean", "moving_mean"}, {"running_var", "moving_variance"}};
+    std::vector<Weight> weights;
+    for (const auto& [slot, keras_name] : kind == Kind::BatchNorm ? kBatchNormVars : kConvVars) {
+      const std::string key = target->path + "." + slot;
+      if (!state.count(key)) refuse("the model has no " + key + ", which Keras's layer " + layer + " holds");
+      weights.push_back({layer + "/" + keras_name + ":0", state.at(key), slot == "weight" ? kind : Kind::None});
+      placed.insert(key);
+    }
+    layers.emplace_back(layer, std::move(weights));
+  }
+  std::string unplaced;
+  for (const auto& [key, tensor] : state)
+    if (!placed.count(key)) unplaced += (unplaced.empty() ? "" : ", ") + key + " " + shape_str(tensor.shape());
+  if (!unplaced.empty())
+    refuse("Keras's " + arch + " has no place for the model's " + unplaced +
+           " (a custom head? Keras's application has one dense layer, predictions)");
+
+  hdf5::Writer writer(path);
+  std::vector<std::string> layer_names;
+  for (const auto& [layer, weights] : layers) {
+    std::vector<std::string> weight_names;
+    for (const Weight& w : weights) {
+      const Tensor host = w.tensor.detach().to(kCPU);
+      const Shape& s = host.shape();
+      Tensor keras = host;
+      if (w.kernel == Kind::Conv) {  // (O,H,W,I) = matrix (O, H*W*I) -> (H*W*I, O) = HWIO
+        keras = Tensor::empty({s[1], s[2], s[3], s[0]});
+        transpose_2d(keras.data<float>(), host.data<float>(), s[0], s[1] * s[2] * s[3]);
+      } else if (w.kernel == Kind::Dense) {  // (out,in) -> (in,out)
+        keras = Tensor::empty({s[1], s[0]});
+        transpose_2d(keras.data<float>(), host.data<float>(), s[0], s[1]);
+      }
+      writer.dataset(layer + "/" + w.name, keras);
+      weight_names.push_back(w.name);
+    }
+    writer.string_list_attribute(layer, "weight_names", weight_names);
+    layer_names.push_back(layer);
+  }
+  writer.string_list_attribute("/", "layer_names", layer_names);
+  writer.attribute("graft_format", "keras-legacy-h5");
+  writer.commit();
+}
+
+}  // namespace graft

@@ -119,9 +119,7 @@ Shape converted_shape(const Shape& s, Convert convert) {
   return s;
 }
 
-namespace {
-
-// dst (cols, rows) = src (rows, cols)^T, in 32x32 tiles so both sides stay in cache (VGG's fc1 has 102M values).
+// In 32x32 tiles so both sides stay in cache (VGG's fc1 has 102M values).
 void transpose_2d(float* dst, const float* src, std::int64_t rows, std::int64_t cols) {
   constexpr std::int64_t kTile = 32;
   for (std::int64_t r0 = 0; r0 < rows; r0 += kTile)
@@ -129,8 +127,6 @@ void transpose_2d(float* dst, const float* src, std::int64_t rows, std::int64_t 
       for (std::int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
         for (std::int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) dst[c * rows + r] = src[r * cols + c];
 }
-
-}  // namespace
 
 // Every conversion is a (batched) 2-D transpose:
 //   Keras conv (H,W,I,O) = matrix (H*W*I, O)    -> (O, H*W*I) = graft (O,H,W,I)

@@ -487,6 +487,70 @@ TEST(WeightsExport, RefusesAKerasDialectResNetAndLeavesNoFile) {
   EXPECT_NE(msg.find("cannot create"), std::string::npos) << msg;
 }
 
+TEST(WeightsExport, KerasRoundTripsAndWritesKerasLayouts) {
+  // Keras's own layouts in, Keras's layouts out: load the fixture, export, load the export into a fresh model.
+  auto model = build("resnet50", Dialect::Keras);
+  load_weights(*model, fixture("resnet50_keras.h5"));
+  const std::string path = temp_path("resnet50_keras.h5");
+  export_keras(*model, path);
+  hdf5::File file(path);
+  const std::vector<std::string> layers = file.string_list_attribute("/", "layer_names");
+  ASSERT_EQ(layers.size(), 107u);  // 53 convs, 53 batch norms, predictions
+  EXPECT_EQ(layers[0], "conv1_conv");
+  EXPECT_EQ(layers.back(), "predictions");
+  EXPECT_EQ(file.string_list_attribute("/conv2_block1_0_bn", "weight_names"),
+            (std::vector<std::string>{"conv2_block1_0_bn/gamma:0", "conv2_block1_0_bn/beta:0",
+                                      "conv2_block1_0_bn/moving_mean:0", "conv2_block1_0_bn/moving_variance:0"}));
+  // conv HWIO and dense (in,out), element by element against graft's (out,kh,kw,in) and (out,in)
+  const std::vector<float> w = model->state()["layer1.0.conv2.weight"].to_vector();
+  const std::vector<float> hwio = file.read_floats("/conv2_block1_2_conv/conv2_block1_2_conv/kernel:0");
+  ASSERT_EQ(file.dataset_info("/conv2_block1_2_conv/conv2_block1_2_conv/kernel:0").shape, (Shape{3, 3, 64, 64}));
+  for (int o = 0; o < 64; o += 7)
+    for (int h = 0; h < 3; ++h)
+      for (int x = 0; x < 3; ++x)
+        for (int i = 0; i < 64; i += 5) ASSERT_EQ(hwio[((h * 3 + x) * 64 + i) * 64 + o], w[((o * 3 + h) * 3 + x) * 64 + i]);
+  const std::vector<float> fc = model->state()["fc.weight"].to_vector();
+  const std::vector<float> kernel = file.read_floats("/predictions/predictions/kernel:0");
+  for (int o = 0; o < 1000; o += 37)
+    for (int i = 0; i < 2048; i += 101) ASSERT_EQ(kernel[i * 1000 + o], fc[o * 2048 + i]);
+  auto again = build("resnet50", Dialect::Keras);
+  poison(*again);
+  LoadReport report = load_weights(*again, path);
+  EXPECT_FALSE(report.warnings.size() > 0 && contains(report.warnings, "by their position")) << report.str();
+  expect_same_state(*model, *again);
+  std::filesystem::remove(path);
+
+  // Without its top: no predictions layer (Keras's include_top=False model has none either).
+  auto notop = build("resnet50", Dialect::Keras, 1000, false);
+  export_keras(*notop, path);
+  EXPECT_EQ(hdf5::File(path).string_list_attribute("/", "layer_names").size(), 106u);
+  std::filesystem::remove(path);
+}
+
+TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
+  const std::string path = temp_path("refused.h5");
+  std::filesystem::remove(path);
+  auto refused = [&](Module& model, const std::string& p, const std::string& expected) {
+    std::string msg = error_of([&] { export_keras(model, p); });
+    EXPECT_NE(msg.find(expected), std::string::npos) << msg;
+    EXPECT_FALSE(std::filesystem::exists(p)) << p;
+  };
+  refused(*build("resnet50"), path, "resnet50 in the torchvision dialect; Keras's ResNet is the keras dialect");
+  refused(*build("resnet50", Dialect::KerasLegacy), path, "BatchNorm eps 1e-3");
+  refused(*build("resnet18", Dialect::Keras), path, "Keras has no application model for resnet18");
+  refused(*build("vgg11"), path, "Keras has no application model for vgg11");
+  refused(*build("resnet50", Dialect::Keras), temp_path("x.weights.h5"), "name it .h5");
+  auto custom = build("resnet50", Dialect::Keras);
+  Generator gen(1);
+  replace_head(*custom, std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+                            std::make_shared<Linear>(2048, 16, true, gen), std::make_shared<Linear>(16, 3, true, gen)}));
+  refused(*custom, path,
+          "Keras's resnet50 has no place for the model's fc.0.bias (16), fc.0.weight (16,2048), fc.1.bias (3), "
+          "fc.1.weight (3,16) (a custom head?");
+  Sequential plain;
+  refused(plain, path, "not a zoo ResNet or VGG");
+}
+
 TEST(Weights, LoadsIntoACudaModel) {
   GRAFT_REQUIRE_CUDA();
   auto cpu = build("resnet50"), gpu = build("resnet50");

@@ -1,6 +1,7 @@
 // graft weights inspect FILE
-// graft weights convert [--arch A] [--to graft|torchvision] IN OUT
-//   any supported weight file or checkpoint -> native graft checkpoint, or a torchvision state_dict file
+// graft weights convert [--arch A] [--to graft|torchvision|keras] IN OUT
+//   any supported weight file or checkpoint -> native graft checkpoint, a torchvision state_dict file or a Keras
+//   legacy .h5 weights file
 // graft run --weights W --input X.h5 --output Y.h5 [--arch A] [--device cpu|cuda] [--batch B]
 //   `run` is the black-box interface for comparisons with other frameworks - keep it stable: it reads the float32
 //   dataset `input` (N,H,W,3), runs the model in inference mode with no preprocessing, and writes dataset `output`
@@ -71,17 +72,20 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
   return model;
 }
 
-// `to` "graft": a native checkpoint; "torchvision": a state_dict file PyTorch loads (io/weights.h, export_torchvision).
+// `to` "graft": a native checkpoint; "torchvision": a state_dict file PyTorch loads; "keras": a legacy .h5 weights
+// file Keras loads (io/weights.h: export_torchvision, export_keras).
 void convert(const std::string& arch, const std::string& to, const std::string& in, const std::string& out) {
   CheckpointMeta meta;
   auto model = model_from_file(in, arch, &meta);
   if (to == "torchvision")
     export_torchvision(*model, out);
+  else if (to == "keras")
+    export_keras(*model, out);
   else
     save_checkpoint(out, *model, nullptr, meta);
   std::printf("convert: %s (%s, %d classes, %lld parameters) -> %s (%s)\n", meta.arch.c_str(), meta.dialect.c_str(),
               meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str(),
-              to == "torchvision" ? "torchvision state_dict" : "graft checkpoint");
+              to == "graft" ? "graft checkpoint" : to == "keras" ? "Keras weights" : "torchvision state_dict");
 }
 
 struct RunArgs {
@@ -127,14 +131,15 @@ void register_weights(CLI::App& app) {
   inspect_cmd->add_option("file", *path, "HDF5 weight file")->required();
   inspect_cmd->callback([path] { inspect(*path); });
   auto* convert_cmd = weights->add_subcommand(
-      "convert", "any supported weight file or checkpoint -> native graft checkpoint, or (--to torchvision) a "
-                 "state_dict file PyTorch loads");
+      "convert", "any supported weight file or checkpoint -> native graft checkpoint, or (--to) a file PyTorch "
+                 "or Keras loads");
   auto convert_args = std::make_shared<std::array<std::string, 4>>();  // arch, to, in, out
   (*convert_args)[1] = "graft";
   convert_cmd->add_option("--arch", (*convert_args)[0], "architecture (default: the file's)");
-  convert_cmd->add_option("--to", (*convert_args)[1], "graft (checkpoint) or torchvision (state_dict)")
+  convert_cmd->add_option("--to", (*convert_args)[1],
+                          "graft (checkpoint), torchvision (state_dict) or keras (legacy .h5 weights)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"graft", "torchvision"}));
+      ->check(CLI::IsMember({"graft", "torchvision", "keras"}));
   convert_cmd->add_option("in", (*convert_args)[2], "weight file or graft checkpoint")->required();
   convert_cmd->add_option("out", (*convert_args)[3], "file to write")->required();
   convert_cmd->callback([convert_args] {
