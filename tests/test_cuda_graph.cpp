@@ -51,14 +51,6 @@ void expect_replays_equal_eager(cuda::Graph& graph, Module& model, Tensor& input
   }
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 #endif
 
 TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
@@ -143,24 +135,25 @@ TEST(CudaGraph, RefusesWhatAReplayWouldGetWrongAndStaysUsable) {
   // Training-mode dropout: its random offsets are taken on the host.
   Dropout dropout(0.5f);
   dropout.train();
-  std::string why = error_of([&] { cuda::Graph::capture([&] { dropout(x); }); });
+  std::string why = testing::error_message([&] { cuda::Graph::capture([&] { dropout(x); }); });
   EXPECT_NE(why.find("dropout"), std::string::npos) << why;
   EXPECT_FALSE(cuda::capturing());
   // A convolution shape not seen before: cuDNN's algorithm search cannot be recorded.
   Generator gen(9);
   Tensor w = Tensor::randn({5, 3, 3, 3}, gen, kCUDA);
-  why = error_of([&] { cuda::Graph::capture([&] { conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1}); }); });
+  why = testing::error_message(
+      [&] { cuda::Graph::capture([&] { conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1}); }); });
   EXPECT_NE(why.find("first time inside a CUDA graph capture"), std::string::npos) << why;
   // Freeing memory allocated before the capture.
   Tensor older = x.clone();
-  why = error_of([&] { cuda::Graph::capture([&] { older = Tensor(); }); });
+  why = testing::error_message([&] { cuda::Graph::capture([&] { older = Tensor(); }); });
   EXPECT_NE(why.find("freed 1 tensor"), std::string::npos) << why;
   // Adam's bias corrections change every step: its step refuses to be captured.
   Tensor p = x.clone();
   p.set_requires_grad(true);
   sum(mul(p, p)).backward();
   Adam adam(std::vector<Tensor>{p}, {.lr = 1e-3f});
-  why = error_of([&] { cuda::Graph::capture([&] { adam.step(); }); });
+  why = testing::error_message([&] { cuda::Graph::capture([&] { adam.step(); }); });
   EXPECT_NE(why.find("bias corrections"), std::string::npos) << why;
   // Still usable: the same convolution now runs eagerly, then captures and replays.
   Tensor eager = conv2d(x, w, std::nullopt, {.pad_h = 1, .pad_w = 1});

@@ -84,15 +84,6 @@ void poison(Module& m) {
   for (auto& [name, t] : m.state()) std::fill_n(t.data<float>(), t.numel(), NAN);
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no graft::Error thrown)";
-}
-
 bool contains(const std::vector<std::string>& items, const std::string& text) {
   for (const auto& s : items)
     if (s.find(text) != std::string::npos) return true;
@@ -129,13 +120,13 @@ TEST(Hdf5, VariableLengthSplitAttributes) {
 
 TEST(Hdf5, ErrorsNameTheFileAndTheObject) {
   hdf5::File f(fixture("not_weights.h5"));
-  std::string msg = error_of([&] { f.read_floats("/data/labels"); });
+  std::string msg = testing::error_message([&] { f.read_floats("/data/labels"); });
   EXPECT_NE(msg.find("/data/labels"), std::string::npos) << msg;
   EXPECT_NE(msg.find("not_weights.h5"), std::string::npos) << msg;
   EXPECT_NE(msg.find("int64"), std::string::npos) << msg;
-  msg = error_of([&] { f.dataset_info("/data/missing"); });
+  msg = testing::error_message([&] { f.dataset_info("/data/missing"); });
   EXPECT_NE(msg.find("has no dataset '/data/missing'"), std::string::npos) << msg;
-  msg = error_of([&] { f.string_list_attribute("/data", "layer_names"); });
+  msg = testing::error_message([&] { f.string_list_attribute("/data", "layer_names"); });
   EXPECT_NE(msg.find("no attribute 'layer_names'"), std::string::npos) << msg;
 }
 
@@ -283,7 +274,7 @@ TEST(Weights, Keras2016ResNet50SetsLegacyEpsilon) {
 TEST(Weights, ExcludeKeepsANewHeadAtInit) {
   auto model = build("resnet50", Dialect::Torchvision, 5);
   Tensor head_before = model->state()["fc.weight"].clone();
-  std::string msg = error_of([&] { load_weights(*model, fixture("resnet50_torchvision.h5")); });
+  std::string msg = testing::error_message([&] { load_weights(*model, fixture("resnet50_torchvision.h5")); });
   EXPECT_NE(msg.find("wrong shape: fc.weight: file fc.weight (1000,2048), model (5,2048)"), std::string::npos) << msg;
   EXPECT_NE(msg.find("exclude"), std::string::npos) << msg;
 
@@ -299,7 +290,7 @@ TEST(Weights, ExcludeKeepsANewHeadAtInit) {
 
 TEST(Weights, NoTopModelNeedsTheHeadExcluded) {
   auto notop = build("resnet50", Dialect::Keras, 1000, false);
-  std::string msg = error_of([&] { load_weights(*notop, fixture("resnet50_keras.h5")); });
+  std::string msg = testing::error_message([&] { load_weights(*notop, fixture("resnet50_keras.h5")); });
   EXPECT_NE(msg.find("unexpected: probs/probs/kernel:0 -> fc.weight (not in ResNet50)"), std::string::npos) << msg;
   LoadOptions options;
   options.exclude = {"fc"};
@@ -318,22 +309,22 @@ TEST(Weights, LoadingKeepsTensorIdentity) {
 // ---- refusals and bad input ------------------------------------------------------------------------------------
 TEST(Weights, RefusesAResNetOfAnotherDialect) {
   auto keras = build("resnet50", Dialect::Keras);
-  std::string msg = error_of([&] { load_weights(*keras, fixture("resnet50_torchvision.h5")); });
+  std::string msg = testing::error_message([&] { load_weights(*keras, fixture("resnet50_torchvision.h5")); });
   EXPECT_NE(msg.find("torchvision ResNet weights"), std::string::npos) << msg;
   EXPECT_NE(msg.find("build it with dialect torchvision"), std::string::npos) << msg;
   auto torch = build("resnet50");
-  msg = error_of([&] { load_weights(*torch, fixture("resnet50_keras.h5")); });
+  msg = testing::error_message([&] { load_weights(*torch, fixture("resnet50_keras.h5")); });
   EXPECT_NE(msg.find("build it with dialect keras "), std::string::npos) << msg;
-  msg = error_of([&] { load_weights(*torch, fixture("resnet50_keras3.weights.h5")); });
+  msg = testing::error_message([&] { load_weights(*torch, fixture("resnet50_keras3.weights.h5")); });
   EXPECT_NE(msg.find("build it with dialect keras "), std::string::npos) << msg;
-  msg = error_of([&] { load_weights(*torch, fixture("resnet50_keras_2016.h5")); });
+  msg = testing::error_message([&] { load_weights(*torch, fixture("resnet50_keras_2016.h5")); });
   EXPECT_NE(msg.find("build it with dialect keras-legacy"), std::string::npos) << msg;
 }
 
 TEST(Weights, WrongArchitectureListsEveryMismatchInOneError) {
   auto r18 = build("resnet18");
   Tensor before = r18->state()["conv1.weight"].clone();
-  std::string msg = error_of([&] { load_weights(*r18, fixture("resnet50_torchvision.h5")); });
+  std::string msg = testing::error_message([&] { load_weights(*r18, fixture("resnet50_torchvision.h5")); });
   EXPECT_NE(msg.find("does not fit ResNet18 - the file is a resnet50, the model a resnet18"), std::string::npos) << msg;
   EXPECT_NE(msg.find("wrong shape: layer1.0.conv1.weight: file layer1.0.conv1.weight (64,64,1,1) (graft layout "
                      "(64,1,1,64)), model (64,3,3,64)"),
@@ -344,7 +335,7 @@ TEST(Weights, WrongArchitectureListsEveryMismatchInOneError) {
   EXPECT_EQ(r18->state()["conv1.weight"].to_vector(), before.to_vector());  // all or nothing
 
   auto r50 = build("resnet50");
-  msg = error_of([&] { load_weights(*r50, fixture("vgg16_keras1.h5")); });
+  msg = testing::error_message([&] { load_weights(*r50, fixture("vgg16_keras1.h5")); });
   EXPECT_NE(msg.find("the file is a vgg16, the model a resnet50"), std::string::npos) << msg;
   EXPECT_NE(msg.find("missing: conv1.weight (64,7,7,3)"), std::string::npos) << msg;
 }
@@ -352,9 +343,9 @@ TEST(Weights, WrongArchitectureListsEveryMismatchInOneError) {
 TEST(Weights, BadFilesGiveClearErrors) {
   auto model = build("resnet18");
   auto expect_error = [&](const std::string& path, const std::string& text) {
-    std::string msg = error_of([&] { load_weights(*model, path); });
+    std::string msg = testing::error_message([&] { load_weights(*model, path); });
     EXPECT_NE(msg.find(text), std::string::npos) << path << ": " << msg;
-    msg = error_of([&] { inspect_weights(path); });
+    msg = testing::error_message([&] { inspect_weights(path); });
     EXPECT_NE(msg.find(text), std::string::npos) << path << ": " << msg;
   };
   expect_error(fixture("no_such_file.h5"), "no_such_file.h5': no such file");
@@ -365,7 +356,7 @@ TEST(Weights, BadFilesGiveClearErrors) {
   expect_error(fixture("not_weights.h5"), "/data/images");
   LoadOptions loose;
   loose.strict = false;  // integer data is refused even when not strict
-  std::string msg = error_of([&] { load_weights(*model, fixture("int_weights.h5"), loose); });
+  std::string msg = testing::error_message([&] { load_weights(*model, fixture("int_weights.h5"), loose); });
   EXPECT_NE(msg.find("refused: fc.weight is int32 (1000,512)"), std::string::npos) << msg;
 }
 
@@ -381,7 +372,7 @@ TEST(Weights, ConvertsFloat64AndFloat16AndIgnoresStepCounters) {
   EXPECT_EQ(model->state()["fc.weight"].to_vector(), expected.read_floats("/fc.weight"));  // same rounding as numpy
   EXPECT_EQ(model->state()["fc.bias"].to_vector(), expected.read_floats("/fc.bias"));
   // Strict, the same file lists what is missing, with the model's shapes.
-  std::string msg = error_of([&] { load_weights(*model, fixture("float_kinds.h5")); });
+  std::string msg = testing::error_message([&] { load_weights(*model, fixture("float_kinds.h5")); });
   EXPECT_NE(msg.find("missing: conv1.weight (64,7,7,3)"), std::string::npos) << msg;
 }
 
@@ -479,11 +470,12 @@ TEST(WeightsExport, RefusesAKerasDialectResNetAndLeavesNoFile) {
   const std::string path = temp_path("keras.h5");
   std::filesystem::remove(path);
   auto keras = build("resnet50", Dialect::Keras);
-  std::string msg = error_of([&] { export_torchvision(*keras, path); });
-  EXPECT_NE(msg.find("resnet50 in the keras dialect, which torchvision's ResNet cannot hold"), std::string::npos) << msg;
+  std::string msg = testing::error_message([&] { export_torchvision(*keras, path); });
+  EXPECT_NE(msg.find("resnet50 in the keras dialect, which torchvision's ResNet cannot hold"), std::string::npos)
+      << msg;
   EXPECT_FALSE(std::filesystem::exists(path));
   const std::string bad_dir = temp_path("no-such-dir") + "/x.h5";
-  msg = error_of([&] { export_torchvision(*build("resnet18"), bad_dir); });
+  msg = testing::error_message([&] { export_torchvision(*build("resnet18"), bad_dir); });
   EXPECT_NE(msg.find("cannot create"), std::string::npos) << msg;
 }
 
@@ -508,7 +500,8 @@ TEST(WeightsExport, KerasRoundTripsAndWritesKerasLayouts) {
   for (int o = 0; o < 64; o += 7)
     for (int h = 0; h < 3; ++h)
       for (int x = 0; x < 3; ++x)
-        for (int i = 0; i < 64; i += 5) ASSERT_EQ(hwio[((h * 3 + x) * 64 + i) * 64 + o], w[((o * 3 + h) * 3 + x) * 64 + i]);
+        for (int i = 0; i < 64; i += 5)
+          ASSERT_EQ(hwio[((h * 3 + x) * 64 + i) * 64 + o], w[((o * 3 + h) * 3 + x) * 64 + i]);
   const std::vector<float> fc = model->state()["fc.weight"].to_vector();
   const std::vector<float> kernel = file.read_floats("/predictions/predictions/kernel:0");
   for (int o = 0; o < 1000; o += 37)
@@ -531,7 +524,7 @@ TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
   const std::string path = temp_path("refused.h5");
   std::filesystem::remove(path);
   auto refused = [&](Module& model, const std::string& p, const std::string& expected) {
-    std::string msg = error_of([&] { export_keras(model, p); });
+    std::string msg = testing::error_message([&] { export_keras(model, p); });
     EXPECT_NE(msg.find(expected), std::string::npos) << msg;
     EXPECT_FALSE(std::filesystem::exists(p)) << p;
   };
@@ -543,7 +536,8 @@ TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
   auto custom = build("resnet50", Dialect::Keras);
   Generator gen(1);
   replace_head(*custom, std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
-                            std::make_shared<Linear>(2048, 16, true, gen), std::make_shared<Linear>(16, 3, true, gen)}));
+                            std::make_shared<Linear>(2048, 16, true, gen),
+                            std::make_shared<Linear>(16, 3, true, gen)}));
   refused(*custom, path,
           "Keras's resnet50 has no place for the model's fc.0.bias (16), fc.0.weight (16,2048), fc.1.bias (3), "
           "fc.1.weight (3,16) (a custom head?");
