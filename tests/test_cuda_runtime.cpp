@@ -1,11 +1,15 @@
 // The CUDA runtime as the engine uses it: device round trips, views, the memory counters and pool, running out
-// of memory, device mismatches, training on the GPU, NoGrad, and that a frozen prefix saves no activations.
+// of memory, device mismatches, training on the GPU, NoGrad, that a frozen prefix saves no activations, and
+// weight files into and out of a GPU model.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -14,6 +18,9 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/rng.h"
+#include "io/hdf5.h"
+#include "io/weights.h"
+#include "models/zoo.h"
 #include "tests/check.h"
 #if GRAFT_HAS_CUDA
 #include "kernels/cuda_device.h"
@@ -287,6 +294,50 @@ TEST(CudaRuntime, NoGradRecordsNothingAndHoldsOnlyTheOutput) {
   EXPECT_FALSE(y.requires_grad());
   EXPECT_TRUE(y.is_leaf());
   EXPECT_EQ(cuda_bytes() - before, 64 * 500 * 4) << "only the output is alive";
+}
+
+// Weight files and a model on the GPU, without fixture files (the device check has none): a CPU model's export
+// loads into a GPU model, and the GPU model's exports (torchvision and Keras) are the CPU's, dataset for dataset.
+TEST(CudaRuntime, WeightFilesLoadIntoAndExportFromAGpuModel) {
+  GRAFT_REQUIRE_CUDA();
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("graft_cuda_weights_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  auto same_datasets = [](const std::string& a, const std::string& b) {
+    hdf5::File fa(a), fb(b);
+    std::vector<hdf5::DatasetInfo> da = fa.datasets_below("/"), db = fb.datasets_below("/");
+    ASSERT_EQ(da.size(), db.size());
+    for (std::size_t i = 0; i < da.size(); ++i) {
+      ASSERT_EQ(da[i].path, db[i].path);
+      EXPECT_EQ(da[i].dtype, db[i].dtype) << da[i].path;
+      if (da[i].dtype == "float32") {
+        EXPECT_TRUE(same_bits(fa.read_floats(da[i].path), fb.read_floats(db[i].path))) << da[i].path;
+      }
+    }
+  };
+  for (Dialect dialect : {Dialect::Torchvision, Dialect::Keras}) {
+    ModelOptions options;
+    options.dialect = dialect, options.num_classes = 7;
+    options.seed = 1;
+    auto cpu = make_model("resnet50", options);
+    options.seed = 2;
+    auto gpu = make_model("resnet50", options);
+    gpu->to(kCUDA);
+    const bool torch = dialect == Dialect::Torchvision;
+    auto write = [&](const Module& m, const std::string& name) {
+      const std::string path = (dir / name).string();
+      torch ? export_torchvision(m, path) : export_keras(m, path);
+      return path;
+    };
+    const std::string from_cpu = write(*cpu, "from_cpu.h5");
+    load_weights(*gpu, from_cpu);
+    for (auto& [name, t] : cpu->state()) {
+      ASSERT_TRUE(gpu->state()[name].is_cuda()) << name;
+      EXPECT_TRUE(same_bits(t.to_vector(), gpu->state()[name].to(kCPU).to_vector())) << name;
+    }
+    same_datasets(from_cpu, write(*gpu, "from_gpu.h5"));
+  }
+  std::filesystem::remove_all(dir);
 }
 
 // A frozen prefix records no graph, so its activations are freed as soon as the forward moves on; with the

@@ -545,7 +545,7 @@ TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
   refused(plain, path, "not a zoo ResNet or VGG");
 }
 
-TEST(Weights, LoadsIntoACudaModel) {
+TEST(Weights, LoadsIntoACudaModelAndExportsFromIt) {
   GRAFT_REQUIRE_CUDA();
   auto cpu = build("resnet50"), gpu = build("resnet50");
   gpu->to(kCUDA);
@@ -555,6 +555,11 @@ TEST(Weights, LoadsIntoACudaModel) {
   EXPECT_EQ(conv1.impl(), gpu->state()["conv1.weight"].impl());
   EXPECT_TRUE(gpu->state()["conv1.weight"].is_cuda());
   for (auto& [name, t] : cpu->state()) EXPECT_EQ(t.to_vector(), gpu->state()[name].to(kCPU).to_vector()) << name;
+  // and exports from the GPU: the file it came from, dataset for dataset
+  const std::string path = temp_path("resnet50_from_gpu.h5");
+  export_torchvision(*gpu, path);
+  expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
+  std::filesystem::remove(path);
 }
 
 }  // namespace
