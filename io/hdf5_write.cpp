@@ -27,54 +27,69 @@ void Writer::fail(const std::string& what) {
   H5Fclose(file_);
   file_ = -1;
   std::remove(tmp_.c_str());
-  GRAFT_FAIL("hdf5: writing '", path_, "' failed at ", what, " (disk full or not writable?); no file was left behind");
+  GRAFT_FAIL("hdf5: writing '", path_, "' failed at ", what, "; no file was left behind");
+}
+
+void Writer::write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type,
+                           const Shape& dims, const void* data) {
+  std::vector<hsize_t> extent(dims.begin(), dims.end());
+  hid_t space = extent.empty() ? H5Screate(H5S_SCALAR)
+                               : H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr);
+  hid_t links = H5Pcreate(H5P_LINK_CREATE);
+  H5Pset_create_intermediate_group(links, 1);
+  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), file_type, space, links, H5P_DEFAULT, H5P_DEFAULT) : -1;
+  bool ok = set >= 0 && H5Dwrite(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+  if (set >= 0) H5Dclose(set);
+  H5Pclose(links);
+  if (space >= 0) H5Sclose(space);
+  if (!ok) fail("dataset '" + name + "' (disk full or not writable?)");
 }
 
 void Writer::dataset(const std::string& name, const Tensor& tensor) {
   check_float(tensor, "hdf5 write", name.c_str());
   Tensor host = tensor.detach().to(kCPU);
-  std::vector<hsize_t> dims(host.shape().begin(), host.shape().end());
-  hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
-  hid_t links = H5Pcreate(H5P_LINK_CREATE);
-  H5Pset_create_intermediate_group(links, 1);
-  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, H5P_DEFAULT, H5P_DEFAULT)
-                         : -1;
-  bool ok = set >= 0 && H5Dwrite(set, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, host.data<float>()) >= 0;
-  if (set >= 0) H5Dclose(set);
-  H5Pclose(links);
-  if (space >= 0) H5Sclose(space);
-  if (!ok) fail("dataset '" + name + "'");
+  write_dataset(name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, host.shape(), host.data<float>());
 }
 
 void Writer::int64_scalar(const std::string& name, std::int64_t value) {
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
-                         : -1;
-  bool ok = set >= 0 && H5Dwrite(set, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value) >= 0;
-  if (set >= 0) H5Dclose(set);
+  write_dataset(name, H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &value);
+}
+
+// Attributes live in their object's header, which HDF5 caps at 64 KiB: a longer value is refused by name here
+// (Keras splits long lists into name0, name1, ...; nothing graft writes comes near the limit).
+void Writer::write_attribute(const std::string& object, const std::string& name, std::int64_t type,
+                             std::int64_t space, const void* data, std::size_t bytes) {
+  constexpr std::size_t kHeaderLimit = 64000;
+  if (bytes > kHeaderLimit) {
+    H5Sclose(space);
+    H5Tclose(type);
+    fail("attribute '" + name + "' of '" + object + "': " + std::to_string(bytes) +
+         " bytes, over HDF5's 64 KiB object-header limit");
+  }
+  hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
+                                              H5P_DEFAULT, H5P_DEFAULT)
+                          : -1;
+  bool ok = attr >= 0 && H5Awrite(attr, type, data) >= 0;
+  if (attr >= 0) H5Aclose(attr);
   if (space >= 0) H5Sclose(space);
-  if (!ok) fail("dataset '" + name + "'");
+  H5Tclose(type);
+  if (!ok) fail("attribute '" + name + "' of '" + object + "' (does '" + object + "' exist?)");
 }
 
 // Fixed-length (null-terminated) strings, stored inline in the attribute message. Variable-length strings live in
 // HDF5's global heap, and libhdf5 1.10's H5HG_read trusts the heap's object sizes: a damaged checkpoint crashed it
 // inside H5Aread (memcpy of ~2^62 bytes; found by tests/fuzz/fuzz_checkpoint). Readers accept both kinds.
-// An attribute stays under HDF5's 64 KiB object-header limit: a longer value fails with a clear error.
 void Writer::attribute(const std::string& name, const std::string& value) {
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, value.size() + 1);
   H5Tset_cset(type, H5T_CSET_UTF8);
-  hid_t space = H5Screate(H5S_SCALAR);
-  hid_t attr = H5Acreate2(file_, name.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT);
-  bool ok = attr >= 0 && H5Awrite(attr, type, value.c_str()) >= 0;
-  if (attr >= 0) H5Aclose(attr);
-  H5Sclose(space);
-  H5Tclose(type);
-  if (!ok) fail("attribute '" + name + "'");
+  write_attribute("/", name, type, H5Screate(H5S_SCALAR), value.c_str(), value.size() + 1);
 }
 
 void Writer::string_list_attribute(const std::string& object, const std::string& name,
                                    const std::vector<std::string>& values) {
+  GRAFT_CHECK(!values.empty(), "hdf5: attribute '", name, "' of '", object, "' in '", path_,
+              "': an empty string list has no fixed-length string type; write at least one string");
   std::size_t width = 1;
   for (const auto& v : values) width = std::max(width, v.size() + 1);
   std::vector<char> packed(width * values.size(), '\0');
@@ -82,15 +97,7 @@ void Writer::string_list_attribute(const std::string& object, const std::string&
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, width);
   const hsize_t count = values.size();
-  hid_t space = H5Screate_simple(1, &count, nullptr);
-  hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
-                                              H5P_DEFAULT, H5P_DEFAULT)
-                          : -1;
-  bool ok = attr >= 0 && H5Awrite(attr, type, packed.data()) >= 0;
-  if (attr >= 0) H5Aclose(attr);
-  if (space >= 0) H5Sclose(space);
-  H5Tclose(type);
-  if (!ok) fail("attribute '" + name + "' of '" + object + "'");
+  write_attribute(object, name, type, H5Screate_simple(1, &count, nullptr), packed.data(), packed.size());
 }
 
 void Writer::commit() {

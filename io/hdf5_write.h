@@ -20,12 +20,12 @@ class Writer {
 
   // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
   void dataset(const std::string& name, const Tensor& tensor);
-  // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict).
+  // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict); groups as dataset().
   void int64_scalar(const std::string& name, std::int64_t value);
-  // A variable-length UTF-8 string attribute on the root group.
+  // A fixed-length UTF-8 string attribute on the root group (see hdf5_write.cpp for why not variable-length).
   void attribute(const std::string& name, const std::string& value);
   // A 1-D attribute of fixed-length strings on `object` (a group written before, or "/"): how Keras files store
-  // layer_names and weight_names.
+  // layer_names and weight_names. At least one string; attributes must stay under HDF5's 64 KiB header limit.
   void string_list_attribute(const std::string& object, const std::string& name,
                              const std::vector<std::string>& values);
   // Flushes, closes and renames into place.
@@ -33,6 +33,12 @@ class Writer {
 
  private:
   void fail(const std::string& what);
+  // Creates dataset `name` (intermediate groups too) of `file_type`, shape `dims` (empty: a scalar), and writes
+  // `data` of `memory_type` into it (hid_t values).
+  void write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type, const Shape& dims,
+                     const void* data);
+  void write_attribute(const std::string& object, const std::string& name, std::int64_t type, std::int64_t space,
+                       const void* data, std::size_t bytes);
   std::string path_, tmp_;
   std::int64_t file_ = -1;
 };

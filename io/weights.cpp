@@ -45,10 +45,6 @@ std::string model_arch(const Module* model) {
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // Detects the format from the file's structure (never its name) and maps its tensors onto graft names.
 Plan make_plan(const hdf5::File& file, const std::string& model_arch) {
   if (file.has_string_list_attribute("/", "layer_names"))
@@ -63,7 +59,7 @@ Plan make_plan(const hdf5::File& file, const std::string& model_arch) {
   std::vector<hdf5::DatasetInfo> datasets = file.datasets_below("/");
   for (const auto& d : datasets)
     for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var", "/weight", "/bias"})
-      if (ends_with(d.path, suffix)) return weights_detail::plan_torchvision(file, model_arch);
+      if (weights_detail::ends_with(d.path, suffix)) return weights_detail::plan_torchvision(file, model_arch);
   std::ostringstream holds;
   for (std::size_t i = 0; i < datasets.size() && i < 5; ++i) holds << (i ? ", " : "") << datasets[i].path;
   if (datasets.size() > 5) holds << ", ... (" << datasets.size() << " datasets)";

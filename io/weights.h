@@ -78,7 +78,8 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
 // The way back: writes `model`'s parameters and buffers as a torchvision state_dict file, the format load_weights
 // reads and tools/export_torchvision.py writes, so that PyTorch loads a model trained or converted by graft with
 //     f = h5py.File(path); model.load_state_dict({k: torch.as_tensor(f[k][()]) for k in f})
-// into the torchvision model of the same architecture and number of classes (strict: every key matches).
+// into the torchvision model of the same architecture and number of classes (strict: every key matches; a model
+// without its top, or with a head of its own, lacks or adds the head's keys: load that with strict=False).
 // The import's conversions reversed: conv weights (out,kh,kw,in) -> torch's OIHW; the zoo VGG's classifier.0
 // columns from graft's NHWC flatten order (h,w,c) back to torch's (c,h,w). Values are copied bit for bit, as
 // float32. Each BatchNorm also gets torch's num_batches_tracked, a 0-dim int64 dataset holding 0: graft does not
@@ -86,7 +87,8 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
 // "torchvision-state-dict" and, for a zoo model, arch ("resnet50", "vgg16_bn", ...). A model of another kind is
 // written by the same rules (4-D weights as OIHW, no flatten reordering). A Keras-dialect ResNet is refused:
 // torchvision's ResNet cannot hold it (biased convolutions, the stride on the first 1x1 convolution).
-// Written to a temporary file renamed into place: a failure leaves no file, and an existing one intact.
+// Integer tensors are refused (weight files hold float32). Written to a temporary file renamed into place: a failure
+// leaves no file, and an existing one intact.
 void export_torchvision(const Module& model, const std::string& path);
 
 // The way back to Keras: writes `model` as a Keras legacy HDF5 weights file, the format keras.applications
@@ -100,8 +102,9 @@ void export_torchvision(const Module& model, const std::string& path);
 // beta, moving_mean, moving_variance; values bit for bit. A model without its top writes no predictions layer
 // (for include_top=False). Refused, before anything is written: torchvision- and 2016-dialect ResNets,
 // architectures Keras has no application for (ResNet-18/34, VGG-11/13, the _bn VGGs), a model with tensors Keras's
-// model has no place for (a custom head), and a path ending in .weights.h5 (Keras would read it as its Keras 3
-// format). Written to a temporary file renamed into place.
+// model has no place for (a custom head), float tensors only, and a path not ending in .h5 or .hdf5 or ending in
+// .weights.h5 (Keras reads this format only from the first, and the last as its Keras 3 format). Written to a
+// temporary file renamed into place.
 void export_keras(const Module& model, const std::string& path);
 
 }  // namespace graft

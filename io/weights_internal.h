@@ -56,5 +56,18 @@ Shape converted_shape(const Shape& file_shape, Convert convert);
 void transpose_2d(float* dst, const float* src, std::int64_t rows, std::int64_t cols);
 // dst and src hold numel(file_shape) floats; dst in graft layout.
 void convert_layout(float* dst, const float* src, const Shape& file_shape, Convert convert);
+// The way back (export): a CPU float32 tensor in graft layout -> a new tensor in the file's layout and shape
+// (the tensor itself for Convert::None).
+Tensor to_file_layout(const Tensor& graft_tensor, Convert convert);
+
+// The conversion a torchvision state_dict tensor needs, from its key and shape (the same rank and column count in
+// the file and in graft); `vgg`: the model is a zoo VGG (its classifier.0 follows the flatten).
+Convert torch_convert(const std::string& key, const Shape& shape, bool vgg);
+
+bool ends_with(const std::string& s, const std::string& suffix);
+
+// Why a ResNet of one dialect cannot hold the other's weights, for refusals.
+inline constexpr const char* kKerasResNetDifference =
+    "Keras's ResNet has biased convolutions and the stride on the first 1x1 convolution";
 
 }  // namespace graft::weights_detail

@@ -187,11 +187,26 @@ std::string guess_arch(const std::vector<KerasLayer>& layers, bool vgg, const st
   return "";
 }
 
+// A Keras layer's weights in Keras's order, and the graft tensor of the module each one is.
+struct Slot {
+  const char* graft;
+  const char* keras;
+};
+const std::vector<Slot>& slots(Kind kind) {
+  static const std::vector<Slot> kernel_bias = {{"weight", "kernel"}, {"bias", "bias"}};
+  static const std::vector<Slot> batch_norm = {
+      {"weight", "gamma"}, {"bias", "beta"}, {"running_mean", "moving_mean"}, {"running_var", "moving_variance"}};
+  static const std::vector<Slot> none;
+  return kind == Kind::BatchNorm ? batch_norm : kind == Kind::Conv || kind == Kind::Dense ? kernel_bias : none;
+}
+
+// The layout conversion of a Keras layer's weight `i`: the kernels are transposed, everything else is as is.
+Convert keras_convert(Kind kind, std::size_t i) {
+  if (i > 0) return Convert::None;
+  return kind == Kind::Conv ? Convert::ConvHWIO : kind == Kind::Dense ? Convert::DenseInOut : Convert::None;
+}
+
 void add_entries(Plan& plan, const KerasLayer& layer, const std::optional<Target>& target, const std::string& why) {
-  static const std::map<Kind, std::vector<std::string>> kSlots = {
-      {Kind::Conv, {"weight", "bias"}},
-      {Kind::Dense, {"weight", "bias"}},
-      {Kind::BatchNorm, {"weight", "bias", "running_mean", "running_var"}}};
   Kind kind = kind_of(layer);
   for (std::size_t i = 0; i < layer.weights.size(); ++i) {
     Entry e;
@@ -202,12 +217,11 @@ void add_entries(Plan& plan, const KerasLayer& layer, const std::optional<Target
       e.why_unmatched = why;
     } else if (target->kind != kind) {
       e.why_unmatched = "layer '" + layer.name + "' has the weights of another layer kind than " + target->path;
-    } else if (i >= kSlots.at(kind).size()) {
+    } else if (i >= slots(kind).size()) {
       e.why_unmatched = "an extra weight in layer '" + layer.name + "'";
     } else {
-      e.target = target->path + "." + kSlots.at(kind)[i];
-      if (i == 0 && kind == Kind::Conv) e.convert = Convert::ConvHWIO;
-      if (i == 0 && kind == Kind::Dense) e.convert = Convert::DenseInOut;
+      e.target = target->path + "." + slots(kind)[i].graft;
+      e.convert = keras_convert(kind, i);
     }
     plan.entries.push_back(std::move(e));
   }
@@ -369,17 +383,16 @@ void export_keras(const Module& model, const std::string& path) {
   using namespace weights_detail;
   const std::string arch = model_arch(&model);
   auto refuse = [&](const std::string& why) { GRAFT_FAIL("export_keras: '", path, "': ", why); };
-  const std::string keras3_suffix = ".weights.h5";
-  if (path.size() >= keras3_suffix.size() && path.compare(path.size() - keras3_suffix.size(), keras3_suffix.size(),
-                                                          keras3_suffix) == 0)
-    refuse("Keras reads a name ending in .weights.h5 as its Keras 3 format, and this is a legacy .h5 weights file "
-           "(the format keras.applications downloads): name it .h5");
+  // Keras 3's load_weights reads the legacy format for names ending in .h5 or .hdf5, its own for .weights.h5.
+  if (ends_with(path, ".weights.h5") || !(ends_with(path, ".h5") || ends_with(path, ".hdf5")))
+    refuse("Keras reads this legacy weights format (the one keras.applications downloads) only from a name ending "
+           "in .h5 or .hdf5, and a name ending in .weights.h5 as its Keras 3 format: name it <something>.h5");
   if (auto* resnet = dynamic_cast<const ResNet*>(&model); resnet && resnet->options().dialect != Dialect::Keras)
     refuse("the model is a " + arch + " in the " + dialect_name(resnet->options().dialect) +
            " dialect; Keras's ResNet is the keras dialect (" +
            (resnet->options().dialect == Dialect::KerasLegacy
-                ? "the 2016 dialect's BatchNorm eps 1e-3 is not today's Keras's 1.001e-5"
-                : "biased convolutions, the stride on the first 1x1 convolution") +
+                ? "the 2016 dialect's BatchNorm eps 1e-3 and unpadded stem pooling are not today's Keras's"
+                : kKerasResNetDifference) +
            ")");
   if (arch != "resnet50" && arch != "resnet101" && arch != "resnet152" && arch != "vgg16" && arch != "vgg19")
     refuse(arch.empty() ? "not a zoo ResNet or VGG: Keras's legacy loader matches layers by Keras's model order, "
@@ -396,7 +409,7 @@ void export_keras(const Module& model, const std::string& path) {
   struct Weight {
     std::string name;  // "<layer>/kernel:0", as Keras 2 wrote them
     Tensor tensor;
-    Kind kernel = Kind::None;  // Conv or Dense: the first weight, transposed to Keras's layout
+    Convert convert = Convert::None;
   };
   std::vector<std::pair<std::string, std::vector<Weight>>> layers;
   const std::map<std::string, Tensor> state = model.state();
@@ -404,15 +417,17 @@ void export_keras(const Module& model, const std::string& path) {
   for (const auto& [layer, kind] : keras_layer_order(arch)) {
     const std::optional<Target> target = map_name(layer, vgg, vgg_convs);
     GRAFT_CHECK(target && target->kind == kind, "export_keras: Keras layer ", layer, " has no graft counterpart");
-    if (!state.count(target->path + ".weight")) continue;  // a model without its top: no predictions layer
-    static const std::vector<std::pair<std::string, std::string>> kConvVars = {{"weight", "kernel"}, {"bias", "bias"}};
-    static const std::vector<std::pair<std::string, std::string>> kBatchNormVars = {
-        {"weight", "gamma"}, {"bias", "beta"}, {"running_mean", "moving_mean"}, {"running_var", "moving_variance"}};
+    const bool top = target->path == "fc" || target->path.rfind("classifier.", 0) == 0;
+    if (top && !state.count(target->path + ".weight")) continue;  // a model without its top (include_top=False)
     std::vector<Weight> weights;
-    for (const auto& [slot, keras_name] : kind == Kind::BatchNorm ? kBatchNormVars : kConvVars) {
-      const std::string key = target->path + "." + slot;
+    const std::vector<Slot>& layer_slots = slots(kind);
+    for (std::size_t i = 0; i < layer_slots.size(); ++i) {
+      const std::string key = target->path + "." + layer_slots[i].graft;
       if (!state.count(key)) refuse("the model has no " + key + ", which Keras's layer " + layer + " holds");
-      weights.push_back({layer + "/" + keras_name + ":0", state.at(key), slot == "weight" ? kind : Kind::None});
+      const Tensor& tensor = state.at(key);
+      if (tensor.dtype() != DType::Float32)
+        refuse(key + " holds " + dtype_name(tensor.dtype()) + " values; weight files hold float32 tensors");
+      weights.push_back({layer + "/" + layer_slots[i].keras + ":0", tensor, keras_convert(kind, i)});
       placed.insert(key);
     }
     layers.emplace_back(layer, std::move(weights));
@@ -429,17 +444,7 @@ void export_keras(const Module& model, const std::string& path) {
   for (const auto& [layer, weights] : layers) {
     std::vector<std::string> weight_names;
     for (const Weight& w : weights) {
-      const Tensor host = w.tensor.detach().to(kCPU);
-      const Shape& s = host.shape();
-      Tensor keras = host;
-      if (w.kernel == Kind::Conv) {  // (O,H,W,I) = matrix (O, H*W*I) -> (H*W*I, O) = HWIO
-        keras = Tensor::empty({s[1], s[2], s[3], s[0]});
-        transpose_2d(keras.data<float>(), host.data<float>(), s[0], s[1] * s[2] * s[3]);
-      } else if (w.kernel == Kind::Dense) {  // (out,in) -> (in,out)
-        keras = Tensor::empty({s[1], s[0]});
-        transpose_2d(keras.data<float>(), host.data<float>(), s[0], s[1]);
-      }
-      writer.dataset(layer + "/" + w.name, keras);
+      writer.dataset(layer + "/" + w.name, to_file_layout(w.tensor.detach().to(kCPU), w.convert));
       weight_names.push_back(w.name);
     }
     writer.string_list_attribute(layer, "weight_names", weight_names);

@@ -13,11 +13,18 @@
 
 namespace graft::weights_detail {
 
-namespace {
-
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+
+Convert torch_convert(const std::string& key, const Shape& shape, bool vgg) {
+  if (shape.size() == 4 && ends_with(key, "weight")) return Convert::ConvOIHW;
+  // torch flattens (C,7,7) maps in (c,h,w) order, graft's NHWC flatten is (h,w,c).
+  if (vgg && key == "classifier.0.weight" && shape.size() == 2 && shape[1] % 49 == 0) return Convert::TorchVggFc1;
+  return Convert::None;
+}
+
+namespace {
 
 // "resnet50", "vgg16_bn", ... from the keys alone; "" when the keys fit no zoo model.
 std::string guess_torch_arch(const std::vector<std::string>& keys, const std::map<std::string, Shape>& shapes) {
@@ -94,10 +101,7 @@ Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch) {
     e.dataset = datasets[i].path;
     e.target = keys[i];
     e.info = datasets[i];
-    const Shape& s = e.info.shape;
-    if (s.size() == 4 && ends_with(keys[i], "weight")) e.convert = Convert::ConvOIHW;
-    // torch flattens (C,7,7) maps in (c,h,w) order, graft's NHWC flatten is (h,w,c).
-    if (vgg && keys[i] == "classifier.0.weight" && s.size() == 2 && s[1] % 49 == 0) e.convert = Convert::TorchVggFc1;
+    e.convert = torch_convert(keys[i], e.info.shape, vgg);
     plan.entries.push_back(std::move(e));
   }
   return plan;
@@ -155,42 +159,62 @@ void convert_layout(float* dst, const float* src, const Shape& s, Convert conver
   GRAFT_FAIL("load_weights: unknown layout conversion");
 }
 
+// Each case is the transpose that undoes convert_layout's, on graft's shape (O,H,W,I) / (out,in).
+Tensor to_file_layout(const Tensor& graft_tensor, Convert convert) {
+  const Shape& s = graft_tensor.shape();
+  const float* src = graft_tensor.data<float>();
+  switch (convert) {
+    case Convert::None:
+      return graft_tensor;
+    case Convert::ConvOIHW: {  // O matrices (H*W, I) -> (I, H*W)
+      Tensor file = Tensor::empty({s[0], s[3], s[1], s[2]});
+      for (std::int64_t o = 0, n = s[1] * s[2] * s[3]; o < s[0]; ++o)
+        transpose_2d(file.data<float>() + o * n, src + o * n, s[1] * s[2], s[3]);
+      return file;
+    }
+    case Convert::ConvHWIO: {  // matrix (O, H*W*I) -> (H*W*I, O)
+      Tensor file = Tensor::empty({s[1], s[2], s[3], s[0]});
+      transpose_2d(file.data<float>(), src, s[0], s[1] * s[2] * s[3]);
+      return file;
+    }
+    case Convert::DenseInOut: {
+      Tensor file = Tensor::empty({s[1], s[0]});
+      transpose_2d(file.data<float>(), src, s[0], s[1]);
+      return file;
+    }
+    case Convert::TorchVggFc1: {  // out matrices (49, C): columns (h,w,c) -> (c,h,w)
+      Tensor file = Tensor::empty(s);
+      for (std::int64_t o = 0, n = s[1]; o < s[0]; ++o)
+        transpose_2d(file.data<float>() + o * n, src + o * n, 49, n / 49);
+      return file;
+    }
+  }
+  GRAFT_FAIL("export: unknown layout conversion");
+}
+
 }  // namespace graft::weights_detail
 
 namespace graft {
 
 void export_torchvision(const Module& model, const std::string& path) {
-  const std::string arch = weights_detail::model_arch(&model);
+  using namespace weights_detail;
+  const std::string arch = model_arch(&model);
   if (auto* resnet = dynamic_cast<const ResNet*>(&model))
     GRAFT_CHECK(resnet->options().dialect == Dialect::Torchvision, "export_torchvision: '", path, "': the model is a ",
-                arch, " in the ", dialect_name(resnet->options().dialect),
-                " dialect, which torchvision's ResNet cannot hold (biased convolutions, the stride on the first 1x1 "
-                "convolution); only torchvision-dialect ResNets (and every VGG) export to torchvision");
+                arch, " in the ", dialect_name(resnet->options().dialect), " dialect, which torchvision's ResNet "
+                "cannot hold (", kKerasResNetDifference, "); only torchvision-dialect ResNets (and every VGG) export "
+                "to torchvision");
+  std::vector<std::pair<std::string, Tensor>> tensors = model.named_parameters();
+  for (auto& buffer : model.named_buffers()) tensors.push_back(std::move(buffer));
+  for (const auto& [key, tensor] : tensors)
+    GRAFT_CHECK(tensor.dtype() == DType::Float32, "export_torchvision: '", path, "': ", key, " holds ",
+                dtype_name(tensor.dtype()), " values; weight files hold float32 tensors");
   const bool vgg = arch.rfind("vgg", 0) == 0;
   hdf5::Writer writer(path);
-  // graft layout -> torch layout: the inverse transposes of convert_layout (weights_torch.cpp, above).
-  auto write = [&](const std::string& key, const Tensor& tensor) {
+  for (const auto& [key, tensor] : tensors) {
     const Tensor host = tensor.detach().to(kCPU);
-    const Shape& s = host.shape();
-    const float* src = host.data<float>();
-    if (s.size() == 4 && weights_detail::ends_with(key, "weight")) {  // (O,H,W,I) = O matrices (H*W, I) -> (O,I,H,W)
-      Tensor torch = Tensor::empty({s[0], s[3], s[1], s[2]});
-      for (std::int64_t o = 0, n = s[1] * s[2] * s[3]; o < s[0]; ++o)
-        weights_detail::transpose_2d(torch.data<float>() + o * n, src + o * n, s[1] * s[2], s[3]);
-      return writer.dataset(key, torch);
-    }
-    if (vgg && key == "classifier.0.weight" && s.size() == 2 && s[1] % 49 == 0) {  // columns (h,w,c) -> (c,h,w)
-      Tensor torch = Tensor::empty(s);
-      for (std::int64_t o = 0, n = s[1]; o < s[0]; ++o)
-        weights_detail::transpose_2d(torch.data<float>() + o * n, src + o * n, 49, n / 49);
-      return writer.dataset(key, torch);
-    }
-    writer.dataset(key, host);
-  };
-  for (const auto& [key, tensor] : model.named_parameters()) write(key, tensor);
-  for (const auto& [key, tensor] : model.named_buffers()) {
-    write(key, tensor);
-    if (weights_detail::ends_with(key, "running_var"))  // one per BatchNorm, as in torch's state_dict
+    writer.dataset(key, to_file_layout(host, torch_convert(key, host.shape(), vgg)));
+    if (ends_with(key, "running_var"))  // a BatchNorm's buffer (graft has no other): torch adds its batch count
       writer.int64_scalar(key.substr(0, key.size() - std::string("running_var").size()) + "num_batches_tracked", 0);
   }
   writer.attribute("graft_format", "torchvision-state-dict");

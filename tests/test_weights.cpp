@@ -466,6 +466,22 @@ TEST(WeightsExport, AnyModuleRoundTripsWithTorchLayouts) {
   std::filesystem::remove(path);
 }
 
+// A module with an integer buffer: weight files hold float32 only, so the export names the tensor and writes nothing.
+struct Counter : Module {
+  Counter() { register_buffer("count", Tensor::from_vector(std::vector<std::int32_t>{3}, {1})); }
+  Tensor forward(const Tensor& x) override { return x; }
+  std::string type_name() const override { return "Counter"; }
+};
+
+TEST(WeightsExport, RefusesIntegerTensors) {
+  const std::string path = temp_path("int.h5");
+  std::filesystem::remove(path);
+  Counter counter;
+  std::string msg = testing::error_message([&] { export_torchvision(counter, path); });
+  EXPECT_NE(msg.find("count holds int32 values; weight files hold float32 tensors"), std::string::npos) << msg;
+  EXPECT_FALSE(std::filesystem::exists(path));
+}
+
 TEST(WeightsExport, RefusesAKerasDialectResNetAndLeavesNoFile) {
   const std::string path = temp_path("keras.h5");
   std::filesystem::remove(path);
@@ -532,7 +548,8 @@ TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
   refused(*build("resnet50", Dialect::KerasLegacy), path, "BatchNorm eps 1e-3");
   refused(*build("resnet18", Dialect::Keras), path, "Keras has no application model for resnet18");
   refused(*build("vgg11"), path, "Keras has no application model for vgg11");
-  refused(*build("resnet50", Dialect::Keras), temp_path("x.weights.h5"), "name it .h5");
+  refused(*build("resnet50", Dialect::Keras), temp_path("x.weights.h5"), "name it <something>.h5");
+  refused(*build("vgg16"), temp_path("x.keras"), "only from a name ending in .h5 or .hdf5");
   auto custom = build("resnet50", Dialect::Keras);
   Generator gen(1);
   replace_head(*custom, std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{

@@ -83,7 +83,8 @@ void convert(const std::string& arch, const std::string& to, const std::string& 
     export_keras(*model, out);
   else
     save_checkpoint(out, *model, nullptr, meta);
-  std::printf("convert: %s (%s, %d classes, %lld parameters) -> %s (%s)\n", meta.arch.c_str(), meta.dialect.c_str(),
+  const std::string dialect = meta.arch.rfind("resnet", 0) == 0 ? meta.dialect + ", " : "";  // VGG has one
+  std::printf("convert: %s (%s%d classes, %lld parameters) -> %s (%s)\n", meta.arch.c_str(), dialect.c_str(),
               meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str(),
               to == "graft" ? "graft checkpoint" : to == "keras" ? "Keras weights" : "torchvision state_dict");
 }
