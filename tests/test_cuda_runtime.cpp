@@ -188,6 +188,10 @@ TEST(CudaRuntime, MixedDeviceOpsThrow) {
   expect_device_error([&] { linear(cpu, gpu); }, "linear");
   expect_device_error([&] { linear(gpu, gpu, Tensor::ones({4})); }, "linear");
   expect_device_error([&] { softmax_cross_entropy(gpu, labels); }, "softmax_cross_entropy");
+  // conv2d's input, weight and bias (test_conv.cpp's Conv2dErrors.DeviceMix, which sits in the CPU binary)
+  Tensor image = Tensor::zeros({1, 5, 5, 3}, kCUDA), filters = Tensor::zeros({4, 3, 3, 3});
+  expect_device_error([&] { conv2d(image, filters, std::nullopt); }, "conv2d");
+  expect_device_error([&] { conv2d(image, filters.to(kCUDA), Tensor::zeros({4})); }, "conv2d");
 }
 
 // A label outside [0, C) on the GPU: the kernel, not a host read (which would synchronise every step), checks it
