@@ -268,6 +268,47 @@ TEST(Trainer, InfiniteGradientNormIsCaughtBeforeTheUpdate) {
   }
 }
 
+TEST(Trainer, LabelSmoothingAndGradientClippingShapeTheStep) {
+  // The first step's loss is softmax_cross_entropy with the smoothing, on what the same net computes for the first
+  // batch; clipped at 1e-3, one plain SGD step moves the parameters by lr * 1e-3 at most.
+  auto data = std::make_shared<Bands>(8, 3, 8, 1);
+  Loader reference(data, loader_options(6, false));
+  reference.start_epoch(0);
+  std::optional<Batch> first = reference.next();
+  ASSERT_TRUE(first.has_value());
+  auto twin = small_net(3, false);
+  twin->train();
+  Tensor logits = (*twin)(first->images);
+  const float smoothed = softmax_cross_entropy(logits, first->labels, 0.2f).item();
+  ASSERT_NE(smoothed, softmax_cross_entropy(logits, first->labels).item());
+
+  auto net = small_net(3, false);
+  const auto before = values(*net);
+  Loader train(data, loader_options(6, false));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+  TrainOptions o = quiet("", 1);
+  o.max_steps = 1;
+  o.label_smoothing = 0.2f;
+  o.clip_grad_norm = 1e-3f;
+  float logged = NAN;
+  o.on_step = [&](const StepInfo& s) { logged = static_cast<float>(s.loss); };
+  fit(*net, opt, train, nullptr, o);
+  EXPECT_FLOAT_EQ(logged, smoothed);
+  double moved = 0;
+  for (auto& [name, p] : net->named_parameters()) {
+    const std::vector<float> now = p.to_vector(), was = before.at(name);
+    for (std::size_t i = 0; i < now.size(); ++i) moved += (double(now[i]) - was[i]) * (double(now[i]) - was[i]);
+  }
+  EXPECT_GT(std::sqrt(moved), 0.0);
+  EXPECT_LE(std::sqrt(moved), 0.1 * 1e-3 * 1.001);
+
+  o.label_smoothing = 1.f;
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: label smoothing is 1, must be in [0, 1)"});
+  o.label_smoothing = 0.f;
+  o.clip_grad_norm = -1.f;
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: clip_grad_norm is -1, must be >= 0"});
+}
+
 TEST(Trainer, TooFewOutputsForTheLabelsIsAnErrorBeforeAnyStep) {
   auto net = small_net(3, false, /*classes=*/2);
   Loader train(std::make_shared<Bands>(4, 3, 8, 1), loader_options(4, true));

@@ -44,7 +44,7 @@ struct FinetuneArgs {
   std::string weights, data, freeze = "all", bn = "frozen", optimizer = "sgd", schedule = "cosine", warmup = "0";
   std::string device = "auto", out = "runs/finetune", classes;
   std::vector<std::string> unfreeze;
-  float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f;
+  float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f, label_smoothing = 0.f, clip = 0.f;
   int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0;
   double val_fraction = 0.1;
   bool resume = false, strict = false, augment = false, no_augment = false, no_progress = false;
@@ -235,6 +235,8 @@ void finetune(const FinetuneArgs& a) {
   to.resume = a.resume;
   to.progress = !a.no_progress;
   to.max_steps = a.max_steps;
+  to.label_smoothing = a.label_smoothing;
+  to.clip_grad_norm = a.clip;
   to.checkpoint.arch = a.model.arch;
   to.checkpoint.dialect = a.model.dialect;
   to.checkpoint.num_classes = num_classes;
@@ -243,6 +245,11 @@ void finetune(const FinetuneArgs& a) {
   to.checkpoint.train_state["image_size"] = std::to_string(a.size);
   to.checkpoint.train_state["resize"] = lo.transform.exact_resize ? "exact" : "crop";
   fs::create_directories(a.out);
+  std::ostringstream clipping;
+  if (a.clip > 0)
+    clipping << "at norm " << a.clip;
+  else
+    clipping << "off";
   std::ostringstream run;
   run << "graft finetune\n  arch " << a.model.arch << " (" << a.model.dialect << "), " << num_classes
       << " classes, weights " << (a.weights.empty() ? "none (random init)" : a.weights) << "\n  train "
@@ -250,7 +257,8 @@ void finetune(const FinetuneArgs& a) {
       << a.freeze << ", bn " << a.bn << ", trainable parameters " << model->trainable_parameter_count() << " of "
       << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
       << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
-      << warmup << " steps)\n  epochs " << a.epochs << ", batch " << a.batch << ", size " << a.size << ", augment "
+      << warmup << " steps), label smoothing " << a.label_smoothing << ", gradient clipping "
+      << clipping.str() << "\n  epochs " << a.epochs << ", batch " << a.batch << ", size " << a.size << ", augment "
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
       << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
       << "\n";
@@ -308,6 +316,12 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--backbone-lr", a->backbone_lr, "learning rate of unfrozen non-head parameters (default: --lr)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--momentum", a->momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--label-smoothing", a->label_smoothing, "training targets (1-S) onehot + S/classes, S in [0, 1)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--clip-grad-norm", a->clip, "clip the global gradient 2-norm to N every step (0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--schedule", a->schedule, "cosine | step (x0.1 at 1/3 and 2/3) | none")->capture_default_str()->check(CLI::IsMember({"cosine", "step", "none"}));
   cmd->add_option("--warmup", a->warmup, "cosine warm-up: epochs (1, 0.5) or steps (200steps)")->capture_default_str();
   cmd->add_option("--epochs", a->epochs, "epochs")->capture_default_str()->check(CLI::Range(1, 100000));

@@ -162,6 +162,10 @@ EvalResult evaluate(Module& model, Loader& loader) {
 TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
                 LRSchedule* schedule) {
   GRAFT_CHECK(options.epochs >= 1, "fit: epochs is ", options.epochs, ", must be >= 1");
+  GRAFT_CHECK(options.label_smoothing >= 0.f && options.label_smoothing < 1.f, "fit: label smoothing is ",
+              options.label_smoothing, ", must be in [0, 1)");
+  GRAFT_CHECK(!(options.clip_grad_norm < 0.f) && !std::isnan(options.clip_grad_norm), "fit: clip_grad_norm is ",
+              options.clip_grad_norm, ", must be >= 0 (0: no clipping)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
   const auto start = Clock::now();
   TrainResult result;
@@ -294,7 +298,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), static_cast<std::uint64_t>(step) << 32);
       Tensor logits = net(b->inputs);
       if (!checked_outputs) check_outputs(logits.dim(1), classes, "fit"), checked_outputs = true;
-      Tensor loss = softmax_cross_entropy(logits, b->labels);
+      Tensor loss = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
       const float value = loss.item();
       auto fault = [&](const char* what, float v) {
         optimizer.zero_grad();

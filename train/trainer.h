@@ -74,6 +74,9 @@ struct TrainOptions {
   bool cache_features = true;
   // Dotted path of the head for the feature cache; empty = models/zoo.h head_path() when the model has one.
   std::string head;
+  // Label smoothing of the training loss (softmax_cross_entropy's s, core/ops.h; torch's label_smoothing): the
+  // targets are (1-s) onehot + s/C. Validation and the logged validation loss stay unsmoothed. In [0, 1).
+  float label_smoothing = 0;
   float clip_grad_norm = 0;      // > 0: clip the global gradient 2-norm to this every step
   int grad_check_every = 50;     // check the global gradient norm for NaN/Inf every N steps (0 = only when clipping)
   // Written into every checkpoint (arch, dialect, num_classes, class_names); fit fills the loop fields.
