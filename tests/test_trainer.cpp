@@ -309,6 +309,33 @@ TEST(Trainer, LabelSmoothingAndGradientClippingShapeTheStep) {
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: clip_grad_norm is -1, must be >= 0"});
 }
 
+TEST(Trainer, EarlyStoppingEndsWhenValidationStopsImprovingAndResumesToTheSameEnd) {
+  // Nothing learns (lr 0, BatchNorm statistics frozen): epoch 1 sets the best top-1, epochs 2-3 cannot beat it, and
+  // patience 2 ends the run before epoch 4 of 10.
+  auto net = small_net(3, false);
+  freeze_batch_norm(*net);
+  Loader train(std::make_shared<Bands>(4, 3, 8, 1), loader_options(6, true));
+  Loader val(std::make_shared<Bands>(2, 3, 8, 2), loader_options(6, false));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.f});
+  const std::string dir = temp_dir("early");
+  TrainOptions o = quiet(dir, 10);
+  o.patience = 2;
+  TrainResult r = fit(*net, opt, train, &val, o);
+  EXPECT_TRUE(r.stopped_early);
+  EXPECT_EQ(r.best_epoch, 1);
+  EXPECT_EQ(r.epochs_done, 3);
+  EXPECT_EQ(r.steps, 3 * 2);
+  // Resumed from its last.h5, the run is already over.
+  o.resume = true;
+  TrainResult again = fit(*net, opt, train, &val, o);
+  EXPECT_TRUE(again.stopped_early);
+  EXPECT_EQ(again.epochs_done, 0);
+  EXPECT_EQ(again.steps, 3 * 2);
+  // Patience needs something to watch.
+  o.resume = false;
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"early stopping (patience 2) needs validation data"});
+}
+
 TEST(Trainer, TooFewOutputsForTheLabelsIsAnErrorBeforeAnyStep) {
   auto net = small_net(3, false, /*classes=*/2);
   Loader train(std::make_shared<Bands>(4, 3, 8, 1), loader_options(4, true));

@@ -45,7 +45,7 @@ struct FinetuneArgs {
   std::string device = "auto", out = "runs/finetune", classes;
   std::vector<std::string> unfreeze;
   float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f, label_smoothing = 0.f, clip = 0.f;
-  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0;
+  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0, patience = 0;
   double val_fraction = 0.1;
   bool resume = false, strict = false, augment = false, no_augment = false, no_progress = false;
   bool deterministic = false;
@@ -237,6 +237,7 @@ void finetune(const FinetuneArgs& a) {
   to.max_steps = a.max_steps;
   to.label_smoothing = a.label_smoothing;
   to.clip_grad_norm = a.clip;
+  to.patience = a.patience;
   to.checkpoint.arch = a.model.arch;
   to.checkpoint.dialect = a.model.dialect;
   to.checkpoint.num_classes = num_classes;
@@ -258,7 +259,10 @@ void finetune(const FinetuneArgs& a) {
       << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
       << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
       << warmup << " steps), label smoothing " << a.label_smoothing << ", gradient clipping "
-      << clipping.str() << "\n  epochs " << a.epochs << ", batch " << a.batch << ", size " << a.size << ", augment "
+      << clipping.str() << "\n  epochs " << a.epochs << " (early stopping "
+      << (a.patience > 0 ? "after " + std::to_string(a.patience) + " epochs without a better validation top-1"
+                         : std::string("off"))
+      << "), batch " << a.batch << ", size " << a.size << ", augment "
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
       << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
       << "\n";
@@ -279,6 +283,9 @@ void finetune(const FinetuneArgs& a) {
     std::printf("best validation top-1 %.2f%% (epoch %d), top-5 %.2f%%; last top-1 %.2f%%\n",
                 100 * r.best_validation.top1, r.best_epoch, 100 * r.best_validation.top5,
                 100 * r.last_validation.top1);
+  if (r.stopped_early)
+    std::printf("stopped early: no better validation top-1 in the last %d epochs (best: epoch %d)\n", a.patience,
+                r.best_epoch);
   if (r.used_feature_cache)
     std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
                 "%.0fx less than that pass)\n",
@@ -319,6 +326,9 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--label-smoothing", a->label_smoothing, "training targets (1-S) onehot + S/classes, S in [0, 1)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--clip-grad-norm", a->clip, "clip the global gradient 2-norm to N every step (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -164,6 +164,9 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   GRAFT_CHECK(options.epochs >= 1, "fit: epochs is ", options.epochs, ", must be >= 1");
   GRAFT_CHECK(options.label_smoothing >= 0.f && options.label_smoothing < 1.f, "fit: label smoothing is ",
               options.label_smoothing, ", must be in [0, 1)");
+  GRAFT_CHECK(options.patience >= 0, "fit: patience is ", options.patience, ", must be >= 0 (0: no early stopping)");
+  GRAFT_CHECK(options.patience == 0 || validation, "fit: early stopping (patience ", options.patience,
+              ") needs validation data to watch");
   GRAFT_CHECK(!(options.clip_grad_norm < 0.f) && !std::isnan(options.clip_grad_norm), "fit: clip_grad_norm is ",
               options.clip_grad_norm, ", must be >= 0 (0: no clipping)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
@@ -285,6 +288,12 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   bool checked_outputs = false;
   const auto train_start = Clock::now();
   for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
+    // `epoch` epochs are done: stop when the last `patience` of them brought no better validation top-1. Checked
+    // before an epoch rather than after one, so a run resumed from that last.h5 stops at once too.
+    if (options.patience > 0 && result.best_epoch > 0 && epoch - result.best_epoch >= options.patience) {
+      result.stopped_early = true;
+      break;
+    }
     const auto epoch_start = Clock::now();
     std::int64_t batch = epoch == first_epoch ? first_batch : 0;
     if (epoch != first_epoch) loss_sum = 0, epoch_images = 0, epoch_correct = 0;

@@ -77,6 +77,9 @@ struct TrainOptions {
   // Label smoothing of the training loss (softmax_cross_entropy's s, core/ops.h; torch's label_smoothing): the
   // targets are (1-s) onehot + s/C. Validation and the logged validation loss stay unsmoothed. In [0, 1).
   float label_smoothing = 0;
+  // Early stopping: > 0 stops when the validation top-1 has not improved for this many epochs (needs validation).
+  // It depends only on the best epoch, which checkpoints keep: a resumed run stops where the straight one would.
+  int patience = 0;
   float clip_grad_norm = 0;      // > 0: clip the global gradient 2-norm to this every step
   int grad_check_every = 50;     // check the global gradient norm for NaN/Inf every N steps (0 = only when clipping)
   // Written into every checkpoint (arch, dialect, num_classes, class_names); fit fills the loop fields.
@@ -91,6 +94,7 @@ struct TrainResult {
   int best_epoch = -1;
   double seconds = 0, images_per_second = 0;
   bool used_feature_cache = false, stopped_by_signal = false;
+  bool stopped_early = false;  // TrainOptions::patience ran out before options.epochs
   std::vector<double> epoch_train_loss;
   double cache_seconds = 0;         // feature cache: time to compute the features (train + validation)
   double first_epoch_seconds = 0;   // the first epoch this call ran (on the cache when used), for comparisons
