@@ -38,11 +38,13 @@ void Writer::write_dataset(const std::string& name, std::int64_t file_type, std:
   hid_t links = H5Pcreate(H5P_LINK_CREATE);
   H5Pset_create_intermediate_group(links, 1);
   hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), file_type, space, links, H5P_DEFAULT, H5P_DEFAULT) : -1;
-  bool ok = set >= 0 && H5Dwrite(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+  const bool created = set >= 0;
+  bool ok = created && H5Dwrite(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
   if (set >= 0) H5Dclose(set);
   H5Pclose(links);
   if (space >= 0) H5Sclose(space);
-  if (!ok) fail("dataset '" + name + "' (disk full or not writable?)");
+  if (!ok)
+    fail("dataset '" + name + (created ? "' (disk full or not writable?)" : "' (a name written twice, or not valid?)"));
 }
 
 void Writer::dataset(const std::string& name, const Tensor& tensor) {
@@ -55,17 +57,10 @@ void Writer::int64_scalar(const std::string& name, std::int64_t value) {
   write_dataset(name, H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &value);
 }
 
-// Attributes live in their object's header, which HDF5 caps at 64 KiB: a longer value is refused by name here
-// (Keras splits long lists into name0, name1, ...; nothing graft writes comes near the limit).
+// Attributes live in their object's header, which HDF5 caps at 64 KiB: a checkpoint's class_names (one line per
+// class) reaches that at several thousand classes. A failed write says so when the value was that large.
 void Writer::write_attribute(const std::string& object, const std::string& name, std::int64_t type,
                              std::int64_t space, const void* data, std::size_t bytes) {
-  constexpr std::size_t kHeaderLimit = 64000;
-  if (bytes > kHeaderLimit) {
-    H5Sclose(space);
-    H5Tclose(type);
-    fail("attribute '" + name + "' of '" + object + "': " + std::to_string(bytes) +
-         " bytes, over HDF5's 64 KiB object-header limit");
-  }
   hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
                                               H5P_DEFAULT, H5P_DEFAULT)
                           : -1;
@@ -73,7 +68,10 @@ void Writer::write_attribute(const std::string& object, const std::string& name,
   if (attr >= 0) H5Aclose(attr);
   if (space >= 0) H5Sclose(space);
   H5Tclose(type);
-  if (!ok) fail("attribute '" + name + "' of '" + object + "' (does '" + object + "' exist?)");
+  if (!ok)
+    fail("attribute '" + name + "' of '" + object + "' " +
+         (bytes > 60000 ? "(" + std::to_string(bytes) + " bytes: HDF5 keeps attributes in a 64 KiB object header)"
+                        : "(no such object, or the attribute written twice?)"));
 }
 
 // Fixed-length (null-terminated) strings, stored inline in the attribute message. Variable-length strings live in

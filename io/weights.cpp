@@ -59,7 +59,7 @@ Plan make_plan(const hdf5::File& file, const std::string& model_arch) {
   std::vector<hdf5::DatasetInfo> datasets = file.datasets_below("/");
   for (const auto& d : datasets)
     for (const char* suffix : {".weight", ".bias", ".running_mean", ".running_var", "/weight", "/bias"})
-      if (weights_detail::ends_with(d.path, suffix)) return weights_detail::plan_torchvision(file, model_arch);
+      if (d.path.ends_with(suffix)) return weights_detail::plan_torchvision(file, model_arch);
   std::ostringstream holds;
   for (std::size_t i = 0; i < datasets.size() && i < 5; ++i) holds << (i ? ", " : "") << datasets[i].path;
   if (datasets.size() > 5) holds << ", ... (" << datasets.size() << " datasets)";

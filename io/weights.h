@@ -102,7 +102,7 @@ void export_torchvision(const Module& model, const std::string& path);
 // beta, moving_mean, moving_variance; values bit for bit. A model without its top writes no predictions layer
 // (for include_top=False). Refused, before anything is written: torchvision- and 2016-dialect ResNets,
 // architectures Keras has no application for (ResNet-18/34, VGG-11/13, the _bn VGGs), a model with tensors Keras's
-// model has no place for (a custom head), float tensors only, and a path not ending in .h5 or .hdf5 or ending in
+// model has no place for (a custom head), integer tensors, and a path not ending in .h5 or .hdf5 or ending in
 // .weights.h5 (Keras reads this format only from the first, and the last as its Keras 3 format). Written to a
 // temporary file renamed into place.
 void export_keras(const Module& model, const std::string& path);

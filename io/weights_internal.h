@@ -64,10 +64,8 @@ Tensor to_file_layout(const Tensor& graft_tensor, Convert convert);
 // the file and in graft); `vgg`: the model is a zoo VGG (its classifier.0 follows the flatten).
 Convert torch_convert(const std::string& key, const Shape& shape, bool vgg);
 
-bool ends_with(const std::string& s, const std::string& suffix);
-
 // Why a ResNet of one dialect cannot hold the other's weights, for refusals.
 inline constexpr const char* kKerasResNetDifference =
-    "Keras's ResNet has biased convolutions and the stride on the first 1x1 convolution";
+    "biased convolutions, the stride on the first 1x1 convolution";
 
 }  // namespace graft::weights_detail

@@ -384,7 +384,7 @@ void export_keras(const Module& model, const std::string& path) {
   const std::string arch = model_arch(&model);
   auto refuse = [&](const std::string& why) { GRAFT_FAIL("export_keras: '", path, "': ", why); };
   // Keras 3's load_weights reads the legacy format for names ending in .h5 or .hdf5, its own for .weights.h5.
-  if (ends_with(path, ".weights.h5") || !(ends_with(path, ".h5") || ends_with(path, ".hdf5")))
+  if (path.ends_with(".weights.h5") || !(path.ends_with(".h5") || path.ends_with(".hdf5")))
     refuse("Keras reads this legacy weights format (the one keras.applications downloads) only from a name ending "
            "in .h5 or .hdf5, and a name ending in .weights.h5 as its Keras 3 format: name it <something>.h5");
   if (auto* resnet = dynamic_cast<const ResNet*>(&model); resnet && resnet->options().dialect != Dialect::Keras)

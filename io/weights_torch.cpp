@@ -13,12 +13,8 @@
 
 namespace graft::weights_detail {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 Convert torch_convert(const std::string& key, const Shape& shape, bool vgg) {
-  if (shape.size() == 4 && ends_with(key, "weight")) return Convert::ConvOIHW;
+  if (shape.size() == 4 && key.ends_with("weight")) return Convert::ConvOIHW;
   // torch flattens (C,7,7) maps in (c,h,w) order, graft's NHWC flatten is (h,w,c).
   if (vgg && key == "classifier.0.weight" && shape.size() == 2 && shape[1] % 49 == 0) return Convert::TorchVggFc1;
   return Convert::None;
@@ -95,7 +91,7 @@ Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch) {
   const bool vgg = arch.rfind("vgg", 0) == 0;
 
   for (std::size_t i = 0; i < keys.size(); ++i) {
-    if (ends_with(keys[i], "num_batches_tracked")) continue;  // BatchNorm's step counter, not a weight
+    if (keys[i].ends_with("num_batches_tracked")) continue;  // BatchNorm's step counter, not a weight
     Entry e;
     e.source = keys[i];
     e.dataset = datasets[i].path;
@@ -214,7 +210,7 @@ void export_torchvision(const Module& model, const std::string& path) {
   for (const auto& [key, tensor] : tensors) {
     const Tensor host = tensor.detach().to(kCPU);
     writer.dataset(key, to_file_layout(host, torch_convert(key, host.shape(), vgg)));
-    if (ends_with(key, "running_var"))  // a BatchNorm's buffer (graft has no other): torch adds its batch count
+    if (key.ends_with("running_var"))  // a BatchNorm's buffer (graft has no other): torch adds its batch count
       writer.int64_scalar(key.substr(0, key.size() - std::string("running_var").size()) + "num_batches_tracked", 0);
   }
   writer.attribute("graft_format", "torchvision-state-dict");

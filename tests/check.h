@@ -13,6 +13,7 @@
 #include "core/ops.h"
 #include "core/rng.h"
 #include "core/tensor.h"
+#include "io/hdf5.h"
 #if GRAFT_HAS_CUDA
 #include "kernels/cuda_device.h"
 #endif
@@ -61,6 +62,21 @@ class DeterministicMode {
 // The same bits, element for element (memcmp: +0 and -0 differ, NaNs compare by payload).
 inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// Every dataset of the HDF5 files `a` and `b`: the same paths, shapes and dtypes, float values bitwise equal.
+inline void expect_same_datasets(const std::string& a, const std::string& b) {
+  hdf5::File fa(a), fb(b);
+  std::vector<hdf5::DatasetInfo> da = fa.datasets_below("/"), db = fb.datasets_below("/");
+  ASSERT_EQ(da.size(), db.size());
+  for (std::size_t i = 0; i < da.size(); ++i) {
+    ASSERT_EQ(da[i].path, db[i].path);
+    EXPECT_EQ(da[i].shape, db[i].shape) << da[i].path;
+    EXPECT_EQ(da[i].dtype, db[i].dtype) << da[i].path;
+    if (da[i].dtype == "float32") {
+      EXPECT_TRUE(bitwise_equal(fa.read_floats(da[i].path), fb.read_floats(db[i].path))) << da[i].path;
+    }
+  }
 }
 
 // The message (without the source location) of the graft::Error `f` throws; "(no graft::Error)" when it throws none.

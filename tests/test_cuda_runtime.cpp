@@ -307,18 +307,6 @@ TEST(CudaRuntime, WeightFilesLoadIntoAndExportFromAGpuModel) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("graft_cuda_weights_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
-  auto same_datasets = [](const std::string& a, const std::string& b) {
-    hdf5::File fa(a), fb(b);
-    std::vector<hdf5::DatasetInfo> da = fa.datasets_below("/"), db = fb.datasets_below("/");
-    ASSERT_EQ(da.size(), db.size());
-    for (std::size_t i = 0; i < da.size(); ++i) {
-      ASSERT_EQ(da[i].path, db[i].path);
-      EXPECT_EQ(da[i].dtype, db[i].dtype) << da[i].path;
-      if (da[i].dtype == "float32") {
-        EXPECT_TRUE(same_bits(fa.read_floats(da[i].path), fb.read_floats(db[i].path))) << da[i].path;
-      }
-    }
-  };
   for (Dialect dialect : {Dialect::Torchvision, Dialect::Keras}) {
     ModelOptions options;
     options.dialect = dialect, options.num_classes = 7;
@@ -339,7 +327,7 @@ TEST(CudaRuntime, WeightFilesLoadIntoAndExportFromAGpuModel) {
       ASSERT_TRUE(gpu->state()[name].is_cuda()) << name;
       EXPECT_TRUE(same_bits(t.to_vector(), gpu->state()[name].to(kCPU).to_vector())) << name;
     }
-    same_datasets(from_cpu, write(*gpu, "from_gpu.h5"));
+    testing::expect_same_datasets(from_cpu, write(*gpu, "from_gpu.h5"));
   }
   std::filesystem::remove_all(dir);
 }

@@ -284,23 +284,27 @@ TEST(Trainer, LabelSmoothingAndGradientClippingShapeTheStep) {
 
   auto net = small_net(3, false);
   const auto before = values(*net);
-  Loader train(data, loader_options(6, false));
+  Loader train(data, loader_options(6, false));  // 24 images: 4 steps
+  Loader val(std::make_shared<Bands>(2, 3, 8, 2), loader_options(6, false));
   SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
   TrainOptions o = quiet("", 1);
-  o.max_steps = 1;
   o.label_smoothing = 0.2f;
   o.clip_grad_norm = 1e-3f;
-  float logged = NAN;
-  o.on_step = [&](const StepInfo& s) { logged = static_cast<float>(s.loss); };
-  fit(*net, opt, train, nullptr, o);
-  EXPECT_FLOAT_EQ(logged, smoothed);
+  float first_loss = NAN;
+  o.on_step = [&](const StepInfo& s) {
+    if (s.step == 1) first_loss = static_cast<float>(s.loss);
+  };
+  TrainResult r = fit(*net, opt, train, &val, o);
+  EXPECT_FLOAT_EQ(first_loss, smoothed);
   double moved = 0;
   for (auto& [name, p] : net->named_parameters()) {
     const std::vector<float> now = p.to_vector(), was = before.at(name);
     for (std::size_t i = 0; i < now.size(); ++i) moved += (double(now[i]) - was[i]) * (double(now[i]) - was[i]);
   }
   EXPECT_GT(std::sqrt(moved), 0.0);
-  EXPECT_LE(std::sqrt(moved), 0.1 * 1e-3 * 1.001);
+  EXPECT_LE(std::sqrt(moved), 4 * 0.1 * 1e-3 * 1.001);  // 4 steps of at most lr * 1e-3 each
+  // The validation loss is the plain cross-entropy (what evaluate gives the trained net), not the smoothed one.
+  EXPECT_EQ(r.last_validation.loss, evaluate(*net, val).loss);
 
   o.label_smoothing = 1.f;
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: label smoothing is 1, must be in [0, 1)"});
@@ -331,6 +335,9 @@ TEST(Trainer, EarlyStoppingEndsWhenValidationStopsImprovingAndResumesToTheSameEn
   EXPECT_TRUE(again.stopped_early);
   EXPECT_EQ(again.epochs_done, 0);
   EXPECT_EQ(again.steps, 3 * 2);
+  EXPECT_EQ(again.best_epoch, 1);
+  EXPECT_EQ(again.best_validation.top1, r.best_validation.top1);
+  EXPECT_EQ(again.best_validation.top5, r.best_validation.top5);  // kept by the checkpoint too
   // Patience needs something to watch.
   o.resume = false;
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"early stopping (patience 2) needs validation data"});

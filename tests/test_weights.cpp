@@ -8,11 +8,13 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <map>
 
 #include "core/autograd.h"
 #include "core/error.h"
 #include "io/hdf5.h"
+#include "io/hdf5_write.h"
 #include "io/weights.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
@@ -398,19 +400,42 @@ std::string temp_path(const std::string& name) {
   return (dir / name).string();
 }
 
-// Every dataset of `a` and `b`: the same paths, shapes and dtypes, float values bitwise equal.
-void expect_same_datasets(const std::string& a, const std::string& b) {
-  hdf5::File fa(a), fb(b);
-  std::vector<hdf5::DatasetInfo> da = fa.datasets_below("/"), db = fb.datasets_below("/");
-  ASSERT_EQ(da.size(), db.size());
-  for (std::size_t i = 0; i < da.size(); ++i) {
-    ASSERT_EQ(da[i].path, db[i].path);
-    EXPECT_EQ(da[i].shape, db[i].shape) << da[i].path;
-    EXPECT_EQ(da[i].dtype, db[i].dtype) << da[i].path;
-    if (da[i].dtype == "float32") {
-      EXPECT_EQ(fa.read_floats(da[i].path), fb.read_floats(db[i].path)) << da[i].path;
-    }
+TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
+  const std::string path = temp_path("writer.h5");
+  std::filesystem::remove(path);
+  auto refused = [&](const std::function<void(hdf5::Writer&)>& write, const std::string& expected) {
+    std::string msg = testing::error_message([&] {
+      hdf5::Writer writer(path);
+      write(writer);
+      writer.commit();
+    });
+    EXPECT_NE(msg.find(expected), std::string::npos) << msg;
+    EXPECT_FALSE(std::filesystem::exists(path)) << expected;
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp-graft")) << expected;
+  };
+  refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", {}); }, "an empty string list");
+  refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", std::vector<std::string>(7000, "n00000001")); },
+          "70000 bytes: HDF5 keeps attributes in a 64 KiB object header");
+  refused([](hdf5::Writer& w) { w.string_list_attribute("/no_group", "names", {"a"}); },
+          "attribute 'names' of '/no_group' (no such object");
+  refused(
+      [](hdf5::Writer& w) {
+        w.dataset("x", Tensor::zeros({2}));
+        w.dataset("x", Tensor::zeros({2}));
+      },
+      "dataset 'x' (a name written twice");
+  // What does fit: a scalar in a new group, a list read back as written.
+  {
+    hdf5::Writer writer(path);
+    writer.int64_scalar("group/count", 7);
+    writer.string_list_attribute("group", "names", {"a", "bb", "ccc"});
+    writer.commit();
   }
+  hdf5::File file(path);
+  EXPECT_EQ(file.dataset_info("/group/count").dtype, "int64");
+  EXPECT_EQ(file.dataset_info("/group/count").shape, Shape{});
+  EXPECT_EQ(file.string_list_attribute("/group", "names"), (std::vector<std::string>{"a", "bb", "ccc"}));
+  std::filesystem::remove(path);
 }
 
 TEST(WeightsExport, WritesBackTheTorchvisionFileItLoaded) {
@@ -420,7 +445,7 @@ TEST(WeightsExport, WritesBackTheTorchvisionFileItLoaded) {
   load_weights(*model, fixture("resnet50_torchvision.h5"));
   const std::string path = temp_path("resnet50.h5");
   export_torchvision(*model, path);
-  expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
+  testing::expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
   hdf5::File file(path);
   EXPECT_EQ(file.string_list_attribute("/", "arch"), std::vector<std::string>{"resnet50"});
   EXPECT_EQ(file.dataset_info("/layer4.2.bn3.num_batches_tracked").dtype, "int64");
@@ -575,7 +600,7 @@ TEST(Weights, LoadsIntoACudaModelAndExportsFromIt) {
   // and exports from the GPU: the file it came from, dataset for dataset
   const std::string path = temp_path("resnet50_from_gpu.h5");
   export_torchvision(*gpu, path);
-  expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
+  testing::expect_same_datasets(fixture("resnet50_torchvision.h5"), path);
   std::filesystem::remove(path);
 }
 

@@ -108,6 +108,8 @@ void finetune(const FinetuneArgs& a) {
   GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
   GRAFT_CHECK(a.val_fraction >= 0 && a.val_fraction < 1, "finetune: --val-fraction ", a.val_fraction,
               " must be in [0, 1)");
+  GRAFT_CHECK(a.label_smoothing >= 0 && a.label_smoothing < 1, "finetune: --label-smoothing ", a.label_smoothing,
+              " must be in [0, 1)");
   const Device device = resolve_device(a.device);
   cuda::set_deterministic(a.deterministic);
 
@@ -201,6 +203,8 @@ void finetune(const FinetuneArgs& a) {
   Loader train(train_data, lo);
   std::unique_ptr<Loader> val;
   if (val_data) val = std::make_unique<Loader>(val_data, vo);
+  GRAFT_CHECK(a.patience == 0 || val, "finetune: --patience ", a.patience, " watches the validation top-1, and '",
+              a.data, "' gives no validation data here (no val/ folder, --val-fraction ", a.val_fraction, ")");
 
   // ---- optimizer and schedule: the head's group first (its lr is the one logged) ----
   ParamGroup head_group{{}, a.lr, a.weight_decay, "head"};
@@ -260,7 +264,7 @@ void finetune(const FinetuneArgs& a) {
       << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
       << warmup << " steps), label smoothing " << a.label_smoothing << ", gradient clipping "
       << clipping.str() << "\n  epochs " << a.epochs << " (early stopping "
-      << (a.patience > 0 ? "after " + std::to_string(a.patience) + " epochs without a better validation top-1"
+      << (a.patience > 0 ? "after " + std::to_string(a.patience) + " epoch(s) without a better validation top-1"
                          : std::string("off"))
       << "), batch " << a.batch << ", size " << a.size << ", augment "
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
@@ -273,6 +277,11 @@ void finetune(const FinetuneArgs& a) {
   write_run("");
   reset_peak_memory(device);
   TrainResult r = fit(*model, *opt, train, val.get(), to, schedule.get());
+  if (r.stopped_early && r.epochs_done == 0) {  // resumed where an early stop ended the run
+    std::printf("finetune: %s already stopped early (no better validation top-1 since epoch %d: %.2f%%); nothing "
+                "to train\n", a.out.c_str(), r.best_epoch, 100 * r.best_validation.top1);
+    return;
+  }
   std::string algos = cuda::conv_algorithms_report();
   write_run(algos.empty() ? "" : "cuDNN convolution algorithms:\n" + algos);
 
@@ -284,8 +293,8 @@ void finetune(const FinetuneArgs& a) {
                 100 * r.best_validation.top1, r.best_epoch, 100 * r.best_validation.top5,
                 100 * r.last_validation.top1);
   if (r.stopped_early)
-    std::printf("stopped early: no better validation top-1 in the last %d epochs (best: epoch %d)\n", a.patience,
-                r.best_epoch);
+    std::printf("stopped early: no better validation top-1 in the last %d epoch%s (best: epoch %d)\n", a.patience,
+                a.patience == 1 ? "" : "s", r.best_epoch);
   if (r.used_feature_cache)
     std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
                 "%.0fx less than that pass)\n",
@@ -324,8 +333,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--momentum", a->momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--label-smoothing", a->label_smoothing, "training targets (1-S) onehot + S/classes, S in [0, 1)")
-      ->capture_default_str()
-      ->check(CLI::Range(0.0, 1.0));
+      ->capture_default_str();
   cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -192,6 +192,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     best_top1 = parse_double(s, "best_top1", -1);
     result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
     result.best_validation.top1 = std::max(best_top1, 0.0);
+    result.best_validation.top5 = parse_double(s, "best_top5", 0);
     loss_sum = parse_double(s, "epoch_loss_sum", 0);
     epoch_images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
     epoch_correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
@@ -204,6 +205,15 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
                 options.epochs, " epochs asked for");
   }
   if (!options.out_dir.empty()) fs::create_directories(options.out_dir);
+  // Early stopping: after `epochs_done` epochs, the last `patience` of them brought no better validation top-1.
+  auto patience_ran_out = [&](int epochs_done) {
+    return options.patience > 0 && result.best_epoch > 0 && epochs_done - result.best_epoch >= options.patience;
+  };
+  if (first_batch == 0 && patience_ran_out(first_epoch)) {  // resumed from where a run stopped early: nothing to do
+    result.stopped_early = true;
+    result.steps = step;
+    return result;
+  }
 
   // ---- the batch source: the whole model on loader batches, or the head on cached features ----
   model.train();
@@ -268,6 +278,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     meta.train_state["batch_in_epoch"] = std::to_string(batch);
     meta.train_state["best_top1"] = hex(best_top1);
     meta.train_state["best_epoch"] = std::to_string(result.best_epoch);
+    meta.train_state["best_top5"] = hex(result.best_validation.top5);
     meta.train_state["epoch_loss_sum"] = hex(loss_sum);
     meta.train_state["epoch_images"] = std::to_string(epoch_images);
     meta.train_state["epoch_correct"] = std::to_string(epoch_correct);
@@ -288,9 +299,8 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   bool checked_outputs = false;
   const auto train_start = Clock::now();
   for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
-    // `epoch` epochs are done: stop when the last `patience` of them brought no better validation top-1. Checked
-    // before an epoch rather than after one, so a run resumed from that last.h5 stops at once too.
-    if (options.patience > 0 && result.best_epoch > 0 && epoch - result.best_epoch >= options.patience) {
+    // Checked before an epoch rather than after one, so a run resumed from that last.h5 stops at once too.
+    if (patience_ran_out(epoch)) {
       result.stopped_early = true;
       break;
     }
