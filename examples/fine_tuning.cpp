@@ -2,6 +2,7 @@
 // BatchNorm keeps its ImageNet statistics (small batches). docs/tutorial.md explains each choice.
 //   example_fine_tuning --arch resnet50|vgg16 --data DIR [--weights W.h5] [--size 224] [--epochs 3] [--steps N]
 //                       [--batch 16] [--lr 0.01 (head; backbone lr/10)]     (DIR: one folder of images per class)
+//                       [--export OUT.h5]  (the fine-tuned model in its weights' own format, for PyTorch or Keras)
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -35,7 +36,8 @@ std::uint64_t fingerprint(const Module& model, bool trainable) {
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> arg{{"--arch", "resnet50"}, {"--data", ""}, {"--weights", ""}, {"--size", "224"},
-                                         {"--epochs", "3"}, {"--steps", "0"}, {"--batch", "16"}, {"--lr", "0.01"}};
+                                         {"--epochs", "3"}, {"--steps", "0"}, {"--batch", "16"}, {"--lr", "0.01"},
+                                         {"--export", ""}};
   for (int i = 1; i < argc; i += 2) {
     if (!arg.count(argv[i]) || i + 1 == argc) throw std::runtime_error(std::string("bad argument ") + argv[i]);
     arg[argv[i]] = argv[i + 1];
@@ -92,6 +94,23 @@ int main(int argc, char** argv) try {
   ok &= fingerprint(*model, false) == frozen && fingerprint(*model, true) != trainable;
   std::printf("%s\n", ok ? "ok: frozen parameters and BatchNorm statistics unchanged, last stage and head trained"
                          : "FAILED: a frozen parameter changed, or training did not lower the training loss");
+
+  // The way back: the model in the format its weights came in (PyTorch: load_state_dict; Keras: weights=OUT.h5),
+  // read back here into a fresh model to show nothing was lost.
+  if (const std::string out = arg["--export"]; !out.empty()) {
+    if (info.format == WeightFormat::Torchvision)
+      export_torchvision(*model, out);
+    else
+      export_keras(*model, out);
+    auto again = make_model(arch, model_options);
+    load_weights(*again, out);
+    bool same = true;
+    for (auto& [name, t] : model->state()) same &= t.to(kCPU).to_vector() == again->state().at(name).to_vector();
+    std::printf("exported to %s (%s): %s\n", out.c_str(),
+                info.format == WeightFormat::Torchvision ? "torchvision state_dict" : "Keras .h5 weights",
+                same ? "reads back bit for bit" : "FAILED: it reads back different");
+    ok &= same;
+  }
   return ok ? 0 : 1;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "fine_tuning: %s\n", e.what());
