@@ -75,8 +75,9 @@ CheckpointMeta read_meta(const hdf5::File& file) {
   m.rng_seed = unsigned_integer(file, "rng_seed");
   m.rng_offset = unsigned_integer(file, "rng_offset");
   // Optional attributes (added later): absent in older checkpoints.
-  if (file.has_attribute("/", "class_names"))
-    for (std::string& name : split_lines(attribute(file, "class_names"))) m.class_names.push_back(std::move(name));
+  if (file.has_string_list_attribute("/", "class_names"))  // one attribute, or chunks class_names0, 1, ...
+    for (const std::string& chunk : file.string_list_attribute("/", "class_names"))
+      for (std::string& name : split_lines(chunk)) m.class_names.push_back(std::move(name));
   if (file.has_attribute("/", "train_state"))
     for (const std::string& line : split_lines(attribute(file, "train_state"))) {
       std::size_t eq = line.find('=');
@@ -110,11 +111,18 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   writer.attribute("schedule_step", std::to_string(meta.schedule_step));
   writer.attribute("rng_seed", std::to_string(meta.rng_seed));
   writer.attribute("rng_offset", std::to_string(meta.rng_offset));
-  std::string names, state;
+  // Class names, one per line, in as many attributes as HDF5's 64 KiB limit per attribute needs (class_names, or
+  // class_names0, class_names1, ... past ~60 KB: thousands of classes; hdf5::File reads both as one list).
+  constexpr std::size_t kChunkBytes = 60000;
+  std::vector<std::string> name_chunks;
+  std::string state;
   for (const std::string& name : meta.class_names) {
     GRAFT_CHECK(name.find('\n') == std::string::npos, "checkpoint: class name '", name, "' contains a newline");
-    if (!names.empty()) names += '\n';
-    names += name;
+    GRAFT_CHECK(name.size() < kChunkBytes, "checkpoint: a class name of ", name.size(), " bytes is too long to store");
+    if (name_chunks.empty() || name_chunks.back().size() + 1 + name.size() > kChunkBytes)
+      name_chunks.push_back(name);
+    else
+      name_chunks.back() += '\n' + name;
   }
   for (const auto& [key, value] : meta.train_state) {
     GRAFT_CHECK(key.find_first_of("=\n") == std::string::npos && value.find('\n') == std::string::npos,
@@ -122,7 +130,9 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
     if (!state.empty()) state += '\n';
     state += key + "=" + value;
   }
-  if (!meta.class_names.empty()) writer.attribute("class_names", names);
+  if (name_chunks.size() == 1) writer.attribute("class_names", name_chunks.front());
+  for (std::size_t i = 0; name_chunks.size() > 1 && i < name_chunks.size(); ++i)
+    writer.attribute("class_names" + std::to_string(i), name_chunks[i]);
   if (!meta.train_state.empty()) writer.attribute("train_state", state);
   for (const auto& [name, tensor] : model.state()) writer.dataset("/model/" + name, tensor);
   if (optimizer)

@@ -3,7 +3,8 @@
 //   /optimizer/<state key>     the optimizer's named state (core/optim.h), float32
 //   root attributes (strings)  format = "graft-checkpoint", graft_version, arch, dialect, num_classes, epoch,
 //                              step, schedule_step, rng_seed, rng_offset; optional (files without them load
-//                              with empty values): class_names (one name per line), train_state (key=value lines)
+//                              with empty values): class_names (one name per line; past ~60 KB split into
+//                              class_names0, class_names1, ...), train_state (key=value lines)
 // Written through hdf5::Writer: a temporary file renamed into place, so a crash mid-write leaves the previous
 // checkpoint intact. Loading is strict and all-or-nothing for the model (every tensor present, shapes equal).
 #pragma once

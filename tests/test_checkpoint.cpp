@@ -8,6 +8,7 @@
 #include "core/ops.h"
 #include "core/optim.h"
 #include "io/checkpoint.h"
+#include "io/hdf5.h"
 #include "io/hdf5_write.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
@@ -130,6 +131,20 @@ TEST(Checkpoint, ClassNamesAndTrainStateRoundTripAndAreOptional) {
   meta.class_names = {"two\nlines"};
   EXPECT_THROW(save_checkpoint(path, *net, nullptr, meta), Error);
   EXPECT_TRUE(read_checkpoint_meta(path).class_names.empty());
+}
+
+TEST(Checkpoint, TenThousandClassNamesRoundTrip) {
+  // ~300 KB of names: over HDF5's 64 KiB per attribute, so they are stored in chunks (class_names0, 1, ...).
+  auto net = small_cnn(7);
+  std::string path = temp_path("many_names.h5");
+  CheckpointMeta meta{.arch = "small_cnn", .num_classes = 10000};
+  for (int i = 0; i < 10000; ++i) meta.class_names.push_back("species_" + std::to_string(i) + "_with_a_long_name");
+  save_checkpoint(path, *net, nullptr, meta);
+  EXPECT_EQ(read_checkpoint_meta(path).class_names, meta.class_names);
+  hdf5::File file(path);
+  EXPECT_FALSE(file.has_attribute("/", "class_names"));
+  EXPECT_TRUE(file.has_attribute("/", "class_names0"));
+  EXPECT_TRUE(file.has_attribute("/", "class_names4"));
 }
 
 TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
