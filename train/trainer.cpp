@@ -167,7 +167,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   GRAFT_CHECK(options.patience >= 0, "fit: patience is ", options.patience, ", must be >= 0 (0: no early stopping)");
   GRAFT_CHECK(options.patience == 0 || validation, "fit: early stopping (patience ", options.patience,
               ") needs validation data to watch");
-  GRAFT_CHECK(!(options.clip_grad_norm < 0.f) && !std::isnan(options.clip_grad_norm), "fit: clip_grad_norm is ",
+  GRAFT_CHECK(options.clip_grad_norm >= 0.f, "fit: clip_grad_norm is ",  // (false for NaN too)
               options.clip_grad_norm, ", must be >= 0 (0: no clipping)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
   const auto start = Clock::now();
