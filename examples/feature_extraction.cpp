@@ -39,12 +39,12 @@ int main(int argc, char** argv) try {
   }
   if (arg["--data"].empty()) throw std::runtime_error("--data DIR is required");
   const std::string arch = arg["--arch"], weights = arg["--weights"];
-  const bool resnet = arch.rfind("resnet", 0) == 0;
+  const bool resnet = is_resnet_arch(arch);
 
   // The weights decide the ResNet dialect and the preprocessing: Keras files want caffe, torchvision's torch.
   const WeightFileInfo info = weights.empty() ? WeightFileInfo{} : inspect_weights(weights);  // {}: torchvision
   ModelOptions model_options{.dialect = resnet ? info.dialect : Dialect::Torchvision};
-  const Preprocess preprocess = info.format == WeightFormat::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+  const Preprocess preprocess = preprocess_for(info);  // torch, caffe, or tf (Keras's V2 ResNets)
   TrainValidation data = split_train_validation(open_dataset(arg["--data"], true), 0.25, 0);  // 25% of each class
   model_options.num_classes = data.train->num_classes();
 

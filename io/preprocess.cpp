@@ -8,16 +8,31 @@
 
 namespace graft {
 
-const char* preprocess_name(Preprocess p) { return p == Preprocess::Caffe ? "caffe" : "torch"; }
+const char* preprocess_name(Preprocess p) {
+  switch (p) {
+    case Preprocess::Caffe:
+      return "caffe";
+    case Preprocess::Torch:
+      return "torch";
+    case Preprocess::Tf:
+      return "tf";
+  }
+  return "?";
+}
 
 Preprocess parse_preprocess(const std::string& name) {
   if (name == "caffe") return Preprocess::Caffe;
   if (name == "torch") return Preprocess::Torch;
-  GRAFT_FAIL("preprocess: unknown preset '", name, "' (expected caffe or torch)");
+  if (name == "tf") return Preprocess::Tf;
+  GRAFT_FAIL("preprocess: unknown preset '", name, "' (expected caffe, torch or tf)");
 }
 
 Preprocess preprocess_for(Dialect dialect) {
   return dialect == Dialect::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+}
+
+Preprocess preprocess_for(const std::string& arch, Dialect dialect) {
+  return arch.ends_with("v2") ? Preprocess::Tf : preprocess_for(dialect);
 }
 
 PreprocessAffine preprocess_affine(Preprocess preset) {
@@ -28,6 +43,8 @@ PreprocessAffine preprocess_affine(Preprocess preset) {
     for (int c = 0; c < 3; ++c) a.scale[c] = 1.f / (255.f * stddev[c]), a.shift[c] = -mean[c] / stddev[c];
     return a;
   }
+  if (preset == Preprocess::Tf)  // x / 127.5 - 1
+    return PreprocessAffine{{0, 1, 2}, {1 / 127.5f, 1 / 127.5f, 1 / 127.5f}, {-1.f, -1.f, -1.f}};
   // caffe: channel c of the output is input channel 2-c, minus the BGR mean
   return PreprocessAffine{{2, 1, 0}, {1.f, 1.f, 1.f}, {-103.939f, -116.779f, -123.68f}};
 }
@@ -38,7 +55,7 @@ Tensor preprocess(const Tensor& images, Preprocess preset) {
               " must be (N,H,W,3) RGB");
   NoGradGuard no_grad;
   const PreprocessAffine a = preprocess_affine(preset);
-  if (preset == Preprocess::Torch) {
+  if (preset != Preprocess::Caffe) {
     std::vector<float> scale(a.scale, a.scale + 3), shift(a.shift, a.shift + 3);
     Device d = images.device();
     return add(mul(images, Tensor::from_vector(scale, {3}, d)), Tensor::from_vector(shift, {3}, d));

@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "io/weights_internal.h"
 #include "layers/batch_norm.h"
+#include "models/resnet_v2.h"
 #include "models/vgg.h"
 
 namespace graft {
@@ -35,7 +36,8 @@ const char* weight_format_name(WeightFormat format) {
 namespace weights_detail {
 
 std::string model_arch(const Module* model) {
-  if (auto* r = dynamic_cast<const ResNet*>(model)) return "resnet" + std::to_string(r->options().depth);
+  if (auto* r = dynamic_cast<const ResNet*>(model)) return r->arch();
+  if (auto* r = dynamic_cast<const ResNetV2*>(model)) return r->arch();
   if (auto* v = dynamic_cast<const VGG*>(model))
     return "vgg" + std::to_string(v->options().depth) + (v->options().batch_norm ? "_bn" : "");
   return "";
@@ -155,6 +157,10 @@ WeightFileInfo inspect_weights(const std::string& path) {
     info.tensors.push_back(std::move(t));
   }
   return info;
+}
+
+Preprocess preprocess_for(const WeightFileInfo& info) {
+  return info.format == WeightFormat::Torchvision ? Preprocess::Torch : preprocess_for(info.arch_guess, info.dialect);
 }
 
 std::string WeightFileInfo::str() const {

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/preprocess.h"
 #include "layers/module.h"
 #include "models/resnet.h"
 
@@ -52,6 +53,9 @@ struct WeightFileInfo {
 // Reads the structure and every value (for the NaN/Inf counts). Throws graft::Error for anything that is not a
 // weight file graft knows.
 WeightFileInfo inspect_weights(const std::string& path);
+// The input preprocessing the file's weights were trained with (io/preprocess.h): torch for torchvision files, tf
+// for Keras's V2 ResNets, caffe for Keras's other ResNets and VGGs.
+Preprocess preprocess_for(const WeightFileInfo& info);
 
 struct LoadOptions {
   // Glob patterns ('*' any run, '?' one character) over graft names or file names; "fc" also covers "fc.*".
@@ -86,25 +90,26 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
 // count batches, and torch reads the count only for momentum=None. Root attributes: graft_format =
 // "torchvision-state-dict" and, for a zoo model, arch ("resnet50", "vgg16_bn", ...). A model of another kind is
 // written by the same rules (4-D weights as OIHW, no flatten reordering). A Keras-dialect ResNet is refused:
-// torchvision's ResNet cannot hold it (biased convolutions, the stride on the first 1x1 convolution).
-// Integer tensors are refused (weight files hold float32). Written to a temporary file renamed into place: a failure
-// leaves no file, and an existing one intact.
+// torchvision's ResNet cannot hold it (biased convolutions, the stride on the first 1x1 convolution); so is a
+// ResNetV2 (torchvision has none). Integer tensors are refused (weight files hold float32). Written to a temporary file
+// renamed into place: a failure leaves no file, and an existing one intact.
 void export_torchvision(const Module& model, const std::string& path);
 
 // The way back to Keras: writes `model` as a Keras legacy HDF5 weights file, the format keras.applications
 // downloads, which Keras 3 loads with
 //     keras.applications.ResNet50(weights=path, classes=N)      or      keras_model.load_weights(path)
-// into the Keras application of the same architecture: ResNet50/101/152 built in the keras dialect, VGG16/19.
+// into the Keras application of the same architecture: ResNet50/101/152 built in the keras dialect,
+// ResNet50V2/101V2/152V2, VGG16/19 (the V2 bottleneck's 1x1 and 3x3 convs have no bias: their layers hold a kernel).
 // One group per weighted layer with Keras's names (conv1_conv, conv2_block1_1_bn, ..., block1_conv1, fc1,
 // predictions) in Keras's model.layers order (the legacy loader matches layers by that order); root attribute
 // layer_names, per layer weight_names ("conv1_conv/kernel:0", ...); conv kernels (out,kh,kw,in) -> HWIO, dense
 // kernels (out,in) -> (in,out) (VGG's fc1 columns are in Keras's NHWC flatten order already), BatchNorm as gamma,
 // beta, moving_mean, moving_variance; values bit for bit. A model without its top writes no predictions layer
 // (for include_top=False). Refused, before anything is written: torchvision- and 2016-dialect ResNets,
-// architectures Keras has no application for (ResNet-18/34, VGG-11/13, the _bn VGGs), a model with tensors Keras's
-// model has no place for (a custom head), integer tensors, and a path not ending in .h5 or .hdf5 or ending in
-// .weights.h5 (Keras reads this format only from the first, and the last as its Keras 3 format). Written to a
-// temporary file renamed into place.
+// architectures Keras has no application for (ResNet-18/34, ResNeXt, Wide ResNet, VGG-11/13, the _bn VGGs), a
+// model with tensors Keras's model has no place for (a custom head), integer tensors, and a path not ending in .h5
+// or .hdf5 or ending in .weights.h5 (Keras reads this format only from the first, and the last as its Keras 3 format).
+// Written to a temporary file renamed into place.
 void export_keras(const Module& model, const std::string& path);
 
 }  // namespace graft

@@ -47,15 +47,33 @@ const std::regex kResNetName(R"(conv(\d)_block(\d+)_(\d)_(conv|bn))");
 const std::regex kResNet2016(R"((res|bn)(\d)([a-z])_branch(1|2[abc]))");
 const std::regex kVggName(R"(block(\d)_conv(\d+))");
 
+const std::regex kResNetV2Preact(R"(conv(\d)_block(\d+)_preact_bn)");
+
 bool is_2016_name(const std::string& name) { return name == "bn_conv1" || std::regex_match(name, kResNet2016); }
+// Names only the pre-activation ResNets (ResNet50V2, ...) have.
+bool is_v2_name(const std::string& name) { return name == "post_bn" || std::regex_match(name, kResNetV2Preact); }
 bool is_resnet_name(const std::string& name) {
   return name == "conv1_conv" || name == "conv1_bn" || name == "fc1000" || name == "probs" ||
-         std::regex_match(name, kResNetName) || is_2016_name(name);
+         std::regex_match(name, kResNetName) || is_2016_name(name) || is_v2_name(name);
 }
+bool is_v2_arch(const std::string& arch) { return arch.rfind("resnet", 0) == 0 && arch.ends_with("v2"); }
 
-// Keras layer name -> graft module. vgg_convs[b] = convolutions in VGG block b (for features.{i}).
-std::optional<Target> map_name(const std::string& name, bool vgg, const std::map<int, int>& vgg_convs) {
+// Keras layer name -> graft module. vgg_convs[b] = convolutions in VGG block b (for features.{i}); v2: the
+// pre-activation ResNet's modules (models/resnet_v2.h), whose shortcut conv is `downsample` itself.
+std::optional<Target> map_name(const std::string& name, bool vgg, const std::map<int, int>& vgg_convs,
+                               bool v2 = false) {
   std::smatch m;
+  if (v2) {
+    if (name == "post_bn") return Target{"post_bn", Kind::BatchNorm};
+    if (name == "conv1_bn" || name == "bn_conv1" || std::regex_match(name, kResNet2016)) return std::nullopt;
+    const bool preact = std::regex_match(name, m, kResNetV2Preact);
+    if (preact || (std::regex_match(name, m, kResNetName) && m[3] == "0")) {
+      const std::string block =
+          "layer" + std::to_string(std::stoi(m[1]) - 1) + "." + std::to_string(std::stoi(m[2]) - 1);
+      if (preact) return Target{block + ".preact_bn", Kind::BatchNorm};
+      return m[4] == "conv" ? std::optional<Target>(Target{block + ".downsample", Kind::Conv}) : std::nullopt;
+    }
+  }
   if (vgg) {
     if (name == "fc1") return Target{"classifier.0", Kind::Dense};
     if (name == "fc2") return Target{"classifier.3", Kind::Dense};
@@ -122,7 +140,24 @@ std::vector<int> vgg_blocks(int depth) {
 // with a projection shortcut, Add([shortcut, x]) puts _0_conv before _3_conv and _0_bn before _3_bn.
 std::vector<std::pair<std::string, Kind>> keras_layer_order(const std::string& arch) {
   std::vector<std::pair<std::string, Kind>> order;
-  if (arch.rfind("resnet", 0) == 0) {
+  if (is_v2_arch(arch)) {  // per block: preact_bn, 1_conv, 1_bn, 2_conv, 2_bn, [0_conv], 3_conv
+    std::vector<int> blocks = resnet_blocks(std::atoi(arch.c_str() + 6));
+    if (blocks.empty()) return order;
+    order = {{"conv1_conv", Kind::Conv}};
+    for (int s = 0; s < 4; ++s)
+      for (int b = 1; b <= blocks[static_cast<std::size_t>(s)]; ++b) {
+        std::string p = "conv" + std::to_string(s + 2) + "_block" + std::to_string(b) + "_";
+        order.emplace_back(p + "preact_bn", Kind::BatchNorm);
+        for (const char* k : {"1", "2"}) {
+          order.emplace_back(p + k + "_conv", Kind::Conv);
+          order.emplace_back(p + k + "_bn", Kind::BatchNorm);
+        }
+        if (b == 1) order.emplace_back(p + "0_conv", Kind::Conv);
+        order.emplace_back(p + "3_conv", Kind::Conv);
+      }
+    order.emplace_back("post_bn", Kind::BatchNorm);
+    order.emplace_back("predictions", Kind::Dense);
+  } else if (arch.rfind("resnet", 0) == 0) {
     int depth = std::atoi(arch.c_str() + 6);
     std::vector<int> blocks = resnet_blocks(depth);
     if (blocks.empty()) return order;
@@ -157,8 +192,10 @@ std::string guess_arch(const std::vector<KerasLayer>& layers, bool vgg, const st
   std::map<Kind, int> kinds;
   std::map<int, int> stage_blocks;  // ResNet stage -> highest block number
   std::smatch m;
+  bool v2 = false;
   for (const auto& l : layers) {
     ++kinds[kind_of(l)];
+    v2 = v2 || is_v2_name(l.name);
     if (std::regex_match(l.name, m, kResNetName))
       stage_blocks[std::stoi(m[1])] = std::max(stage_blocks[std::stoi(m[1])], std::stoi(m[2]));
     else if (std::regex_match(l.name, m, kResNet2016))
@@ -177,8 +214,11 @@ std::string guess_arch(const std::vector<KerasLayer>& layers, bool vgg, const st
     for (int s = 0; s < 4 && by_names; ++s) by_names = stage_blocks[s + 2] == blocks[static_cast<std::size_t>(s)];
     int convs = 1 + 4;
     for (int n : blocks) convs += 3 * n;
-    if (by_names || (stage_blocks.empty() && kinds[Kind::Conv] == convs && kinds[Kind::BatchNorm] == convs))
-      return "resnet" + std::to_string(depth);
+    // Unnamed: V1 has a BatchNorm per conv; V2 has as many convs, and 3 BatchNorms per block plus post_bn.
+    const bool v1_counts = kinds[Kind::Conv] == convs && kinds[Kind::BatchNorm] == convs;
+    const bool v2_counts = kinds[Kind::Conv] == convs && kinds[Kind::BatchNorm] == convs - 4;
+    if ((by_names && !v2) || (stage_blocks.empty() && v1_counts)) return "resnet" + std::to_string(depth);
+    if ((by_names && v2) || (stage_blocks.empty() && v2_counts)) return "resnet" + std::to_string(depth) + "v2";
   }
   if (stage_blocks.empty() && kinds[Kind::BatchNorm] == 0) {  // an unnamed VGG
     const std::map<int, int> depths = {{8, 11}, {10, 13}, {13, 16}, {16, 19}};
@@ -278,9 +318,11 @@ void build_plan(Plan& plan, const std::vector<KerasLayer>& layers, const std::st
       if (std::regex_match(name, m, kVggName))
         vgg_convs[std::stoi(m[1])] = std::max(vgg_convs[std::stoi(m[1])], std::stoi(m[2]));
   }
+  bool v2 = is_v2_arch(arch);
+  for (const auto& name : names) v2 = v2 || is_v2_name(name);
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const KerasLayer& l = layers[i];
-    std::optional<Target> target = names[i].empty() ? std::nullopt : map_name(names[i], vgg, vgg_convs);
+    std::optional<Target> target = names[i].empty() ? std::nullopt : map_name(names[i], vgg, vgg_convs, v2);
     std::string why = names[i].empty() ? "no layer name and no position in a known Keras architecture"
                                        : "Keras layer '" + names[i] + "' has no graft counterpart";
     add_entries(plan, l, target, why);
@@ -394,11 +436,14 @@ void export_keras(const Module& model, const std::string& path) {
                 ? "the 2016 dialect's BatchNorm eps 1e-3 and unpadded stem pooling are not today's Keras's"
                 : kKerasResNetDifference) +
            ")");
-  if (arch != "resnet50" && arch != "resnet101" && arch != "resnet152" && arch != "vgg16" && arch != "vgg19")
+  const std::set<std::string> applications = {"resnet50",    "resnet101",   "resnet152", "resnet50v2",
+                                              "resnet101v2", "resnet152v2", "vgg16",     "vgg19"};
+  if (!applications.count(arch))
     refuse(arch.empty() ? "not a zoo ResNet or VGG: Keras's legacy loader matches layers by Keras's model order, "
                           "which only the application models have"
-                        : "Keras has no application model for " + arch + " (it has ResNet50/101/152, VGG16/19)");
-  const bool vgg = arch.rfind("vgg", 0) == 0;
+                        : "Keras has no application model for " + arch +
+                              " (it has ResNet50/101/152, ResNet50V2/101V2/152V2, VGG16/19)");
+  const bool vgg = arch.rfind("vgg", 0) == 0, v2 = is_v2_arch(arch);
   std::map<int, int> vgg_convs;  // block -> convolutions, as map_name wants them
   if (vgg) {
     std::vector<int> blocks = vgg_blocks(std::atoi(arch.c_str() + 3));
@@ -415,13 +460,15 @@ void export_keras(const Module& model, const std::string& path) {
   const std::map<std::string, Tensor> state = model.state();
   std::set<std::string> placed;
   for (const auto& [layer, kind] : keras_layer_order(arch)) {
-    const std::optional<Target> target = map_name(layer, vgg, vgg_convs);
+    const std::optional<Target> target = map_name(layer, vgg, vgg_convs, v2);
     GRAFT_CHECK(target && target->kind == kind, "export_keras: Keras layer ", layer, " has no graft counterpart");
+    // The V2 bottleneck's 1x1 and 3x3 convs have no bias in Keras either: their layers hold the kernel alone.
+    const bool no_bias = v2 && (layer.ends_with("_1_conv") || layer.ends_with("_2_conv"));
     const bool top = target->path == "fc" || target->path.rfind("classifier.", 0) == 0;
     if (top && !state.count(target->path + ".weight")) continue;  // a model without its top (include_top=False)
     std::vector<Weight> weights;
     const std::vector<Slot>& layer_slots = slots(kind);
-    for (std::size_t i = 0; i < layer_slots.size(); ++i) {
+    for (std::size_t i = 0; i < (no_bias ? 1 : layer_slots.size()); ++i) {
       const std::string key = target->path + "." + layer_slots[i].graft;
       if (!state.count(key)) refuse("the model has no " + key + ", which Keras's layer " + layer + " holds");
       const Tensor& tensor = state.at(key);

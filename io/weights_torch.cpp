@@ -9,7 +9,9 @@
 #include "io/hdf5_write.h"
 #include "io/weights_internal.h"
 #include "models/resnet.h"
+#include "models/resnet_v2.h"
 #include "models/vgg.h"
+#include "models/zoo.h"
 
 namespace graft::weights_detail {
 
@@ -48,7 +50,19 @@ std::string guess_torch_arch(const std::vector<std::string>& keys, const std::ma
     const std::map<std::vector<int>, int> basic_depths = {{{2, 2, 2, 2}, 18}, {{3, 4, 6, 3}, 34}};
     const auto& table = bottleneck ? bottleneck_depths : basic_depths;
     auto it = table.find(counts);
-    return it == table.end() ? "" : "resnet" + std::to_string(it->second);
+    if (it == table.end()) return "";
+    ResNetOptions r;
+    r.depth = it->second;
+    // ResNeXt and Wide ResNet: layer1's bottleneck is width = width_per_group * groups wide (planes 64), and its
+    // grouped 3x3 conv takes width / groups input channels.
+    auto conv1 = shapes.find("layer1.0.conv1.weight"), conv2 = shapes.find("layer1.0.conv2.weight");
+    if (bottleneck && conv1 != shapes.end() && conv2 != shapes.end() && conv1->second.size() == 4 &&
+        conv2->second.size() == 4 && conv2->second[1] > 0 && conv1->second[0] % conv2->second[1] == 0) {
+      r.groups = static_cast<int>(conv1->second[0] / conv2->second[1]);
+      r.width_per_group = static_cast<int>(conv2->second[1]);
+    }
+    const std::string name = resnet_arch_name(r);
+    return is_resnet_arch(name) ? name : "";
   }
   const std::map<int, int> vgg_depths = {{8, 11}, {10, 13}, {13, 16}, {16, 19}};
   auto it = vgg_depths.find(vgg_convs);
@@ -85,7 +99,7 @@ Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch) {
     if (!arch.empty()) plan.arch_guess = arch.front();
   }
   if (plan.arch_guess.empty()) plan.arch_guess = guess_torch_arch(keys, shapes);
-  plan.resnet = plan.arch_guess.rfind("resnet", 0) == 0 || shapes.count("layer1.0.conv1.weight");
+  plan.resnet = is_resnet_arch(plan.arch_guess) || shapes.count("layer1.0.conv1.weight");
   if (plan.resnet) plan.bn_eps = 1e-5f;
   const std::string& arch = model_arch.empty() ? plan.arch_guess : model_arch;
   const bool vgg = arch.rfind("vgg", 0) == 0;
@@ -195,6 +209,8 @@ namespace graft {
 void export_torchvision(const Module& model, const std::string& path) {
   using namespace weights_detail;
   const std::string arch = model_arch(&model);
+  GRAFT_CHECK(!dynamic_cast<const ResNetV2*>(&model), "export_torchvision: '", path, "': the model is a ", arch,
+              ", Keras's pre-activation ResNet, which torchvision does not have; export it to Keras instead");
   if (auto* resnet = dynamic_cast<const ResNet*>(&model))
     GRAFT_CHECK(resnet->options().dialect == Dialect::Torchvision, "export_torchvision: '", path, "': the model is a ",
                 arch, " in the ", dialect_name(resnet->options().dialect), " dialect, which torchvision's ResNet "

@@ -34,26 +34,50 @@ std::shared_ptr<BatchNorm2d> make_bn(int channels, Dialect d) {
 }
 
 // torchvision's ResNet init: convs kaiming_normal(fan_out, relu).
-std::shared_ptr<Conv2d> make_conv(int in, int out, int kernel, int stride, int padding, Dialect d, Generator& gen) {
+std::shared_ptr<Conv2d> make_conv(int in, int out, int kernel, int stride, int padding, Dialect d, Generator& gen,
+                                  int groups = 1) {
   Conv2dConfig c;
   c.in_channels = in, c.out_channels = out, c.kernel_h = c.kernel_w = kernel;
-  c.stride = stride, c.padding = padding, c.bias = is_keras(d), c.init = ConvInit::KaimingFanOut;
+  c.stride = stride, c.padding = padding, c.bias = is_keras(d), c.init = ConvInit::KaimingFanOut, c.groups = groups;
   return std::make_shared<Conv2d>(c, gen);
 }
 
+bool is_plain(const ResNetOptions& o) { return o.groups == 1 && o.width_per_group == 64; }
+
 }  // namespace
 
-ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Dialect d, Generator& gen)
+std::string resnet_arch_name(const ResNetOptions& o) {
+  const std::string depth = std::to_string(o.depth);
+  if (is_plain(o)) return "resnet" + depth;
+  if (o.groups == 1 && o.width_per_group % 64 == 0)
+    return "wide_resnet" + depth + "_" + std::to_string(o.width_per_group / 64);
+  return "resnext" + depth + "_" + std::to_string(o.groups) + "x" + std::to_string(o.width_per_group) + "d";
+}
+
+std::string ResNet::type_name() const {
+  const std::string depth = std::to_string(options_.depth);
+  if (is_plain(options_)) return "ResNet" + depth;
+  if (options_.groups == 1 && options_.width_per_group % 64 == 0)
+    return "WideResNet" + depth + "_" + std::to_string(options_.width_per_group / 64);
+  return "ResNeXt" + depth + "_" + std::to_string(options_.groups) + "x" + std::to_string(options_.width_per_group) +
+         "d";
+}
+
+ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Dialect d, Generator& gen, int width,
+                             int groups)
     : bottleneck_(bottleneck) {
   const int expansion = bottleneck ? 4 : 1, out = planes * expansion;
+  if (width == 0) width = planes;
+  GRAFT_CHECK(bottleneck || (width == planes && groups == 1), "BasicBlock: width ", width, " and groups ", groups,
+              " need a bottleneck block (as in torchvision)");
   if (bottleneck) {
     // Where the stage's stride goes is the difference between the dialects (see resnet.h).
     int stride_1x1 = is_keras(d) ? stride : 1, stride_3x3 = is_keras(d) ? 1 : stride;
-    conv1_ = register_module("conv1", make_conv(in, planes, 1, stride_1x1, 0, d, gen));
-    bn1_ = register_module("bn1", make_bn(planes, d));
-    conv2_ = register_module("conv2", make_conv(planes, planes, 3, stride_3x3, 1, d, gen));
-    bn2_ = register_module("bn2", make_bn(planes, d));
-    conv3_ = register_module("conv3", make_conv(planes, out, 1, 1, 0, d, gen));
+    conv1_ = register_module("conv1", make_conv(in, width, 1, stride_1x1, 0, d, gen));
+    bn1_ = register_module("bn1", make_bn(width, d));
+    conv2_ = register_module("conv2", make_conv(width, width, 3, stride_3x3, 1, d, gen, groups));
+    bn2_ = register_module("bn2", make_bn(width, d));
+    conv3_ = register_module("conv3", make_conv(width, out, 1, 1, 0, d, gen));
     bn3_ = register_module("bn3", make_bn(out, d));
   } else {
     conv1_ = register_module("conv1", make_conv(in, planes, 3, stride, 1, d, gen));
@@ -94,6 +118,11 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
     default: GRAFT_FAIL("ResNet: unsupported depth ", o.depth, " (18, 34, 50, 101 or 152)");
   }
   GRAFT_CHECK(!o.include_top || o.num_classes > 0, "ResNet: num_classes must be positive, got ", o.num_classes);
+  GRAFT_CHECK(o.groups > 0 && o.width_per_group > 0 && (is_plain(o) || bottleneck), "ResNet-", o.depth, ": groups ",
+              o.groups, " and width_per_group ", o.width_per_group,
+              " need a bottleneck ResNet (depth 50, 101 or 152; 18 and 34 take only 1 and 64, as in torchvision)");
+  GRAFT_CHECK(is_plain(o) || o.dialect == Dialect::Torchvision, type_name(), ": ResNeXt and Wide ResNet exist in the ",
+              "torchvision dialect only (Keras applications has neither), not ", dialect_name(o.dialect));
   Generator gen(o.seed);
   const Dialect d = o.dialect;
   if (is_keras(d)) {
@@ -115,11 +144,14 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
   int in = 64;
   const int expansion = bottleneck ? 4 : 1;
   for (int stage = 0; stage < 4; ++stage) {
-    int planes = 64 << stage;
+    const int planes = 64 << stage;
+    // torchvision's width: planes * (width_per_group / 64) * groups, in integer arithmetic in that order.
+    const int width = planes * o.width_per_group / 64 * o.groups;
     layers_[stage] = register_module("layer" + std::to_string(stage + 1), std::make_shared<Sequential>());
     for (int b = 0; b < blocks[stage]; ++b) {
       int stride = (b == 0 && stage > 0) ? 2 : 1;
-      layers_[stage]->push_back(std::make_shared<ResidualBlock>(in, planes, stride, bottleneck, d, gen));
+      layers_[stage]->push_back(
+          std::make_shared<ResidualBlock>(in, planes, stride, bottleneck, d, gen, width, o.groups));
       in = planes * expansion;
     }
   }

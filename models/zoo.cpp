@@ -5,10 +5,45 @@
 
 namespace graft {
 
-std::vector<std::string> model_names() {
-  return {"resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "vgg11",    "vgg13",    "vgg16",
-          "vgg19",    "vgg11_bn", "vgg13_bn", "vgg16_bn",  "vgg19_bn"};
+namespace {
+
+// Every ResNet of the zoo: torchvision's name and its shape.
+struct ResNetShape {
+  const char* name;
+  int depth, groups, width_per_group;
+};
+constexpr ResNetShape kResNets[] = {
+    {"resnet18", 18, 1, 64},           {"resnet34", 34, 1, 64},          {"resnet50", 50, 1, 64},
+    {"resnet101", 101, 1, 64},         {"resnet152", 152, 1, 64},        {"resnext50_32x4d", 50, 32, 4},
+    {"resnext101_32x8d", 101, 32, 8},  {"resnext101_64x4d", 101, 64, 4}, {"wide_resnet50_2", 50, 1, 128},
+    {"wide_resnet101_2", 101, 1, 128},
+};
+
+const ResNetShape* find_resnet(const std::string& arch) {
+  for (const auto& r : kResNets)
+    if (arch == r.name) return &r;
+  return nullptr;
 }
+
+// Keras's pre-activation ResNets, "resnet50v2" ...: their depth, 0 for other names.
+int resnet_v2_depth(const std::string& arch) {
+  for (int depth : {50, 101, 152})
+    if (arch == "resnet" + std::to_string(depth) + "v2") return depth;
+  return 0;
+}
+
+}  // namespace
+
+std::vector<std::string> model_names() {
+  std::vector<std::string> names;
+  for (const auto& r : kResNets) names.push_back(r.name);
+  for (const char* v2 : {"resnet50v2", "resnet101v2", "resnet152v2"}) names.push_back(v2);
+  for (const char* vgg : {"vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn"})
+    names.push_back(vgg);
+  return names;
+}
+
+bool is_resnet_arch(const std::string& arch) { return find_resnet(arch) != nullptr || resnet_v2_depth(arch) != 0; }
 
 std::shared_ptr<Module> make_model(const std::string& arch, const ModelOptions& o) {
   auto depth_of = [&](const std::string& prefix, const std::string& suffix) {
@@ -16,12 +51,17 @@ std::shared_ptr<Module> make_model(const std::string& arch, const ModelOptions& 
   };
   bool known = false;
   for (const auto& name : model_names()) known |= name == arch;
-  GRAFT_CHECK(known, "model: unknown architecture '", arch, "' (known: resnet18/34/50/101/152, vgg11/13/16/19[_bn])");
-  if (arch.rfind("resnet", 0) == 0) {
+  GRAFT_CHECK(known, "model: unknown architecture '", arch, "' (known: ", kArchitectures, ")");
+  if (const ResNetShape* shape = find_resnet(arch)) {
     ResNetOptions r;
-    r.depth = depth_of("resnet", "");
+    r.depth = shape->depth, r.groups = shape->groups, r.width_per_group = shape->width_per_group;
     r.num_classes = o.num_classes, r.include_top = o.include_top, r.dialect = o.dialect, r.seed = o.seed;
     return std::make_shared<ResNet>(r);
+  }
+  if (const int depth = resnet_v2_depth(arch)) {  // Keras's architecture: the dialect does not apply
+    ResNetV2Options r;
+    r.depth = depth, r.num_classes = o.num_classes, r.include_top = o.include_top, r.seed = o.seed;
+    return std::make_shared<ResNetV2>(r);
   }
   bool bn = arch.size() > 3 && arch.substr(arch.size() - 3) == "_bn";
   VGGOptions v;

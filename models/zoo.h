@@ -1,5 +1,7 @@
 // The model zoo by name, and transfer-learning surgery on its models.
 //   resnet18 resnet34 resnet50 resnet101 resnet152   (dialect torchvision | keras | keras-legacy)
+//   resnext50_32x4d resnext101_32x8d resnext101_64x4d wide_resnet50_2 wide_resnet101_2   (torchvision only)
+//   resnet50v2 resnet101v2 resnet152v2   (Keras applications' pre-activation ResNets; no dialect applies)
 //   vgg11 vgg13 vgg16 vgg19, and vgg11_bn ... vgg19_bn
 #pragma once
 #include <memory>
@@ -8,6 +10,7 @@
 
 #include "layers/module.h"
 #include "models/resnet.h"
+#include "models/resnet_v2.h"
 #include "models/vgg.h"
 
 namespace graft {
@@ -19,7 +22,14 @@ struct ModelOptions {
   std::uint64_t seed = 0;
 };
 
+// For messages and --help: every name above, grouped.
+inline constexpr const char* kArchitectures =
+    "resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x8d/64x4d, wide_resnet50_2/101_2, "
+    "resnet50v2/101v2/152v2, vgg11/13/16/19[_bn]";
+
 std::vector<std::string> model_names();
+// True for the ResNet family (resnet*, resnext*, wide_resnet*, resnet*v2): BatchNorm networks with an "fc" head.
+bool is_resnet_arch(const std::string& arch);
 std::shared_ptr<Module> make_model(const std::string& arch, const ModelOptions& options = {});
 
 // Dotted path of the last classifier layer: "fc" for ResNets, "classifier.6" for VGGs.

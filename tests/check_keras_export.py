@@ -2,9 +2,9 @@
 
     KERAS_BACKEND=jax check_keras_export.py GRAFT_BINARY KERAS_FIXTURE_DIR WORK_DIR
 
-Run with the Python of the Keras venv (tests/keras_fixtures.sh). For ResNet50 and VGG16: the Keras 3
+Run with the Python of the Keras venv (tests/keras_fixtures.sh). For ResNet50, ResNet50V2 and VGG16: the Keras 3
 `.weights.h5` file Keras wrote -> graft -> a Keras legacy .h5 weights file -> keras.applications with
-weights=<that file> (ResNet50) or model.load_weights (VGG16): Keras's logits equal its reference logits for the
+weights=<that file> (the ResNets) or model.load_weights (VGG16): Keras's logits equal its reference logits for the
 original weights (max|diff| / max|ref| < 1e-6: the same values, so the same arithmetic). Also: a file name ending
 in .weights.h5 is refused with one line on stderr, and no file is written.
 """
@@ -29,7 +29,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     ref = h5py.File(os.path.join(fixtures, "keras_reference.h5"), "r")
     failures = 0
-    for arch in ("resnet50", "vgg16"):
+    for arch in ("resnet50", "resnet50v2", "vgg16"):
         exported = os.path.join(work, f"{arch}_from_graft.h5")
         conv = convert(graft, os.path.join(fixtures, f"{arch}.weights.h5"), exported)
         if conv.returncode != 0:
@@ -37,9 +37,9 @@ def main():
             failures += 1
             continue
         x = ref[f"{arch}_input"][()]
-        if arch == "resnet50":  # the way keras.applications users pass a weights file
-            model = keras.applications.ResNet50(weights=exported, classifier_activation=None,
-                                                input_shape=x.shape[1:])
+        if arch != "vgg16":  # the way keras.applications users pass a weights file
+            builder = keras.applications.ResNet50 if arch == "resnet50" else keras.applications.ResNet50V2
+            model = builder(weights=exported, classifier_activation=None, input_shape=x.shape[1:])
         else:
             model = keras.applications.VGG16(weights=None, classifier_activation=None)
             model.load_weights(exported)

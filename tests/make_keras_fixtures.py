@@ -1,6 +1,8 @@
-"""Keras itself as the oracle: builds keras.applications ResNet50 and VGG16 (weights=None, logits), randomises
+"""Keras itself as the oracle: builds keras.applications ResNet50, ResNet50V2 and VGG16 (weights=None, logits), randomises
 every weight (BatchNorm moving statistics too), saves them the ways Keras users have them - a legacy whole-model
 `.h5` (model.save) and a Keras 3 `.weights.h5` (model.save_weights) - and stores Keras's own logits on fixed inputs.
+ResNet50V2 also gets a copy of its `.weights.h5` without the layer names Keras >= 3.6 records (older Keras 3 files
+have none: graft matches their layers by position).
 
     KERAS_BACKEND=jax python make_keras_fixtures.py OUTDIR
 
@@ -14,7 +16,7 @@ import h5py  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-VERSION = "keras-fixtures-v2"
+VERSION = "keras-fixtures-v3"
 
 
 def write_keras1_vgg16(model, path):
@@ -33,6 +35,18 @@ def write_keras1_vgg16(model, path):
             g.attrs["weight_names"] = np.array([n.encode() for n in wnames])
             for n, w in zip(wnames, weights):
                 g.create_dataset(n, data=np.asarray(w, np.float32))
+
+
+def write_without_names(src, dst):
+    """A copy of a Keras 3 .weights.h5 file without the `name` attribute of each layer's vars group."""
+    with h5py.File(src, "r") as fin, h5py.File(dst, "w") as fout:
+        for key in fin:
+            fin.copy(key, fout)
+
+        def strip(_, obj):
+            if isinstance(obj, h5py.Group) and "name" in obj.attrs:
+                del obj.attrs["name"]
+        fout.visititems(strip)
 
 
 def randomise(model, rng):
@@ -60,9 +74,10 @@ def main():
     rng = np.random.default_rng(11)
     ref = {}
     apps = keras.applications
-    for name, builder, size in (("resnet50", apps.ResNet50, 96), ("vgg16", apps.VGG16, 224)):
+    for name, builder, size in (("resnet50", apps.ResNet50, 96), ("resnet50v2", apps.ResNet50V2, 64),
+                                ("vgg16", apps.VGG16, 224)):
         kwargs = dict(weights=None, classifier_activation=None)
-        if name == "resnet50":
+        if name != "vgg16":
             kwargs["input_shape"] = (size, size, 3)
         model = builder(**kwargs)
         randomise(model, rng)
@@ -73,6 +88,9 @@ def main():
         model.save_weights(os.path.join(outdir, f"{name}.weights.h5"))
         if name == "vgg16":
             write_keras1_vgg16(model, os.path.join(outdir, "vgg16_keras1.h5"))
+        if name == "resnet50v2":
+            write_without_names(os.path.join(outdir, f"{name}.weights.h5"),
+                                os.path.join(outdir, f"{name}_noname.weights.h5"))
         print(f"keras fixtures: {name} ({model.count_params()} parameters, keras {keras.__version__})")
     with h5py.File(os.path.join(outdir, "keras_reference.h5"), "w") as f:
         for key, value in ref.items():

@@ -555,6 +555,11 @@ std::vector<ConvParityCase> conv_parity_cases() {
   cases.push_back({"odd dilation 2", conv_parity_geometry(2, 11, 9, 5, 6, 3, 3, 1, 2, 2)});
   cases.push_back({"odd groups 3", conv_parity_geometry(2, 9, 10, 9, 12, 3, 3, 1, 1, 1, 3)});
   cases.push_back({"odd depthwise 3x3/2", conv_parity_geometry(2, 15, 13, 32, 32, 3, 3, 2, 1, 1, 32)});
+  // ResNeXt-50 32x4d's grouped 3x3 convs (32 groups of 4, 8 and 32 channels): layer1 @56, layer2's stride 2 @56,
+  // layer4 @7. "odd": the engine test below does not require a graph-API engine of their own.
+  cases.push_back({"odd groups 32 resnext50 layer1", conv_parity_geometry(2, 15, 15, 128, 128, 3, 3, 1, 1, 1, 32)});
+  cases.push_back({"odd groups 32 resnext50 layer2/2", conv_parity_geometry(2, 15, 15, 256, 256, 3, 3, 2, 1, 1, 32)});
+  cases.push_back({"odd groups 32 resnext50 layer4", conv_parity_geometry(2, 7, 7, 1024, 1024, 3, 3, 1, 1, 1, 32)});
   cases.push_back({"odd 1x1", conv_parity_geometry(3, 7, 9, 3, 5, 1, 1, 1, 0)});
   Conv2dGeometry asym = conv_parity_geometry(2, 10, 11, 5, 7, 2, 3, 1, 0);
   asym.stride_h = 2, asym.pad_w = 2, asym.dilation_w = 2;

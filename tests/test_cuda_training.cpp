@@ -126,7 +126,7 @@ namespace {
 // GPU the convolution adds its part into the shortcut's already collected gradient (cuDNN beta = 1,
 // autograd::accumulation_buffer), on the CPU a separate add does: both must give the same sums. Run with the
 // legacy cuDNN algorithms and with the graph-API engine search (whose accumulating plans have beta = 1).
-void expect_resnet18_gradients_match_the_cpu(bool engine_search) {
+void expect_gradients_match_the_cpu(const std::string& arch, bool engine_search) {
 #if GRAFT_HAS_CUDA
   testing::Tf32Guard strict(false);
   struct EngineSearch {
@@ -138,7 +138,7 @@ void expect_resnet18_gradients_match_the_cpu(bool engine_search) {
   const Tensor images = Tensor::randn({4, 48, 48, 3}, data);
   const Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{1, 7, 3, 9}, {4});
   auto gradients = [&](Device device) {
-    auto model = make_model("resnet18", {.num_classes = 10, .seed = 5});
+    auto model = make_model(arch, {.num_classes = 10, .seed = 5});
     model->to(device);
     model->train();
     Tensor loss = softmax_cross_entropy((*model)(images.to(device)), labels.to(device));
@@ -156,21 +156,29 @@ void expect_resnet18_gradients_match_the_cpu(bool engine_search) {
     // norm at batch 4 (a wrong gradient is off by its own size)
     float scale = 0.f;
     for (float v : cpu[i].second.to_vector()) scale = std::max(scale, std::fabs(v));
-    EXPECT_TRUE(testing::all_close(gpu[i].second, cpu[i].second, 1e-3f * scale, 1e-3f)) << cpu[i].first;
+    EXPECT_TRUE(testing::all_close(gpu[i].second, cpu[i].second, 1e-3f * scale, 1e-3f)) << arch << " " << cpu[i].first;
   }
 #else
-  (void)engine_search;
+  (void)arch, (void)engine_search;
 #endif
 }
 
 TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpu) {
   GRAFT_REQUIRE_CUDA();
-  expect_resnet18_gradients_match_the_cpu(false);
+  expect_gradients_match_the_cpu("resnet18", false);
+}
+
+// The rest of the ResNet family: ResNeXt's grouped 3x3 convs (cuDNN's group count) and the pre-activation blocks of
+// Keras's ResNet50V2 (a conv shortcut on the pre-activation, a subsampled identity in each stage's last block).
+TEST(CudaTraining, ResNeXt50AndResNet50V2GradientsOfOneStepMatchTheCpu) {
+  GRAFT_REQUIRE_CUDA();
+  expect_gradients_match_the_cpu("resnext50_32x4d", false);
+  expect_gradients_match_the_cpu("resnet50v2", false);
 }
 
 TEST(CudaTraining, ResNet18GradientsOfOneStepMatchTheCpuWithTheEngineSearch) {
   GRAFT_REQUIRE_CUDA();
-  expect_resnet18_gradients_match_the_cpu(true);
+  expect_gradients_match_the_cpu("resnet18", true);
 }
 
 }  // namespace

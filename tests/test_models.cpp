@@ -45,6 +45,79 @@ TEST(Models, ExactParameterCounts) {
   EXPECT_EQ(keras->parameter_count() + buffers, 25'636'712);
 }
 
+// torchvision's counts (torchvision 0.14: sum of p.numel() over parameters()). The 101-layer ResNeXts and Wide
+// ResNet are checked against torchvision's own files by tests/check_resnet_family.py (a strict load).
+TEST(Models, ResNeXtAndWideResNetParameterCounts) {
+  EXPECT_EQ(model("resnext50_32x4d")->parameter_count(), 25'028'904);
+  EXPECT_EQ(model("wide_resnet50_2")->parameter_count(), 68'883'240);
+}
+
+// Same keys as ResNet-50; only the bottleneck's 1x1-3x3 width and the 3x3 conv's groups differ.
+TEST(Models, ResNeXtAndWideResNetShapes) {
+  struct Case {
+    const char* arch;
+    const char* type;
+    std::int64_t width, in_per_group;  // layer1's width, and its 3x3 conv's input channels per group
+  };
+  const std::size_t resnet50_tensors = model("resnet50")->state().size();
+  for (const Case& c :
+       {Case{"resnext50_32x4d", "ResNeXt50_32x4d", 128, 4}, Case{"wide_resnet50_2", "WideResNet50_2", 128, 128}}) {
+    SCOPED_TRACE(c.arch);
+    auto m = model(c.arch);
+    EXPECT_EQ(m->type_name(), c.type);
+    EXPECT_EQ(dynamic_cast<ResNet&>(*m).arch(), c.arch);
+    auto state = m->state();
+    EXPECT_EQ(state.size(), resnet50_tensors);
+    EXPECT_EQ(state["layer1.0.conv1.weight"].shape(), (Shape{c.width, 1, 1, 64}));
+    EXPECT_EQ(state["layer1.0.conv2.weight"].shape(), (Shape{c.width, 3, 3, c.in_per_group}));
+    EXPECT_EQ(state["layer1.0.conv3.weight"].shape(), (Shape{256, 1, 1, c.width}));
+    EXPECT_EQ(state["layer4.0.conv2.weight"].shape(), (Shape{c.width * 8, 3, 3, c.in_per_group * 8}));
+    EXPECT_EQ(state["fc.weight"].shape(), (Shape{1000, 2048}));
+  }
+  // Keras has neither, and torchvision's BasicBlock takes no groups or width: both are refused by name.
+  EXPECT_NE(testing::error_message([] { model("resnext50_32x4d", Dialect::Keras); }).find("torchvision dialect only"),
+            std::string::npos);
+  ResNetOptions basic;
+  basic.depth = 18, basic.groups = 32, basic.width_per_group = 4;
+  EXPECT_NE(testing::error_message([&] { ResNet r(basic); }).find("need a bottleneck ResNet"), std::string::npos);
+  EXPECT_TRUE(is_resnet_arch("wide_resnet101_2"));
+  EXPECT_FALSE(is_resnet_arch("vgg16"));
+}
+
+// Keras's count_params() (weights and BatchNorm moving statistics) for ResNet50V2/101V2/152V2 (Keras 3.15).
+TEST(Models, ResNetV2CountsAndShapesAreKeras) {
+  const std::pair<const char*, std::int64_t> counts[] = {
+      {"resnet50v2", 25'613'800}, {"resnet101v2", 44'675'560}, {"resnet152v2", 60'380'648}};
+  for (const auto& [arch, keras_count] : counts) {
+    auto m = model(arch);
+    std::int64_t buffers = 0;
+    for (auto& [name, t] : m->named_buffers()) buffers += t.numel();
+    EXPECT_EQ(m->parameter_count() + buffers, keras_count) << arch;
+  }
+  auto m = model("resnet50v2", Dialect::Torchvision, 10);
+  EXPECT_EQ(m->type_name(), "ResNet50V2");
+  EXPECT_TRUE(is_resnet_arch("resnet152v2"));
+  auto state = m->state();
+  EXPECT_EQ(state["conv1.bias"].shape(), (Shape{64}));                             // the stem conv has a bias
+  EXPECT_FALSE(state.count("bn1.weight"));                                         // and no BatchNorm after it
+  EXPECT_EQ(state["layer1.0.downsample.weight"].shape(), (Shape{256, 1, 1, 64}));  // first block: a conv shortcut
+  EXPECT_FALSE(state.count("layer1.1.downsample.weight"));
+  EXPECT_FALSE(state.count("layer1.0.conv1.bias"));
+  EXPECT_EQ(state["layer1.0.conv3.bias"].shape(), (Shape{256}));
+  EXPECT_EQ(state["layer2.0.preact_bn.weight"].shape(), (Shape{256}));  // pre-activation of the block's input
+  EXPECT_EQ(state["post_bn.running_var"].shape(), (Shape{2048}));
+  EXPECT_EQ(head_path(*m), "fc");
+  // The stride sits in each stage's LAST block (Keras), at 64x64: 16 -> 8 -> 4 -> 2 -> 2.
+  Tensor x = Tensor::zeros({1, 64, 64, 3});
+  m->eval();
+  (*m)(x);
+  EXPECT_EQ(m->find_module("layer1.1")->last_output_shape(), (Shape{1, 16, 16, 256}));
+  EXPECT_EQ(m->find_module("layer1.2")->last_output_shape(), (Shape{1, 8, 8, 256}));
+  EXPECT_EQ(m->find_module("layer3.5")->last_output_shape(), (Shape{1, 2, 2, 1024}));
+  EXPECT_EQ(m->find_module("layer4.2")->last_output_shape(), (Shape{1, 2, 2, 2048}));
+  EXPECT_EQ(freeze_batch_norm(*m), 3 * 16 + 1);
+}
+
 TEST(Models, ResNet50KeysMatchTorchvision) {
   auto m = model("resnet50");
   auto state = m->state();
@@ -118,6 +191,8 @@ void forward_backward(const std::string& arch, Dialect d, int classes) {
 TEST(Models, ResNet50TorchvisionForwardBackward) { forward_backward("resnet50", Dialect::Torchvision, 10); }
 TEST(Models, ResNet50KerasForwardBackward) { forward_backward("resnet50", Dialect::Keras, 10); }
 TEST(Models, VGG16ForwardBackward) { forward_backward("vgg16", Dialect::Torchvision, 10); }
+TEST(Models, ResNeXtForwardBackward) { forward_backward("resnext50_32x4d", Dialect::Torchvision, 10); }
+TEST(Models, ResNet50V2ForwardBackward) { forward_backward("resnet50v2", Dialect::Keras, 10); }
 TEST(Models, ResNet18AndVGG11BNForwardBackward) {
   forward_backward("resnet18", Dialect::Torchvision, 5);
   forward_backward("vgg11_bn", Dialect::Torchvision, 5);

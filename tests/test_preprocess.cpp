@@ -1,4 +1,4 @@
-// Preprocessing presets against the formulas of Keras's preprocess_input("caffe") and torchvision's Normalize,
+// Preprocessing presets against the formulas of Keras's preprocess_input("caffe" and "tf") and torchvision's Normalize,
 // and the shipped ImageNet class names.
 #include <gtest/gtest.h>
 
@@ -28,12 +28,26 @@ TEST(Preprocess, TorchScalesAndNormalisesPerChannel) {
     EXPECT_NEAR(out[i], (in[i] / 255.f - mean[i % 3]) / stddev[i % 3], 1e-5f) << i;
 }
 
+// Keras's resnet_v2.preprocess_input (mode "tf"): x / 127.5 - 1, RGB kept. Expected values printed by Keras 3.15
+// for (0, 127.5, 255) and (10, 20, 30).
+TEST(Preprocess, TfScalesIntoMinusOneToOne) {
+  Tensor x = Tensor::from_vector(std::vector<float>{0, 127.5f, 255, 10, 20, 30}, {1, 1, 2, 3});
+  std::vector<float> expected = {-1.f, 0.f, 1.f, -0.9215686321258545f, -0.843137264251709f, -0.7647058963775635f};
+  EXPECT_TRUE(
+      testing::all_close(preprocess(x, Preprocess::Tf), Tensor::from_vector(expected, {1, 1, 2, 3}), 1e-6f, 0.f));
+  EXPECT_EQ(preprocess_for("resnet50v2", Dialect::Keras), Preprocess::Tf);
+  EXPECT_EQ(preprocess_for("resnet50v2", Dialect::Torchvision), Preprocess::Tf);  // V2 has no dialect
+  EXPECT_EQ(preprocess_for("resnet50", Dialect::Keras), Preprocess::Caffe);
+  EXPECT_EQ(std::string(preprocess_name(Preprocess::Tf)), "tf");
+}
+
 TEST(Preprocess, PresetFollowsTheDialectAndBadInputIsAnError) {
   EXPECT_EQ(preprocess_for(Dialect::Torchvision), Preprocess::Torch);
   EXPECT_EQ(preprocess_for(Dialect::Keras), Preprocess::Caffe);
   EXPECT_EQ(preprocess_for(Dialect::KerasLegacy), Preprocess::Caffe);
   EXPECT_EQ(parse_preprocess("caffe"), Preprocess::Caffe);
-  EXPECT_THROW(parse_preprocess("tf"), Error);
+  EXPECT_EQ(parse_preprocess("tf"), Preprocess::Tf);
+  EXPECT_THROW(parse_preprocess("inception"), Error);
   EXPECT_THROW(preprocess(Tensor::zeros({1, 4, 4, 4}), Preprocess::Torch), Error);
 }
 

@@ -515,6 +515,10 @@ TEST(WeightsExport, RefusesAKerasDialectResNetAndLeavesNoFile) {
   EXPECT_NE(msg.find("resnet50 in the keras dialect, which torchvision's ResNet cannot hold"), std::string::npos)
       << msg;
   EXPECT_FALSE(std::filesystem::exists(path));
+  msg = testing::error_message([&] { export_torchvision(*build("resnet50v2", Dialect::Keras), path); });
+  EXPECT_NE(msg.find("resnet50v2, Keras's pre-activation ResNet, which torchvision does not have"), std::string::npos)
+      << msg;
+  EXPECT_FALSE(std::filesystem::exists(path));
   const std::string bad_dir = temp_path("no-such-dir") + "/x.h5";
   msg = testing::error_message([&] { export_torchvision(*build("resnet18"), bad_dir); });
   EXPECT_NE(msg.find("cannot create"), std::string::npos) << msg;

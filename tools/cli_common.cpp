@@ -5,7 +5,7 @@
 namespace graft::cli {
 
 void add_model_options(CLI::App& cmd, ModelArgs& args) {
-  cmd.add_option("--arch", args.arch, "architecture: resnet18/34/50/101/152, vgg11/13/16/19[_bn]")->capture_default_str();
+  cmd.add_option("--arch", args.arch, std::string("architecture: ") + kArchitectures)->capture_default_str();
   cmd.add_option("--dialect", args.dialect, "ResNet dialect: torchvision, keras or keras-legacy")->capture_default_str();
   cmd.add_option("--num-classes", args.num_classes, "classifier outputs")->capture_default_str()->check(CLI::PositiveNumber);
   cmd.add_option("--seed", args.seed, "seed of the initial weights")->capture_default_str();
@@ -16,7 +16,7 @@ std::shared_ptr<Module> build_model(const ModelArgs& args) {
   o.num_classes = args.num_classes;
   o.dialect = parse_dialect(args.dialect);
   o.seed = args.seed;
-  GRAFT_CHECK(o.dialect == Dialect::Torchvision || args.arch.rfind("resnet", 0) == 0, "--dialect ", args.dialect,
+  GRAFT_CHECK(o.dialect == Dialect::Torchvision || is_resnet_arch(args.arch), "--dialect ", args.dialect,
               " applies to ResNets only; VGG has a single architecture");
   return make_model(args.arch, o);
 }

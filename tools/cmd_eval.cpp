@@ -63,13 +63,13 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
   GRAFT_CHECK(!a.empty(), "cannot tell the architecture of '", path, "': pass --arch");
   ModelOptions o;
   o.num_classes = classes_in_weights(info);
-  o.dialect = a.rfind("resnet", 0) == 0 ? info.dialect : Dialect::Torchvision;
+  o.dialect = is_resnet_arch(a) ? info.dialect : Dialect::Torchvision;
   out.model = make_model(a, o);
   load_weights(*out.model, path);
   out.meta.arch = a;
   out.meta.dialect = dialect_name(o.dialect);
   out.meta.num_classes = o.num_classes;
-  out.preprocess = info.format == WeightFormat::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+  out.preprocess = preprocess_for(info);
   return out;
 }
 

@@ -77,15 +77,15 @@ bool small_fixed_images(const std::string& spec) {
   return spec.rfind("fashion-mnist", 0) == 0 || spec.rfind("cifar", 0) == 0;
 }
 
-// The weight file's preprocessing: Keras-trained files use caffe, torchvision's use torch.
-Preprocess preprocess_of_weights(const std::string& path, Dialect dialect) {
-  if (path.empty()) return preprocess_for(dialect);
+// The weight file's preprocessing: torchvision's files use torch, Keras's caffe (tf for the V2 ResNets).
+Preprocess preprocess_of_weights(const std::string& path, const std::string& arch, Dialect dialect) {
+  if (path.empty()) return preprocess_for(arch, dialect);
   if (is_checkpoint(path)) {
     CheckpointMeta m = read_checkpoint_meta(path);
     auto it = m.train_state.find("preprocess");
     return it != m.train_state.end() ? parse_preprocess(it->second) : preprocess_for(parse_dialect(m.dialect));
   }
-  return inspect_weights(path).format == WeightFormat::Torchvision ? Preprocess::Torch : Preprocess::Caffe;
+  return preprocess_for(inspect_weights(path));
 }
 
 std::int64_t warmup_steps(const std::string& text, std::int64_t steps_per_epoch) {
@@ -192,7 +192,7 @@ void finetune(const FinetuneArgs& a) {
   lo.device = device;
   lo.transform.size = a.size;
   lo.transform.exact_resize = small_fixed_images(a.data);
-  lo.transform.normalize = preprocess_of_weights(a.weights, parse_dialect(a.model.dialect));
+  lo.transform.normalize = preprocess_of_weights(a.weights, a.model.arch, parse_dialect(a.model.dialect));
   LoaderOptions vo = lo;
   vo.shuffle = false;
   if (augment) {
@@ -319,7 +319,7 @@ void finetune(const FinetuneArgs& a) {
 void register_finetune(CLI::App& app) {
   auto* cmd = app.add_subcommand("finetune", "train a (pretrained) model on your images: new head, frozen parts");
   auto a = std::make_shared<FinetuneArgs>();
-  cmd->add_option("--arch", a->model.arch, "architecture: resnet18/34/50/101/152, vgg11/13/16/19[_bn]")->capture_default_str();
+  cmd->add_option("--arch", a->model.arch, std::string("architecture: ") + kArchitectures)->capture_default_str();
   cmd->add_option("--dialect", a->model.dialect, "ResNet dialect: torchvision, keras or keras-legacy")->capture_default_str();
   cmd->add_option("--weights", a->weights, "ImageNet weights (torchvision export, Keras .h5) or a graft checkpoint");
   cmd->add_option("--data", a->data, "fashion-mnist[:DIR] | cifar10:DIR | cifar100:DIR | image folder DIR")->required();

@@ -37,7 +37,8 @@ def export_state_dict(state_dict, path, arch=None):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("arch", help="torchvision model name: resnet18/34/50/101/152, vgg11/13/16/19[_bn]")
+    parser.add_argument("arch", help="torchvision model name: resnet18/34/50/101/152, resnext50_32x4d, "
+                        "resnext101_32x8d/64x4d, wide_resnet50_2/101_2, vgg11/13/16/19[_bn]")
     parser.add_argument("out", help="output .h5 file")
     parser.add_argument("--weights", default="DEFAULT",
                         help="torchvision weights enum name (DEFAULT, IMAGENET1K_V1, IMAGENET1K_V2) or 'none'")
