@@ -313,6 +313,86 @@ TEST(Trainer, LabelSmoothingAndGradientClippingShapeTheStep) {
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: clip_grad_norm is -1, must be >= 0"});
 }
 
+// conv-ReLU-pool-linear: nothing depends on the batch's other examples (no BatchNorm, no dropout).
+std::shared_ptr<Sequential> per_example_net(std::uint64_t seed) {
+  Generator gen(seed);
+  auto net = std::make_shared<Sequential>();
+  net->push_back(std::make_shared<Conv2d>(
+      Conv2dConfig{.in_channels = 3, .out_channels = 4, .kernel_h = 3, .kernel_w = 3, .stride = 1, .padding = 1}, gen));
+  net->push_back(std::make_shared<ReLU>());
+  net->push_back(std::make_shared<MaxPool2d>(2, 2));
+  net->push_back(std::make_shared<Flatten>());
+  net->push_back(std::make_shared<Linear>(4 * 4 * 4, 3, true, gen));
+  return net;
+}
+
+TEST(Trainer, GradientAccumulationTakesTheStepOfTheLargerBatch) {
+  // Batches of 4 accumulated in pairs take the steps that batches of 8 take: the same parameters after 2 epochs up to
+  // float rounding (a step of the SUM of the pair's losses would be twice as large).
+  auto data = std::make_shared<Bands>(8, 3, 8, 1);  // 24 images
+  auto train_with = [&](int batch, int accumulate, TrainResult* result) {
+    auto net = per_example_net(5);
+    Loader train(data, loader_options(batch, true));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    CosineWithWarmup schedule(opt, 1, 6);
+    TrainOptions o = quiet("", 2);
+    o.accumulate = accumulate;
+    *result = fit(*net, opt, train, nullptr, o, &schedule);
+    EXPECT_EQ(schedule.last_step(), result->steps);
+    return values(*net);
+  };
+  TrainResult large, accumulated, single;
+  const auto expected = train_with(8, 1, &large), got = train_with(4, 2, &accumulated);
+  EXPECT_EQ(large.steps, 6);
+  EXPECT_EQ(accumulated.steps, 6);
+  for (const auto& [name, v] : expected) {
+    ASSERT_EQ(got.at(name).size(), v.size()) << name;
+    for (std::size_t i = 0; i < v.size(); ++i) EXPECT_NEAR(got.at(name)[i], v[i], 2e-5f) << name << "[" << i << "]";
+  }
+  const auto unchanged = train_with(4, 1, &single);  // and the accumulation changes the training at all
+  EXPECT_EQ(single.steps, 12);
+  EXPECT_NE(unchanged, got);
+  // 6 batches of 4 per epoch in groups of 4: a full group and a short one of 2 (scaled by 1/2), 2 steps per epoch.
+  TrainResult grouped;
+  train_with(4, 4, &grouped);
+  EXPECT_EQ(grouped.steps, 4);
+
+  auto net = per_example_net(5);
+  Loader train(data, loader_options(4, true));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+  TrainOptions o = quiet("", 1);
+  o.accumulate = 0;
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: accumulate is 0, must be >= 1"});
+}
+
+TEST(Trainer, GradientAccumulationResumesBitExactAtItsSteps) {
+  // Batches 5,5,5,5,4 in groups of 2: steps after batches 2, 4 and 5 of each epoch. Stopped after step 1 (mid-epoch),
+  // step 3 (the epoch's last batch) and step 4, resumed: the same weights as a straight run, dropout and BatchNorm
+  // included.
+  auto run = [](Pipeline& p, const std::string& dir, std::int64_t max_steps, bool resume) {
+    TrainOptions o = quiet(dir, 3);
+    o.accumulate = 2;
+    o.max_steps = max_steps;
+    o.resume = resume;
+    return p.fit(o);
+  };
+  Pipeline straight;
+  EXPECT_EQ(run(straight, temp_dir("accumulate_straight"), 0, false).steps, 9);
+  for (std::int64_t stop : {1, 3, 4}) {
+    const std::string dir = temp_dir("accumulate_resume" + std::to_string(stop));
+    {
+      Pipeline first;
+      run(first, dir, stop, false);
+      CheckpointMeta m = read_checkpoint_meta(dir + "/last.h5");
+      EXPECT_EQ(m.step, stop);
+      EXPECT_EQ(m.train_state.at("batch_in_epoch"), stop % 3 == 0 ? "5" : std::to_string(2 * (stop % 3)));
+    }
+    Pipeline second(1234);
+    EXPECT_EQ(run(second, dir, 0, true).steps, 9);
+    EXPECT_EQ(values(*second.net), values(*straight.net)) << "stopped at step " << stop;
+  }
+}
+
 TEST(Trainer, EarlyStoppingEndsWhenValidationStopsImprovingAndResumesToTheSameEnd) {
   // Nothing learns (lr 0, BatchNorm statistics frozen): epoch 1 sets the best top-1, epochs 2-3 cannot beat it, and
   // patience 2 ends the run before epoch 4 of 10.

@@ -9,6 +9,8 @@
 //                     follow --freeze/--unfreeze (an unfrozen stage trains its BatchNorm affine)
 //   --warmup W        linear warm-up for --schedule cosine: W epochs (may be fractional: 0.5) or "Nsteps"
 //   --augment         random resized crop + horizontal flip; default: on unless --freeze all
+//   --accumulate N    one optimizer step per N batches (gradient accumulation); --max-steps, the schedule and
+//                     --warmup's steps count optimizer steps
 // Validation: the folder's val/ when DIR has train/ and val/, else a seeded stratified --val-fraction of the
 // training data (after --classes and --per-class). Ctrl-C stops after the current step with last.h5 saved (exit
 // 130); --resume continues from OUT/last.h5.
@@ -45,7 +47,7 @@ struct FinetuneArgs {
   std::string device = "auto", out = "runs/finetune", classes;
   std::vector<std::string> unfreeze;
   float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f, label_smoothing = 0.f, clip = 0.f;
-  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0, patience = 0;
+  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0, patience = 0, accumulate = 1;
   double val_fraction = 0.1;
   bool resume = false, strict = false, augment = false, no_augment = false, no_progress = false;
   bool deterministic = false;
@@ -221,7 +223,7 @@ void finetune(const FinetuneArgs& a) {
   if (a.optimizer == "sgd") opt = std::make_unique<SGD>(groups, SGDOptions{.momentum = a.momentum});
   else if (a.optimizer == "adam") opt = std::make_unique<Adam>(groups, AdamOptions{});
   else opt = std::make_unique<AdamW>(groups, AdamWOptions{});
-  const std::int64_t steps_per_epoch = train.batches_per_epoch();
+  const std::int64_t steps_per_epoch = (train.batches_per_epoch() + a.accumulate - 1) / a.accumulate;
   std::int64_t total = steps_per_epoch * a.epochs;
   if (a.max_steps > 0) total = std::min(total, a.max_steps);
   const std::int64_t warmup = warmup_steps(a.warmup, steps_per_epoch);
@@ -242,6 +244,7 @@ void finetune(const FinetuneArgs& a) {
   to.label_smoothing = a.label_smoothing;
   to.clip_grad_norm = a.clip;
   to.patience = a.patience;
+  to.accumulate = a.accumulate;
   to.checkpoint.arch = a.model.arch;
   to.checkpoint.dialect = a.model.dialect;
   to.checkpoint.num_classes = num_classes;
@@ -266,7 +269,11 @@ void finetune(const FinetuneArgs& a) {
       << clipping.str() << "\n  epochs " << a.epochs << " (early stopping "
       << (a.patience > 0 ? "after " + std::to_string(a.patience) + " epoch(s) without a better validation top-1"
                          : std::string("off"))
-      << "), batch " << a.batch << ", size " << a.size << ", augment "
+      << "), batch " << a.batch
+      << (a.accumulate > 1 ? " x " + std::to_string(a.accumulate) + " accumulated (effective batch " +
+                                 std::to_string(a.batch * a.accumulate) + ")"
+                           : std::string())
+      << ", size " << a.size << ", augment "
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
       << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
       << "\n";
@@ -337,6 +344,10 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--accumulate", a->accumulate,
+                  "gradient accumulation: one optimizer step per N batches (an effective batch of N x --batch)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--clip-grad-norm", a->clip, "clip the global gradient 2-norm to N every step (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -169,6 +169,8 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
               ") needs validation data to watch");
   GRAFT_CHECK(options.clip_grad_norm >= 0.f, "fit: clip_grad_norm is ",  // (false for NaN too)
               options.clip_grad_norm, ", must be >= 0 (0: no clipping)");
+  GRAFT_CHECK(options.accumulate >= 1, "fit: accumulate is ", options.accumulate,
+              ", must be >= 1 (batches per optimizer step)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
   const auto start = Clock::now();
   TrainResult result;
@@ -253,6 +255,11 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     return train_cache.gather(order, begin, end);
   };
 
+  // Each batch's dropout masks come from (seed, offset): batch k of an optimizer step's group starts its own 2^32
+  // counters, so the masks depend only on the step, the batch's place in it and the seeds (accumulate 1: step << 32).
+  auto dropout_offset = [&](std::int64_t optimizer_step, std::int64_t k) {
+    return static_cast<std::uint64_t>(optimizer_step * options.accumulate + k) << 32;
+  };
   std::vector<Dropout*> dropouts;
   for (auto& [name, m] : model.named_modules())
     if (auto* d = dynamic_cast<Dropout*>(m)) dropouts.push_back(d);
@@ -268,7 +275,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     meta.step = step;
     meta.schedule_step = schedule ? schedule->last_step() : 0;
     meta.rng_seed = dropouts.empty() ? 0 : dropouts.front()->generator().seed();
-    meta.rng_offset = static_cast<std::uint64_t>(step) << 32;
+    meta.rng_offset = dropout_offset(step, 0);
     std::string seeds;
     for (Dropout* d : dropouts) {
       if (!seeds.empty()) seeds += ',';
@@ -294,9 +301,19 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
 
   SigintScope sigint;
   const std::vector<Tensor> params = optimizer.params();
+  const std::int64_t accumulate = options.accumulate;
   const float clip = options.clip_grad_norm > 0 ? options.clip_grad_norm : std::numeric_limits<float>::infinity();
   std::int64_t images_this_call = 0;
   bool checked_outputs = false;
+  float last_loss = 0;  // of the last batch, for on_step
+  auto fault = [&](const char* what, float v, int epoch, std::int64_t batch) {
+    optimizer.zero_grad();
+    const char* text = std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+    GRAFT_FAIL("finetune: ", what, " is ", text, " at epoch ", epoch + 1, " step ", step + 1, " (batch ", batch + 1,
+               " of ", batches_per_epoch, "); training stopped before applying it",
+               options.out_dir.empty() ? std::string()
+                                       : "; " + options.out_dir + "/last.h5 holds the last good state (if any)");
+  };
   const auto train_start = Clock::now();
   for (int epoch = first_epoch; epoch < options.epochs; ++epoch) {
     // Checked before an epoch rather than after one, so a run resumed from that last.h5 stops at once too.
@@ -311,44 +328,52 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options.epochs), batches_per_epoch,
                     options.progress);
     std::int64_t bar_images = 0;
-    while (auto b = next_batch()) {
-      const std::int64_t n = b->labels.numel();
-      if (n == 0) continue;  // every example of the batch was unreadable (non-strict loader)
-      for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), static_cast<std::uint64_t>(step) << 32);
-      Tensor logits = net(b->inputs);
-      if (!checked_outputs) check_outputs(logits.dim(1), classes, "fit"), checked_outputs = true;
-      Tensor loss = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
-      const float value = loss.item();
-      auto fault = [&](const char* what, float v) {
-        optimizer.zero_grad();
-        const char* text = std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
-        GRAFT_FAIL("finetune: ", what, " is ", text, " at epoch ", epoch + 1, " step ", step + 1, " (batch ", batch + 1,
-                   " of ", batches_per_epoch, "); training stopped before applying it",
-                   options.out_dir.empty() ? std::string()
-                                           : "; " + options.out_dir + "/last.h5 holds the last good state (if any)");
-      };
-      if (!std::isfinite(value)) {
-        // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.
-        const std::vector<std::int32_t> y = b->labels.to_int_vector();
-        for (std::size_t i = 0; i < y.size(); ++i)
-          GRAFT_CHECK(y[i] >= 0 && y[i] < logits.dim(1), "finetune: label ", y[i], " at row ", i, " of epoch ",
-                      epoch + 1, " step ", step + 1, " is outside [0, ", logits.dim(1), ")");
-        fault("loss", value);
-      }
-      loss.backward();
+    // Gradient accumulation: `pending` batches have added their gradients since the last optimizer step. The group
+    // of `accumulate` batches is cut short at the end of the epoch; each batch's loss is scaled by 1 / (its group's
+    // batches), so a group of equal batches takes the step of their mean loss.
+    std::int64_t pending = 0;
+    while (true) {
+      std::optional<TrainBatch> b = next_batch();
+      if (b) {
+        const std::int64_t n = b->labels.numel();
+        if (n == 0) continue;  // every example of the batch was unreadable (non-strict loader)
+        for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), dropout_offset(step, pending));
+        Tensor logits = net(b->inputs);
+        if (!checked_outputs) check_outputs(logits.dim(1), classes, "fit"), checked_outputs = true;
+        Tensor loss = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
+        const float value = loss.item();
+        if (!std::isfinite(value)) {
+          // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.
+          const std::vector<std::int32_t> y = b->labels.to_int_vector();
+          for (std::size_t i = 0; i < y.size(); ++i)
+            GRAFT_CHECK(y[i] >= 0 && y[i] < logits.dim(1), "finetune: label ", y[i], " at row ", i, " of epoch ",
+                        epoch + 1, " step ", step + 1, " is outside [0, ", logits.dim(1), ")");
+          fault("loss", value, epoch, batch);
+        }
+        const std::int64_t group = std::max<std::int64_t>(1, std::min(accumulate, batches_per_epoch - (batch - pending)));
+        (group > 1 ? mul(loss, 1.f / static_cast<float>(group)) : loss).backward();
+        ++pending, ++batch;
+        loss_sum += static_cast<double>(value) * n;
+        epoch_images += n, bar_images += n, images_this_call += n;
+        epoch_correct += score(logits.detach(), b->labels, nullptr);
+        last_loss = value;
+        if (pending < group) {
+          bar.update(batch, bar_images, loss_sum / epoch_images);
+          continue;
+        }
+      } else if (pending == 0) {
+        break;
+      }  // else: the epoch ended before the group was full (unreadable batches): its step is taken now
       if (options.clip_grad_norm > 0 || (options.grad_check_every > 0 && (step + 1) % options.grad_check_every == 0)) {
         float norm = clip_grad_norm(params, clip);
-        if (!std::isfinite(norm)) fault("the gradient norm", norm);
+        if (!std::isfinite(norm)) fault("the gradient norm", norm, epoch, batch - 1);
       }
       optimizer.step();
       optimizer.zero_grad();
       if (schedule) schedule->step();
-      ++step, ++batch;
-      loss_sum += static_cast<double>(value) * n;
-      epoch_images += n, bar_images += n, images_this_call += n;
-      epoch_correct += score(logits.detach(), b->labels, nullptr);
+      ++step, pending = 0;
       bar.update(batch, bar_images, loss_sum / epoch_images);
-      if (options.on_step) options.on_step({epoch, step, batch, value});
+      if (options.on_step) options.on_step({epoch, step, batch, last_loss});
       bool stop_signal = g_interrupted.load();
       if (stop_signal || (options.max_steps > 0 && step >= options.max_steps)) {
         bar.finish();
@@ -360,6 +385,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
         if (head) model.train();
         return result;
       }
+      if (!b) break;
     }
     bar.finish();
     if (!head) result.skipped_images += train.skipped_this_epoch();

@@ -17,8 +17,9 @@
 // when fit returns. resume = true continues from out_dir/last.h5 (model, optimizer, schedule position, epoch,
 // batch within the epoch, running totals) with train.start_epoch(epoch, batch) to the same result, bit for bit on
 // the CPU, as an uninterrupted run.
-// Dropout: before every training step each Dropout module's generator is set to (its seed, step << 32), so the
-// masks depend only on the seeds and the step; checkpoints store every dropout seed (train_state dropout_seeds;
+// Dropout: before every training batch each Dropout module's generator is set to (its seed, (step * accumulate + k)
+// << 32) for the step's k-th batch (step << 32 without accumulation), so the masks depend only on the seeds and the
+// batch's place; checkpoints store every dropout seed (train_state dropout_seeds;
 // rng_seed/rng_offset hold the first one's seed and the offset of the next step) and resume restores them.
 // Too few outputs: a model ending in a Linear layer whose out_features is below the data's classes is refused
 // before anything changes; other models at the first batch.
@@ -80,6 +81,12 @@ struct TrainOptions {
   // Early stopping: > 0 stops when the validation top-1 has not improved for this many epochs (needs validation).
   // It depends only on the best epoch, which checkpoints keep: a resumed run stops where the straight one would.
   int patience = 0;
+  // Gradient accumulation: one optimizer step per `accumulate` batches, each batch's loss scaled by 1/accumulate
+  // (1 / the batches left, for the epoch's last, shorter group), so a step sees the gradient of the group's mean loss:
+  // an effective batch of accumulate x batch size in the memory of one batch. The same step as one large batch when
+  // the batches are equal in size and nothing uses batch statistics (BatchNorm frozen or absent). `step`, max_steps,
+  // the schedule, clipping, on_step, SIGINT and checkpoints count optimizer steps; a group is never split by a stop.
+  int accumulate = 1;
   float clip_grad_norm = 0;      // > 0: clip the global gradient 2-norm to this every step
   int grad_check_every = 50;     // check the global gradient norm for NaN/Inf every N steps (0 = only when clipping)
   // Written into every checkpoint (arch, dialect, num_classes, class_names); fit fills the loop fields.
