@@ -41,9 +41,9 @@ int main(int argc, char** argv) try {
   const std::string arch = arg["--arch"], weights = arg["--weights"];
   const bool resnet = is_resnet_arch(arch);
 
-  // The weights decide the ResNet dialect and the preprocessing: Keras files want caffe, torchvision's torch.
+  // The weights decide the ResNet dialect and the preprocessing: torch for torchvision's, caffe for Keras's.
   const WeightFileInfo info = weights.empty() ? WeightFileInfo{} : inspect_weights(weights);  // {}: torchvision
-  ModelOptions model_options{.dialect = resnet ? info.dialect : Dialect::Torchvision};
+  ModelOptions model_options{.dialect = dialect_of(arch, info.dialect)};  // the file's, where arch has dialects
   const Preprocess preprocess = preprocess_for(info);  // torch, caffe, or tf (Keras's V2 ResNets)
   TrainValidation data = split_train_validation(open_dataset(arg["--data"], true), 0.25, 0);  // 25% of each class
   model_options.num_classes = data.train->num_classes();

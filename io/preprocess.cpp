@@ -5,6 +5,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "models/zoo.h"
 
 namespace graft {
 
@@ -32,7 +33,7 @@ Preprocess preprocess_for(Dialect dialect) {
 }
 
 Preprocess preprocess_for(const std::string& arch, Dialect dialect) {
-  return arch.ends_with("v2") ? Preprocess::Tf : preprocess_for(dialect);
+  return is_resnet_v2_arch(arch) ? Preprocess::Tf : preprocess_for(dialect);
 }
 
 PreprocessAffine preprocess_affine(Preprocess preset) {

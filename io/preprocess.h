@@ -27,7 +27,7 @@ Tensor preprocess(const Tensor& images, Preprocess preset);
 
 // A preset as a per-channel affine map of an RGB 0..255 pixel: out[c] = in[source[c]] * scale[c] + shift[c].
 // caffe: source = (2,1,0) (RGB -> BGR), scale 1, shift = -BGR mean; torch: source = (0,1,2),
-// scale = 1 / (255 std), shift = -mean / std; tf: source = (0,1,2), scale 1 / 127.5, shift -1. The one place both
+// scale = 1 / (255 std), shift = -mean / std; tf: source = (0,1,2), scale 1 / 127.5, shift -1. The one place the
 // presets' constants live (preprocess() and the loader's transforms, io/transforms.h, use it).
 struct PreprocessAffine {
   int source[3];

@@ -1,5 +1,6 @@
 // Weight import from the HDF5 files users hold for ImageNet ResNet/VGG models (docs: shared/WEIGHT_FORMATS.md):
-//   Torchvision  one float32 dataset per state_dict key (tools/export_torchvision.py writes it)
+//   Torchvision  one float32 dataset per state_dict key (tools/export_torchvision.py writes it); ResNets, ResNeXts
+//                and Wide ResNets are told apart by their tensors' shapes
 //   KerasLegacy  Keras 1/2/3 `.h5`: root attribute layer_names, one group per layer, attribute weight_names;
 //                whole-model files hold the same under /model_weights
 //   Keras3       Keras 3 `.weights.h5`: /layers/<class_snake>[_k]/vars/<i>, optional attribute `name`
@@ -10,7 +11,8 @@
 //                                  are permuted from torch's (c,h,w) flatten order to graft's NHWC (h,w,c)
 //   BatchNorm                   <- Keras [gamma, beta, moving_mean, moving_variance] by position
 // Keras layers are matched by name (2018 ResNet names conv1_conv/conv2_block1_1_conv/..., 2016 names
-// conv1/bn_conv1/res2a_branch2a/..., VGG block1_conv1/fc1/fc2/predictions) and, when the names are not
+// conv1/bn_conv1/res2a_branch2a/..., ResNetV2 conv2_block1_preact_bn/post_bn/..., VGG block1_conv1/fc1/fc2/
+// predictions) and, when the names are not
 // recognised (Keras 3 files before 3.6), by position in Keras's model.layers order with a warning.
 // float64/float16 datasets are converted to float32; integer datasets are refused; num_batches_tracked ignored.
 // export_torchvision and export_keras write the torchvision and the Keras legacy formats back (below).

@@ -12,6 +12,7 @@
 #include "io/weights_internal.h"
 #include "models/resnet.h"
 #include "models/vgg.h"
+#include "models/zoo.h"
 
 namespace graft::weights_detail {
 
@@ -56,7 +57,6 @@ bool is_resnet_name(const std::string& name) {
   return name == "conv1_conv" || name == "conv1_bn" || name == "fc1000" || name == "probs" ||
          std::regex_match(name, kResNetName) || is_2016_name(name) || is_v2_name(name);
 }
-bool is_v2_arch(const std::string& arch) { return arch.rfind("resnet", 0) == 0 && arch.ends_with("v2"); }
 
 // Keras layer name -> graft module. vgg_convs[b] = convolutions in VGG block b (for features.{i}); v2: the
 // pre-activation ResNet's modules (models/resnet_v2.h), whose shortcut conv is `downsample` itself.
@@ -140,7 +140,7 @@ std::vector<int> vgg_blocks(int depth) {
 // with a projection shortcut, Add([shortcut, x]) puts _0_conv before _3_conv and _0_bn before _3_bn.
 std::vector<std::pair<std::string, Kind>> keras_layer_order(const std::string& arch) {
   std::vector<std::pair<std::string, Kind>> order;
-  if (is_v2_arch(arch)) {  // per block: preact_bn, 1_conv, 1_bn, 2_conv, 2_bn, [0_conv], 3_conv
+  if (is_resnet_v2_arch(arch)) {  // per block: preact_bn, 1_conv, 1_bn, 2_conv, 2_bn, [0_conv], 3_conv
     std::vector<int> blocks = resnet_blocks(std::atoi(arch.c_str() + 6));
     if (blocks.empty()) return order;
     order = {{"conv1_conv", Kind::Conv}};
@@ -318,7 +318,7 @@ void build_plan(Plan& plan, const std::vector<KerasLayer>& layers, const std::st
       if (std::regex_match(name, m, kVggName))
         vgg_convs[std::stoi(m[1])] = std::max(vgg_convs[std::stoi(m[1])], std::stoi(m[2]));
   }
-  bool v2 = is_v2_arch(arch);
+  bool v2 = is_resnet_v2_arch(arch);
   for (const auto& name : names) v2 = v2 || is_v2_name(name);
   for (std::size_t i = 0; i < layers.size(); ++i) {
     const KerasLayer& l = layers[i];
@@ -429,13 +429,6 @@ void export_keras(const Module& model, const std::string& path) {
   if (path.ends_with(".weights.h5") || !(path.ends_with(".h5") || path.ends_with(".hdf5")))
     refuse("Keras reads this legacy weights format (the one keras.applications downloads) only from a name ending "
            "in .h5 or .hdf5, and a name ending in .weights.h5 as its Keras 3 format: name it <something>.h5");
-  if (auto* resnet = dynamic_cast<const ResNet*>(&model); resnet && resnet->options().dialect != Dialect::Keras)
-    refuse("the model is a " + arch + " in the " + dialect_name(resnet->options().dialect) +
-           " dialect; Keras's ResNet is the keras dialect (" +
-           (resnet->options().dialect == Dialect::KerasLegacy
-                ? "the 2016 dialect's BatchNorm eps 1e-3 and unpadded stem pooling are not today's Keras's"
-                : kKerasResNetDifference) +
-           ")");
   const std::set<std::string> applications = {"resnet50",    "resnet101",   "resnet152", "resnet50v2",
                                               "resnet101v2", "resnet152v2", "vgg16",     "vgg19"};
   if (!applications.count(arch))
@@ -443,7 +436,14 @@ void export_keras(const Module& model, const std::string& path) {
                           "which only the application models have"
                         : "Keras has no application model for " + arch +
                               " (it has ResNet50/101/152, ResNet50V2/101V2/152V2, VGG16/19)");
-  const bool vgg = arch.rfind("vgg", 0) == 0, v2 = is_v2_arch(arch);
+  if (auto* resnet = dynamic_cast<const ResNet*>(&model); resnet && resnet->options().dialect != Dialect::Keras)
+    refuse("the model is a " + arch + " in the " + dialect_name(resnet->options().dialect) +
+           " dialect; Keras's ResNet is the keras dialect (" +
+           (resnet->options().dialect == Dialect::KerasLegacy
+                ? "the 2016 dialect's BatchNorm eps 1e-3 and unpadded stem pooling are not today's Keras's"
+                : kKerasResNetDifference) +
+           ")");
+  const bool vgg = arch.rfind("vgg", 0) == 0, v2 = is_resnet_v2_arch(arch);
   std::map<int, int> vgg_convs;  // block -> convolutions, as map_name wants them
   if (vgg) {
     std::vector<int> blocks = vgg_blocks(std::atoi(arch.c_str() + 3));

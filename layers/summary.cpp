@@ -27,7 +27,7 @@ std::string summary(Module& model, const Shape& input_shape) {
   }
   std::ostringstream out;
   char line[512];
-  std::snprintf(line, sizeof line, "%-28s %-18s %-40s %-18s %12s  %s\n", "name", "type", "config", "output", "params",
+  std::snprintf(line, sizeof line, "%-28s %-18s %-50s %-18s %12s  %s\n", "name", "type", "config", "output", "params",
                 "state");
   out << line;
   for (auto& [name, m] : model.named_modules()) {
@@ -42,7 +42,7 @@ std::string summary(Module& model, const Shape& input_shape) {
     }
     std::string state = any ? (any_trainable ? "trainable" : "frozen") : "";
     if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) state = bn->mode();
-    std::snprintf(line, sizeof line, "%-28s %-18s %-40s %-18s %12s  %s\n", name.c_str(), m->type_name().c_str(),
+    std::snprintf(line, sizeof line, "%-28s %-18s %-50s %-18s %12s  %s\n", name.c_str(), m->type_name().c_str(),
                   m->describe().c_str(), shape_str(m->last_output_shape()).c_str(), any ? with_commas(own).c_str() : "",
                   state.c_str());
     out << line;

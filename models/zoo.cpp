@@ -45,6 +45,18 @@ std::vector<std::string> model_names() {
 
 bool is_resnet_arch(const std::string& arch) { return find_resnet(arch) != nullptr || resnet_v2_depth(arch) != 0; }
 
+bool is_resnet_v2_arch(const std::string& arch) { return resnet_v2_depth(arch) != 0; }
+
+bool has_dialects(const std::string& arch) {
+  const ResNetShape* r = find_resnet(arch);
+  return r && r->groups == 1 && r->width_per_group == 64;
+}
+
+Dialect dialect_of(const std::string& arch, Dialect requested) {
+  if (has_dialects(arch)) return requested;
+  return is_resnet_v2_arch(arch) ? Dialect::Keras : Dialect::Torchvision;
+}
+
 std::shared_ptr<Module> make_model(const std::string& arch, const ModelOptions& o) {
   auto depth_of = [&](const std::string& prefix, const std::string& suffix) {
     return std::stoi(arch.substr(prefix.size(), arch.size() - prefix.size() - suffix.size()));

@@ -30,6 +30,13 @@ inline constexpr const char* kArchitectures =
 std::vector<std::string> model_names();
 // True for the ResNet family (resnet*, resnext*, wide_resnet*, resnet*v2): BatchNorm networks with an "fc" head.
 bool is_resnet_arch(const std::string& arch);
+// True for resnet50v2, resnet101v2, resnet152v2 (Keras's pre-activation ResNets, models/resnet_v2.h).
+bool is_resnet_v2_arch(const std::string& arch);
+// True for resnet18 ... resnet152: the architectures built in a dialect of your choice (ModelOptions::dialect).
+bool has_dialects(const std::string& arch);
+// The dialect `arch` is built in: `requested` where it has dialects, else its only form: keras for the V2 ResNets,
+// torchvision for ResNeXt, Wide ResNet and VGG (one architecture whether its weights came from Keras or torch).
+Dialect dialect_of(const std::string& arch, Dialect requested);
 std::shared_ptr<Module> make_model(const std::string& arch, const ModelOptions& options = {});
 
 // Dotted path of the last classifier layer: "fc" for ResNets, "classifier.6" for VGGs.

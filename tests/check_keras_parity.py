@@ -3,9 +3,13 @@
 from the same Keras weights and on a ResNet50V2 .weights.h5 without layer names must reproduce Keras's logits:
 max|diff| / max|ref| < 1e-4.
 
-    check_keras_parity.py GRAFT_BINARY KERAS_FIXTURE_DIR WORK_DIR
+    check_keras_parity.py GRAFT_BINARY KERAS_FIXTURE_DIR WORK_DIR IMAGE
+
+Also: `graft predict` on the ResNet50V2 file and on the graft checkpoint `graft weights convert` makes of it gives the
+same probabilities for IMAGE: the checkpoint keeps the file's preprocessing (tf, not the dialect's caffe).
 """
 import os
+import shutil
 import subprocess
 import sys
 
@@ -14,7 +18,7 @@ import numpy as np
 
 
 def main():
-    graft, fixtures, work = sys.argv[1:4]
+    graft, fixtures, work, image = sys.argv[1:5]
     os.makedirs(work, exist_ok=True)
     ref = h5py.File(os.path.join(fixtures, "keras_reference.h5"), "r")
     failures = 0
@@ -36,7 +40,37 @@ def main():
             rel = float(np.abs(got - expected).max() / np.abs(expected).max()) if got.shape == expected.shape else 1e9
             failures += not rel < 1e-4
             print(f"{'ok  ' if rel < 1e-4 else 'FAIL'} {weights}: {run.stdout.strip()}; max rel diff vs Keras {rel:.2e}")
+    # A V2 file into a (V1) resnet50: the error names the two architectures, not a dialect to build.
+    wrong = subprocess.run([graft, "run", "--arch", "resnet50", "--weights",
+                            os.path.join(fixtures, "resnet50v2.weights.h5"), "--input", inp, "--output",
+                            os.path.join(work, "wrong.h5")], capture_output=True, text=True)
+    named = wrong.returncode != 0 and "the file is a resnet50v2, the model a resnet50" in wrong.stderr
+    failures += not named
+    print(f"{'ok  ' if named else 'FAIL'} a ResNet50V2 file into a resnet50: {wrong.stderr.splitlines()[:1]}")
+    failures += not same_prediction_from_a_converted_checkpoint(graft, os.path.join(fixtures, "resnet50v2.weights.h5"),
+                                                                os.path.join(work, "resnet50v2.graft.h5"), image)
     sys.exit(1 if failures else 0)
+
+
+def same_prediction_from_a_converted_checkpoint(graft, weights, checkpoint, image):
+    # The fixture's random weights give logits in the thousands (probabilities 1 and 0 whatever the preprocessing):
+    # a copy with the dense kernel scaled by 1e-3 gives probabilities that tell tf from caffe.
+    scaled = checkpoint.replace(".graft.h5", "_scaled.weights.h5")
+    shutil.copy(weights, scaled)
+    with h5py.File(scaled, "r+") as f:
+        f["layers/dense/vars/0"][...] = f["layers/dense/vars/0"][()] * 1e-3
+
+    def probabilities(*source):
+        run = subprocess.run([graft, "predict", *source, "--size", "64", "--device", "cpu", image],
+                             capture_output=True, text=True)
+        return [line.split()[0] for line in run.stdout.splitlines()[1:]] if run.returncode == 0 else run.stderr
+    conv = subprocess.run([graft, "weights", "convert", scaled, checkpoint], capture_output=True, text=True)
+    direct, converted = probabilities("--weights", scaled), probabilities("--checkpoint", checkpoint)
+    ok = (conv.returncode == 0 and isinstance(direct, list) and len(direct) == 5 and direct[0] != "1.0000" and
+          direct == converted)
+    print(f"{'ok  ' if ok else 'FAIL'} predict from a resnet50v2 file {direct} and from its converted checkpoint "
+          f"{converted}")
+    return ok
 
 
 if __name__ == "__main__":

@@ -82,6 +82,14 @@ TEST(Models, ResNeXtAndWideResNetShapes) {
   EXPECT_NE(testing::error_message([&] { ResNet r(basic); }).find("need a bottleneck ResNet"), std::string::npos);
   EXPECT_TRUE(is_resnet_arch("wide_resnet101_2"));
   EXPECT_FALSE(is_resnet_arch("vgg16"));
+  // Only ResNet-18 to 152 come in dialects; the others are built in their one form whatever is asked.
+  EXPECT_TRUE(has_dialects("resnet152"));
+  EXPECT_FALSE(has_dialects("resnext50_32x4d"));
+  EXPECT_FALSE(has_dialects("resnet50v2"));
+  EXPECT_EQ(dialect_of("resnet50", Dialect::KerasLegacy), Dialect::KerasLegacy);
+  EXPECT_EQ(dialect_of("wide_resnet50_2", Dialect::Keras), Dialect::Torchvision);
+  EXPECT_EQ(dialect_of("resnet50v2", Dialect::Torchvision), Dialect::Keras);
+  EXPECT_EQ(dialect_of("vgg16", Dialect::Keras), Dialect::Torchvision);
 }
 
 // Keras's count_params() (weights and BatchNorm moving statistics) for ResNet50V2/101V2/152V2 (Keras 3.15).

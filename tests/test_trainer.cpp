@@ -23,6 +23,7 @@
 #include "layers/sequential.h"
 #include "models/zoo.h"
 #include "tests/check.h"
+#include "train/class_weights.h"
 #include "train/feature_cache.h"
 #include "train/plot.h"
 #include "train/progress.h"
@@ -363,6 +364,85 @@ TEST(Trainer, GradientAccumulationTakesTheStepOfTheLargerBatch) {
   TrainOptions o = quiet("", 1);
   o.accumulate = 0;
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: accumulate is 0, must be >= 1"});
+}
+
+// torch 1.13's F.cross_entropy(logits, labels, weight=w, label_smoothing=s) and its gradient, for these values.
+TEST(ClassWeights, WeightedCrossEntropyIsTorchs) {
+  const Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{0, 2, 3}, {3});
+  const std::vector<float> weights = {0.5f, 2.f, 1.f, 3.f};
+  struct Expected {
+    float smoothing, loss;
+    std::vector<float> grad;
+  };
+  const Expected cases[] = {
+      {0.f, 2.1297667026519775f, {-0.08593741804361343f, 0.005617009941488504f, 0.011891210451722145f,
+                                  0.06842919439077377f, 0.05381743982434273f, 0.059477463364601135f,
+                                  -0.21135666966438293f, 0.09806176275014877f, 0.01295034121721983f,
+                                  0.42885643243789673f, 0.12916907668113708f, -0.5709758996963501f}},
+      {0.1f, 2.080878257751465f, {-0.07193999737501144f, -0.004230273887515068f, 0.00901117641478777f,
+                                  0.06715909391641617f, 0.05440324917435646f, 0.05208368971943855f,
+                                  -0.1940108984708786f, 0.08752395212650299f, 0.009579004719853401f,
+                                  0.39808934926986694f, 0.11769325286149979f, -0.5253616571426392f}}};
+  for (const Expected& e : cases) {
+    Tensor logits = Tensor::from_vector(
+        std::vector<float>{1.f, -0.5f, 0.25f, 2.f, 0.1f, 0.2f, -1.5f, 0.7f, -2.f, 1.5f, 0.3f, 0.f}, {3, 4});
+    logits.set_requires_grad(true);
+    Tensor loss = weighted_cross_entropy(logits, labels, weights, e.smoothing);
+    EXPECT_NEAR(loss.item(), e.loss, 1e-6f) << "smoothing " << e.smoothing;
+    loss.backward();
+    EXPECT_TRUE(testing::all_close(logits.grad(), Tensor::from_vector(e.grad, {3, 4}), 1e-6f, 1e-5f))
+        << "smoothing " << e.smoothing;
+  }
+  // Weights of 1 give softmax_cross_entropy.
+  Tensor logits = Tensor::from_vector(std::vector<float>{1.f, -0.5f, 0.25f, 2.f, 0.1f, 0.2f, -1.5f, 0.7f}, {2, 4});
+  const Tensor two = Tensor::from_vector(std::vector<std::int32_t>{3, 1}, {2});
+  EXPECT_NEAR(weighted_cross_entropy(logits, two, {1, 1, 1, 1}, 0.2f).item(),
+              softmax_cross_entropy(logits, two, 0.2f).item(), 1e-6f);
+  expect_error([&] { weighted_cross_entropy(logits, two, {1, 1, 1}); }, {"3 class weights for logits (2,4)"});
+  expect_error([&] { weighted_cross_entropy(logits, two, {1, 0, 1, 0}); }, {"labels all have weight 0"});
+}
+
+TEST(ClassWeights, BalancedWeightsAreScikitLearns) {
+  // sklearn.utils.class_weight.compute_class_weight("balanced"): n_samples / (n_classes * bincount(y))
+  EXPECT_EQ(balanced_class_weights({10, 10, 10}), (std::vector<float>{1.f, 1.f, 1.f}));
+  const std::vector<float> w = balanced_class_weights({90, 10, 0, 20});
+  EXPECT_FLOAT_EQ(w[0], 120.f / (4 * 90));
+  EXPECT_FLOAT_EQ(w[1], 120.f / (4 * 10));
+  EXPECT_EQ(w[2], 0.f);  // no examples: never a label
+  EXPECT_FLOAT_EQ(w[3], 120.f / (4 * 20));
+  expect_error([] { balanced_class_weights({0, 0}); }, {"no examples"});
+}
+
+TEST(Trainer, ClassWeightsWeighTheTrainingLossAndLeaveValidationPlain) {
+  // The first step's logged loss is the weighted loss of the first batch; validation's is evaluate's plain one.
+  auto data = std::make_shared<Bands>(8, 3, 8, 1);
+  Loader reference(data, loader_options(6, false));
+  reference.start_epoch(0);
+  std::optional<Batch> first = reference.next();
+  ASSERT_TRUE(first.has_value());
+  const std::vector<float> weights = {0.25f, 1.f, 4.f};
+  auto twin = per_example_net(3);
+  const float weighted = weighted_cross_entropy((*twin)(first->images), first->labels, weights).item();
+  ASSERT_GT(std::fabs(weighted - softmax_cross_entropy((*twin)(first->images), first->labels).item()), 1e-3f);
+
+  auto net = per_example_net(3);
+  Loader train(data, loader_options(6, false));
+  Loader val(std::make_shared<Bands>(2, 3, 8, 2), loader_options(6, false));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+  TrainOptions o = quiet("", 1);
+  o.class_weights = weights;
+  float first_loss = NAN;
+  o.on_step = [&](const StepInfo& s) {
+    if (s.step == 1) first_loss = static_cast<float>(s.loss);
+  };
+  TrainResult r = fit(*net, opt, train, &val, o);
+  EXPECT_FLOAT_EQ(first_loss, weighted);
+  EXPECT_EQ(r.last_validation.loss, evaluate(*net, val).loss);
+
+  o.class_weights = {1.f, 1.f};
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: 2 class weights for a model with 3 outputs"});
+  o.class_weights = {1.f, -1.f, 1.f};
+  expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: class weight -1 must be finite and >= 0"});
 }
 
 TEST(Trainer, GradientAccumulationResumesBitExactAtItsSteps) {

@@ -577,6 +577,7 @@ TEST(WeightsExport, KerasRefusesWhatNoKerasApplicationHoldsAndWritesNothing) {
   refused(*build("resnet50", Dialect::KerasLegacy), path, "BatchNorm eps 1e-3");
   refused(*build("resnet18", Dialect::Keras), path, "Keras has no application model for resnet18");
   refused(*build("vgg11"), path, "Keras has no application model for vgg11");
+  refused(*build("resnext50_32x4d"), path, "Keras has no application model for resnext50_32x4d");
   refused(*build("resnet50", Dialect::Keras), temp_path("x.weights.h5"), "name it <something>.h5");
   refused(*build("vgg16"), temp_path("x.keras"), "only from a name ending in .h5 or .hdf5");
   auto custom = build("resnet50", Dialect::Keras);

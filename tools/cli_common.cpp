@@ -14,11 +14,18 @@ void add_model_options(CLI::App& cmd, ModelArgs& args) {
 std::shared_ptr<Module> build_model(const ModelArgs& args) {
   ModelOptions o;
   o.num_classes = args.num_classes;
-  o.dialect = parse_dialect(args.dialect);
+  const Dialect requested = parse_dialect(args.dialect);
+  o.dialect = dialect_of(args.arch, requested);
   o.seed = args.seed;
-  GRAFT_CHECK(o.dialect == Dialect::Torchvision || is_resnet_arch(args.arch), "--dialect ", args.dialect,
-              " applies to ResNets only; VGG has a single architecture");
+  // torchvision is the default: only another, explicit choice can be wrong for an architecture of one form.
+  GRAFT_CHECK(requested == Dialect::Torchvision || requested == o.dialect, "--dialect ", args.dialect,
+              " applies to resnet18/34/50/101/152 only; ", args.arch, " has one form (",
+              dialect_name(dialect_of(args.arch, requested)), ")");
   return make_model(args.arch, o);
+}
+
+std::string built_dialect(const ModelArgs& args) {
+  return dialect_name(dialect_of(args.arch, parse_dialect(args.dialect)));
 }
 
 Device resolve_device(const std::string& name) {

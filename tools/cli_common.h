@@ -22,6 +22,9 @@ struct ModelArgs {
 };
 void add_model_options(CLI::App& cmd, ModelArgs& args);
 std::shared_ptr<Module> build_model(const ModelArgs& args);
+// The dialect the model of `args` is built in, by name (models/zoo.h dialect_of): what run.txt, checkpoints and the
+// CLI's output report.
+std::string built_dialect(const ModelArgs& args);
 
 // "auto" picks CUDA when available.
 Device resolve_device(const std::string& name);

@@ -118,7 +118,7 @@ void run_bench(const BenchArgs& a) {
   std::printf(
       "arch=%s dialect=%s mode=%s device=%s threads=%d batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f "
       "images_per_s=%.2f peak_mem_mb=%.1f\n",
-      a.model.arch.c_str(), a.model.dialect.c_str(), a.mode.c_str(), device.str().c_str(), cpu_threads(), a.batch,
+      a.model.arch.c_str(), built_dialect(a.model).c_str(), a.mode.c_str(), device.str().c_str(), cpu_threads(), a.batch,
       a.size, a.iters,
       a.graph ? 1 : 0,
       median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0);

@@ -42,7 +42,8 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
     out.model = make_model(out.meta.arch, o);
     load_checkpoint(path, *out.model, nullptr);
     const auto& s = out.meta.train_state;
-    out.preprocess = s.count("preprocess") ? parse_preprocess(s.at("preprocess")) : preprocess_for(o.dialect);
+    out.preprocess =
+        s.count("preprocess") ? parse_preprocess(s.at("preprocess")) : preprocess_for(out.meta.arch, o.dialect);
     if (s.count("image_size")) out.image_size = std::stoi(s.at("image_size"));
     out.exact_resize = s.count("resize") && s.at("resize") == "exact";
     return out;
@@ -63,7 +64,7 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
   GRAFT_CHECK(!a.empty(), "cannot tell the architecture of '", path, "': pass --arch");
   ModelOptions o;
   o.num_classes = classes_in_weights(info);
-  o.dialect = is_resnet_arch(a) ? info.dialect : Dialect::Torchvision;
+  o.dialect = dialect_of(a, info.dialect);
   out.model = make_model(a, o);
   load_weights(*out.model, path);
   out.meta.arch = a;

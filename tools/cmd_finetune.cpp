@@ -9,11 +9,14 @@
 //                     follow --freeze/--unfreeze (an unfrozen stage trains its BatchNorm affine)
 //   --warmup W        linear warm-up for --schedule cosine: W epochs (may be fractional: 0.5) or "Nsteps"
 //   --augment         random resized crop + horizontal flip; default: on unless --freeze all
+//   --class-weights   balanced (scikit-learn's N / (classes x count), from the training labels) or W0,W1,...: the
+//                     training loss's per-class weights (torch's cross_entropy weight=); validation stays plain
 //   --accumulate N    one optimizer step per N batches (gradient accumulation); --max-steps, the schedule and
 //                     --warmup's steps count optimizer steps
 // Validation: the folder's val/ when DIR has train/ and val/, else a seeded stratified --val-fraction of the
 // training data (after --classes and --per-class). Ctrl-C stops after the current step with last.h5 saved (exit
 // 130); --resume continues from OUT/last.h5.
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -34,6 +37,7 @@
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
 #include "tools/cli_common.h"
+#include "train/class_weights.h"
 #include "train/trainer.h"
 
 namespace graft::cli {
@@ -44,7 +48,7 @@ namespace fs = std::filesystem;
 struct FinetuneArgs {
   ModelArgs model{"resnet18", "torchvision", 0, 0};
   std::string weights, data, freeze = "all", bn = "frozen", optimizer = "sgd", schedule = "cosine", warmup = "0";
-  std::string device = "auto", out = "runs/finetune", classes;
+  std::string device = "auto", out = "runs/finetune", classes, class_weights;
   std::vector<std::string> unfreeze;
   float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f, label_smoothing = 0.f, clip = 0.f;
   int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0, patience = 0, accumulate = 1;
@@ -53,6 +57,40 @@ struct FinetuneArgs {
   bool deterministic = false;
   std::int64_t max_steps = 0;
 };
+
+// --class-weights W0,W1,...: finite values >= 0, not all 0.
+std::vector<float> parse_class_weights(const std::string& text) {
+  std::vector<float> out;
+  std::stringstream ss(text);
+  for (std::string item; std::getline(ss, item, ',');) {
+    std::size_t used = 0;
+    float w = NAN;
+    try {
+      w = std::stof(item, &used);
+    } catch (const std::exception&) {
+    }
+    GRAFT_CHECK(used == item.size() && std::isfinite(w) && w >= 0, "finetune: --class-weights '", text,
+                "': '", item, "' is not a weight >= 0 (expected balanced or W0,W1,... one per class)");
+    out.push_back(w);
+  }
+  GRAFT_CHECK(!out.empty() && std::any_of(out.begin(), out.end(), [](float w) { return w > 0; }),
+              "finetune: --class-weights '", text, "' needs a positive weight");
+  return out;
+}
+
+// The weights of --class-weights for a model with `outputs` classes: "balanced" from the training labels' counts.
+std::vector<float> class_weights_for(const std::string& spec, const Dataset& train, int outputs) {
+  if (spec.empty()) return {};
+  if (spec == "balanced") {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(outputs), 0);
+    for (std::int64_t i = 0; i < train.size(); ++i) ++counts[static_cast<std::size_t>(train.label(i))];
+    return balanced_class_weights(counts);
+  }
+  std::vector<float> w = parse_class_weights(spec);
+  GRAFT_CHECK(static_cast<int>(w.size()) == outputs, "finetune: --class-weights has ", w.size(),
+              " weights for ", outputs, " classes (one per class, in the order of the class names)");
+  return w;
+}
 
 std::vector<int> parse_classes(const std::string& text) {
   std::vector<int> out;
@@ -85,7 +123,7 @@ Preprocess preprocess_of_weights(const std::string& path, const std::string& arc
   if (is_checkpoint(path)) {
     CheckpointMeta m = read_checkpoint_meta(path);
     auto it = m.train_state.find("preprocess");
-    return it != m.train_state.end() ? parse_preprocess(it->second) : preprocess_for(parse_dialect(m.dialect));
+    return it != m.train_state.end() ? parse_preprocess(it->second) : preprocess_for(m.arch, parse_dialect(m.dialect));
   }
   return preprocess_for(inspect_weights(path));
 }
@@ -112,6 +150,7 @@ void finetune(const FinetuneArgs& a) {
               " must be in [0, 1)");
   GRAFT_CHECK(a.label_smoothing >= 0 && a.label_smoothing < 1, "finetune: --label-smoothing ", a.label_smoothing,
               " must be in [0, 1)");
+  if (!a.class_weights.empty() && a.class_weights != "balanced") parse_class_weights(a.class_weights);
   const Device device = resolve_device(a.device);
   cuda::set_deterministic(a.deterministic);
 
@@ -140,6 +179,7 @@ void finetune(const FinetuneArgs& a) {
   const int num_classes = a.model.num_classes > 0 ? a.model.num_classes : data_classes;
   GRAFT_CHECK(num_classes >= data_classes, "finetune: --num-classes ", num_classes, " is smaller than the ",
               data_classes, " classes of ", train_data->describe(), " (labels up to ", data_classes - 1, ")");
+  const std::vector<float> class_weights = class_weights_for(a.class_weights, *train_data, num_classes);
 
   // ---- model ----
   ModelArgs margs = a.model;
@@ -245,8 +285,9 @@ void finetune(const FinetuneArgs& a) {
   to.clip_grad_norm = a.clip;
   to.patience = a.patience;
   to.accumulate = a.accumulate;
+  to.class_weights = class_weights;
   to.checkpoint.arch = a.model.arch;
-  to.checkpoint.dialect = a.model.dialect;
+  to.checkpoint.dialect = built_dialect(a.model);
   to.checkpoint.num_classes = num_classes;
   to.checkpoint.class_names = train_data->class_names();
   to.checkpoint.train_state["preprocess"] = preprocess_name(lo.transform.normalize);
@@ -258,14 +299,20 @@ void finetune(const FinetuneArgs& a) {
     clipping << "at norm " << a.clip;
   else
     clipping << "off";
+  std::ostringstream weights_text;
+  if (class_weights.empty()) weights_text << "none";
+  if (a.class_weights == "balanced") weights_text << "balanced ";
+  for (std::size_t c = 0; c < class_weights.size(); ++c) weights_text << (c ? "," : "(") << class_weights[c];
+  if (!class_weights.empty()) weights_text << ")";
   std::ostringstream run;
-  run << "graft finetune\n  arch " << a.model.arch << " (" << a.model.dialect << "), " << num_classes
+  run << "graft finetune\n  arch " << a.model.arch << " (" << built_dialect(a.model) << "), " << num_classes
       << " classes, weights " << (a.weights.empty() ? "none (random init)" : a.weights) << "\n  train "
       << train_data->describe() << "\n  validation " << (val_data ? val_data->describe() : "none") << "\n  freeze "
       << a.freeze << ", bn " << a.bn << ", trainable parameters " << model->trainable_parameter_count() << " of "
       << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
       << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
-      << warmup << " steps), label smoothing " << a.label_smoothing << ", gradient clipping "
+      << warmup << " steps), label smoothing " << a.label_smoothing << ", class weights " << weights_text.str()
+      << ", gradient clipping "
       << clipping.str() << "\n  epochs " << a.epochs << " (early stopping "
       << (a.patience > 0 ? "after " + std::to_string(a.patience) + " epoch(s) without a better validation top-1"
                          : std::string("off"))
@@ -344,6 +391,8 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--class-weights", a->class_weights,
+                  "weights of the training loss per class: balanced (N / (classes x count)) or W0,W1,...");
   cmd->add_option("--accumulate", a->accumulate,
                   "gradient accumulation: one optimizer step per N batches (an effective batch of N x --batch)")
       ->capture_default_str()

@@ -20,7 +20,7 @@ void register_summary(CLI::App& app) {
     auto model = build_model(*args);
     if (!freeze->empty()) model->freeze(*freeze);
     if (*freeze_bn) freeze_batch_norm(*model);
-    std::printf("%s (%s)\n%s", model->type_name().c_str(), args->dialect.c_str(),
+    std::printf("%s (%s)\n%s", model->type_name().c_str(), built_dialect(*args).c_str(),
                 summary(*model, {1, *size, *size, 3}).c_str());
   });
 }

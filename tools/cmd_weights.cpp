@@ -63,12 +63,14 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
   GRAFT_CHECK(!arch.empty(), "cannot tell the architecture of '", path, "': pass --arch");
   ModelOptions options;
   options.num_classes = classes_in_file(info);
-  options.dialect = is_resnet_arch(arch) ? info.dialect : Dialect::Torchvision;
+  options.dialect = dialect_of(arch, info.dialect);
   auto model = make_model(arch, options);
   load_weights(*model, path);
   meta_out->arch = arch;
   meta_out->dialect = dialect_name(options.dialect);
   meta_out->num_classes = options.num_classes;
+  // What the weights were trained with, for graft eval/predict/finetune on a checkpoint converted from this file.
+  meta_out->train_state["preprocess"] = preprocess_name(preprocess_for(info));
   return model;
 }
 
@@ -83,7 +85,7 @@ void convert(const std::string& arch, const std::string& to, const std::string& 
     export_keras(*model, out);
   else
     save_checkpoint(out, *model, nullptr, meta);
-  const std::string dialect = is_resnet_arch(meta.arch) ? meta.dialect + ", " : "";  // VGG has one
+  const std::string dialect = has_dialects(meta.arch) ? meta.dialect + ", " : "";  // the others have one
   std::printf("convert: %s (%s%d classes, %lld parameters) -> %s (%s)\n", meta.arch.c_str(), dialect.c_str(),
               meta.num_classes, static_cast<long long>(model->parameter_count()), out.c_str(),
               to == "graft" ? "graft checkpoint" : to == "keras" ? "Keras weights" : "torchvision state_dict");

@@ -19,6 +19,7 @@
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
+#include "train/class_weights.h"
 #include "train/feature_cache.h"
 #include "train/plot.h"
 #include "train/progress.h"
@@ -169,6 +170,8 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
               ") needs validation data to watch");
   GRAFT_CHECK(options.clip_grad_norm >= 0.f, "fit: clip_grad_norm is ",  // (false for NaN too)
               options.clip_grad_norm, ", must be >= 0 (0: no clipping)");
+  for (float w : options.class_weights)
+    GRAFT_CHECK(std::isfinite(w) && w >= 0.f, "fit: class weight ", w, " must be finite and >= 0");
   GRAFT_CHECK(options.accumulate >= 1, "fit: accumulate is ", options.accumulate,
               ", must be >= 1 (batches per optimizer step)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
@@ -339,8 +342,17 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
         if (n == 0) continue;  // every example of the batch was unreadable (non-strict loader)
         for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), dropout_offset(step, pending));
         Tensor logits = net(b->inputs);
-        if (!checked_outputs) check_outputs(logits.dim(1), classes, "fit"), checked_outputs = true;
-        Tensor loss = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
+        if (!checked_outputs) {
+          check_outputs(logits.dim(1), classes, "fit");
+          GRAFT_CHECK(options.class_weights.empty() ||
+                          static_cast<std::int64_t>(options.class_weights.size()) == logits.dim(1),
+                      "fit: ", options.class_weights.size(), " class weights for a model with ", logits.dim(1),
+                      " outputs (one weight per output)");
+          checked_outputs = true;
+        }
+        Tensor loss = options.class_weights.empty()
+                          ? softmax_cross_entropy(logits, b->labels, options.label_smoothing)
+                          : weighted_cross_entropy(logits, b->labels, options.class_weights, options.label_smoothing);
         const float value = loss.item();
         if (!std::isfinite(value)) {
           // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.

@@ -78,6 +78,10 @@ struct TrainOptions {
   // Label smoothing of the training loss (softmax_cross_entropy's s, core/ops.h; torch's label_smoothing): the
   // targets are (1-s) onehot + s/C. Validation and the logged validation loss stay unsmoothed. In [0, 1).
   float label_smoothing = 0;
+  // Class weights of the training loss (train/class_weights.h: torch's cross_entropy weight=), one per model output,
+  // each >= 0; e.g. balanced_class_weights of the training labels. Empty: unweighted. The logged training loss is the
+  // weighted one; validation stays unweighted.
+  std::vector<float> class_weights;
   // Early stopping: > 0 stops when the validation top-1 has not improved for this many epochs (needs validation).
   // It depends only on the best epoch, which checkpoints keep: a resumed run stops where the straight one would.
   int patience = 0;
