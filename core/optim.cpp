@@ -349,18 +349,23 @@ float clip_grad_norm(const std::vector<Tensor>& params, float max_norm) {
   }
   const float norm = static_cast<float>(std::sqrt(static_cast<double>(total.item())));
   const float coef = max_norm / (norm + 1e-6f);
-  if (std::isfinite(norm) && coef < 1.f) {  // a non-finite norm leaves the grads as they are
-    for (const Tensor& grad : grads) {
-#if GRAFT_HAS_CUDA
-      if (grad.is_cuda()) {
-        scale_shift_cuda(grad.data<float>(), grad.data<float>(), coef, 0.f, grad.numel());
-        continue;
-      }
-#endif
-      scale_shift_cpu(grad.data<float>(), grad.data<float>(), coef, 0.f, grad.numel());
-    }
-  }
+  if (std::isfinite(norm) && coef < 1.f) scale_grads(params, coef);  // a non-finite norm leaves the grads as they are
   return norm;
+}
+
+void scale_grads(const std::vector<Tensor>& params, float factor) {
+  for (const Tensor& p : params) {
+    Tensor grad = p.grad();
+    if (!grad.defined()) continue;
+    check_float(grad, "scale_grads", "grad");
+#if GRAFT_HAS_CUDA
+    if (grad.is_cuda()) {
+      scale_shift_cuda(grad.data<float>(), grad.data<float>(), factor, 0.f, grad.numel());
+      continue;
+    }
+#endif
+    scale_shift_cpu(grad.data<float>(), grad.data<float>(), factor, 0.f, grad.numel());
+  }
 }
 
 }  // namespace graft

@@ -155,5 +155,7 @@ class AdamW : public Adam {
 // A non-finite total (inf/NaN gradients) leaves the grads unscaled and is returned, so the caller can skip the
 // step (torch would scale them by 0 or NaN). Throws graft::Error when max_norm is negative or NaN.
 float clip_grad_norm(const std::vector<Tensor>& params, float max_norm);
+// Every parameter's grad *= factor, in place, on its own device (parameters without a grad are skipped).
+void scale_grads(const std::vector<Tensor>& params, float factor);
 
 }  // namespace graft

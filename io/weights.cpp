@@ -95,9 +95,10 @@ std::string describe_dialect(const Plan& plan) {
 void check_dialect(const Plan& plan, Module& model, const std::string& path) {
   auto* resnet = dynamic_cast<ResNet*>(&model);
   if (!resnet || !plan.resnet) return;
-  // Only between two dialects of one architecture: a V2 file, or a ResNeXt / Wide ResNet model, is another
+  // Only between two dialects of one architecture: a V2, ResNeXt or Wide ResNet file or model is another
   // architecture, which the name check reports ("the file is a resnet50v2, the model a resnet50").
-  if (is_resnet_v2_arch(plan.arch_guess) || !has_dialects(resnet->arch())) return;
+  const bool file_has_dialects = plan.arch_guess.empty() || has_dialects(plan.arch_guess);
+  if (!file_has_dialects || !has_dialects(resnet->arch())) return;
   Dialect built = resnet->options().dialect;
   bool file_keras = plan.dialect != Dialect::Torchvision, model_keras = built != Dialect::Torchvision;
   GRAFT_CHECK(file_keras == model_keras, "load_weights: '", path, "' holds ", describe_dialect(plan),

@@ -5,8 +5,9 @@ max|diff| / max|ref| < 1e-4.
 
     check_keras_parity.py GRAFT_BINARY KERAS_FIXTURE_DIR WORK_DIR IMAGE
 
-Also: `graft predict` on the ResNet50V2 file and on the graft checkpoint `graft weights convert` makes of it gives the
-same probabilities for IMAGE: the checkpoint keeps the file's preprocessing (tf, not the dialect's caffe).
+Also: `graft predict` on the ResNet50V2 and the Keras-1 VGG16 file and on the graft checkpoint `graft weights convert`
+makes of each gives the same probabilities for IMAGE: the checkpoint keeps the file's preprocessing (tf for V2,
+caffe for VGG16; without it they would get caffe and torch).
 """
 import os
 import shutil
@@ -48,17 +49,22 @@ def main():
     failures += not named
     print(f"{'ok  ' if named else 'FAIL'} a ResNet50V2 file into a resnet50: {wrong.stderr.splitlines()[:1]}")
     failures += not same_prediction_from_a_converted_checkpoint(graft, os.path.join(fixtures, "resnet50v2.weights.h5"),
-                                                                os.path.join(work, "resnet50v2.graft.h5"), image)
+                                                                os.path.join(work, "resnet50v2.graft.h5"), image, True)
+    # VGG16 has no dialect: only the preprocessing the conversion records keeps caffe (the default would be torch).
+    failures += not same_prediction_from_a_converted_checkpoint(graft, os.path.join(fixtures, "vgg16_keras1.h5"),
+                                                                os.path.join(work, "vgg16.graft.h5"), image, False)
     sys.exit(1 if failures else 0)
 
 
-def same_prediction_from_a_converted_checkpoint(graft, weights, checkpoint, image):
-    # The fixture's random weights give logits in the thousands (probabilities 1 and 0 whatever the preprocessing):
+def same_prediction_from_a_converted_checkpoint(graft, weights, checkpoint, image, scale_head):
+    # The V2 fixture's random weights give logits in the thousands (probabilities 1 and 0 whatever the preprocessing):
     # a copy with the dense kernel scaled by 1e-3 gives probabilities that tell tf from caffe.
-    scaled = checkpoint.replace(".graft.h5", "_scaled.weights.h5")
-    shutil.copy(weights, scaled)
-    with h5py.File(scaled, "r+") as f:
-        f["layers/dense/vars/0"][...] = f["layers/dense/vars/0"][()] * 1e-3
+    scaled = weights
+    if scale_head:
+        scaled = checkpoint.replace(".graft.h5", "_scaled.weights.h5")
+        shutil.copy(weights, scaled)
+        with h5py.File(scaled, "r+") as f:
+            f["layers/dense/vars/0"][...] = f["layers/dense/vars/0"][()] * 1e-3
 
     def probabilities(*source):
         run = subprocess.run([graft, "predict", *source, "--size", "64", "--device", "cpu", image],
@@ -68,8 +74,10 @@ def same_prediction_from_a_converted_checkpoint(graft, weights, checkpoint, imag
     direct, converted = probabilities("--weights", scaled), probabilities("--checkpoint", checkpoint)
     ok = (conv.returncode == 0 and isinstance(direct, list) and len(direct) == 5 and direct[0] != "1.0000" and
           direct == converted)
-    print(f"{'ok  ' if ok else 'FAIL'} predict from a resnet50v2 file {direct} and from its converted checkpoint "
-          f"{converted}")
+    print(f"{'ok  ' if ok else 'FAIL'} predict from {os.path.basename(weights)} {direct} and from its converted "
+          f"checkpoint {converted}")
+    if os.path.exists(checkpoint):
+        os.remove(checkpoint)
     return ok
 
 

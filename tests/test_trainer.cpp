@@ -405,11 +405,14 @@ TEST(ClassWeights, WeightedCrossEntropyIsTorchs) {
 TEST(ClassWeights, BalancedWeightsAreScikitLearns) {
   // sklearn.utils.class_weight.compute_class_weight("balanced"): n_samples / (n_classes * bincount(y))
   EXPECT_EQ(balanced_class_weights({10, 10, 10}), (std::vector<float>{1.f, 1.f, 1.f}));
+  // Over the classes present (scikit-learn's classes are those in y): a model with more outputs than the data's
+  // classes gets 0 for the others and the same weights for the rest.
+  EXPECT_EQ(balanced_class_weights({10, 10, 10, 0, 0}), (std::vector<float>{1.f, 1.f, 1.f, 0.f, 0.f}));
   const std::vector<float> w = balanced_class_weights({90, 10, 0, 20});
-  EXPECT_FLOAT_EQ(w[0], 120.f / (4 * 90));
-  EXPECT_FLOAT_EQ(w[1], 120.f / (4 * 10));
+  EXPECT_FLOAT_EQ(w[0], 120.f / (3 * 90));
+  EXPECT_FLOAT_EQ(w[1], 120.f / (3 * 10));
   EXPECT_EQ(w[2], 0.f);  // no examples: never a label
-  EXPECT_FLOAT_EQ(w[3], 120.f / (4 * 20));
+  EXPECT_FLOAT_EQ(w[3], 120.f / (3 * 20));
   expect_error([] { balanced_class_weights({0, 0}); }, {"no examples"});
 }
 
@@ -443,6 +446,87 @@ TEST(Trainer, ClassWeightsWeighTheTrainingLossAndLeaveValidationPlain) {
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: 2 class weights for a model with 3 outputs"});
   o.class_weights = {1.f, -1.f, 1.f};
   expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"fit: class weight -1 must be finite and >= 0"});
+}
+
+TEST(Trainer, GradientAccumulationOfUnequalBatchesAndOfWeightedLossesIsTheLargeBatchStep) {
+  // Batches 5,5,5,5,4 accumulated into one step per epoch take the step of one batch of 24 (each batch adds its
+  // loss sum; the step divides by the 24 examples), and with class weights batches of 4 in pairs take the weighted
+  // step of batches of 8 (divided by the labels' total weight, as torch's cross_entropy(weight=) over 8 rows).
+  auto data = std::make_shared<Bands>(8, 3, 8, 1);  // 24 images
+  auto train_with = [&](int batch, int accumulate, std::vector<float> weights) {
+    auto net = per_example_net(6);
+    Loader train(data, loader_options(batch, true));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    TrainOptions o = quiet("", 2);
+    o.accumulate = accumulate;
+    o.class_weights = std::move(weights);
+    fit(*net, opt, train, nullptr, o);
+    return values(*net);
+  };
+  auto expect_near = [](const std::map<std::string, std::vector<float>>& got,
+                        const std::map<std::string, std::vector<float>>& expected, const char* what) {
+    for (const auto& [name, v] : expected)
+      for (std::size_t i = 0; i < v.size(); ++i) ASSERT_NEAR(got.at(name)[i], v[i], 2e-5f) << what << " " << name;
+  };
+  expect_near(train_with(5, 5, {}), train_with(24, 1, {}), "5,5,5,5,4 accumulated vs 24");
+  const std::vector<float> weights = {0.25f, 1.f, 4.f};
+  const auto weighted = train_with(4, 2, weights);
+  expect_near(weighted, train_with(8, 1, weights), "weighted 4+4 vs 8");
+  EXPECT_NE(weighted, train_with(8, 1, {}));  // and the weights change the training
+}
+
+TEST(Trainer, AStepWhoseLabelsAllWeighZeroChangesNothing) {
+  // Batches of one image, labels 0,1,2,0,...: with class 0 weighing 0, every third step has nothing to learn from.
+  auto data = std::make_shared<Bands>(2, 3, 8, 1);  // 6 images
+  auto net = per_example_net(7);
+  Loader train(data, loader_options(1, false));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f, .weight_decay = 0.1f});
+  TrainOptions o = quiet("", 1);
+  o.class_weights = {0.f, 1.f, 1.f};
+  std::vector<std::map<std::string, std::vector<float>>> after;
+  o.on_step = [&](const StepInfo&) { after.push_back(values(*net)); };
+  const auto before = values(*net);
+  TrainResult r = fit(*net, opt, train, nullptr, o);
+  EXPECT_EQ(r.steps, 6);
+  ASSERT_EQ(after.size(), 6u);
+  EXPECT_EQ(after[0], before);    // label 0: no update (no weight decay either)
+  EXPECT_NE(after[1], after[0]);  // label 1 trains
+  EXPECT_EQ(after[3], after[2]);  // label 0 again
+}
+
+// Bands whose examples 5..9 cannot be read: with batches of 5 in order, the loader skips batch 1 entirely.
+class BandsWithAnUnreadableBatch : public Bands {
+ public:
+  BandsWithAnUnreadableBatch() : Bands(8, 3, 8, 1) {}
+  Example get(std::int64_t i) const override {
+    GRAFT_CHECK(i < 5 || i > 9, "example ", i, " is unreadable");
+    return Bands::get(i);
+  }
+};
+
+TEST(Trainer, ResumeCountsTheBatchesTheLoaderSkipped) {
+  // 24 images, batch 5 in order: batches 0, 2, 3, 4 arrive (batch 1 is unreadable). A stop after the step on batch
+  // 2 must resume at batch 3 - counting the delivered batches instead would train batch 2 twice.
+  auto run = [](const std::string& dir, std::int64_t max_steps, bool resume, int accumulate) {
+    auto net = per_example_net(8);
+    Loader train(std::make_shared<BandsWithAnUnreadableBatch>(), loader_options(5, false));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    TrainOptions o = quiet(dir, 2);
+    o.max_steps = max_steps, o.resume = resume, o.accumulate = accumulate;
+    TrainResult r = fit(*net, opt, train, nullptr, o);
+    return std::make_pair(r.steps, values(*net));
+  };
+  for (int accumulate : {1, 2}) {
+    const auto [steps, straight] = run(temp_dir("holes_straight"), 0, false, accumulate);
+    EXPECT_EQ(steps, accumulate == 1 ? 8 : 4);  // 4 batches per epoch; in pairs: (0,2), (3,4)
+    for (std::int64_t stop = 1; stop < steps; ++stop) {
+      const std::string dir = temp_dir("holes_" + std::to_string(accumulate) + "_" + std::to_string(stop));
+      run(dir, stop, false, accumulate);
+      const auto [resumed_steps, resumed] = run(dir, 0, true, accumulate);
+      EXPECT_EQ(resumed_steps, steps) << "accumulate " << accumulate << ", stopped after step " << stop;
+      EXPECT_EQ(resumed, straight) << "accumulate " << accumulate << ", stopped after step " << stop;
+    }
+  }
 }
 
 TEST(Trainer, GradientAccumulationResumesBitExactAtItsSteps) {

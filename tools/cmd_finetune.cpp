@@ -81,14 +81,16 @@ std::vector<float> parse_class_weights(const std::string& text) {
 // The weights of --class-weights for a model with `outputs` classes: "balanced" from the training labels' counts.
 std::vector<float> class_weights_for(const std::string& spec, const Dataset& train, int outputs) {
   if (spec.empty()) return {};
-  if (spec == "balanced") {
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(outputs), 0);
-    for (std::int64_t i = 0; i < train.size(); ++i) ++counts[static_cast<std::size_t>(train.label(i))];
-    return balanced_class_weights(counts);
-  }
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(outputs), 0);
+  for (std::int64_t i = 0; i < train.size(); ++i) ++counts[static_cast<std::size_t>(train.label(i))];
+  if (spec == "balanced") return balanced_class_weights(counts);
   std::vector<float> w = parse_class_weights(spec);
   GRAFT_CHECK(static_cast<int>(w.size()) == outputs, "finetune: --class-weights has ", w.size(),
               " weights for ", outputs, " classes (one per class, in the order of the class names)");
+  bool any = false;
+  for (std::size_t c = 0; c < w.size(); ++c) any |= w[c] > 0 && counts[c] > 0;
+  GRAFT_CHECK(any, "finetune: --class-weights '", spec, "' gives weight 0 to every class of ", train.describe(),
+              ": nothing would train");
   return w;
 }
 
@@ -191,6 +193,8 @@ void finetune(const FinetuneArgs& a) {
       CheckpointMeta m = read_checkpoint_meta(a.weights);
       GRAFT_CHECK(m.arch == a.model.arch, "finetune: --weights '", a.weights, "' holds a ", m.arch, ", not a ",
                   a.model.arch);
+      GRAFT_CHECK(m.dialect.empty() || m.dialect == built_dialect(a.model), "finetune: --weights '", a.weights,
+                  "' holds a ", m.arch, " in the ", m.dialect, " dialect: pass --dialect ", m.dialect);
       ModelArgs file_args = margs;
       file_args.num_classes = m.num_classes;
       auto from = build_model(file_args);
@@ -318,7 +322,7 @@ void finetune(const FinetuneArgs& a) {
                          : std::string("off"))
       << "), batch " << a.batch
       << (a.accumulate > 1 ? " x " + std::to_string(a.accumulate) + " accumulated (effective batch " +
-                                 std::to_string(a.batch * a.accumulate) + ")"
+                                 std::to_string(static_cast<std::int64_t>(a.batch) * a.accumulate) + ")"
                            : std::string())
       << ", size " << a.size << ", augment "
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "

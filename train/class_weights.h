@@ -19,9 +19,19 @@ namespace graft {
 Tensor weighted_cross_entropy(const Tensor& logits, const Tensor& labels, const std::vector<float>& weights,
                               float label_smoothing = 0.f);
 
+// The two parts of that loss: the weighted sum over the rows (a scalar tensor, differentiable) and its denominator
+// sum_i w_{y_i} (0 when every label weighs 0). fit() adds both over the batches of an optimizer step, so the step
+// is the one of all its batches as one (gradient accumulation).
+struct WeightedLoss {
+  Tensor sum;
+  double label_weight = 0;
+};
+WeightedLoss weighted_cross_entropy_parts(const Tensor& logits, const Tensor& labels, const std::vector<float>& weights,
+                                          float label_smoothing = 0.f);
+
 // scikit-learn's "balanced" weights: w_c = N / (C * n_c) for the n_c examples of class c among N = sum(n), over
-// C = counts.size() classes; a class without examples gets 0 (it is never a label; with smoothing its output then
-// takes no share of the targets either). A balanced dataset gets 1 everywhere.
+// the C classes that have examples; a class without any gets 0 (it is never a label; with smoothing its output
+// then takes no share of the targets either). A balanced dataset gets 1 for every class it has.
 std::vector<float> balanced_class_weights(const std::vector<std::int64_t>& counts);
 
 }  // namespace graft

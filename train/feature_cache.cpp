@@ -30,7 +30,7 @@ TrainBatch FeatureCache::gather(const std::vector<std::int64_t>& order, std::int
     for (std::int64_t k = 0; k < run; ++k) y[static_cast<std::size_t>(i + k)] = labels[static_cast<std::size_t>(first + k)];
     i += run;
   }
-  return {out, Tensor::from_vector(y, {n}, features.device())};
+  return {out, Tensor::from_vector(y, {n}, features.device()), 0};
 }
 
 std::shared_ptr<Module> module_at(Module& root, const std::string& path) {

@@ -14,7 +14,8 @@
 namespace graft {
 
 struct TrainBatch {
-  Tensor inputs, labels;  // on the model's device
+  Tensor inputs, labels;    // on the model's device
+  std::int64_t index = 0;   // the batch's number within the epoch
 };
 
 struct FeatureCache {

@@ -249,13 +249,14 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (!head) {
       auto b = train.next();
       if (!b) return std::nullopt;
-      return TrainBatch{b->images, b->labels};
+      return TrainBatch{b->images, b->labels, b->index};
     }
     if (cursor >= batches_per_epoch) return std::nullopt;
     std::int64_t bs = train.options().batch_size, begin = cursor * bs;
     std::int64_t end = std::min(begin + bs, train_cache.size());
-    ++cursor;
-    return train_cache.gather(order, begin, end);
+    TrainBatch out = train_cache.gather(order, begin, end);
+    out.index = cursor++;
+    return out;
   };
 
   // Each batch's dropout masks come from (seed, offset): batch k of an optimizer step's group starts its own 2^32
@@ -308,7 +309,6 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   const float clip = options.clip_grad_norm > 0 ? options.clip_grad_norm : std::numeric_limits<float>::infinity();
   std::int64_t images_this_call = 0;
   bool checked_outputs = false;
-  float last_loss = 0;  // of the last batch, for on_step
   auto fault = [&](const char* what, float v, int epoch, std::int64_t batch) {
     optimizer.zero_grad();
     const char* text = std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
@@ -331,15 +331,19 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options.epochs), batches_per_epoch,
                     options.progress);
     std::int64_t bar_images = 0;
-    // Gradient accumulation: `pending` batches have added their gradients since the last optimizer step. The group
-    // of `accumulate` batches is cut short at the end of the epoch; each batch's loss is scaled by 1 / (its group's
-    // batches), so a group of equal batches takes the step of their mean loss.
+    // One optimizer step per group of `accumulate` batches (the epoch's last group may be shorter). The plain case
+    // (no accumulation, no class weights) backpropagates the batch's mean loss. Otherwise each batch backpropagates
+    // its loss SUM (rows weighted by their labels' class weights) and the step divides the gradients by the group's
+    // denominator (its examples, or their labels' total weight): the gradient of the group's mean loss, exactly as
+    // if its batches were one (torch's cross_entropy over them, weight= included), whatever their sizes.
+    const bool plain = accumulate == 1 && options.class_weights.empty();
     std::int64_t pending = 0;
+    double group_denominator = 0, group_loss = 0;
     while (true) {
       std::optional<TrainBatch> b = next_batch();
       if (b) {
         const std::int64_t n = b->labels.numel();
-        if (n == 0) continue;  // every example of the batch was unreadable (non-strict loader)
+        if (n == 0) continue;  // (loaders skip unreadable batches themselves; an empty one would have no mean)
         for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), dropout_offset(step, pending));
         Tensor logits = net(b->inputs);
         if (!checked_outputs) {
@@ -350,42 +354,57 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
                       " outputs (one weight per output)");
           checked_outputs = true;
         }
-        Tensor loss = options.class_weights.empty()
-                          ? softmax_cross_entropy(logits, b->labels, options.label_smoothing)
-                          : weighted_cross_entropy(logits, b->labels, options.class_weights, options.label_smoothing);
-        const float value = loss.item();
+        Tensor loss;               // what this batch backpropagates
+        float value = 0;           // the batch's mean loss (weighted mean with class weights; 0 if all weigh 0)
+        double denominator = 0;    // its share of the group's denominator
+        if (options.class_weights.empty()) {
+          Tensor mean = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
+          value = mean.item();
+          denominator = static_cast<double>(n);
+          loss = plain ? mean : mul(mean, static_cast<float>(n));
+        } else {
+          WeightedLoss parts =
+              weighted_cross_entropy_parts(logits, b->labels, options.class_weights, options.label_smoothing);
+          const float total = parts.sum.item();
+          value = parts.label_weight > 0 ? static_cast<float>(total / parts.label_weight) : total * 0.f;
+          denominator = parts.label_weight;
+          loss = parts.sum;
+        }
         if (!std::isfinite(value)) {
           // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.
           const std::vector<std::int32_t> y = b->labels.to_int_vector();
           for (std::size_t i = 0; i < y.size(); ++i)
             GRAFT_CHECK(y[i] >= 0 && y[i] < logits.dim(1), "finetune: label ", y[i], " at row ", i, " of epoch ",
                         epoch + 1, " step ", step + 1, " is outside [0, ", logits.dim(1), ")");
-          fault("loss", value, epoch, batch);
+          fault("loss", value, epoch, b->index);
         }
-        const std::int64_t group = std::max<std::int64_t>(1, std::min(accumulate, batches_per_epoch - (batch - pending)));
-        (group > 1 ? mul(loss, 1.f / static_cast<float>(group)) : loss).backward();
-        ++pending, ++batch;
+        loss.backward();
+        ++pending;
+        batch = b->index + 1;  // the position in the epoch's batches (unreadable ones skipped by the loader count)
+        group_denominator += denominator, group_loss += static_cast<double>(value) * denominator;
         loss_sum += static_cast<double>(value) * n;
         epoch_images += n, bar_images += n, images_this_call += n;
         epoch_correct += score(logits.detach(), b->labels, nullptr);
-        last_loss = value;
-        if (pending < group) {
+        if (pending < accumulate && batch < batches_per_epoch) {
           bar.update(batch, bar_images, loss_sum / epoch_images);
           continue;
         }
       } else if (pending == 0) {
         break;
-      }  // else: the epoch ended before the group was full (unreadable batches): its step is taken now
+      }  // else: the epoch's batches ended before the group was full (unreadable batches): its step is taken now
+      const bool update = plain || group_denominator > 0;  // a group whose labels all weigh 0 changes nothing
+      if (!plain && update) scale_grads(params, static_cast<float>(1.0 / group_denominator));
       if (options.clip_grad_norm > 0 || (options.grad_check_every > 0 && (step + 1) % options.grad_check_every == 0)) {
         float norm = clip_grad_norm(params, clip);
         if (!std::isfinite(norm)) fault("the gradient norm", norm, epoch, batch - 1);
       }
-      optimizer.step();
+      if (update) optimizer.step();
       optimizer.zero_grad();
       if (schedule) schedule->step();
-      ++step, pending = 0;
+      const double step_loss = group_denominator > 0 ? group_loss / group_denominator : 0.0;
+      ++step, pending = 0, group_denominator = 0, group_loss = 0;
       bar.update(batch, bar_images, loss_sum / epoch_images);
-      if (options.on_step) options.on_step({epoch, step, batch, last_loss});
+      if (options.on_step) options.on_step({epoch, step, batch, step_loss});
       bool stop_signal = g_interrupted.load();
       if (stop_signal || (options.max_steps > 0 && step >= options.max_steps)) {
         bar.finish();

@@ -55,7 +55,7 @@ EvalResult evaluate(Module& model, Loader& loader);
 struct StepInfo {
   int epoch = 0;                     // 0-based
   std::int64_t step = 0;             // optimizer steps done in all (this one included)
-  std::int64_t batch_in_epoch = 0;   // batches done in this epoch (this one included)
+  std::int64_t batch_in_epoch = 0;   // the epoch's batches up to this step's last (any the loader skipped included)
   double loss = 0;
 };
 
@@ -80,16 +80,18 @@ struct TrainOptions {
   float label_smoothing = 0;
   // Class weights of the training loss (train/class_weights.h: torch's cross_entropy weight=), one per model output,
   // each >= 0; e.g. balanced_class_weights of the training labels. Empty: unweighted. The logged training loss is the
-  // weighted one; validation stays unweighted.
+  // weighted one; validation stays unweighted. A step whose labels all weigh 0 updates nothing (not even weight
+  // decay); it still counts as a step.
   std::vector<float> class_weights;
   // Early stopping: > 0 stops when the validation top-1 has not improved for this many epochs (needs validation).
   // It depends only on the best epoch, which checkpoints keep: a resumed run stops where the straight one would.
   int patience = 0;
-  // Gradient accumulation: one optimizer step per `accumulate` batches, each batch's loss scaled by 1/accumulate
-  // (1 / the batches left, for the epoch's last, shorter group), so a step sees the gradient of the group's mean loss:
-  // an effective batch of accumulate x batch size in the memory of one batch. The same step as one large batch when
-  // the batches are equal in size and nothing uses batch statistics (BatchNorm frozen or absent). `step`, max_steps,
-  // the schedule, clipping, on_step, SIGINT and checkpoints count optimizer steps; a group is never split by a stop.
+  // Gradient accumulation: one optimizer step per `accumulate` batches (the epoch's last group may be shorter), taken
+  // with the gradient of the group's mean loss - each batch backpropagates its loss sum, and the step divides by the
+  // group's examples (or, with class_weights, their labels' total weight): an effective batch of accumulate x batch
+  // size in the memory of one batch, the same step as one large batch when nothing uses batch statistics (BatchNorm
+  // frozen or absent). `step`, max_steps, the schedule, clipping, on_step (its loss: the group's mean), SIGINT and
+  // checkpoints count optimizer steps; a stop never splits a group.
   int accumulate = 1;
   float clip_grad_norm = 0;      // > 0: clip the global gradient 2-norm to this every step
   int grad_check_every = 50;     // check the global gradient norm for NaN/Inf every N steps (0 = only when clipping)
