@@ -97,7 +97,7 @@ void check_dialect(const Plan& plan, Module& model, const std::string& path) {
   if (!resnet || !plan.resnet) return;
   // Only between two dialects of one architecture: a V2, ResNeXt or Wide ResNet file or model is another
   // architecture, which the name check reports ("the file is a resnet50v2, the model a resnet50").
-  const bool file_has_dialects = plan.arch_guess.empty() || has_dialects(plan.arch_guess);
+  const bool file_has_dialects = !is_resnet_arch(plan.arch_guess) || has_dialects(plan.arch_guess);  // unknown: maybe
   if (!file_has_dialects || !has_dialects(resnet->arch())) return;
   Dialect built = resnet->options().dialect;
   bool file_keras = plan.dialect != Dialect::Torchvision, model_keras = built != Dialect::Torchvision;

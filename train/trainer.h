@@ -80,8 +80,9 @@ struct TrainOptions {
   float label_smoothing = 0;
   // Class weights of the training loss (train/class_weights.h: torch's cross_entropy weight=), one per model output,
   // each >= 0; e.g. balanced_class_weights of the training labels. Empty: unweighted. The logged training loss is the
-  // weighted one; validation stays unweighted. A step whose labels all weigh 0 updates nothing (not even weight
-  // decay); it still counts as a step.
+  // weighted one (log.csv's epoch loss: the batches' weighted means averaged per image; on_step's: the step's weighted
+  // mean); validation stays unweighted. A step whose labels all weigh 0 updates nothing (not even weight decay; torch
+  // would give NaN); it still counts as a step.
   std::vector<float> class_weights;
   // Early stopping: > 0 stops when the validation top-1 has not improved for this many epochs (needs validation).
   // It depends only on the best epoch, which checkpoints keep: a resumed run stops where the straight one would.
