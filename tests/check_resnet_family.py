@@ -12,9 +12,9 @@
 2. `graft finetune --arch resnext50_32x4d --weights` (the file above, a new 3-class head, layer4 unfrozen) trains an
    epoch on IMAGE_FOLDER and writes best.h5 holding a resnext50_32x4d.
 3. resnext101_32x8d, resnext101_64x4d and wide_resnet101_2 (torchvision's random initialisation, one file at a
-   time: up to 0.5 GB): `graft weights inspect` names the architecture, `graft weights convert` loads the
-   file strictly (every name and shape) into the model graft builds for that name, and `graft summary` counts the
-   same parameters as torch.
+   time: up to 0.5 GB): `graft weights inspect` names the architecture, `graft run` loads the file strictly
+   (every name and shape) into the model graft builds for that name, and `graft summary` counts the same
+   parameters as torch.
 """
 import os
 import shutil
@@ -119,12 +119,15 @@ def main():
         model = getattr(torchvision.models, arch)()
         write_state(path, model.state_dict())
         ok = inspect_names(binary, path, arch) and ok
-        r = graft(binary, "weights", "convert", path, os.path.join(work, arch + ".graft.h5"))
+        # `graft run` loads the file strictly into the model it builds for that name (on one small image: no
+        # large file is written)
+        tiny = os.path.join(work, "tiny_in.h5")
+        with h5py.File(tiny, "w") as f:
+            f.create_dataset("input", data=np.zeros((1, 32, 32, 3), np.float32))
+        r = graft(binary, "run", "--weights", path, "--input", tiny, "--output", os.path.join(work, "tiny_out.h5"))
         print(f"{arch}: strict load {'done' if r.returncode == 0 else 'FAILED: ' + r.stderr.strip()}")
         ok = ok and r.returncode == 0
-        for name in [path, os.path.join(work, arch + ".graft.h5")]:
-            if os.path.exists(name):
-                os.remove(name)
+        os.remove(path)
         count = sum(p.numel() for p in model.parameters())
         r = graft(binary, "summary", "--arch", arch, "--size", "32")
         counted = f"parameters: {count:,} total" in r.stdout
