@@ -44,24 +44,20 @@ std::shared_ptr<Conv2d> make_conv(int in, int out, int kernel, int stride, int p
 
 bool is_plain(const ResNetOptions& o) { return o.groups == 1 && o.width_per_group == 64; }
 
+// The family's name and its shape suffix, in one spelling or the other: (resnet, wide_resnet, resnext) for the zoo,
+// (ResNet, WideResNet, ResNeXt) for type_name. "50", "50_2", "50_32x4d".
+std::string family_name(const ResNetOptions& o, const char* plain, const char* wide, const char* resnext) {
+  const std::string depth = std::to_string(o.depth);
+  if (is_plain(o)) return plain + depth;
+  if (o.groups == 1 && o.width_per_group % 64 == 0) return wide + depth + "_" + std::to_string(o.width_per_group / 64);
+  return resnext + depth + "_" + std::to_string(o.groups) + "x" + std::to_string(o.width_per_group) + "d";
+}
+
 }  // namespace
 
-std::string resnet_arch_name(const ResNetOptions& o) {
-  const std::string depth = std::to_string(o.depth);
-  if (is_plain(o)) return "resnet" + depth;
-  if (o.groups == 1 && o.width_per_group % 64 == 0)
-    return "wide_resnet" + depth + "_" + std::to_string(o.width_per_group / 64);
-  return "resnext" + depth + "_" + std::to_string(o.groups) + "x" + std::to_string(o.width_per_group) + "d";
-}
+std::string resnet_arch_name(const ResNetOptions& o) { return family_name(o, "resnet", "wide_resnet", "resnext"); }
 
-std::string ResNet::type_name() const {
-  const std::string depth = std::to_string(options_.depth);
-  if (is_plain(options_)) return "ResNet" + depth;
-  if (options_.groups == 1 && options_.width_per_group % 64 == 0)
-    return "WideResNet" + depth + "_" + std::to_string(options_.width_per_group / 64);
-  return "ResNeXt" + depth + "_" + std::to_string(options_.groups) + "x" + std::to_string(options_.width_per_group) +
-         "d";
-}
+std::string ResNet::type_name() const { return family_name(options_, "ResNet", "WideResNet", "ResNeXt"); }
 
 ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Dialect d, Generator& gen, int width,
                              int groups)
