@@ -7,10 +7,13 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
 
 #include "core/error.h"
 #include "core/lr_schedule.h"
@@ -555,6 +558,163 @@ TEST(Trainer, GradientAccumulationResumesBitExactAtItsSteps) {
     EXPECT_EQ(run(second, dir, 0, true).steps, 9);
     EXPECT_EQ(values(*second.net), values(*straight.net)) << "stopped at step " << stop;
   }
+}
+
+std::string file_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+TEST(Trainer, ResumeWithOtherSettingsIsRefusedBeforeAnythingChanges) {
+  const std::string dir = temp_dir("settings");
+  {
+    Pipeline first;
+    TrainOptions o = quiet(dir, 3);
+    o.max_steps = 2;
+    o.accumulate = 2;
+    first.fit(o);
+  }
+  const std::string last = dir + "/last.h5";
+  const CheckpointMeta meta = read_checkpoint_meta(last);
+  EXPECT_EQ(meta.train_state.at("setting.accumulate"), "2");
+  EXPECT_EQ(meta.train_state.at("setting.batch"), "5");
+  EXPECT_EQ(meta.train_state.at("setting.train-examples"), "24");
+  EXPECT_EQ(meta.train_state.at("setting.class-weights"), "none");
+  const std::string bytes = file_bytes(last);
+  auto refused = [&](const std::function<void(TrainOptions&)>& change, std::vector<std::string> message) {
+    Pipeline second(1234);
+    const auto before = values(*second.net);
+    const float lr = second.opt.param_groups()[0].lr;
+    TrainOptions o = quiet(dir, 3);
+    o.accumulate = 2;
+    o.resume = true;
+    change(o);
+    message.insert(message.begin(), "fit: cannot resume from '" + last + "': it was written by a run with other settings");
+    expect_error([&] { second.fit(o); }, message);
+    EXPECT_EQ(values(*second.net), before) << "the model changed before the refusal";
+    EXPECT_EQ(second.opt.param_groups()[0].lr, lr) << "the schedule changed before the refusal";
+    EXPECT_EQ(file_bytes(last), bytes);
+  };
+  refused([](TrainOptions& o) { o.accumulate = 3; }, {"\n  accumulate: 2 in the checkpoint, 3 now"});
+  refused([](TrainOptions& o) { o.epochs = 4; }, {"\n  epochs: 3 in the checkpoint, 4 now"});
+  refused([](TrainOptions& o) { o.class_weights = {1.f, 0.5f, 2.f}; o.label_smoothing = 0.1f; },
+          {"\n  class-weights: none in the checkpoint, 1,0.5,2 now", "\n  label-smoothing: 0 in the checkpoint, 0.1 now",
+           "resume with the checkpoint's settings, or start a new run from its weights"});
+  refused([](TrainOptions& o) { o.checkpoint.train_state["setting.optimizer"] = "adam"; },
+          {"\n  optimizer: (not recorded) in the checkpoint, adam now"});
+  {  // the loader's batch size
+    auto net = small_net(3, true);
+    Loader train(std::make_shared<Bands>(8, 3, 8, 1), loader_options(6, true));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.05f});
+    TrainOptions o = quiet(dir, 3);
+    o.accumulate = 2, o.resume = true;
+    expect_error([&] { fit(*net, opt, train, nullptr, o); }, {"\n  batch: 5 in the checkpoint, 6 now"});
+  }
+  // What is not a setting may change: the resumed run ends where a straight one does.
+  Pipeline straight;
+  TrainOptions so = quiet(temp_dir("settings_straight"), 3);
+  so.accumulate = 2;
+  straight.fit(so);
+  Pipeline second(1234);
+  TrainOptions o = quiet(dir, 3);
+  o.accumulate = 2, o.resume = true, o.max_steps = 0, o.keep_best = false, o.grad_check_every = 1;
+  EXPECT_EQ(second.fit(o).steps, 9);
+  EXPECT_EQ(values(*second.net), values(*straight.net));
+  // A checkpoint written before settings were recorded is not checked.
+  std::map<std::string, std::string> state = read_checkpoint_meta(last).train_state;
+  for (auto it = state.begin(); it != state.end();) it = it->first.rfind("setting.", 0) == 0 ? state.erase(it) : std::next(it);
+  CheckpointMeta old = read_checkpoint_meta(last);
+  old.train_state = state;
+  save_checkpoint(dir + "/old.h5", *second.net, &second.opt, old);
+  EXPECT_NO_THROW(check_resume_settings("fit", dir + "/old.h5", {{"batch", "99"}}));
+}
+
+// Bands whose last `unreadable` examples cannot be read.
+class BandsWithAnUnreadableEnd : public Bands {
+ public:
+  explicit BandsWithAnUnreadableEnd(int unreadable) : Bands(8, 3, 8, 1), unreadable_(unreadable) {}
+  Example get(std::int64_t i) const override {
+    GRAFT_CHECK(i < size() - unreadable_, "example ", i, " is unreadable");
+    return Bands::get(i);
+  }
+
+ private:
+  int unreadable_;
+};
+
+// The first `n` examples of Bands(8, 3, 8, 1).
+class FirstBands : public Bands {
+ public:
+  explicit FirstBands(std::int64_t n) : Bands(8, 3, 8, 1), n_(n) {}
+  std::int64_t size() const override { return n_; }
+
+ private:
+  std::int64_t n_;
+};
+
+TEST(Trainer, AGroupCutShortByUnreadableLastBatchesTakesItsStepAtTheEpochsEnd) {
+  // 24 images in order, batches of 5: batch 4 (images 20-23) cannot be read. In groups of 3, batches 0-2 take a step
+  // and batch 3 waits for batch 4, which never comes: the loop takes batch 3's step when the epoch's batches end -
+  // the step that training on the 20 readable images alone takes at the epoch's last batch.
+  auto run = [](DatasetPtr data) {
+    auto net = per_example_net(9);
+    Loader train(std::move(data), loader_options(5, false));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    TrainOptions o = quiet("", 2);
+    o.accumulate = 3;
+    std::vector<std::int64_t> positions;
+    o.on_step = [&](const StepInfo& s) { positions.push_back(s.batch_in_epoch); };
+    TrainResult r = fit(*net, opt, train, nullptr, o);
+    EXPECT_EQ(r.steps, 4);
+    return std::make_pair(positions, values(*net));
+  };
+  const auto [positions, cut] = run(std::make_shared<BandsWithAnUnreadableEnd>(4));
+  const auto [readable_positions, readable] = run(std::make_shared<FirstBands>(20));
+  EXPECT_EQ(positions, (std::vector<std::int64_t>{3, 4, 3, 4}));
+  EXPECT_EQ(readable_positions, positions);
+  EXPECT_EQ(cut, readable);
+}
+
+// Bands that raise SIGINT (as Ctrl-C would) while example `at` is read, once.
+class BandsInterruptedAt : public Bands {
+ public:
+  explicit BandsInterruptedAt(std::int64_t at) : Bands(8, 3, 8, 1), at_(at) {}
+  Example get(std::int64_t i) const override {
+    if (i == at_ && !raised_.exchange(true)) std::raise(SIGINT);
+    return Bands::get(i);
+  }
+
+ private:
+  std::int64_t at_;
+  mutable std::atomic<bool> raised_{false};
+};
+
+TEST(Trainer, CtrlCInsideAGroupStopsAfterTheGroupsStepAndResumesBitExact) {
+  // Batches 5,5,5,5,4 in order (decoded on the calling thread), groups of 3: Ctrl-C while batch 1 is read (example 7)
+  // lets the group finish - batches 0-2, one step - and then stops with the position after batch 2.
+  auto run = [](DatasetPtr data, const std::string& dir, bool resume) {
+    auto net = per_example_net(10);
+    LoaderOptions lo = loader_options(5, false);
+    lo.workers = 0;
+    Loader train(std::move(data), lo);
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    TrainOptions o = quiet(dir, 2);
+    o.accumulate = 3, o.resume = resume;
+    TrainResult r = fit(*net, opt, train, nullptr, o);
+    return std::make_pair(r, values(*net));
+  };
+  const auto [straight_result, straight] = run(std::make_shared<Bands>(8, 3, 8, 1), temp_dir("group_sig_straight"), false);
+  EXPECT_EQ(straight_result.steps, 4);
+  const std::string dir = temp_dir("group_sig");
+  const auto [stopped, unused] = run(std::make_shared<BandsInterruptedAt>(7), dir, false);
+  EXPECT_TRUE(stopped.stopped_by_signal);
+  EXPECT_EQ(stopped.steps, 1);
+  const CheckpointMeta m = read_checkpoint_meta(dir + "/last.h5");
+  EXPECT_EQ(m.step, 1);
+  EXPECT_EQ(m.train_state.at("batch_in_epoch"), "3");
+  const auto [resumed_result, resumed] = run(std::make_shared<Bands>(8, 3, 8, 1), dir, true);
+  EXPECT_EQ(resumed_result.steps, 4);
+  EXPECT_EQ(resumed, straight);
 }
 
 TEST(Trainer, EarlyStoppingEndsWhenValidationStopsImprovingAndResumesToTheSameEnd) {

@@ -17,11 +17,14 @@
 // training data (after --classes and --per-class). Ctrl-C stops after the current step with last.h5 saved (exit
 // 130); --resume continues from OUT/last.h5.
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <sstream>
 
 #include "core/allocator.h"
@@ -268,12 +271,12 @@ void finetune(const FinetuneArgs& a) {
   else if (a.optimizer == "adam") opt = std::make_unique<Adam>(groups, AdamOptions{});
   else opt = std::make_unique<AdamW>(groups, AdamWOptions{});
   const std::int64_t steps_per_epoch = (train.batches_per_epoch() + a.accumulate - 1) / a.accumulate;
-  std::int64_t total = steps_per_epoch * a.epochs;
-  if (a.max_steps > 0) total = std::min(total, a.max_steps);
+  // The schedule spans --epochs; --max-steps only stops the run early, so a --resume continues the same run.
+  const std::int64_t total = steps_per_epoch * a.epochs;
   const std::int64_t warmup = warmup_steps(a.warmup, steps_per_epoch);
   GRAFT_CHECK(warmup == 0 || a.schedule == "cosine", "finetune: --warmup applies to --schedule cosine only");
   std::unique_ptr<LRSchedule> schedule;
-  // A warm-up longer than the run (a short run, --max-steps) is cut to leave at least one cosine step.
+  // A warm-up longer than the run is cut to leave at least one cosine step.
   if (a.schedule == "cosine")
     schedule = std::make_unique<CosineWithWarmup>(*opt, std::min(warmup, std::max<std::int64_t>(total - 1, 0)), total);
   else if (a.schedule == "step") schedule = std::make_unique<StepLR>(*opt, std::max<std::int64_t>(1, total / 3), 0.1f);
@@ -297,6 +300,33 @@ void finetune(const FinetuneArgs& a) {
   to.checkpoint.train_state["preprocess"] = preprocess_name(lo.transform.normalize);
   to.checkpoint.train_state["image_size"] = std::to_string(a.size);
   to.checkpoint.train_state["resize"] = lo.transform.exact_resize ? "exact" : "crop";
+  // What shapes the run besides fit's own settings (train/trainer.h run_settings): a --resume must repeat them.
+  auto num = [](auto v) {  // the shortest text that reads back as v
+    char buf[64];
+    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+  };
+  std::string unfreeze;
+  for (const auto& p : a.unfreeze) unfreeze += (unfreeze.empty() ? "" : " ") + p;
+  const std::map<std::string, std::string> cli_settings = {
+      {"arch", a.model.arch}, {"dialect", built_dialect(a.model)}, {"num-classes", std::to_string(num_classes)},
+      {"data", a.data}, {"classes", a.classes}, {"per-class", std::to_string(a.per_class)},
+      {"val-fraction", separate_val ? "val/ folder" : num(a.val_fraction)},
+      {"freeze", a.freeze}, {"unfreeze", unfreeze}, {"bn", a.bn}, {"optimizer", a.optimizer},
+      {"lr", num(a.lr)}, {"backbone-lr", num(backbone_group.lr)}, {"weight-decay", num(a.weight_decay)},
+      {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
+      {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
+  for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
+  const std::string last = a.out + "/last.h5";
+  std::string history;  // a resumed run keeps the run.txt of the run it continues
+  if (a.resume) {
+    GRAFT_CHECK(fs::exists(last), "finetune: cannot resume: no checkpoint '", last, "'");
+    check_resume_settings("finetune", last, run_settings(train, to));
+    std::ifstream previous(a.out + "/run.txt");
+    history = std::string(std::istreambuf_iterator<char>(previous), {});
+    const CheckpointMeta m = read_checkpoint_meta(last);
+    history += "resumed from last.h5 at epoch " + std::to_string(m.epoch) + ", step " + std::to_string(m.step) +
+               ", device " + device.str() + ", deterministic " + (a.deterministic ? "on" : "off") + "\n";
+  }
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)
@@ -330,7 +360,7 @@ void finetune(const FinetuneArgs& a) {
       << "\n";
   auto write_run = [&](const std::string& extra) {
     std::ofstream f(a.out + "/run.txt", std::ios::trunc);
-    f << run.str() << extra;
+    f << (history.empty() ? run.str() : history) << extra;
   };
   write_run("");
   reset_peak_memory(device);
@@ -420,7 +450,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--augment", a->augment, "random resized crop + flip (default unless --freeze all)");
   cmd->add_flag("--no-augment", a->no_augment, "no random augmentation");
   cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
-  cmd->add_option("--max-steps", a->max_steps, "stop after N steps in all (testing)")->group("");
+  cmd->add_option("--max-steps", a->max_steps, "stop after N steps in all (testing; the schedule still spans --epochs, so --resume continues the same run)")->group("");
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
   cmd->add_flag("--deterministic", a->deterministic, "GPU: deterministic cuDNN algorithms (recorded in run.txt)");
   cmd->callback([a] { finetune(*a); });

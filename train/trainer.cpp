@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -16,6 +17,7 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
+#include "io/preprocess.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
@@ -130,7 +132,68 @@ double parse_double(const std::map<std::string, std::string>& m, const std::stri
   return it == m.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
 }
 
+constexpr const char* kSetting = "setting.";
+
+// The shortest text that reads back as the same float: exact and readable (0.1, not 0.100000001).
+std::string number(float v) {
+  char buf[64];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+
+// The "setting.*" entries of a train_state, without the prefix.
+std::map<std::string, std::string> recorded_settings(const std::map<std::string, std::string>& train_state) {
+  std::map<std::string, std::string> out;
+  const std::string prefix = kSetting;
+  for (const auto& [key, value] : train_state)
+    if (key.rfind(prefix, 0) == 0) out[key.substr(prefix.size())] = value;
+  return out;
+}
+
 }  // namespace
+
+std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options) {
+  std::map<std::string, std::string> s = recorded_settings(options.checkpoint.train_state);
+  const LoaderOptions& lo = train.options();
+  const TransformOptions& t = lo.transform;
+  s["train-examples"] = std::to_string(train.dataset()->size());
+  s["train-classes"] = std::to_string(train.dataset()->num_classes());
+  s["batch"] = std::to_string(lo.batch_size);
+  s["shuffle"] = lo.shuffle ? "on" : "off";
+  s["drop-last"] = lo.drop_last ? "on" : "off";
+  s["loader-seed"] = std::to_string(lo.seed);
+  s["image-size"] = std::to_string(t.size);
+  s["random-crop"] = t.random_resized_crop ? "scale " + number(t.crop_scale_min) + "-" + number(t.crop_scale_max) : "off";
+  s["random-flip"] = t.random_flip ? "on" : "off";
+  s["preprocess"] = preprocess_name(t.normalize);
+  s["epochs"] = std::to_string(options.epochs);
+  s["accumulate"] = std::to_string(options.accumulate);
+  std::string weights;
+  for (float w : options.class_weights) weights += (weights.empty() ? "" : ",") + number(w);
+  s["class-weights"] = weights.empty() ? "none" : weights;
+  s["label-smoothing"] = number(options.label_smoothing);
+  s["clip-grad-norm"] = number(options.clip_grad_norm);
+  s["patience"] = std::to_string(options.patience);
+  return s;
+}
+
+void check_resume_settings(const std::string& what, const std::string& checkpoint,
+                           const std::map<std::string, std::string>& settings) {
+  const std::map<std::string, std::string> recorded = recorded_settings(read_checkpoint_meta(checkpoint).train_state);
+  if (recorded.empty()) return;  // written before settings were recorded
+  auto shown = [](const std::map<std::string, std::string>& m, const std::string& key) {
+    auto it = m.find(key);
+    return it == m.end() ? std::string("(not recorded)") : it->second.empty() ? std::string("(none)") : it->second;
+  };
+  std::map<std::string, std::string> all = recorded;
+  all.insert(settings.begin(), settings.end());
+  std::string differences;
+  for (const auto& [key, unused] : all)
+    if (shown(recorded, key) != shown(settings, key))
+      differences += "\n  " + key + ": " + shown(recorded, key) + " in the checkpoint, " + shown(settings, key) + " now";
+  GRAFT_CHECK(differences.empty(), what, ": cannot resume from '", checkpoint,
+              "': it was written by a run with other settings (a resumed run continues the same run):", differences,
+              "\nresume with the checkpoint's settings, or start a new run from its weights");
+}
 
 std::vector<double> EvalResult::per_class_accuracy() const {
   std::vector<double> out;
@@ -176,6 +239,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
               ", must be >= 1 (batches per optimizer step)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
   const auto start = Clock::now();
+  const std::map<std::string, std::string> settings = run_settings(train, options);
   TrainResult result;
   RunLog log(options.out_dir);
 
@@ -188,6 +252,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   if (options.resume) {
     const std::string last = options.out_dir + "/last.h5";
     GRAFT_CHECK(fs::exists(last), "fit: cannot resume: no checkpoint '", last, "'");
+    check_resume_settings("fit", last, settings);
     CheckpointMeta meta = load_checkpoint(last, model, &optimizer);
     first_epoch = static_cast<int>(meta.epoch);
     step = meta.step;
@@ -286,6 +351,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       seeds += std::to_string(d->generator().seed());
     }
     if (!seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
+    for (const auto& [name, value] : settings) meta.train_state[kSetting + name] = value;
     meta.train_state["batch_in_epoch"] = std::to_string(batch);
     meta.train_state["best_top1"] = hex(best_top1);
     meta.train_state["best_epoch"] = std::to_string(result.best_epoch);

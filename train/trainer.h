@@ -16,7 +16,8 @@
 // (stopped_by_signal = true); a second Ctrl-C kills the process as usual. The previous SIGINT handler is restored
 // when fit returns. resume = true continues from out_dir/last.h5 (model, optimizer, schedule position, epoch,
 // batch within the epoch, running totals) with train.start_epoch(epoch, batch) to the same result, bit for bit on
-// the CPU, as an uninterrupted run.
+// the CPU, as an uninterrupted run; a resume with other settings (run_settings below) is refused before anything
+// changes. With accumulate > 1, SIGINT stops after the group's step: a stop never splits a group.
 // Dropout: before every training batch each Dropout module's generator is set to (its seed, (step * accumulate + k)
 // << 32) for the step's k-th batch (step << 32 without accumulation), so the masks depend only on the seeds and the
 // batch's place; checkpoints store every dropout seed (train_state dropout_seeds;
@@ -27,6 +28,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -114,6 +116,21 @@ struct TrainResult {
   double first_epoch_seconds = 0;   // the first epoch this call ran (on the cache when used), for comparisons
   std::int64_t skipped_images = 0;  // unreadable examples dropped by the train loader (non-strict)
 };
+
+// The settings that shape a run's course, which resume must not change: the train data's size and classes, the train
+// loader's batch size, shuffle, drop_last, seed and transform (size, random crop, flip, preprocessing), and epochs,
+// accumulate, class_weights, label_smoothing, clip_grad_norm and patience - plus every "setting.NAME" entry the
+// caller put in TrainOptions::checkpoint.train_state (graft finetune adds its data, freezing, optimizer and schedule
+// options). fit records them in every checkpoint's train_state as "setting.NAME" = value. Not settings: max_steps,
+// progress, keep_best, cache_features, grad_check_every, out_dir, the device - a run stopped by max_steps or Ctrl-C
+// may resume with other values of these.
+std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options);
+
+// Throws graft::Error ("<what>: cannot resume from '<checkpoint>' ...", each differing setting with both values)
+// unless the checkpoint's recorded settings equal `settings`; checkpoints written before settings were recorded
+// pass. fit calls it before a resume changes anything; graft finetune calls it before it writes anything.
+void check_resume_settings(const std::string& what, const std::string& checkpoint,
+                           const std::map<std::string, std::string>& settings);
 
 // Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step. The optimizer must hold
 // the model's own parameter tensors. A model with fewer outputs than the train data has classes is an error

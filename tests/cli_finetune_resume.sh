@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# graft finetune --resume continues the same run: a run stopped by --max-steps and resumed ends with the weights of
+# a straight run; a resume with other settings is refused, naming them, before any file of the run changes; run.txt
+# keeps the first run's record and notes the resume.
+#   cli_finetune_resume.sh GRAFT DATA_DIR WORK_DIR PYTHON (with h5py and numpy)
+set -u
+graft=$1 data=$2 work=$3 python=$4
+rm -rf "$work" && mkdir -p "$work"
+args=(finetune --arch resnet18 --data "$data" --size 32 --freeze none --no-augment --no-progress)
+same=(--batch 4 --epochs 2 --lr 0.02)  # the run's own values of the settings that refused() changes one at a time
+fail() { echo "FAIL: $*"; exit 1; }
+"$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/straight" >"$work/straight.out" 2>&1 || { cat "$work/straight.out"; fail "straight run"; }
+"$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/run" --max-steps 2 >"$work/first.out" 2>&1 || { cat "$work/first.out"; fail "first run"; }
+sums() { md5sum "$work/run/last.h5" "$work/run/run.txt" "$work/run"/log.csv 2>/dev/null; }
+before=$(sums)
+
+refused() {  # refused EXPECTED_TEXT ARGS...: the resume fails with EXPECTED_TEXT and changes no file
+  local want=$1
+  shift
+  "$graft" "${args[@]}" --workers 0 --out "$work/run" --resume "$@" >"$work/refused.out" 2>&1
+  local rc=$?
+  [ "$rc" -ne 0 ] || fail "a resume with $* succeeded"
+  grep -qF -- "$want" "$work/refused.out" || { cat "$work/refused.out"; fail "no '$want' for $*"; }
+  [ "$(sums)" = "$before" ] || fail "a refused resume ($*) changed the run directory"
+}
+refused "finetune: cannot resume from '$work/run/last.h5': it was written by a run with other settings" --batch 8 --epochs 2 --lr 0.02
+refused "batch: 4 in the checkpoint, 8 now" --batch 8 --epochs 2 --lr 0.02
+refused "lr: 0.02 in the checkpoint, 0.05 now" --batch 4 --epochs 2 --lr 0.05
+refused "epochs: 2 in the checkpoint, 3 now" --batch 4 --epochs 3 --lr 0.02
+refused "accumulate: 1 in the checkpoint, 2 now" "${same[@]}" --accumulate 2
+refused "optimizer: sgd in the checkpoint, adam now" "${same[@]}" --optimizer adam
+refused "unfreeze: (none) in the checkpoint, layer4 now" "${same[@]}" --unfreeze layer4
+refused "class-weights: none in the checkpoint, 1,2,1 now" "${same[@]}" --class-weights 1,2,1
+
+# Other workers and no --max-steps are not other settings: the run goes on to the straight run's end.
+"$graft" "${args[@]}" "${same[@]}" --out "$work/run" --resume --workers 1 >"$work/resumed.out" 2>&1 || { cat "$work/resumed.out"; fail "resume"; }
+head -1 "$work/run/run.txt" | grep -q "^graft finetune" || fail "run.txt lost the first run's record"
+grep -q "^resumed from last.h5 at epoch 0, step 2, device cpu" "$work/run/run.txt" || { cat "$work/run/run.txt"; fail "run.txt does not note the resume"; }
+"$python" - "$work/straight/last.h5" "$work/run/last.h5" <<'PY' || fail "the resumed run's weights differ from the straight run's"
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+names = []
+a["model"].visit(lambda n: names.append(n) if isinstance(a["model"][n], h5py.Dataset) else None)
+assert names, "no tensors"
+bad = [n for n in names if not np.array_equal(a["model"][n][()], b["model"][n][()])]
+assert a.attrs["step"] == b.attrs["step"], (a.attrs["step"], b.attrs["step"])
+if bad: sys.exit("differ: " + ", ".join(bad[:5]))
+print("ok:", len(names), "tensors equal after", a.attrs["step"], "steps")
+PY
+echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights"
