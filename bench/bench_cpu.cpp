@@ -265,7 +265,8 @@ BENCHMARK(BM_gemm_cpu)
 // ---- layer kernels at ResNet-50 shapes, batch 8 (the GPU versions: bench_layers_cuda.cpp) --------------------
 
 // conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, or a plain GEMM for a 1x1 stride-1 conv.
-// FLOP/s = 2*N*P*Q*K*R*S*C over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input H=W.
+// FLOP/s = 2*N*P*Q*K*R*S*C/groups over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input
+// H=W, groups.
 void BM_conv2d_forward_cpu(benchmark::State& state) {
   Conv2dGeometry g;
   g.n = 8;
@@ -275,8 +276,10 @@ void BM_conv2d_forward_cpu(benchmark::State& state) {
   g.stride_h = g.stride_w = static_cast<int>(state.range(3));
   g.pad_h = g.pad_w = static_cast<int>(state.range(2) / 2);
   g.h = g.w = state.range(4);
+  g.groups = static_cast<int>(state.range(5));
   g.p = g.q = (g.h + 2 * g.pad_h - g.r) / g.stride_h + 1;
-  std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17), weight = random_vector(g.k * g.r * g.s * g.c, 18),
+  std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17),
+                     weight = random_vector(g.k * g.r * g.s * g.c / g.groups, 18),
                      out(static_cast<std::size_t>(g.n * g.p * g.q * g.k));
   const std::size_t workspace_bytes = conv2d_workspace_bytes_cpu(g);
   std::vector<float> workspace(workspace_bytes / sizeof(float) + 1);
@@ -284,20 +287,72 @@ void BM_conv2d_forward_cpu(benchmark::State& state) {
     conv2d_forward_cpu(out.data(), inp.data(), weight.data(), nullptr, g, workspace.data(), workspace_bytes);
     benchmark::ClobberMemory();
   }
-  const double flops = 2.0 * static_cast<double>(out.size()) * static_cast<double>(g.r * g.s * g.c);
+  const double flops = 2.0 * static_cast<double>(out.size()) * static_cast<double>(g.r * g.s * g.c / g.groups);
   state.counters["FLOP/s"] =
       benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
   std::ostringstream label;
   label << "in (" << g.n << ',' << g.h << ',' << g.w << ',' << g.c << ") " << g.r << 'x' << g.s << '/' << g.stride_h
-        << " -> " << g.k << (conv2d_is_pointwise(g) ? " pointwise" : " im2col");
+        << " -> " << g.k << (g.groups > 1 ? " groups " + std::to_string(g.groups) : "") << ' '
+        << conv2d_cpu_path(g);
   state.SetLabel(label.str());
 }
 BENCHMARK(BM_conv2d_forward_cpu)
-    ->ArgNames({"C", "K", "k", "s", "hw"})
-    ->Args({64, 64, 3, 1, 56})     // layer1 3x3
-    ->Args({256, 64, 1, 1, 56})    // layer1 1x1 reduce (pointwise GEMM)
-    ->Args({256, 256, 3, 1, 14})   // layer3 3x3
-    ->UseRealTime()                // OpenBLAS threads, as gemm_cpu
+    ->ArgNames({"C", "K", "k", "s", "hw", "g"})
+    ->Args({64, 64, 3, 1, 56, 1})       // ResNet-50 layer1 3x3
+    ->Args({256, 64, 1, 1, 56, 1})      // layer1 1x1 reduce (pointwise GEMM)
+    ->Args({256, 256, 3, 1, 14, 1})     // layer3 3x3
+    ->Args({128, 128, 3, 1, 56, 32})    // ResNeXt-50 32x4d layer1 grouped 3x3 (4 channels per group)
+    ->Args({256, 256, 3, 1, 28, 32})    // layer2 (8 per group)
+    ->Args({256, 256, 3, 2, 56, 32})    // layer2's first block: stride 2
+    ->Args({1024, 1024, 3, 1, 7, 32})   // layer4 (32 per group)
+    ->UseRealTime()                     // OpenBLAS threads, as gemm_cpu
+    ->Unit(benchmark::kMillisecond);
+
+// conv2d_backward_data_cpu / conv2d_backward_filter_cpu at the same shapes (Args as above, then d: 0 data, 1 filter).
+void BM_conv2d_backward_cpu(benchmark::State& state) {
+  Conv2dGeometry g;
+  g.n = 8;
+  g.c = state.range(0);
+  g.k = state.range(1);
+  g.r = g.s = state.range(2);
+  g.stride_h = g.stride_w = static_cast<int>(state.range(3));
+  g.pad_h = g.pad_w = static_cast<int>(state.range(2) / 2);
+  g.h = g.w = state.range(4);
+  g.groups = static_cast<int>(state.range(5));
+  g.p = g.q = (g.h + 2 * g.pad_h - g.r) / g.stride_h + 1;
+  const bool filter = state.range(6) == 1;
+  std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17),
+                     weight = random_vector(g.k * g.r * g.s * g.c / g.groups, 18),
+                     dout = random_vector(g.n * g.p * g.q * g.k, 19);
+  const std::size_t workspace_bytes = conv2d_workspace_bytes_cpu(g);
+  std::vector<float> workspace(workspace_bytes / sizeof(float) + 1);
+  for (auto _ : state) {
+    if (filter)
+      conv2d_backward_filter_cpu(weight.data(), dout.data(), inp.data(), g, workspace.data(), workspace_bytes);
+    else
+      conv2d_backward_data_cpu(inp.data(), dout.data(), weight.data(), g, workspace.data(), workspace_bytes);
+    benchmark::ClobberMemory();
+  }
+  const double flops = 2.0 * static_cast<double>(dout.size()) * static_cast<double>(g.r * g.s * g.c / g.groups);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations()), benchmark::Counter::kIsRate);
+  std::ostringstream label;
+  label << (filter ? "dW " : "dx ") << "in (" << g.n << ',' << g.h << ',' << g.w << ',' << g.c << ") " << g.r << 'x'
+        << g.s << '/' << g.stride_h << " -> " << g.k << (g.groups > 1 ? " groups " + std::to_string(g.groups) : "")
+        << ' ' << conv2d_cpu_path(g);
+  state.SetLabel(label.str());
+}
+BENCHMARK(BM_conv2d_backward_cpu)
+    ->ArgNames({"C", "K", "k", "s", "hw", "g", "d"})
+    ->Args({64, 64, 3, 1, 56, 1, 0})        // ResNet-50 layer1 3x3
+    ->Args({64, 64, 3, 1, 56, 1, 1})
+    ->Args({128, 128, 3, 1, 56, 32, 0})     // ResNeXt-50 32x4d layer1 grouped 3x3
+    ->Args({128, 128, 3, 1, 56, 32, 1})
+    ->Args({256, 256, 3, 2, 56, 32, 0})     // layer2's first block: stride 2
+    ->Args({256, 256, 3, 2, 56, 32, 1})
+    ->Args({1024, 1024, 3, 1, 7, 32, 0})    // layer4
+    ->Args({1024, 1024, 3, 1, 7, 32, 1})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 // Batch norm forward in training: statistics (one pass) + normalise; bytes = 3*M*C floats (read x twice, write y).

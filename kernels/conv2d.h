@@ -16,7 +16,9 @@
 //
 //   conv2d_*_cpu_im2col    im2col / col2im + OpenBLAS sgemm, rows processed in chunks that fit the workspace
 //   conv2d_*_cpu_pointwise the 1x1 stride-1 unpadded case as plain GEMMs, no workspace
-//   conv2d_*_cpu           picks one of the two (what the op calls)
+//   conv2d_*_cpu_grouped   grouped convs with 4..64 channels per group (ResNeXt): direct loops, no workspace
+//                          (kernels/conv2d_cpu_grouped.cpp says why)
+//   conv2d_*_cpu           picks one of the three (what the op calls)
 //   conv2d_*_cpu_direct    the 7-loop definition above (double accumulation); test oracle only, slow
 //   conv2d_*_cudnn         cuDNN 9 (NHWC tensors and filters), algorithm found once per shape and math mode
 #pragma once
@@ -42,8 +44,12 @@ std::string conv2d_geometry_str(const Conv2dGeometry& g);
 bool conv2d_is_pointwise(const Conv2dGeometry& g);
 
 // ---- CPU ---------------------------------------------------------------------------------------------------
+// Which CPU path conv2d_*_cpu takes for g: "grouped", "pointwise" or "im2col".
+const char* conv2d_cpu_path(const Conv2dGeometry& g);
+// True when g has groups > 1 with 4, 8, 16, 32 or 64 input and output channels per group.
+bool conv2d_cpu_grouped_applies(const Conv2dGeometry& g);
 // The column buffer the op should pass to the conv2d_*_cpu functions: one chunk of im2col rows, at most
-// kConv2dCpuWorkspaceLimit bytes (but always at least one row); 0 for pointwise convs.
+// kConv2dCpuWorkspaceLimit bytes (but always at least one row); 0 for pointwise and grouped convs.
 inline constexpr std::size_t kConv2dCpuWorkspaceLimit = std::size_t(64) << 20;
 std::size_t conv2d_workspace_bytes_cpu(const Conv2dGeometry& g);
 // The same for the im2col path whatever the shape (tests call the im2col functions on 1x1 convs too).
@@ -72,6 +78,12 @@ void conv2d_forward_cpu_pointwise(float* out, const float* inp, const float* wei
                                   const Conv2dGeometry& g);
 void conv2d_backward_data_cpu_pointwise(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
 void conv2d_backward_filter_cpu_pointwise(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
+
+// Only for conv2d_cpu_grouped_applies(g).
+void conv2d_forward_cpu_grouped(float* out, const float* inp, const float* weight, const float* bias,
+                                const Conv2dGeometry& g);
+void conv2d_backward_data_cpu_grouped(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
+void conv2d_backward_filter_cpu_grouped(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
 // Test oracles: the definition, loop by loop.
 void conv2d_forward_cpu_direct(float* out, const float* inp, const float* weight, const float* bias,

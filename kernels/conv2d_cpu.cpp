@@ -157,6 +157,10 @@ bool conv2d_is_pointwise(const Conv2dGeometry& g) {
   return g.r == 1 && g.s == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
 }
 
+const char* conv2d_cpu_path(const Conv2dGeometry& g) {
+  return conv2d_cpu_grouped_applies(g) ? "grouped" : conv2d_is_pointwise(g) ? "pointwise" : "im2col";
+}
+
 std::size_t conv2d_workspace_bytes_cpu_im2col(const Conv2dGeometry& g) {
   const std::size_t row_bytes = static_cast<std::size_t>(col_row_floats(g)) * sizeof(float);
   const std::size_t rows_total = static_cast<std::size_t>(std::max<std::int64_t>(g.n * g.p * g.q, 1));
@@ -165,13 +169,15 @@ std::size_t conv2d_workspace_bytes_cpu_im2col(const Conv2dGeometry& g) {
 }
 
 std::size_t conv2d_workspace_bytes_cpu(const Conv2dGeometry& g) {
-  return conv2d_is_pointwise(g) ? 0 : conv2d_workspace_bytes_cpu_im2col(g);
+  return conv2d_cpu_grouped_applies(g) || conv2d_is_pointwise(g) ? 0 : conv2d_workspace_bytes_cpu_im2col(g);
 }
 
 // ---- dispatch ----------------------------------------------------------------------------------------------
 void conv2d_forward_cpu(float* out, const float* inp, const float* weight, const float* bias, const Conv2dGeometry& g,
                         float* workspace, std::size_t workspace_bytes) {
-  if (conv2d_is_pointwise(g))
+  if (conv2d_cpu_grouped_applies(g))
+    conv2d_forward_cpu_grouped(out, inp, weight, bias, g);
+  else if (conv2d_is_pointwise(g))
     conv2d_forward_cpu_pointwise(out, inp, weight, bias, g);
   else
     conv2d_forward_cpu_im2col(out, inp, weight, bias, g, workspace, workspace_bytes);
@@ -179,7 +185,9 @@ void conv2d_forward_cpu(float* out, const float* inp, const float* weight, const
 
 void conv2d_backward_data_cpu(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
                               float* workspace, std::size_t workspace_bytes) {
-  if (conv2d_is_pointwise(g))
+  if (conv2d_cpu_grouped_applies(g))
+    conv2d_backward_data_cpu_grouped(dinp, dout, weight, g);
+  else if (conv2d_is_pointwise(g))
     conv2d_backward_data_cpu_pointwise(dinp, dout, weight, g);
   else
     conv2d_backward_data_cpu_im2col(dinp, dout, weight, g, workspace, workspace_bytes);
@@ -187,7 +195,9 @@ void conv2d_backward_data_cpu(float* dinp, const float* dout, const float* weigh
 
 void conv2d_backward_filter_cpu(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g,
                                 float* workspace, std::size_t workspace_bytes) {
-  if (conv2d_is_pointwise(g))
+  if (conv2d_cpu_grouped_applies(g))
+    conv2d_backward_filter_cpu_grouped(dweight, dout, inp, g);
+  else if (conv2d_is_pointwise(g))
     conv2d_backward_filter_cpu_pointwise(dweight, dout, inp, g);
   else
     conv2d_backward_filter_cpu_im2col(dweight, dout, inp, g, workspace, workspace_bytes);

@@ -21,6 +21,7 @@ set(GRAFT_KERNEL_CUDA_SOURCES
 # Layer ops (conv2d, batch_norm, pooling, dropout, padding, concat) and optimizers
 list(APPEND GRAFT_KERNEL_CPU_SOURCES
   kernels/conv2d_cpu.cpp
+  kernels/conv2d_cpu_grouped.cpp
   kernels/batch_norm_cpu.cpp
   kernels/pool_cpu.cpp
   kernels/layout_cpu.cpp

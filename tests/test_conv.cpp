@@ -130,6 +130,54 @@ TEST(Conv2dKernels, Im2colMatchesDirectOnRandomShapes) {
   }
 }
 
+// The grouped kernels (kernels/conv2d_cpu_grouped.cpp) on random geometries with 4..64 channels per group: strides,
+// paddings, dilations, non-square kernels and rows wide enough for their pixel blocks and their borders. Outputs
+// start as NaN, so an element left unwritten fails.
+TEST(Conv2dKernels, GroupedKernelsMatchDirectOnRandomShapes) {
+  std::mt19937 rng(2026);
+  auto pick = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  const int widths[] = {4, 8, 16, 32, 64};
+  int cases = 0;
+  while (cases < 30) {
+    Conv2dOptions o;
+    o.groups = pick(2, 4);
+    o.stride_h = pick(1, 2), o.stride_w = pick(1, 3);
+    o.pad_h = pick(0, 2), o.pad_w = pick(0, 2);
+    o.dilation_h = pick(1, 2), o.dilation_w = pick(1, 2);
+    const std::int64_t cg = widths[pick(0, cases < 20 ? 2 : 4)], kg = widths[pick(0, cases < 20 ? 2 : 4)];
+    const std::int64_t r = pick(1, 3), s = pick(1, 4), h = pick(1, 9), w = pick(1, 23);
+    if (h + 2 * o.pad_h < o.dilation_h * (r - 1) + 1 || w + 2 * o.pad_w < o.dilation_w * (s - 1) + 1) continue;
+    const Conv2dGeometry g = geometry(pick(1, 2), h, w, o.groups * cg, o.groups * kg, r, s, o);
+    SCOPED_TRACE(conv2d_geometry_str(g));
+    ASSERT_TRUE(conv2d_cpu_grouped_applies(g));
+    EXPECT_STREQ(conv2d_cpu_path(g), "grouped");
+    EXPECT_EQ(conv2d_workspace_bytes_cpu(g), 0u);
+    ConvData d = random_data(g, 500 + cases);
+    for (bool with_bias : {false, true}) {
+      const float* b = with_bias ? d.b.data<float>() : nullptr;
+      Tensor ref = poisoned({g.n, g.p, g.q, g.k}), out = poisoned({g.n, g.p, g.q, g.k});
+      conv2d_forward_cpu_direct(ref.data<float>(), d.x.data<float>(), d.w.data<float>(), b, g);
+      conv2d_forward_cpu(out.data<float>(), d.x.data<float>(), d.w.data<float>(), b, g, nullptr, 0);
+      EXPECT_TRUE(all_close(out, ref, kAtol, kRtol)) << "forward, bias " << with_bias;
+    }
+    Tensor dx_ref = poisoned(d.x.shape()), dx = poisoned(d.x.shape());
+    conv2d_backward_data_cpu_direct(dx_ref.data<float>(), d.dout.data<float>(), d.w.data<float>(), g);
+    conv2d_backward_data_cpu(dx.data<float>(), d.dout.data<float>(), d.w.data<float>(), g, nullptr, 0);
+    EXPECT_TRUE(all_close(dx, dx_ref, kAtol, kRtol)) << "backward data";
+    Tensor dw_ref = poisoned(d.w.shape()), dw = poisoned(d.w.shape());
+    conv2d_backward_filter_cpu_direct(dw_ref.data<float>(), d.dout.data<float>(), d.x.data<float>(), g);
+    conv2d_backward_filter_cpu(dw.data<float>(), d.dout.data<float>(), d.x.data<float>(), g, nullptr, 0);
+    EXPECT_TRUE(all_close(dw, dw_ref, kAtol, kRtol)) << "backward filter";
+    ++cases;
+  }
+  // Other group widths keep im2col (or the pointwise GEMMs).
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 6, 6, 3, 3, {.groups = 2})), "im2col");     // 3 per group
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 8, 12, 3, 3, {.groups = 2})), "im2col");    // 6 outputs per group
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 128, 128, 3, 3, {.groups = 1})), "im2col");
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 128, 128, 1, 1, {.groups = 1})), "pointwise");
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 256, 256, 3, 3, {.groups = 2})), "im2col");  // 128 per group
+}
+
 TEST(Conv2dKernels, PointwiseGemmMatchesDirect) {
   for (int groups : {1, 2, 3}) {
     const Conv2dGeometry g = geometry(3, 5, 7, 6, 12, 1, 1, {.groups = groups});

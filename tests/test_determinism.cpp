@@ -249,6 +249,10 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
                                     grouped_workspace);
     conv2d_backward_filter_cpu_im2col(buffer("grouped_dw", grouped_w.numel()), pgy, pgx, grouped, grouped_ws.data(),
                                       grouped_workspace);
+    // the same conv through the grouped kernels (rows split for dx and the forward, groups for dW)
+    conv2d_forward_cpu_grouped(buffer("grouped_direct", grouped_dy.numel()), pgx, pgw, pc, grouped);
+    conv2d_backward_data_cpu_grouped(buffer("grouped_direct_dx", grouped_x.numel()), pgy, pgw, grouped);
+    conv2d_backward_filter_cpu_grouped(buffer("grouped_direct_dw", grouped_w.numel()), pgy, pgx, grouped);
     return out;
   };
   const auto one = run(1);
