@@ -78,13 +78,16 @@ CheckpointMeta read_meta(const hdf5::File& file) {
   if (file.has_string_list_attribute("/", "class_names"))  // one attribute, or chunks class_names0, 1, ...
     for (const std::string& chunk : file.string_list_attribute("/", "class_names"))
       for (std::string& name : split_lines(chunk)) m.class_names.push_back(std::move(name));
-  if (file.has_attribute("/", "train_state"))
-    for (const std::string& line : split_lines(attribute(file, "train_state"))) {
+  if (file.has_string_list_attribute("/", "train_state")) {  // one attribute, or byte chunks train_state0, 1, ...
+    std::string text;
+    for (const std::string& chunk : file.string_list_attribute("/", "train_state")) text += chunk;
+    for (const std::string& line : split_lines(text)) {
       std::size_t eq = line.find('=');
       GRAFT_CHECK(eq != std::string::npos, "checkpoint: train_state line '", line, "' of '", file.path(),
                   "' has no '='");
       m.train_state[line.substr(0, eq)] = line.substr(eq + 1);
     }
+  }
   return m;
 }
 
@@ -133,7 +136,10 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
   if (name_chunks.size() == 1) writer.attribute("class_names", name_chunks.front());
   for (std::size_t i = 0; name_chunks.size() > 1 && i < name_chunks.size(); ++i)
     writer.attribute("class_names" + std::to_string(i), name_chunks[i]);
-  if (!meta.train_state.empty()) writer.attribute("train_state", state);
+  // train_state likewise, cut into byte chunks (one value may be long: a class weight per class).
+  if (!meta.train_state.empty() && state.size() <= kChunkBytes) writer.attribute("train_state", state);
+  for (std::size_t i = 0; state.size() > kChunkBytes && i * kChunkBytes < state.size(); ++i)
+    writer.attribute("train_state" + std::to_string(i), state.substr(i * kChunkBytes, kChunkBytes));
   for (const auto& [name, tensor] : model.state()) writer.dataset("/model/" + name, tensor);
   if (optimizer)
     for (const auto& [name, tensor] : optimizer->state()) writer.dataset("/optimizer/" + name, tensor);

@@ -4,7 +4,8 @@
 //   root attributes (strings)  format = "graft-checkpoint", graft_version, arch, dialect, num_classes, epoch,
 //                              step, schedule_step, rng_seed, rng_offset; optional (files without them load
 //                              with empty values): class_names (one name per line; past ~60 KB split into
-//                              class_names0, class_names1, ...), train_state (key=value lines)
+//                              class_names0, class_names1, ...), train_state (key=value lines; past ~60 KB cut
+//                              into train_state0, train_state1, ... byte chunks)
 // Written through hdf5::Writer: a temporary file renamed into place, so a crash mid-write leaves the previous
 // checkpoint intact. Loading is strict and all-or-nothing for the model (every tensor present, shapes equal).
 #pragma once

@@ -11,7 +11,7 @@ same=(--batch 4 --epochs 2 --lr 0.02)  # the run's own values of the settings th
 fail() { echo "FAIL: $*"; exit 1; }
 "$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/straight" >"$work/straight.out" 2>&1 || { cat "$work/straight.out"; fail "straight run"; }
 "$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/run" --max-steps 2 >"$work/first.out" 2>&1 || { cat "$work/first.out"; fail "first run"; }
-sums() { md5sum "$work/run/last.h5" "$work/run/run.txt" "$work/run"/log.csv 2>/dev/null; }
+sums() { find "$work/run" -type f | sort | xargs md5sum; }
 before=$(sums)
 
 refused() {  # refused EXPECTED_TEXT ARGS...: the resume fails with EXPECTED_TEXT and changes no file
@@ -32,8 +32,13 @@ refused "optimizer: sgd in the checkpoint, adam now" "${same[@]}" --optimizer ad
 refused "unfreeze: (none) in the checkpoint, layer4 now" "${same[@]}" --unfreeze layer4
 refused "class-weights: none in the checkpoint, 1,2,1 now" "${same[@]}" --class-weights 1,2,1
 
-# Other workers and no --max-steps are not other settings: the run goes on to the straight run's end.
-"$graft" "${args[@]}" "${same[@]}" --out "$work/run" --resume --workers 1 >"$work/resumed.out" 2>&1 || { cat "$work/resumed.out"; fail "resume"; }
+# Not other settings: the workers, no --max-steps, the data's path spelled otherwise (relative, from another
+# directory, with a trailing slash), the lr written otherwise, and --weights (not read on resume: this file does not
+# exist). The run goes on to the straight run's end.
+abs_data=$(cd "$data" && pwd)
+(cd "$abs_data/.." && "$graft" finetune --arch resnet18 --data "./$(basename "$abs_data")/" --size 32 --freeze none \
+   --no-augment --no-progress --batch 4 --epochs 2 --lr 2e-2 --out "$work/run" --resume --workers 1 \
+   --weights "$work/no_such_weights.h5") >"$work/resumed.out" 2>&1 || { cat "$work/resumed.out"; fail "resume"; }
 head -1 "$work/run/run.txt" | grep -q "^graft finetune" || fail "run.txt lost the first run's record"
 grep -q "^resumed from last.h5 at epoch 0, step 2, device cpu" "$work/run/run.txt" || { cat "$work/run/run.txt"; fail "run.txt does not note the resume"; }
 "$python" - "$work/straight/last.h5" "$work/run/last.h5" <<'PY' || fail "the resumed run's weights differ from the straight run's"

@@ -147,6 +147,21 @@ TEST(Checkpoint, TenThousandClassNamesRoundTrip) {
   EXPECT_TRUE(file.has_attribute("/", "class_names4"));
 }
 
+TEST(Checkpoint, ALongTrainStateIsStoredInChunks) {
+  // One value of ~77 KB (a class weight per class of 7000) and a few short ones: over the 64 KiB per attribute.
+  auto net = small_cnn(7);
+  std::string path = temp_path("long_state.h5");
+  CheckpointMeta meta{.arch = "small_cnn", .num_classes = 7000};
+  std::string weights;
+  for (int i = 0; i < 7000; ++i) weights += (i ? "," : "") + std::to_string(0.123456789 + i);
+  meta.train_state = {{"setting.class-weights", weights}, {"batch_in_epoch", "3"}, {"zz", "last"}};
+  save_checkpoint(path, *net, nullptr, meta);
+  EXPECT_EQ(read_checkpoint_meta(path).train_state, meta.train_state);
+  hdf5::File file(path);
+  EXPECT_FALSE(file.has_attribute("/", "train_state"));
+  EXPECT_TRUE(file.has_attribute("/", "train_state1"));
+}
+
 TEST(Checkpoint, MismatchedModelIsRefusedAndLeftUnchanged) {
   ModelOptions o;
   o.num_classes = 7;

@@ -191,7 +191,11 @@ void finetune(const FinetuneArgs& a) {
   margs.num_classes = num_classes;
   auto model = build_model(margs);
   const std::string head = head_path(*model);
-  if (!a.weights.empty()) {
+  // A resumed run takes the model, the optimizer and the preprocessing from OUT/last.h5: --weights is not read.
+  const std::string last = a.out + "/last.h5";
+  const std::string weights = a.resume ? std::string() : a.weights;
+  if (a.resume) GRAFT_CHECK(fs::exists(last), "finetune: cannot resume: no checkpoint '", last, "'");
+  if (!weights.empty()) {
     if (is_checkpoint(a.weights)) {
       CheckpointMeta m = read_checkpoint_meta(a.weights);
       GRAFT_CHECK(m.arch == a.model.arch, "finetune: --weights '", a.weights, "' holds a ", m.arch, ", not a ",
@@ -241,7 +245,7 @@ void finetune(const FinetuneArgs& a) {
   lo.device = device;
   lo.transform.size = a.size;
   lo.transform.exact_resize = small_fixed_images(a.data);
-  lo.transform.normalize = preprocess_of_weights(a.weights, a.model.arch, parse_dialect(a.model.dialect));
+  lo.transform.normalize = preprocess_of_weights(a.resume ? last : a.weights, a.model.arch, parse_dialect(a.model.dialect));
   LoaderOptions vo = lo;
   vo.shuffle = false;
   if (augment) {
@@ -305,28 +309,23 @@ void finetune(const FinetuneArgs& a) {
     char buf[64];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
   };
-  std::string unfreeze;
-  for (const auto& p : a.unfreeze) unfreeze += (unfreeze.empty() ? "" : " ") + p;
+  // (the data itself is compared by what it holds: train/trainer.h run_settings)
+  std::vector<std::string> unfreeze_sorted = a.unfreeze;  // each pattern unfreezes its parameters: order is moot
+  std::sort(unfreeze_sorted.begin(), unfreeze_sorted.end());
+  std::string unfreeze, classes;
+  for (const auto& p : unfreeze_sorted) unfreeze += (unfreeze.empty() ? "" : " ") + p;
+  if (!a.classes.empty())
+    for (int c : parse_classes(a.classes)) classes += (classes.empty() ? "" : ",") + std::to_string(c);
   const std::map<std::string, std::string> cli_settings = {
       {"arch", a.model.arch}, {"dialect", built_dialect(a.model)}, {"num-classes", std::to_string(num_classes)},
-      {"data", a.data}, {"classes", a.classes}, {"per-class", std::to_string(a.per_class)},
+      {"classes", classes}, {"per-class", std::to_string(a.per_class)},
       {"val-fraction", separate_val ? "val/ folder" : num(a.val_fraction)},
       {"freeze", a.freeze}, {"unfreeze", unfreeze}, {"bn", a.bn}, {"optimizer", a.optimizer},
       {"lr", num(a.lr)}, {"backbone-lr", num(backbone_group.lr)}, {"weight-decay", num(a.weight_decay)},
       {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
-  const std::string last = a.out + "/last.h5";
-  std::string history;  // a resumed run keeps the run.txt of the run it continues
-  if (a.resume) {
-    GRAFT_CHECK(fs::exists(last), "finetune: cannot resume: no checkpoint '", last, "'");
-    check_resume_settings("finetune", last, run_settings(train, to));
-    std::ifstream previous(a.out + "/run.txt");
-    history = std::string(std::istreambuf_iterator<char>(previous), {});
-    const CheckpointMeta m = read_checkpoint_meta(last);
-    history += "resumed from last.h5 at epoch " + std::to_string(m.epoch) + ", step " + std::to_string(m.step) +
-               ", device " + device.str() + ", deterministic " + (a.deterministic ? "on" : "off") + "\n";
-  }
+  if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)
@@ -358,9 +357,17 @@ void finetune(const FinetuneArgs& a) {
       << (augment ? "on" : "off") << ", preprocess " << preprocess_name(lo.transform.normalize) << ", seed "
       << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
       << "\n";
+  std::string history = run.str();  // a resumed run keeps the run.txt of the run it continues, plus a line
+  if (a.resume) {
+    std::ifstream previous(a.out + "/run.txt");
+    if (previous) history = std::string(std::istreambuf_iterator<char>(previous), {});
+    const CheckpointMeta m = read_checkpoint_meta(last);
+    history += "resumed from last.h5 at epoch " + std::to_string(m.epoch) + ", step " + std::to_string(m.step) +
+               ", device " + device.str() + ", deterministic " + (a.deterministic ? "on" : "off") + "\n";
+  }
   auto write_run = [&](const std::string& extra) {
     std::ofstream f(a.out + "/run.txt", std::ios::trunc);
-    f << (history.empty() ? run.str() : history) << extra;
+    f << history << extra;
   };
   write_run("");
   reset_peak_memory(device);
@@ -442,7 +449,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--seed", a->model.seed, "seed (initial head, split, sampling, shuffling, augmentation)")->capture_default_str();
   cmd->add_option("--out", a->out, "run directory")->capture_default_str();
-  cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5");
+  cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5 (the same settings; --weights is not read)");
   cmd->add_option("--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(0, 256));
   cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")->capture_default_str();
   cmd->add_option("--classes", a->classes, "class subset, e.g. 5,6,7 (relabelled 0..k-1)");

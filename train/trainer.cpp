@@ -155,13 +155,20 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   std::map<std::string, std::string> s = recorded_settings(options.checkpoint.train_state);
   const LoaderOptions& lo = train.options();
   const TransformOptions& t = lo.transform;
-  s["train-examples"] = std::to_string(train.dataset()->size());
-  s["train-classes"] = std::to_string(train.dataset()->num_classes());
+  // The training data by what it holds, not where it lies: a run may resume on another machine.
+  const Dataset& data = *train.dataset();
+  std::uint64_t labels = 14695981039346656037ull;  // FNV-1a of the labels in order
+  for (std::int64_t i = 0; i < data.size(); ++i) labels = (labels ^ static_cast<std::uint32_t>(data.label(i))) * 1099511628211ull;
+  char hash[32];
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(labels));
+  s["train-examples"] = std::to_string(data.size());
+  s["train-classes"] = std::to_string(data.num_classes());
+  s["train-labels"] = hash;
   s["batch"] = std::to_string(lo.batch_size);
   s["shuffle"] = lo.shuffle ? "on" : "off";
   s["drop-last"] = lo.drop_last ? "on" : "off";
-  s["loader-seed"] = std::to_string(lo.seed);
-  s["image-size"] = std::to_string(t.size);
+  s["seed"] = std::to_string(lo.seed);
+  s["size"] = std::to_string(t.size);
   s["random-crop"] = t.random_resized_crop ? "scale " + number(t.crop_scale_min) + "-" + number(t.crop_scale_max) : "off";
   s["random-flip"] = t.random_flip ? "on" : "off";
   s["preprocess"] = preprocess_name(t.normalize);
@@ -179,17 +186,16 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
 void check_resume_settings(const std::string& what, const std::string& checkpoint,
                            const std::map<std::string, std::string>& settings) {
   const std::map<std::string, std::string> recorded = recorded_settings(read_checkpoint_meta(checkpoint).train_state);
-  if (recorded.empty()) return;  // written before settings were recorded
-  auto shown = [](const std::map<std::string, std::string>& m, const std::string& key) {
-    auto it = m.find(key);
-    return it == m.end() ? std::string("(not recorded)") : it->second.empty() ? std::string("(none)") : it->second;
+  auto shown = [](const std::string& v) {  // long lists (a weight per class) shortened
+    return v.empty() ? std::string("(none)") : v.size() <= 80 ? v : v.substr(0, 60) + "... (" + std::to_string(v.size()) + " characters)";
   };
-  std::map<std::string, std::string> all = recorded;
-  all.insert(settings.begin(), settings.end());
+  // Settings only one side knows (a checkpoint of an older graft, a setting the caller added later) are not compared.
   std::string differences;
-  for (const auto& [key, unused] : all)
-    if (shown(recorded, key) != shown(settings, key))
-      differences += "\n  " + key + ": " + shown(recorded, key) + " in the checkpoint, " + shown(settings, key) + " now";
+  for (const auto& [key, now] : settings) {
+    auto it = recorded.find(key);
+    if (it != recorded.end() && it->second != now)
+      differences += "\n  " + key + ": " + shown(it->second) + " in the checkpoint, " + shown(now) + " now";
+  }
   GRAFT_CHECK(differences.empty(), what, ": cannot resume from '", checkpoint,
               "': it was written by a run with other settings (a resumed run continues the same run):", differences,
               "\nresume with the checkpoint's settings, or start a new run from its weights");

@@ -117,8 +117,9 @@ struct TrainResult {
   std::int64_t skipped_images = 0;  // unreadable examples dropped by the train loader (non-strict)
 };
 
-// The settings that shape a run's course, which resume must not change: the train data's size and classes, the train
-// loader's batch size, shuffle, drop_last, seed and transform (size, random crop, flip, preprocessing), and epochs,
+// The settings that shape a run's course, which resume must not change: the train data (its size, classes and labels
+// in order - not its path), the train loader's batch size, shuffle, drop_last, seed and transform (size, random crop,
+// flip, preprocessing), and epochs,
 // accumulate, class_weights, label_smoothing, clip_grad_norm and patience - plus every "setting.NAME" entry the
 // caller put in TrainOptions::checkpoint.train_state (graft finetune adds its data, freezing, optimizer and schedule
 // options). fit records them in every checkpoint's train_state as "setting.NAME" = value. Not settings: max_steps,
@@ -127,8 +128,8 @@ struct TrainResult {
 std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options);
 
 // Throws graft::Error ("<what>: cannot resume from '<checkpoint>' ...", each differing setting with both values)
-// unless the checkpoint's recorded settings equal `settings`; checkpoints written before settings were recorded
-// pass. fit calls it before a resume changes anything; graft finetune calls it before it writes anything.
+// unless every setting both the checkpoint and `settings` name has the same value (a setting only one side names -
+// a checkpoint of an older graft, a setting added since - is not compared). fit calls it before a resume changes anything; graft finetune calls it before it writes anything.
 void check_resume_settings(const std::string& what, const std::string& checkpoint,
                            const std::map<std::string, std::string>& settings);
 
