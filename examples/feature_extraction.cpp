@@ -44,7 +44,8 @@ int main(int argc, char** argv) try {
   // The weights decide the ResNet dialect and the preprocessing: torch for torchvision's, caffe for Keras's.
   const WeightFileInfo info = weights.empty() ? WeightFileInfo{} : inspect_weights(weights);  // {}: torchvision
   ModelOptions model_options{.dialect = dialect_of(arch, info.dialect)};  // the file's, where arch has dialects
-  const Preprocess preprocess = preprocess_for(info);  // torch, caffe, or tf (Keras's V2 ResNets)
+  // torch, caffe, or tf (Keras's V2 ResNets); without weights, what the architecture's own weights would use
+  const Preprocess preprocess = weights.empty() ? preprocess_for(arch, model_options.dialect) : preprocess_for(info);
   TrainValidation data = split_train_validation(open_dataset(arg["--data"], true), 0.25, 0);  // 25% of each class
   model_options.num_classes = data.train->num_classes();
 
