@@ -264,7 +264,8 @@ BENCHMARK(BM_gemm_cpu)
 
 // ---- layer kernels at ResNet-50 shapes, batch 8 (the GPU versions: bench_layers_cuda.cpp) --------------------
 
-// conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, or a plain GEMM for a 1x1 stride-1 conv.
+// conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, a plain GEMM for a 1x1 stride-1 conv, or the
+// direct grouped kernels (kernels/conv2d_cpu_grouped.cpp); the label names the path.
 // FLOP/s = 2*N*P*Q*K*R*S*C/groups over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input
 // H=W, groups.
 void BM_conv2d_forward_cpu(benchmark::State& state) {

@@ -1,5 +1,6 @@
 // conv2d: checks, forward and backward. NHWC activations, weights (K,R,S,C/groups); the math is in kernels/conv2d.h.
-// CPU: im2col + OpenBLAS GEMMs (a plain GEMM for 1x1 stride-1 convs); CUDA: cuDNN.
+// CPU: im2col + OpenBLAS GEMMs (a plain GEMM for 1x1 stride-1 convs, direct loops for ResNeXt's grouped convs);
+// CUDA: cuDNN.
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
@@ -58,7 +59,7 @@ Conv2dGeometry make_geometry(const Tensor& x, const Tensor& weight, const Tensor
   return g;
 }
 
-// CPU column buffer for the im2col path (empty for pointwise convs).
+// CPU column buffer for the im2col path (empty for pointwise and grouped convs).
 Tensor cpu_workspace(const Conv2dGeometry& g) {
   const std::size_t bytes = conv2d_workspace_bytes_cpu(g);
   return Tensor::empty({static_cast<std::int64_t>((bytes + sizeof(float) - 1) / sizeof(float))}, kCPU);

@@ -66,6 +66,10 @@ struct ImageFolderReport {
 DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& options = {},
                              ImageFolderReport* report = nullptr);
 
+// Every .jpg/.jpeg/.png file (any case) in DIR and its subfolders, hidden entries (starting with '.') skipped: a
+// folder's images in name order, then its subfolders' in name order. Error: DIR is not a directory.
+std::vector<std::string> find_images(const std::string& dir);
+
 // One JPEG or PNG file (or its bytes in memory; `what` names it in errors), decoded to HWC uint8: gray stays one
 // channel, gray+alpha drops the alpha (1 channel), RGB and RGBA give 3 channels; 16-bit PNGs are scaled to 8 bits.
 // Absurd sizes (a side of 0 or above 32768, or width*height*channels above 2^28) are refused from the header,

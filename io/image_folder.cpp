@@ -83,16 +83,16 @@ class ImageFolderDataset final : public Dataset {
 
 // Sorted names of the non-hidden entries of `dir` that pass `keep`.
 template <typename Keep>
-std::vector<std::string> sorted_entries(const fs::path& dir, Keep keep) {
+std::vector<std::string> sorted_entries(const fs::path& dir, Keep keep, const char* what = "open_image_folder") {
   std::vector<std::string> names;
   std::error_code ec;
   fs::directory_iterator it(dir, ec), end;
-  GRAFT_CHECK(!ec, "open_image_folder: cannot list '", dir.string(), "': ", ec.message());
+  GRAFT_CHECK(!ec, what, ": cannot list '", dir.string(), "': ", ec.message());
   for (; it != end; it.increment(ec)) {
-    GRAFT_CHECK(!ec, "open_image_folder: cannot list '", dir.string(), "': ", ec.message());
+    GRAFT_CHECK(!ec, what, ": cannot list '", dir.string(), "': ", ec.message());
     if (!is_hidden(it->path()) && keep(*it)) names.push_back(it->path().filename().string());
   }
-  GRAFT_CHECK(!ec, "open_image_folder: cannot list '", dir.string(), "': ", ec.message());
+  GRAFT_CHECK(!ec, what, ": cannot list '", dir.string(), "': ", ec.message());
   std::sort(names.begin(), names.end());
   return names;
 }
@@ -130,6 +130,29 @@ Example decode_image(const std::uint8_t* data, std::size_t size, const std::stri
 Example load_image(const std::string& path) {
   std::vector<std::uint8_t> bytes = detail::read_file_bytes(path, "load_image", kMaxFileBytes);
   return decode_image(bytes.data(), bytes.size(), path);
+}
+
+std::vector<std::string> find_images(const std::string& dir) {
+  std::error_code ec;
+  GRAFT_CHECK(fs::is_directory(dir, ec), "find_images: '", dir, "' is not a directory");
+  std::vector<std::string> out;
+  std::vector<fs::path> folders = {fs::path(dir)};
+  while (!folders.empty()) {  // depth first, each folder's entries in name order
+    const fs::path folder = folders.back();
+    folders.pop_back();
+    std::vector<fs::path> subfolders;
+    for (const std::string& name :
+         sorted_entries(folder, [](const fs::directory_entry&) { return true; }, "find_images")) {
+      const fs::path path = folder / name;
+      if (fs::is_symlink(path, ec) && fs::is_directory(path, ec)) continue;  // a linked folder could lead back up
+      if (fs::is_directory(path, ec))
+        subfolders.push_back(path);
+      else if (is_image_name(path) && fs::is_regular_file(path, ec))
+        out.push_back(path.string());
+    }
+    folders.insert(folders.end(), subfolders.rbegin(), subfolders.rend());
+  }
+  return out;
 }
 
 DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& options, ImageFolderReport* report) {

@@ -16,7 +16,8 @@
 //
 //   conv2d_*_cpu_im2col    im2col / col2im + OpenBLAS sgemm, rows processed in chunks that fit the workspace
 //   conv2d_*_cpu_pointwise the 1x1 stride-1 unpadded case as plain GEMMs, no workspace
-//   conv2d_*_cpu_grouped   grouped convs with 4..64 channels per group (ResNeXt): direct loops, no workspace
+//   conv2d_*_cpu_grouped   grouped non-pointwise convs with 4..64 channels per group (ResNeXt): direct loops, no
+//                          workspace
 //                          (kernels/conv2d_cpu_grouped.cpp says why)
 //   conv2d_*_cpu           picks one of the three (what the op calls)
 //   conv2d_*_cpu_direct    the 7-loop definition above (double accumulation); test oracle only, slow
@@ -46,7 +47,7 @@ bool conv2d_is_pointwise(const Conv2dGeometry& g);
 // ---- CPU ---------------------------------------------------------------------------------------------------
 // Which CPU path conv2d_*_cpu takes for g: "grouped", "pointwise" or "im2col".
 const char* conv2d_cpu_path(const Conv2dGeometry& g);
-// True when g has groups > 1 with 4, 8, 16, 32 or 64 input and output channels per group.
+// True when g is not pointwise and has groups > 1 with 4, 8, 16, 32 or 64 input and output channels per group.
 bool conv2d_cpu_grouped_applies(const Conv2dGeometry& g);
 // The column buffer the op should pass to the conv2d_*_cpu functions: one chunk of im2col rows, at most
 // kConv2dCpuWorkspaceLimit bytes (but always at least one row); 0 for pointwise and grouped convs.

@@ -1,4 +1,5 @@
-// conv2d on the CPU: im2col/col2im + OpenBLAS sgemm, the pointwise (1x1) GEMM case, and the direct reference.
+// conv2d on the CPU: im2col/col2im + OpenBLAS sgemm, the pointwise (1x1) GEMM case, the dispatch (grouped convs:
+// kernels/conv2d_cpu_grouped.cpp), and the direct reference.
 // See kernels/conv2d.h for the math. The GEMMs (gemm_cpu_ld), the im2col copies and col2im (whole images per
 // thread: its windows overlap only within an image) run on the CPU threads (kernels/cpu_parallel.h).
 #include <algorithm>

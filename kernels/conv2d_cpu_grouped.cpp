@@ -1,17 +1,20 @@
 // Grouped convolutions on the CPU without im2col (ResNeXt's 3x3 convs: 32 groups of 4 to 64 channels).
 //
 // Why not im2col + GEMM as for groups == 1: per group that is one column buffer of R*S*Cg floats per output pixel
-// (9x the input's bytes, written and read back) and one GEMM of N = Kg = 4..32 columns - too thin for OpenBLAS to
+// (9x the input's bytes, written and read back) and one GEMM of Kg = 4..64 columns - too thin for OpenBLAS to
 // reach speed. Here each output element is a short dot product read straight from the input and the weights, with
 // the group's channels (Kg or Cg: 4..64, a template parameter) as the vector dimension, in SSE registers of four
 // floats, and a block of pixels computed together (independent add chains; each weight load serves the block):
 //   forward         out[n,p,q, g,j] = bias + sum_{r,s,c} inp[n,h,w, g,c] * W[g,j,r,s,c]     (vector over j)
 //   backward data   dinp[n,h,w, g,c] = sum_{r,s: (p,q) hits (h,w)} sum_j dout[n,p,q, g,j] * W[g,j,r,s,c]
 //                                      (gathered per input pixel; vector over c)
-//   backward filter dW[g,j,r,s,c] = sum_{n,p,q} dout[n,p,q, g,j] * inp[n,h,w, g,c]          (vector over c)
+//   backward filter dW[g,j,r,s,c] = sum_{n,p,q} dout[n,p,q, g,j] * inp[n,h,w, g,c]
+//                                      (a block of outputs x channels in registers; the compiler vectorises c)
 // with h = p*stride_h - pad_h + r*dilation_h, w = q*stride_w - pad_w + s*dilation_w (kernels/conv2d.h).
-// Measured (graft_bench_cpu, 2-core VM, batch 8): ResNeXt-50's layer1 conv (8,56,56,128), 32 groups of 4: forward
-// 72.6 -> 15.1 ms, backward data 65.8 -> 14.4 ms, backward filter 75.6 -> 11.4 ms against im2col + GEMM.
+// Measured (graft_bench_cpu --benchmark_filter='conv2d.*g:32', 2 threads, bench/RESULTS.md 2026-11-27): ResNeXt-50's
+// layer1 conv (8,56,56,128), 32 groups of 4: forward 72.6 -> 15.1 ms, input gradient 65.8 -> 14.4 ms, filter
+// gradient 75.6 -> 11.4 ms against im2col + GEMM. (1x1 grouped convs keep the pointwise GEMMs: faster for wide
+// groups.)
 // Threads: forward and backward data split rows, backward filter splits groups; every element is summed by one
 // loop in one order, so results are bitwise the same for any thread count (kernels/cpu_parallel.h).
 #include <algorithm>
@@ -29,7 +32,7 @@ namespace {
 // First and one-past-last output column q whose input column w = q*stride - pad + s*dilation is inside [0, W).
 void valid_columns(const Conv2dGeometry& g, std::int64_t s, std::int64_t& q_lo, std::int64_t& q_hi) {
   const std::int64_t offset = s * g.dilation_w - g.pad_w;  // w = q*stride + offset
-  q_lo = offset >= 0 ? 0 : (-offset + g.stride_w - 1) / g.stride_w;
+  q_lo = offset >= 0 ? 0 : std::min<std::int64_t>(g.q, (-offset + g.stride_w - 1) / g.stride_w);
   q_hi = g.w - 1 - offset < 0 ? 0 : std::min<std::int64_t>(g.q, (g.w - 1 - offset) / g.stride_w + 1);
   q_hi = std::max(q_hi, q_lo);
 }
@@ -111,23 +114,23 @@ void forward_rows(float* out, const float* inp, const float* wt, const float* bi
   for (std::int64_t row = row0; row < row1; ++row) {
     const std::int64_t n = row / g.p, p = row % g.p;
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
-      // n pixels from column q (all taps inside when n == PX; bounds checked per tap when n == 1)
+      // `Pixels` pixels from column q (all taps inside when Pixels == PX; bounds checked per tap when 1)
       auto pixels = [&](auto block, std::int64_t q) {
-        constexpr int N = decltype(block)::value;
-        Float4 acc[N][KG / 4];
-        for (int px = 0; px < N; ++px)
+        constexpr int Pixels = decltype(block)::value;
+        Float4 acc[Pixels][KG / 4];
+        for (int px = 0; px < Pixels; ++px)
           for (int v = 0; v < KG / 4; ++v) acc[px][v] = bias ? load4(bias + grp * KG + 4 * v) : Float4{};
         for (std::int64_t r = 0; r < g.r; ++r) {
           const std::int64_t h = p * g.stride_h - g.pad_h + r * g.dilation_h;
           if (h < 0 || h >= g.h) continue;
           for (std::int64_t s = 0; s < g.s; ++s) {
             const std::int64_t w = q * g.stride_w - g.pad_w + s * g.dilation_w;
-            if (N == 1 && (w < 0 || w >= g.w)) continue;
-            forward_tap<KG, N>(acc, inp + ((n * g.h + h) * g.w + w) * g.c + grp * cg, x_step,
+            if (Pixels == 1 && (w < 0 || w >= g.w)) continue;
+            forward_tap<KG, Pixels>(acc, inp + ((n * g.h + h) * g.w + w) * g.c + grp * cg, x_step,
                                wt + ((grp * g.r + r) * g.s + s) * cg * KG, cg);
           }
         }
-        for (int px = 0; px < N; ++px)
+        for (int px = 0; px < Pixels; ++px)
           for (int v = 0; v < KG / 4; ++v) store4(out + (row * g.q + q + px) * g.k + grp * KG + 4 * v, acc[px][v]);
       };
       using One = std::integral_constant<int, 1>;
@@ -165,27 +168,27 @@ void backward_data_rows(float* dinp, const float* dout, const float* wd, const C
   // Input columns w whose every tap s lands on an output column q = w + pad - s*dilation in [0, Q) (stride 1).
   std::int64_t inner_lo = 0, inner_hi = 0;
   if (g.stride_w == 1) {
-    inner_lo = std::max<std::int64_t>(0, (g.s - 1) * g.dilation_w - g.pad_w);
+    inner_lo = std::clamp<std::int64_t>((g.s - 1) * g.dilation_w - g.pad_w, 0, g.w);
     inner_hi = std::max(inner_lo, std::min<std::int64_t>(g.w, g.q - g.pad_w));
   }
   for (std::int64_t row = row0; row < row1; ++row) {
     const std::int64_t n = row / g.h, h = row % g.h;
     for (std::int64_t grp = 0; grp < g.groups; ++grp) {
       auto pixels = [&](auto block, std::int64_t w) {
-        constexpr int N = decltype(block)::value;
-        Float4 acc[N][CG / 4] = {};
+        constexpr int Pixels = decltype(block)::value;
+        Float4 acc[Pixels][CG / 4] = {};
         for (std::int64_t r = 0; r < g.r; ++r) {
           const std::int64_t ph = h + g.pad_h - r * g.dilation_h;  // = p * stride_h
           if (ph < 0 || ph % g.stride_h != 0 || ph / g.stride_h >= g.p) continue;
           const std::int64_t p = ph / g.stride_h;
           for (std::int64_t s = 0; s < g.s; ++s) {
             const std::int64_t qw = w + g.pad_w - s * g.dilation_w;  // = q * stride_w
-            if (N == 1 && (qw < 0 || qw % g.stride_w != 0 || qw / g.stride_w >= g.q)) continue;
-            data_tap<CG, N>(acc, dout + ((n * g.p + p) * g.q + qw / g.stride_w) * g.k + grp * kg, g.k,
+            if (Pixels == 1 && (qw < 0 || qw % g.stride_w != 0 || qw / g.stride_w >= g.q)) continue;
+            data_tap<CG, Pixels>(acc, dout + ((n * g.p + p) * g.q + qw / g.stride_w) * g.k + grp * kg, g.k,
                             wd + ((grp * g.r + r) * g.s + s) * kg * CG, kg);
           }
         }
-        for (int px = 0; px < N; ++px)
+        for (int px = 0; px < Pixels; ++px)
           for (int v = 0; v < CG / 4; ++v) store4(dinp + (row * g.w + w + px) * g.c + grp * CG + 4 * v, acc[px][v]);
       };
       using One = std::integral_constant<int, 1>;
@@ -241,7 +244,7 @@ bool is_vector_width(std::int64_t v) { return v == 4 || v == 8 || v == 16 || v =
 }  // namespace
 
 bool conv2d_cpu_grouped_applies(const Conv2dGeometry& g) {
-  return g.groups > 1 && is_vector_width(g.c / g.groups) && is_vector_width(g.k / g.groups);
+  return g.groups > 1 && !conv2d_is_pointwise(g) && is_vector_width(g.c / g.groups) && is_vector_width(g.k / g.groups);
 }
 
 void conv2d_forward_cpu_grouped(float* out, const float* inp, const float* weight, const float* bias,

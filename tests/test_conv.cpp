@@ -1,5 +1,5 @@
-// conv2d on the CPU: gradient checks of the op, the im2col and pointwise GEMM paths against the direct 7-loop
-// definition, golden values from torch.nn.functional.conv2d, and argument errors.
+// conv2d on the CPU: gradient checks of the op, the im2col, pointwise GEMM and grouped paths against the direct
+// 7-loop definition, golden values from torch.nn.functional.conv2d, and argument errors.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -130,51 +130,75 @@ TEST(Conv2dKernels, Im2colMatchesDirectOnRandomShapes) {
   }
 }
 
-// The grouped kernels (kernels/conv2d_cpu_grouped.cpp) on random geometries with 4..64 channels per group: strides,
-// paddings, dilations, non-square kernels and rows wide enough for their pixel blocks and their borders. Outputs
-// start as NaN, so an element left unwritten fails.
-TEST(Conv2dKernels, GroupedKernelsMatchDirectOnRandomShapes) {
+// The grouped kernels (kernels/conv2d_cpu_grouped.cpp) against the direct oracle on one geometry: every output
+// written (they start as NaN) and nothing written around them (64 guard floats on each side).
+void expect_grouped_matches_direct(const Conv2dGeometry& g, std::uint64_t seed) {
+  SCOPED_TRACE(conv2d_geometry_str(g));
+  ASSERT_TRUE(conv2d_cpu_grouped_applies(g));
+  EXPECT_STREQ(conv2d_cpu_path(g), "grouped");
+  EXPECT_EQ(conv2d_workspace_bytes_cpu(g), 0u);
+  ConvData d = random_data(g, seed);
+  constexpr std::size_t kGuard = 64;
+  constexpr float kSentinel = 12345.f;
+  // Runs `kernel` into a NaN-filled buffer between guards; compares with `ref` and checks the guards.
+  auto expect_close = [&](const Tensor& ref, const std::function<void(float*)>& kernel, const char* what) {
+    const std::size_t size = static_cast<std::size_t>(ref.numel());
+    std::vector<float> buffer(size + 2 * kGuard, kSentinel);
+    std::fill_n(buffer.begin() + kGuard, size, std::numeric_limits<float>::quiet_NaN());
+    kernel(buffer.data() + kGuard);
+    for (std::size_t i = 0; i < kGuard; ++i)
+      ASSERT_TRUE(buffer[i] == kSentinel && buffer[kGuard + size + i] == kSentinel) << what << " wrote outside";
+    Tensor got = Tensor::from_vector(std::vector<float>(buffer.begin() + kGuard, buffer.end() - kGuard), ref.shape());
+    EXPECT_TRUE(all_close(got, ref, kAtol, kRtol)) << what;
+  };
+  for (bool with_bias : {false, true}) {
+    const float* b = with_bias ? d.b.data<float>() : nullptr;
+    Tensor ref = poisoned({g.n, g.p, g.q, g.k});
+    conv2d_forward_cpu_direct(ref.data<float>(), d.x.data<float>(), d.w.data<float>(), b, g);
+    expect_close(ref, [&](float* out) { conv2d_forward_cpu(out, d.x.data<float>(), d.w.data<float>(), b, g, nullptr, 0); },
+                 with_bias ? "forward with bias" : "forward");
+  }
+  Tensor dx_ref = poisoned(d.x.shape());
+  conv2d_backward_data_cpu_direct(dx_ref.data<float>(), d.dout.data<float>(), d.w.data<float>(), g);
+  expect_close(dx_ref, [&](float* dx) { conv2d_backward_data_cpu(dx, d.dout.data<float>(), d.w.data<float>(), g, nullptr, 0); },
+               "backward data");
+  Tensor dw_ref = poisoned(d.w.shape());
+  conv2d_backward_filter_cpu_direct(dw_ref.data<float>(), d.dout.data<float>(), d.x.data<float>(), g);
+  expect_close(dw_ref, [&](float* dw) { conv2d_backward_filter_cpu(dw, d.dout.data<float>(), d.x.data<float>(), g, nullptr, 0); },
+               "backward filter");
+}
+
+// Random geometries with 4..64 channels per group: strides, paddings (some larger than the kernel's reach), dilations,
+// non-square kernels, and rows wide enough for the pixel blocks and their borders; then the narrow maps where no
+// column is interior (a review found the kernels writing past their rows there).
+TEST(Conv2dKernels, GroupedKernelsMatchDirect) {
   std::mt19937 rng(2026);
   auto pick = [&rng](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
   const int widths[] = {4, 8, 16, 32, 64};
   int cases = 0;
-  while (cases < 30) {
+  while (cases < 40) {
     Conv2dOptions o;
     o.groups = pick(2, 4);
-    o.stride_h = pick(1, 2), o.stride_w = pick(1, 3);
-    o.pad_h = pick(0, 2), o.pad_w = pick(0, 2);
-    o.dilation_h = pick(1, 2), o.dilation_w = pick(1, 2);
-    const std::int64_t cg = widths[pick(0, cases < 20 ? 2 : 4)], kg = widths[pick(0, cases < 20 ? 2 : 4)];
+    o.stride_h = pick(1, 2), o.stride_w = pick(1, 4);
+    o.pad_h = pick(0, 3), o.pad_w = pick(0, 6);
+    o.dilation_h = pick(1, 2), o.dilation_w = pick(1, 4);
+    const std::int64_t cg = widths[pick(0, cases < 30 ? 2 : 4)], kg = widths[pick(0, cases < 30 ? 2 : 4)];
     const std::int64_t r = pick(1, 3), s = pick(1, 4), h = pick(1, 9), w = pick(1, 23);
+    if (r == 1 && s == 1) continue;  // pointwise: the GEMM path
     if (h + 2 * o.pad_h < o.dilation_h * (r - 1) + 1 || w + 2 * o.pad_w < o.dilation_w * (s - 1) + 1) continue;
-    const Conv2dGeometry g = geometry(pick(1, 2), h, w, o.groups * cg, o.groups * kg, r, s, o);
-    SCOPED_TRACE(conv2d_geometry_str(g));
-    ASSERT_TRUE(conv2d_cpu_grouped_applies(g));
-    EXPECT_STREQ(conv2d_cpu_path(g), "grouped");
-    EXPECT_EQ(conv2d_workspace_bytes_cpu(g), 0u);
-    ConvData d = random_data(g, 500 + cases);
-    for (bool with_bias : {false, true}) {
-      const float* b = with_bias ? d.b.data<float>() : nullptr;
-      Tensor ref = poisoned({g.n, g.p, g.q, g.k}), out = poisoned({g.n, g.p, g.q, g.k});
-      conv2d_forward_cpu_direct(ref.data<float>(), d.x.data<float>(), d.w.data<float>(), b, g);
-      conv2d_forward_cpu(out.data<float>(), d.x.data<float>(), d.w.data<float>(), b, g, nullptr, 0);
-      EXPECT_TRUE(all_close(out, ref, kAtol, kRtol)) << "forward, bias " << with_bias;
-    }
-    Tensor dx_ref = poisoned(d.x.shape()), dx = poisoned(d.x.shape());
-    conv2d_backward_data_cpu_direct(dx_ref.data<float>(), d.dout.data<float>(), d.w.data<float>(), g);
-    conv2d_backward_data_cpu(dx.data<float>(), d.dout.data<float>(), d.w.data<float>(), g, nullptr, 0);
-    EXPECT_TRUE(all_close(dx, dx_ref, kAtol, kRtol)) << "backward data";
-    Tensor dw_ref = poisoned(d.w.shape()), dw = poisoned(d.w.shape());
-    conv2d_backward_filter_cpu_direct(dw_ref.data<float>(), d.dout.data<float>(), d.x.data<float>(), g);
-    conv2d_backward_filter_cpu(dw.data<float>(), d.dout.data<float>(), d.x.data<float>(), g, nullptr, 0);
-    EXPECT_TRUE(all_close(dw, dw_ref, kAtol, kRtol)) << "backward filter";
+    expect_grouped_matches_direct(geometry(pick(1, 2), h, w, o.groups * cg, o.groups * kg, r, s, o), 500 + cases);
     ++cases;
   }
+  expect_grouped_matches_direct(geometry(2, 3, 1, 8, 8, 3, 3, {.pad_h = 2, .pad_w = 2, .dilation_h = 2, .dilation_w = 2, .groups = 2}), 1);
+  expect_grouped_matches_direct(
+      geometry(2, 3, 1, 12, 48, 1, 4, {.stride_h = 4, .stride_w = 5, .pad_h = 4, .pad_w = 6, .dilation_w = 3, .groups = 3}), 2);
+  expect_grouped_matches_direct(geometry(2, 5, 5, 256, 256, 3, 3, {.pad_h = 6, .pad_w = 6, .dilation_h = 6, .dilation_w = 6, .groups = 64}), 3);
   // Other group widths keep im2col (or the pointwise GEMMs).
   EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 6, 6, 3, 3, {.groups = 2})), "im2col");     // 3 per group
   EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 8, 12, 3, 3, {.groups = 2})), "im2col");    // 6 outputs per group
   EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 128, 128, 3, 3, {.groups = 1})), "im2col");
   EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 128, 128, 1, 1, {.groups = 1})), "pointwise");
+  EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 128, 128, 1, 1, {.groups = 32})), "pointwise");
   EXPECT_STREQ(conv2d_cpu_path(geometry(1, 8, 8, 256, 256, 3, 3, {.groups = 2})), "im2col");  // 128 per group
 }
 

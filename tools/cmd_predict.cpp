@@ -1,7 +1,13 @@
-// graft predict: the top-5 classes and probabilities for each image file. Class names: the checkpoint's (its
-// training data's), ImageNet's for a 1000-output model without names, else the output index.
+// graft predict: the top classes and probabilities for image files, or every image in folders. Class names: the
+// checkpoint's (its training data's), ImageNet's for a 1000-output model without names, else the output index.
+//   --batch N    images per forward pass (decoded in parallel on the CPU threads)
+//   --csv FILE   also one CSV row per image: path, then class and probability for each of the --top classes
+//   --strict     an unreadable image is an error; by default it is skipped with a warning (a missing path is always
+//                an error)
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <random>
 
 #include "core/autograd.h"
@@ -9,18 +15,53 @@
 #include "core/ops.h"
 #include "io/dataset.h"
 #include "io/transforms.h"
+#include "kernels/cpu_parallel.h"
 #include "tools/cli_common.h"
 
 namespace graft::cli {
 namespace {
 
+namespace fs = std::filesystem;
+
 struct PredictArgs {
-  std::string checkpoint, weights, arch, device = "auto";
+  std::string checkpoint, weights, arch, device = "auto", csv;
   std::vector<std::string> images;
-  int size = 0, top = 5;
+  int size = 0, top = 5, batch = 32;
+  bool strict = false;
 };
 
+// The image files named, folders replaced by the images below them (io/dataset.h find_images).
+std::vector<std::string> image_paths(const std::vector<std::string>& args) {
+  std::vector<std::string> paths;
+  for (const std::string& arg : args) {
+    std::error_code ec;
+    GRAFT_CHECK(fs::exists(arg, ec), "predict: '", arg, "' does not exist");
+    if (!fs::is_directory(arg, ec)) {
+      paths.push_back(arg);
+      continue;
+    }
+    std::vector<std::string> found = find_images(arg);
+    GRAFT_CHECK(!found.empty(), "predict: folder '", arg, "' holds no .jpg, .jpeg or .png file");
+    paths.insert(paths.end(), found.begin(), found.end());
+  }
+  return paths;
+}
+
+// A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string out = "\"";
+  for (char ch : text) out += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return out + "\"";
+}
+
 void predict(const PredictArgs& a) {
+  const std::vector<std::string> paths = image_paths(a.images);
+  std::ofstream csv;
+  if (!a.csv.empty()) {
+    csv.open(a.csv, std::ios::trunc);
+    GRAFT_CHECK(csv.good(), "predict: cannot write '", a.csv, "'");
+  }
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);
   m.model->to(device);
@@ -30,36 +71,94 @@ void predict(const PredictArgs& a) {
   t.size = a.size > 0 ? a.size : m.image_size;
   t.exact_resize = m.exact_resize;
   t.normalize = m.preprocess;
-  std::mt19937_64 unused_rng(0);  // eval transforms draw nothing
-  NoGradGuard no_grad;
-  const std::size_t pixels = static_cast<std::size_t>(t.size) * t.size * 3;
-  for (const std::string& path : a.images) {
-    Example e = load_image(path);
-    std::vector<float> input(pixels);
-    transform_example(e, t, unused_rng, input.data());
-    Tensor x = Tensor::from_vector(input, {1, t.size, t.size, 3}, device);
-    std::vector<float> p = softmax((*m.model)(x)).to_vector();
-    std::vector<std::size_t> idx(p.size());
-    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-    const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), idx.size());
-    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                      [&](std::size_t i, std::size_t j) { return p[i] > p[j] || (p[i] == p[j] && i < j); });
-    std::printf("%s\n", path.c_str());
-    for (std::size_t i = 0; i < k; ++i)
-      std::printf("  %.4f  %s\n", p[idx[i]], idx[i] < names.size() ? names[idx[i]].c_str() : "?");
+  check_transform_options(t);
+  const std::int64_t pixels = std::int64_t{t.size} * t.size * 3;
+
+  if (csv.is_open()) {
+    csv << "path";
+    const std::size_t columns = std::min<std::size_t>(static_cast<std::size_t>(a.top), names.size());
+    for (std::size_t i = 1; i <= columns; ++i) csv << ",class" << i << ",probability" << i;
+    csv << "\n";
   }
+  NoGradGuard no_grad;
+  std::int64_t predicted = 0, skipped = 0;
+  for (std::size_t first = 0; first < paths.size(); first += static_cast<std::size_t>(a.batch)) {
+    const std::size_t count = std::min(paths.size() - first, static_cast<std::size_t>(a.batch));
+    // Decode and transform the batch's images in parallel; an image that fails leaves its reason instead.
+    std::vector<float> input(count * static_cast<std::size_t>(pixels));
+    std::vector<std::string> problems(count);
+    parallel_for(static_cast<std::int64_t>(count), pixels, [&](std::int64_t lo, std::int64_t hi) {
+      std::mt19937_64 unused_rng(0);  // eval transforms draw nothing
+      for (std::int64_t i = lo; i < hi; ++i) {
+        try {
+          transform_example(load_image(paths[first + static_cast<std::size_t>(i)]), t, unused_rng,
+                            input.data() + i * pixels);
+        } catch (const std::exception& e) {
+          problems[static_cast<std::size_t>(i)] = e.what();
+        }
+      }
+    });
+    std::vector<std::size_t> rows;  // the batch's readable images
+    for (std::size_t i = 0; i < count; ++i) {
+      if (problems[i].empty()) {
+        if (rows.size() != i)
+          std::copy_n(input.begin() + static_cast<std::ptrdiff_t>(i * pixels), pixels,
+                      input.begin() + static_cast<std::ptrdiff_t>(rows.size() * pixels));
+        rows.push_back(i);
+        continue;
+      }
+      GRAFT_CHECK(!a.strict, "predict: ", problems[i]);
+      std::fprintf(stderr, "graft: warning: skipped an unreadable image: %s\n", problems[i].c_str());
+      ++skipped;
+    }
+    if (rows.empty()) continue;
+    input.resize(rows.size() * static_cast<std::size_t>(pixels));
+    const auto batch = static_cast<std::int64_t>(rows.size());
+    Tensor x = Tensor::from_vector(input, {batch, t.size, t.size, 3}, device);
+    const std::vector<float> p = softmax((*m.model)(x)).to_vector();
+    const std::size_t classes = p.size() / rows.size();
+    const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), classes);
+    for (std::size_t row = 0; row < rows.size(); ++row) {
+      const float* prob = p.data() + row * classes;
+      std::vector<std::size_t> idx(classes);
+      for (std::size_t i = 0; i < classes; ++i) idx[i] = i;
+      std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+                        [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
+      const std::string& path = paths[first + rows[row]];
+      std::printf("%s\n", path.c_str());
+      if (csv.is_open()) csv << csv_field(path);
+      for (std::size_t i = 0; i < k; ++i) {
+        const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
+        std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
+        if (csv.is_open()) csv << ',' << csv_field(name) << ',' << prob[idx[i]];
+      }
+      if (csv.is_open()) csv << "\n";
+      ++predicted;
+    }
+  }
+  if (csv.is_open()) {
+    csv.flush();
+    GRAFT_CHECK(csv.good(), "predict: writing '", a.csv, "' failed");
+  }
+  if (skipped > 0)
+    std::fprintf(stderr, "graft: predict: %lld image(s), %lld unreadable skipped\n", static_cast<long long>(predicted),
+                 static_cast<long long>(skipped));
+  GRAFT_CHECK(predicted > 0, "predict: none of the ", paths.size(), " image(s) could be read");
 }
 
 }  // namespace
 
 void register_predict(CLI::App& app) {
-  auto* cmd = app.add_subcommand("predict", "top-5 class names and probabilities for image files");
+  auto* cmd = app.add_subcommand("predict", "top-5 class names and probabilities for image files or folders");
   auto a = std::make_shared<PredictArgs>();
   add_inference_model_options(*cmd, a->checkpoint, a->weights, a->arch);
-  cmd->add_option("images", a->images, "JPEG or PNG files")->required();
+  cmd->add_option("images", a->images, "JPEG or PNG files, or folders (every .jpg/.jpeg/.png below them)")->required();
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--size", a->size, "input size (default: the checkpoint's, else 224)")->check(CLI::Range(8, 4096));
   cmd->add_option("--top", a->top, "classes shown per image")->capture_default_str()->check(CLI::Range(1, 1000));
+  cmd->add_option("--batch", a->batch, "images per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));
+  cmd->add_option("--csv", a->csv, "also write one row per image: path, class1, probability1, ... (CSV)");
+  cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
   cmd->callback([a] { predict(*a); });
 }
 
