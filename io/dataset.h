@@ -66,9 +66,11 @@ struct ImageFolderReport {
 DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& options = {},
                              ImageFolderReport* report = nullptr);
 
-// Every .jpg/.jpeg/.png file (any case) in DIR and its subfolders, hidden entries (starting with '.') skipped: a
-// folder's images in name order, then its subfolders' in name order. Error: DIR is not a directory.
-std::vector<std::string> find_images(const std::string& dir);
+// Every .jpg/.jpeg/.png file (any case) in DIR and its subfolders, depth first: a folder's images in name order, then
+// each subfolder's (recursively) in name order; hidden entries (starting with '.') and linked folders skipped.
+// Errors: DIR is not a directory or cannot be listed; a subfolder that cannot be listed too, unless `unlisted` is
+// given: then its error message is added there and the subfolder skipped.
+std::vector<std::string> find_images(const std::string& dir, std::vector<std::string>* unlisted = nullptr);
 
 // One JPEG or PNG file (or its bytes in memory; `what` names it in errors), decoded to HWC uint8: gray stays one
 // channel, gray+alpha drops the alpha (1 channel), RGB and RGBA give 3 channels; 16-bit PNGs are scaled to 8 bits.

@@ -132,7 +132,7 @@ Example load_image(const std::string& path) {
   return decode_image(bytes.data(), bytes.size(), path);
 }
 
-std::vector<std::string> find_images(const std::string& dir) {
+std::vector<std::string> find_images(const std::string& dir, std::vector<std::string>* unlisted) {
   std::error_code ec;
   GRAFT_CHECK(fs::is_directory(dir, ec), "find_images: '", dir, "' is not a directory");
   std::vector<std::string> out;
@@ -141,8 +141,15 @@ std::vector<std::string> find_images(const std::string& dir) {
     const fs::path folder = folders.back();
     folders.pop_back();
     std::vector<fs::path> subfolders;
-    for (const std::string& name :
-         sorted_entries(folder, [](const fs::directory_entry&) { return true; }, "find_images")) {
+    std::vector<std::string> names;
+    try {
+      names = sorted_entries(folder, [](const fs::directory_entry&) { return true; }, "find_images");
+    } catch (const Error& e) {
+      if (!unlisted || folder == fs::path(dir)) throw;
+      unlisted->push_back(e.message());
+      continue;
+    }
+    for (const std::string& name : names) {
       const fs::path path = folder / name;
       if (fs::is_symlink(path, ec) && fs::is_directory(path, ec)) continue;  // a linked folder could lead back up
       if (fs::is_directory(path, ec))

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # graft predict on folders: every image below them, in batches, with a CSV; an unreadable image is skipped with a
-# warning (an error with --strict); batching does not change the probabilities; CSV fields with commas are quoted.
+# warning (an error with --strict); batches of 1 and 4 print the same 4-decimal probabilities for this small model
+# (a GEMM's last bits may depend on the batch: larger models can differ in the 4th decimal); CSV fields with commas
+# are quoted; the CSV appears only when the run succeeds, and --csv naming an image is refused.
 #   cli_predict.sh GRAFT CHECKPOINT FOLDER WORK_DIR   (FOLDER: tests/make_tiny_data.py's folder, one corrupt.png)
 set -u
 graft=$1 checkpoint=$2 folder=$3 work=$4
@@ -16,6 +18,7 @@ grep -q "$readable image(s), 1 unreadable skipped" "$work/b4.err" || { cat "$wor
 [ "$(head -1 "$work/p.csv")" = "path,class1,probability1,class2,probability2" ] || fail "CSV header: $(head -1 "$work/p.csv")"
 [ "$(($(wc -l <"$work/p.csv") - 1))" -eq "$readable" ] || fail "CSV rows: $(wc -l <"$work/p.csv")"
 grep -q "class_a/img0.png,class_.,[01]\.[0-9]*,class_.,[0-9.e-]*$" "$work/p.csv" || { cat "$work/p.csv"; fail "CSV row"; }
+[ ! -e "$work/p.csv.tmp" ] || fail "the temporary CSV is left behind"
 
 # One image per forward pass gives the same printed probabilities as batches of 4.
 "$graft" predict --checkpoint "$checkpoint" --batch 1 --top 2 "$folder" >"$work/b1.out" 2>/dev/null || fail "batch 1"
@@ -30,7 +33,18 @@ cp "$folder/class_b/img1.png" "$work/a,b\"c.png"
 "$graft" predict --checkpoint "$checkpoint" --csv "$work/q.csv" "$work/a,b\"c.png" >/dev/null 2>&1 || fail "odd name"
 grep -qF "\"$work/a,b\"\"c.png\",class_" "$work/q.csv" || { cat "$work/q.csv"; fail "CSV quoting"; }
 
-# Only unreadable images: an error, not an empty success.
-"$graft" predict --checkpoint "$checkpoint" "$folder/class_a/corrupt.png" >"$work/none.out" 2>&1 && fail "no image read, yet success"
+# Only unreadable images: an error, not an empty success, and the CSV of the earlier run stays as it was.
+before=$(md5sum <"$work/q.csv")
+"$graft" predict --checkpoint "$checkpoint" --csv "$work/q.csv" "$folder/class_a/corrupt.png" >"$work/none.out" 2>&1 \
+  && fail "no image read, yet success"
 grep -q "none of the 1 image(s) could be read" "$work/none.out" || { cat "$work/none.out"; fail "no 'none could be read'"; }
+[ "$(md5sum <"$work/q.csv")" = "$before" ] || fail "a failed run changed the CSV"
+
+# --csv followed by an image (the CSV's name forgotten) is refused, and the image is untouched.
+cp "$folder/class_b/img2.png" "$work/keep.png"
+before=$(md5sum <"$work/keep.png")
+"$graft" predict --checkpoint "$checkpoint" --csv "$work/keep.png" "$folder/class_b/img1.png" >"$work/csvimg.out" 2>&1 \
+  && fail "--csv IMAGE accepted"
+grep -q "names an image file" "$work/csvimg.out" || { cat "$work/csvimg.out"; fail "no message for --csv IMAGE"; }
+[ "$(md5sum <"$work/keep.png")" = "$before" ] || fail "--csv IMAGE changed the image"
 echo "ok: $readable images predicted in batches of 4 and 1 alike, corrupt.png skipped, CSV written and quoted"

@@ -1,13 +1,16 @@
 // graft predict: the top classes and probabilities for image files, or every image in folders. Class names: the
 // checkpoint's (its training data's), ImageNet's for a 1000-output model without names, else the output index.
 //   --batch N    images per forward pass (decoded in parallel on the CPU threads)
-//   --csv FILE   also one CSV row per image: path, then class and probability for each of the --top classes
+//   --csv FILE   also one CSV row per image: path, then class and probability (%.9g) for each of the --top classes;
+//                written under a temporary name and renamed into place once every image is done
 //   --strict     an unreadable image is an error; by default it is skipped with a warning (a missing path is always
 //                an error)
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 
 #include "core/autograd.h"
@@ -30,22 +33,60 @@ struct PredictArgs {
   bool strict = false;
 };
 
-// The image files named, folders replaced by the images below them (io/dataset.h find_images).
-std::vector<std::string> image_paths(const std::vector<std::string>& args) {
+// The image files named, folders replaced by the images below them (io/dataset.h find_images; a subfolder that
+// cannot be listed is an error with --strict, else skipped with a warning).
+std::vector<std::string> image_paths(const std::vector<std::string>& args, bool strict) {
   std::vector<std::string> paths;
   for (const std::string& arg : args) {
     std::error_code ec;
-    GRAFT_CHECK(fs::exists(arg, ec), "predict: '", arg, "' does not exist");
+    const bool exists = fs::exists(arg, ec);
+    GRAFT_CHECK(!ec, "predict: '", arg, "': ", ec.message());
+    GRAFT_CHECK(exists, "predict: '", arg, "' does not exist");
     if (!fs::is_directory(arg, ec)) {
       paths.push_back(arg);
       continue;
     }
-    std::vector<std::string> found = find_images(arg);
+    std::vector<std::string> unlisted;
+    std::vector<std::string> found = find_images(arg, &unlisted);
+    for (const std::string& problem : unlisted) {
+      GRAFT_CHECK(!strict, "predict: ", problem);
+      std::fprintf(stderr, "graft: warning: skipped a folder: %s\n", problem.c_str());
+    }
     GRAFT_CHECK(!found.empty(), "predict: folder '", arg, "' holds no .jpg, .jpeg or .png file");
     paths.insert(paths.end(), found.begin(), found.end());
   }
   return paths;
 }
+
+// The CSV file, written under FILE.tmp and renamed over FILE only by commit(): a failed run leaves FILE as it was.
+class CsvOutput {
+ public:
+  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+    out_.open(tmp_, std::ios::trunc);
+    GRAFT_CHECK(out_.good(), "predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
+  }
+  ~CsvOutput() {
+    if (out_.is_open()) {
+      out_.close();
+      std::error_code ec;
+      fs::remove(tmp_, ec);
+    }
+  }
+  CsvOutput(const CsvOutput&) = delete;
+  CsvOutput& operator=(const CsvOutput&) = delete;
+  std::ofstream& stream() { return out_; }
+  void commit() {
+    out_.close();
+    GRAFT_CHECK(!out_.fail(), "predict: writing '", tmp_, "' failed");
+    std::error_code ec;
+    fs::rename(tmp_, path_, ec);
+    GRAFT_CHECK(!ec, "predict: cannot rename '", tmp_, "' to '", path_, "': ", ec.message());
+  }
+
+ private:
+  std::string path_, tmp_;
+  std::ofstream out_;
+};
 
 // A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
 std::string csv_field(const std::string& text) {
@@ -55,13 +96,24 @@ std::string csv_field(const std::string& text) {
   return out + "\"";
 }
 
+// %.9g: a float's shortest exact-enough text (it reads back as the same float).
+std::string probability_text(float p) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", static_cast<double>(p));
+  return buf;
+}
+
 void predict(const PredictArgs& a) {
-  const std::vector<std::string> paths = image_paths(a.images);
-  std::ofstream csv;
-  if (!a.csv.empty()) {
-    csv.open(a.csv, std::ios::trunc);
-    GRAFT_CHECK(csv.good(), "predict: cannot write '", a.csv, "'");
+  if (!a.csv.empty()) {  // a forgotten file name would make an input image the CSV
+    std::error_code ec;
+    for (const std::string& arg : a.images)
+      GRAFT_CHECK(!fs::equivalent(a.csv, arg, ec), "predict: --csv '", a.csv, "' is one of the images to predict");
+    std::string ext = fs::path(a.csv).extension().string();
+    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+    GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", "predict: --csv '", a.csv,
+                "' names an image file; give the CSV file's name after --csv");
   }
+  const std::vector<std::string> paths = image_paths(a.images, a.strict);
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);
   m.model->to(device);
@@ -74,12 +126,9 @@ void predict(const PredictArgs& a) {
   check_transform_options(t);
   const std::int64_t pixels = std::int64_t{t.size} * t.size * 3;
 
-  if (csv.is_open()) {
-    csv << "path";
-    const std::size_t columns = std::min<std::size_t>(static_cast<std::size_t>(a.top), names.size());
-    for (std::size_t i = 1; i <= columns; ++i) csv << ",class" << i << ",probability" << i;
-    csv << "\n";
-  }
+  std::unique_ptr<CsvOutput> csv;
+  if (!a.csv.empty()) csv = std::make_unique<CsvOutput>(a.csv);
+  bool csv_header = false;
   NoGradGuard no_grad;
   std::int64_t predicted = 0, skipped = 0;
   for (std::size_t first = 0; first < paths.size(); first += static_cast<std::size_t>(a.batch)) {
@@ -87,14 +136,17 @@ void predict(const PredictArgs& a) {
     // Decode and transform the batch's images in parallel; an image that fails leaves its reason instead.
     std::vector<float> input(count * static_cast<std::size_t>(pixels));
     std::vector<std::string> problems(count);
-    parallel_for(static_cast<std::int64_t>(count), pixels, [&](std::int64_t lo, std::int64_t hi) {
+    // (decoding costs more than the pixels it yields: each image counts as at least a thread's worth of work)
+    parallel_for(static_cast<std::int64_t>(count), std::max(pixels, kMinWorkPerThread), [&](std::int64_t lo, std::int64_t hi) {
       std::mt19937_64 unused_rng(0);  // eval transforms draw nothing
       for (std::int64_t i = lo; i < hi; ++i) {
         try {
           transform_example(load_image(paths[first + static_cast<std::size_t>(i)]), t, unused_rng,
                             input.data() + i * pixels);
+        } catch (const Error& e) {
+          problems[static_cast<std::size_t>(i)] = e.message();
         } catch (const std::exception& e) {
-          problems[static_cast<std::size_t>(i)] = e.what();
+          problems[static_cast<std::size_t>(i)] = paths[first + static_cast<std::size_t>(i)] + ": " + e.what();
         }
       }
     });
@@ -118,6 +170,12 @@ void predict(const PredictArgs& a) {
     const std::vector<float> p = softmax((*m.model)(x)).to_vector();
     const std::size_t classes = p.size() / rows.size();
     const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), classes);
+    if (csv && !csv_header) {
+      csv->stream() << "path";
+      for (std::size_t i = 1; i <= k; ++i) csv->stream() << ",class" << i << ",probability" << i;
+      csv->stream() << "\n";
+      csv_header = true;
+    }
     for (std::size_t row = 0; row < rows.size(); ++row) {
       const float* prob = p.data() + row * classes;
       std::vector<std::size_t> idx(classes);
@@ -126,24 +184,21 @@ void predict(const PredictArgs& a) {
                         [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
       const std::string& path = paths[first + rows[row]];
       std::printf("%s\n", path.c_str());
-      if (csv.is_open()) csv << csv_field(path);
+      if (csv) csv->stream() << csv_field(path);
       for (std::size_t i = 0; i < k; ++i) {
         const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
         std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
-        if (csv.is_open()) csv << ',' << csv_field(name) << ',' << prob[idx[i]];
+        if (csv) csv->stream() << ',' << csv_field(name) << ',' << probability_text(prob[idx[i]]);
       }
-      if (csv.is_open()) csv << "\n";
+      if (csv) csv->stream() << "\n";
       ++predicted;
     }
-  }
-  if (csv.is_open()) {
-    csv.flush();
-    GRAFT_CHECK(csv.good(), "predict: writing '", a.csv, "' failed");
   }
   if (skipped > 0)
     std::fprintf(stderr, "graft: predict: %lld image(s), %lld unreadable skipped\n", static_cast<long long>(predicted),
                  static_cast<long long>(skipped));
   GRAFT_CHECK(predicted > 0, "predict: none of the ", paths.size(), " image(s) could be read");
+  if (csv) csv->commit();
 }
 
 }  // namespace
