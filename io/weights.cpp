@@ -103,7 +103,8 @@ void check_dialect(const Plan& plan, Module& model, const std::string& path) {
   bool file_keras = plan.dialect != Dialect::Torchvision, model_keras = built != Dialect::Torchvision;
   GRAFT_CHECK(file_keras == model_keras, "load_weights: '", path, "' holds ", describe_dialect(plan),
               " but the model was built with dialect ", dialect_name(built), ": build it with dialect ",
-              dialect_name(plan.dialect), " (ModelOptions.dialect)");
+              dialect_name(plan.dialect), " (ModelOptions.dialect; on the command line: --dialect ",
+              dialect_name(plan.dialect), ")");
 }
 
 std::string list_block(const char* label, const std::vector<std::string>& items) {

@@ -52,4 +52,12 @@ assert a.attrs["step"] == b.attrs["step"], (a.attrs["step"], b.attrs["step"])
 if bad: sys.exit("differ: " + ", ".join(bad[:5]))
 print("ok:", len(names), "tensors equal after", a.attrs["step"], "steps")
 PY
-echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights"
+# Resuming the finished run, or with a --max-steps it has passed, trains nothing and changes nothing.
+before=$(sums)
+for extra in "" "--max-steps 3"; do
+  "$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/run" --resume $extra >"$work/again.out" 2>&1 \
+    || { cat "$work/again.out"; fail "resume of a finished run ($extra)"; }
+  grep -q "is at epoch 2 of 2, step 8: nothing to train" "$work/again.out" || { cat "$work/again.out"; fail "message ($extra)"; }
+  [ "$(sums)" = "$before" ] || fail "a resume with nothing to train changed the run"
+done
+echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights, nothing more after"

@@ -99,18 +99,28 @@ void eval(const EvalArgs& a) {
   Device device = resolve_device(a.device);
   m.model->to(device);
   DatasetPtr data = open_dataset(a.data, /*train=*/false, ImageFolderOptions{a.strict});
-  if (!a.classes.empty()) {
+  // Without --classes, a checkpoint trained on a class subset (graft finetune --classes) brings its subset along.
+  std::string subset = a.classes;
+  const auto recorded = m.meta.train_state.find("setting.classes");
+  if (subset.empty() && recorded != m.meta.train_state.end() && !recorded->second.empty()) {
+    subset = recorded->second;
+    std::printf("eval: the checkpoint was trained on classes %s of its data: evaluating on those\n", subset.c_str());
+  }
+  if (!subset.empty()) {
     std::vector<int> classes;
-    std::stringstream ss(a.classes);
+    std::stringstream ss(subset);
     for (std::string item; std::getline(ss, item, ',');) {
       try {
         classes.push_back(std::stoi(item));
       } catch (const std::exception&) {
-        GRAFT_FAIL("--classes '", a.classes, "': '", item, "' is not a class index");
+        GRAFT_FAIL("--classes '", subset, "': '", item, "' is not a class index");
       }
     }
     data = select_classes(data, classes);
   }
+  GRAFT_CHECK(m.meta.num_classes <= 0 || data->num_classes() <= m.meta.num_classes, "eval: ", data->describe(),
+              " has ", data->num_classes(), " classes but the model has ", m.meta.num_classes,
+              " outputs: evaluate it on the classes it was trained on (--classes, as given to graft finetune)");
   LoaderOptions lo;
   lo.batch_size = a.batch;
   lo.shuffle = false;

@@ -253,7 +253,16 @@ void finetune(const FinetuneArgs& a) {
     lo.transform.crop_scale_min = small_fixed_images(a.data) ? 0.35f : 0.08f;
     lo.transform.random_flip = true;
   }
+  // BatchNorm with batch statistics cannot normalise a batch of one image: such a last batch is left out of each
+  // epoch (torch's drop_last; with shuffling, a different image each epoch).
+  if (a.bn == "train" && a.batch > 1 && train_data->size() % a.batch == 1) {
+    lo.drop_last = true;
+    std::printf("note: with --bn train the epoch's last batch would hold 1 image, which BatchNorm cannot normalise "
+                "with batch statistics: it is left out of each epoch\n");
+  }
   Loader train(train_data, lo);
+  GRAFT_CHECK(train.batches_per_epoch() > 0, "finetune: ", train_data->describe(), " gives no training batch of ",
+              a.batch, " images");
   std::unique_ptr<Loader> val;
   if (val_data) val = std::make_unique<Loader>(val_data, vo);
   GRAFT_CHECK(a.patience == 0 || val, "finetune: --patience ", a.patience, " watches the validation top-1, and '",
@@ -325,7 +334,11 @@ void finetune(const FinetuneArgs& a) {
       {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
-  if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
+  CheckpointMeta resumed;  // where a --resume starts
+  if (a.resume) {
+    check_resume_settings("finetune", last, run_settings(train, to));
+    resumed = read_checkpoint_meta(last);
+  }
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)
@@ -341,7 +354,8 @@ void finetune(const FinetuneArgs& a) {
   run << "graft finetune\n  arch " << a.model.arch << " (" << built_dialect(a.model) << "), " << num_classes
       << " classes, weights " << (a.weights.empty() ? "none (random init)" : a.weights) << "\n  train "
       << train_data->describe() << "\n  validation " << (val_data ? val_data->describe() : "none") << "\n  freeze "
-      << a.freeze << ", bn " << a.bn << ", trainable parameters " << model->trainable_parameter_count() << " of "
+      << a.freeze << (unfreeze.empty() ? std::string() : ", unfreeze " + unfreeze) << ", bn " << a.bn
+      << ", trainable parameters " << model->trainable_parameter_count() << " of "
       << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
       << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
       << warmup << " steps), label smoothing " << a.label_smoothing << ", class weights " << weights_text.str()
@@ -358,11 +372,12 @@ void finetune(const FinetuneArgs& a) {
       << a.model.seed << ", device " << device.str() << ", deterministic " << (a.deterministic ? "on" : "off")
       << "\n";
   std::string history = run.str();  // a resumed run keeps the run.txt of the run it continues, plus a line
+  std::string before_resume = history;
   if (a.resume) {
     std::ifstream previous(a.out + "/run.txt");
-    if (previous) history = std::string(std::istreambuf_iterator<char>(previous), {});
-    const CheckpointMeta m = read_checkpoint_meta(last);
-    history += "resumed from last.h5 at epoch " + std::to_string(m.epoch) + ", step " + std::to_string(m.step) +
+    if (previous) history = before_resume = std::string(std::istreambuf_iterator<char>(previous), {});
+    history += "resumed from last.h5 at epoch " + std::to_string(resumed.epoch) + ", step " +
+               std::to_string(resumed.step) +
                ", device " + device.str() + ", deterministic " + (a.deterministic ? "on" : "off") + "\n";
   }
   auto write_run = [&](const std::string& extra) {
@@ -375,6 +390,15 @@ void finetune(const FinetuneArgs& a) {
   if (r.stopped_early && r.epochs_done == 0) {  // resumed where an early stop ended the run
     std::printf("finetune: %s already stopped early (no better validation top-1 since epoch %d: %.2f%%); nothing "
                 "to train\n", a.out.c_str(), r.best_epoch, 100 * r.best_validation.top1);
+    history = before_resume;  // no resume happened
+    write_run("");
+    return;
+  }
+  if (a.resume && r.steps == resumed.step && !r.stopped_by_signal) {  // finished, or at --max-steps already
+    std::printf("finetune: %s is at epoch %lld of %d, step %lld: nothing to train\n", a.out.c_str(),
+                static_cast<long long>(resumed.epoch), a.epochs, static_cast<long long>(resumed.step));
+    history = before_resume;  // no resume happened
+    write_run("");
     return;
   }
   std::string algos = cuda::conv_algorithms_report();
@@ -399,9 +423,11 @@ void finetune(const FinetuneArgs& a) {
     std::printf("feature cache: not used (%s)\n",
                 augment ? "random augmentation is on" : "parameters outside the head train, or BN uses batch stats");
   if (r.skipped_images) std::printf("skipped %lld unreadable image(s)\n", static_cast<long long>(r.skipped_images));
-  std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (log.csv, curves.png, last.h5%s, run.txt)\n",
-              memory_stats(device).peak_bytes / 1048576.0, device.str().c_str(), a.out.c_str(),
-              r.best_epoch > 0 ? ", best.h5" : "");
+  std::string files;  // what the run directory holds now (a run stopped inside its first epoch has no log yet)
+  for (const char* name : {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"})
+    if (fs::exists(fs::path(a.out) / name)) files += std::string(files.empty() ? "" : ", ") + name;
+  std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (%s)\n", memory_stats(device).peak_bytes / 1048576.0,
+              device.str().c_str(), a.out.c_str(), files.c_str());
   if (r.stopped_by_signal) {
     std::fprintf(stderr, "graft: finetune interrupted after step %lld; %s/last.h5 saved, continue with --resume\n",
                  static_cast<long long>(r.steps), a.out.c_str());
@@ -457,7 +483,9 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--augment", a->augment, "random resized crop + flip (default unless --freeze all)");
   cmd->add_flag("--no-augment", a->no_augment, "no random augmentation");
   cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
-  cmd->add_option("--max-steps", a->max_steps, "stop after N steps in all (testing; the schedule still spans --epochs, so --resume continues the same run)")->group("");
+  cmd->add_option("--max-steps", a->max_steps,
+                  "stop after N optimizer steps in all, last.h5 saved (the schedule still spans --epochs: --resume "
+                  "continues the same run)");
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
   cmd->add_flag("--deterministic", a->deterministic, "GPU: deterministic cuDNN algorithms (recorded in run.txt)");
   cmd->callback([a] { finetune(*a); });

@@ -39,6 +39,25 @@ void inspect(const std::string& path) {
     std::printf("format graft-checkpoint (graft %s), architecture %s, dialect %s, %d classes, epoch %lld, step %lld\n",
                 m.graft_version.c_str(), m.arch.c_str(), m.dialect.c_str(), m.num_classes,
                 static_cast<long long>(m.epoch), static_cast<long long>(m.step));
+    if (!m.class_names.empty()) {
+      std::string names;
+      for (std::size_t i = 0; i < m.class_names.size() && i < 10; ++i) names += (i ? ", " : "") + m.class_names[i];
+      if (m.class_names.size() > 10) names += ", ... (" + std::to_string(m.class_names.size()) + " in all)";
+      std::printf("class names: %s\n", names.c_str());
+    }
+    auto state = [&](const char* key) {
+      auto it = m.train_state.find(key);
+      return it == m.train_state.end() ? std::string("-") : it->second;
+    };
+    std::printf("input: preprocess %s, image size %s, resize %s\n", state("preprocess").c_str(),
+                state("image_size").c_str(), state("resize").c_str());
+    // The settings of the run that wrote it (train/trainer.h run_settings): what a --resume must repeat.
+    std::string settings;
+    for (const auto& [key, value] : m.train_state)
+      if (key.rfind("setting.", 0) == 0)
+        settings += "\n  " + key.substr(8) + ": " +
+                    (value.empty() ? "(none)" : value.size() <= 100 ? value : value.substr(0, 80) + "...");
+    if (!settings.empty()) std::printf("training settings:%s\n", settings.c_str());
     return;
   }
   WeightFileInfo info = inspect_weights(path);

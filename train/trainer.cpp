@@ -290,6 +290,10 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     result.steps = step;
     return result;
   }
+  if (options.max_steps > 0 && step >= options.max_steps) {  // resumed at or past max_steps: nothing to do
+    result.steps = step;
+    return result;
+  }
 
   // ---- the batch source: the whole model on loader batches, or the head on cached features ----
   model.train();

@@ -67,7 +67,7 @@ struct TrainOptions {
   bool resume = false;
   bool progress = true;       // a progress bar on stderr (images/s, loss, ETA)
   bool keep_best = true;
-  std::int64_t max_steps = 0; // > 0: stop after this many steps in all (tests)
+  std::int64_t max_steps = 0; // > 0: stop after this many steps in all (a resume already there trains nothing)
   // Feature-extraction mode: when every parameter outside the head is frozen, no BatchNorm outside the head
   // would use batch statistics in train mode (e.g. after freeze_batch_norm) and the train loader does not
   // augment, the backbone runs once over the train (and validation) data in eval mode - running BN statistics,
