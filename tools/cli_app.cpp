@@ -39,6 +39,19 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     return app.exit(e);
   } catch (const CLI::RuntimeError& e) {  // a command that reported its own outcome (e.g. 130: interrupted)
     return e.get_exit_code();
+  } catch (const CLI::RequiredError& e) {
+    // "A subcommand is required" also for `graft bogus`: name the word that is not a command.
+    const std::vector<std::string> extras = app.remaining();
+    if (app.get_subcommands().empty() && !extras.empty()) {
+      std::string commands;
+      for (const CLI::App* sub : app.get_subcommands([](const CLI::App*) { return true; }))
+        commands += (commands.empty() ? "" : ", ") + sub->get_name();
+      std::fprintf(stderr, "graft: '%s' is not a command (commands: %s; graft --help)\n", extras.front().c_str(),
+                   commands.c_str());
+      return 2;
+    }
+    std::fprintf(stderr, "graft: %s\n", e.what());
+    return 2;
   } catch (const CLI::ParseError& e) {
     std::fprintf(stderr, "graft: %s\n", e.what());
     return 2;

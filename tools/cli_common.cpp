@@ -1,8 +1,21 @@
 #include "tools/cli_common.h"
 
+#include <cmath>
+#include <cstdlib>
+
 #include "core/error.h"
 
 namespace graft::cli {
+
+const CLI::Validator kNonNegativeNumber(
+    [](std::string& text) {
+      char* end = nullptr;
+      const double v = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size() || !(v >= 0) || !std::isfinite(v))
+        return "'" + text + "' is not a number >= 0";
+      return std::string();
+    },
+    "NONNEGATIVE");
 
 void add_model_options(CLI::App& cmd, ModelArgs& args) {
   cmd.add_option("--arch", args.arch, std::string("architecture: ") + kArchitectures)->capture_default_str();

@@ -29,6 +29,10 @@ std::string built_dialect(const ModelArgs& args);
 // "auto" picks CUDA when available.
 Device resolve_device(const std::string& name);
 
+// CLI::NonNegativeNumber with a short message ("'abc' is not a number >= 0"; CLI11's own prints the range up to the
+// largest double in 300 digits).
+extern const CLI::Validator kNonNegativeNumber;
+
 // The whole CLI (tools/cli_app.cpp): an App with every subcommand registered, and parse-and-run with every error
 // turned into one line on stderr (exit 2 for usage errors, 1 for failures, 0 on success).
 std::unique_ptr<CLI::App> make_app();

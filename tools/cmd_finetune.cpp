@@ -449,15 +449,15 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--unfreeze", a->unfreeze, "PATTERN to train again (repeatable), e.g. layer4");
   cmd->add_option("--bn", a->bn, "frozen (running stats, not updated; gamma/beta follow --freeze) | train")->capture_default_str()->check(CLI::IsMember({"frozen", "train"}));
   cmd->add_option("--optimizer", a->optimizer, "sgd | adam | adamw")->capture_default_str()->check(CLI::IsMember({"sgd", "adam", "adamw"}));
-  cmd->add_option("--lr", a->lr, "learning rate (of the head)")->capture_default_str()->check(CLI::NonNegativeNumber);
-  cmd->add_option("--backbone-lr", a->backbone_lr, "learning rate of unfrozen non-head parameters (default: --lr)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--lr", a->lr, "learning rate (of the head)")->capture_default_str()->check(kNonNegativeNumber);
+  cmd->add_option("--backbone-lr", a->backbone_lr, "learning rate of unfrozen non-head parameters (default: --lr)")->check(kNonNegativeNumber);
+  cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(kNonNegativeNumber);
   cmd->add_option("--momentum", a->momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--label-smoothing", a->label_smoothing, "training targets (1-S) onehot + S/classes, S in [0, 1)")
       ->capture_default_str();
   cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegativeNumber);
   cmd->add_option("--class-weights", a->class_weights,
                   "weights of the training loss per class: balanced (N / (classes x count)) or W0,W1,...");
   cmd->add_option("--accumulate", a->accumulate,
@@ -466,7 +466,7 @@ void register_finetune(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--clip-grad-norm", a->clip, "clip the global gradient 2-norm to N every step (0: off)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegativeNumber);
   cmd->add_option("--schedule", a->schedule, "cosine | step (x0.1 at 1/3 and 2/3) | none")->capture_default_str()->check(CLI::IsMember({"cosine", "step", "none"}));
   cmd->add_option("--warmup", a->warmup, "cosine warm-up: epochs (1, 0.5) or steps (200steps)")->capture_default_str();
   cmd->add_option("--epochs", a->epochs, "epochs")->capture_default_str()->check(CLI::Range(1, 100000));
@@ -479,7 +479,7 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(0, 256));
   cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")->capture_default_str();
   cmd->add_option("--classes", a->classes, "class subset, e.g. 5,6,7 (relabelled 0..k-1)");
-  cmd->add_option("--per-class", a->per_class, "at most N training images per class (few-shot)")->check(CLI::PositiveNumber);
+  cmd->add_option("--per-class", a->per_class, "at most N images per class (few-shot; the validation share is taken from them)")->check(CLI::PositiveNumber);
   cmd->add_flag("--augment", a->augment, "random resized crop + flip (default unless --freeze all)");
   cmd->add_flag("--no-augment", a->no_augment, "no random augmentation");
   cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
