@@ -162,21 +162,27 @@ void write_confusion_png(const std::string& path, const std::vector<std::vector<
   int rows = static_cast<int>(confusion.size()), cols = static_cast<int>(confusion.front().size());
   GRAFT_CHECK(rows <= 1000 && cols <= 1000, "confusion.png: ", rows, "x", cols, " is too large to draw");
   int cell = std::clamp(640 / std::max(rows, cols), 2, 48);
+  // Rows are labelled "index name", columns by index (above the cells, when they are wide enough).
+  auto row_label = [&](int r) {
+    return std::to_string(r) + (r < int(names.size()) ? " " + names[r].substr(0, 20) : std::string());
+  };
   int label_w = 0;
-  for (int r = 0; r < rows; ++r)
-    label_w = std::max(label_w, Canvas::text_width(r < int(names.size()) ? names[r].substr(0, 20) : std::to_string(r)));
+  for (int r = 0; r < rows; ++r) label_w = std::max(label_w, Canvas::text_width(row_label(r)));
   label_w = cell >= 10 ? label_w + 10 : 10;
-  int left = label_w, top = 40;
-  Canvas c(left + cols * cell + 20, top + rows * cell + 40);
-  c.text(left, 8, "confusion: rows = true class, columns = predicted", kBlack, 1);
+  const int left = label_w, top = 40;
+  const std::string title = "confusion: rows = true class, columns = predicted";
+  Canvas c(std::max(left + cols * cell + 20, left + Canvas::text_width(title) + 20), top + rows * cell + 40);
+  c.text(left, 8, title, kBlack, 1);
+  if (cell >= 16)
+    for (int k = 0; k < cols; ++k) c.text(left + k * cell + 2, top - 12, std::to_string(k), kBlack);
   for (int r = 0; r < rows; ++r) {
     std::int64_t total = 0;
     for (std::int64_t v : confusion[r]) total += v;
-    if (cell >= 10) c.text(4, top + r * cell + cell / 2 - 3, r < int(names.size()) ? names[r].substr(0, 20) : std::to_string(r), kBlack);
+    if (cell >= 10) c.text(4, top + r * cell + cell / 2 - 3, row_label(r), kBlack);
     for (int k = 0; k < cols; ++k) {
       double share = total ? double(confusion[r][k]) / total : 0;
       auto shade = static_cast<std::uint32_t>(std::lround(255 * (1 - share)));
-      std::uint32_t color = (shade << 16) | (shade << 8) | 0xFF;  // white -> blue
+      std::uint32_t color = share > 0 ? (shade << 16) | (shade << 8) | 0xFF : 0xEEEEF4;  // light grey, then white -> blue
       c.fill_rect(left + k * cell, top + r * cell, cell - (cell > 4), cell - (cell > 4), color);
       if (cell >= 24 && confusion[r][k]) {
         std::string t = std::to_string(confusion[r][k]);

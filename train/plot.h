@@ -1,7 +1,8 @@
 // Small raster plots for the run directory, drawn on an RGB pixel canvas and written as PNG (stb_image_write,
 // text with stb_easy_font's segment font): no plotting library, no fonts on disk.
 //   curves.png     left: train and validation loss per epoch; right: train top-1 and validation top-1/top-5
-//   confusion.png  one cell per (true class, predicted class), shade = share of the true class's images
+//   confusion.png  one cell per (true class, predicted class), shade = share of the true class's images; rows labelled
+//                  "index name", columns by index
 // Files are written under a temporary name and renamed into place, so a reader never sees half a PNG.
 #pragma once
 #include <cstdint>
