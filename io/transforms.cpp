@@ -1,8 +1,9 @@
 // Image transforms (see io/transforms.h). Every geometric step - resize, crop, random resized crop, flip - is
-// one bilinear resampling: per output row and column a pair of source taps and a weight, computed like
-// PyTorch's CPU upsample_bilinear2d (float math, src = (dst + 0.5) * in/out - 0.5, clamped at 0, the second tap
-// clamped to the last pixel). The eval pipeline only computes the center window of the resized image, and a
-// random resized crop resamples its box of the source directly, so no intermediate image is materialised.
+// one resampling with per-output-row and per-output-column taps: bilinear pairs, computed like PyTorch's CPU
+// upsample_bilinear2d (float math, src = (dst + 0.5) * in/out - 0.5, clamped at 0), or, when an axis shrinks and
+// antialiasing is on, the wider triangle filter of interpolate(antialias=True) / PIL. The eval pipeline only
+// computes the center window of the resized image, and a random resized crop resamples its box of the source
+// directly, so no resized image is materialised (only, when antialiasing, the row-filtered source rows).
 #include "io/transforms.h"
 
 #include <algorithm>
@@ -15,64 +16,152 @@ namespace graft {
 namespace {
 
 // Source taps of `count` consecutive output positions, starting at `first`, of a 1-D resize from `in_size`
-// (starting at source position `in_offset`) to `out_size`.
+// (starting at source position `in_offset`) to `out_size`: per output position k, taps[k] consecutive source
+// indices from start[k], with weights weight[k * width ...].
 struct Taps {
-  std::vector<int> lo, hi;    // source indices (absolute)
-  std::vector<float> weight;  // of hi; lo gets 1 - weight
+  int width = 0;                // taps per output position (the widest; unused weights are 0)
+  std::vector<int> start;       // first source index (absolute)
+  std::vector<float> weight;    // start.size() x width
+  bool bilinear_pairs() const { return width == 2; }
 };
 
-Taps make_taps(int in_size, int in_offset, int out_size, int first, int count) {
+// Bilinear, as PyTorch's CPU upsample_bilinear2d: src = (dst + 0.5) * in/out - 0.5, clamped at 0; taps (floor(src),
+// floor(src) + 1) with weights (1 - t, t), t = src - floor(src); past the last pixel, the last pixel alone.
+Taps bilinear_taps(int in_size, int in_offset, int out_size, int first, int count) {
   Taps t;
-  t.lo.resize(static_cast<std::size_t>(count));
-  t.hi.resize(t.lo.size());
-  t.weight.resize(t.lo.size());
+  t.width = in_size == 1 ? 1 : 2;  // a one-pixel source: every output is that pixel
+  t.start.assign(static_cast<std::size_t>(count), in_offset);
+  t.weight.assign(t.start.size() * static_cast<std::size_t>(t.width), 1.f);
+  if (in_size == 1) return t;
   const float scale = static_cast<float>(in_size) / static_cast<float>(out_size);
   for (int k = 0; k < count; ++k) {
     float src = scale * (static_cast<float>(first + k) + 0.5f) - 0.5f;
     if (src < 0.f) src = 0.f;
-    int i0 = static_cast<int>(src);  // floor: src >= 0
-    if (i0 > in_size - 1) i0 = in_size - 1;
-    int i1 = i0 < in_size - 1 ? i0 + 1 : i0;
-    t.lo[static_cast<std::size_t>(k)] = in_offset + i0;
-    t.hi[static_cast<std::size_t>(k)] = in_offset + i1;
-    t.weight[static_cast<std::size_t>(k)] = src - static_cast<float>(i0);
+    const int i0 = std::min(static_cast<int>(src), in_size - 1);  // floor: src >= 0
+    const std::size_t kk = static_cast<std::size_t>(k);
+    if (i0 == in_size - 1) {  // (start, start + 1) must both exist: the pair ending at the last pixel, all on it
+      t.start[kk] = in_offset + in_size - 2, t.weight[2 * kk] = 0.f, t.weight[2 * kk + 1] = 1.f;
+    } else {
+      const float w1 = src - static_cast<float>(i0);
+      t.start[kk] = in_offset + i0, t.weight[2 * kk] = 1.f - w1, t.weight[2 * kk + 1] = w1;
+    }
   }
   return t;
 }
 
-void reverse(Taps& t) {
-  std::reverse(t.lo.begin(), t.lo.end());
-  std::reverse(t.hi.begin(), t.hi.end());
-  std::reverse(t.weight.begin(), t.weight.end());
+// Antialiased bilinear for downscaling (in_size > out_size), as PyTorch's interpolate(antialias=True) and PIL's
+// resize: a triangle filter stretched by the scale, so each output averages every source pixel under it:
+//   center = (dst + 0.5) * scale, support = scale, taps [int(center - support + 0.5), int(center + support + 0.5))
+//   clipped to the image, weight(j) = max(0, 1 - |j + 0.5 - center| / scale), normalised to sum 1.
+Taps antialias_taps(int in_size, int in_offset, int out_size, int first, int count) {
+  const double scale = static_cast<double>(in_size) / out_size, support = scale;
+  Taps t;
+  t.width = static_cast<int>(std::ceil(support)) * 2 + 1;
+  t.start.resize(static_cast<std::size_t>(count));
+  t.weight.assign(t.start.size() * static_cast<std::size_t>(t.width), 0.f);
+  for (int k = 0; k < count; ++k) {
+    const double center = scale * (first + k + 0.5);
+    const int lo = std::max(static_cast<int>(center - support + 0.5), 0);
+    const int hi = std::min(static_cast<int>(center + support + 0.5), in_size);
+    float* w = &t.weight[static_cast<std::size_t>(k) * static_cast<std::size_t>(t.width)];
+    double total = 0;
+    for (int j = lo; j < hi && j - lo < t.width; ++j) {
+      const double x = std::abs((j - center + 0.5) / scale);
+      w[j - lo] = static_cast<float>(x < 1 ? 1 - x : 0);
+      total += w[j - lo];
+    }
+    for (int j = 0; j < t.width && total > 0; ++j) w[j] = static_cast<float>(w[j] / total);
+    // the window may reach past the image's end by width - (hi - lo) taps of weight 0: start it earlier instead
+    const int start = std::min(lo, std::max(in_size - t.width, 0));
+    if (start != lo) {
+      std::copy_backward(w, w + (hi - lo), w + (hi - lo) + (lo - start));
+      std::fill(w, w + (lo - start), 0.f);
+    }
+    t.start[static_cast<std::size_t>(k)] = in_offset + start;
+  }
+  if (t.width > in_size) {  // a window wider than the image: every tap inside it
+    Taps narrow = t;
+    narrow.width = in_size;
+    narrow.weight.assign(narrow.start.size() * static_cast<std::size_t>(in_size), 0.f);
+    for (std::size_t k = 0; k < t.start.size(); ++k)
+      for (int j = 0; j < in_size; ++j) narrow.weight[k * static_cast<std::size_t>(in_size) + static_cast<std::size_t>(j)] =
+          t.weight[k * static_cast<std::size_t>(t.width) + static_cast<std::size_t>(j)];
+    return narrow;
+  }
+  return t;
 }
 
-// out (rows.size(), cols.size(), c) from in (., w, c): interpolate along the row first, then between rows (the
-// order of PyTorch's CPU kernel).
+Taps make_taps(int in_size, int in_offset, int out_size, int first, int count, bool antialias) {
+  return antialias && in_size > out_size ? antialias_taps(in_size, in_offset, out_size, first, count)
+                                         : bilinear_taps(in_size, in_offset, out_size, first, count);
+}
+
+// A horizontal flip: the output columns in reverse order.
+void reverse(Taps& t) {
+  std::reverse(t.start.begin(), t.start.end());
+  const std::size_t width = static_cast<std::size_t>(t.width);
+  for (std::size_t a = 0, b = t.start.size(); a + 1 < b; ++a, --b)
+    std::swap_ranges(t.weight.begin() + static_cast<std::ptrdiff_t>(a * width),
+                     t.weight.begin() + static_cast<std::ptrdiff_t>((a + 1) * width),
+                     t.weight.begin() + static_cast<std::ptrdiff_t>((b - 1) * width));
+}
+
+// out (rows.size(), cols.size(), c) from in (., w, c). Two-tap (bilinear) rows and columns: interpolate along the
+// row first, then between rows (the order of PyTorch's CPU kernel). Otherwise separably: every source row the
+// rows' taps reach is filtered along the row once, then the rows are combined.
 template <typename T>
 void resample(const T* in, int w, int c, const Taps& rows, const Taps& cols, float* out) {
   const std::size_t stride = static_cast<std::size_t>(w) * static_cast<std::size_t>(c);
-  const std::size_t uc = static_cast<std::size_t>(c);
-  for (std::size_t y = 0; y < rows.lo.size(); ++y) {
-    const T* r0 = in + static_cast<std::size_t>(rows.lo[y]) * stride;
-    const T* r1 = in + static_cast<std::size_t>(rows.hi[y]) * stride;
-    const float wy1 = rows.weight[y], wy0 = 1.f - wy1;
-    for (std::size_t x = 0; x < cols.lo.size(); ++x) {
-      const std::size_t a = static_cast<std::size_t>(cols.lo[x]) * uc, b = static_cast<std::size_t>(cols.hi[x]) * uc;
-      const float wx1 = cols.weight[x], wx0 = 1.f - wx1;
-      for (std::size_t ch = 0; ch < uc; ++ch) {
-        float top = wx0 * static_cast<float>(r0[a + ch]) + wx1 * static_cast<float>(r0[b + ch]);
-        float bottom = wx0 * static_cast<float>(r1[a + ch]) + wx1 * static_cast<float>(r1[b + ch]);
-        *out++ = wy0 * top + wy1 * bottom;
+  const std::size_t uc = static_cast<std::size_t>(c), out_w = cols.start.size();
+  if (rows.bilinear_pairs() && cols.bilinear_pairs()) {
+    for (std::size_t y = 0; y < rows.start.size(); ++y) {
+      const T* r0 = in + static_cast<std::size_t>(rows.start[y]) * stride;
+      const T* r1 = r0 + stride;
+      const float wy0 = rows.weight[2 * y], wy1 = rows.weight[2 * y + 1];
+      for (std::size_t x = 0; x < out_w; ++x) {
+        const std::size_t a = static_cast<std::size_t>(cols.start[x]) * uc, b = a + uc;
+        const float wx0 = cols.weight[2 * x], wx1 = cols.weight[2 * x + 1];
+        for (std::size_t ch = 0; ch < uc; ++ch) {
+          float top = wx0 * static_cast<float>(r0[a + ch]) + wx1 * static_cast<float>(r0[b + ch]);
+          float bottom = wx0 * static_cast<float>(r1[a + ch]) + wx1 * static_cast<float>(r1[b + ch]);
+          *out++ = wy0 * top + wy1 * bottom;
+        }
       }
+    }
+    return;
+  }
+  const int first_row = *std::min_element(rows.start.begin(), rows.start.end());
+  const int last_row = *std::max_element(rows.start.begin(), rows.start.end()) + rows.width;  // one past
+  std::vector<float> filtered(static_cast<std::size_t>(last_row - first_row) * out_w * uc);
+  for (int r = first_row; r < last_row; ++r) {
+    const T* row = in + static_cast<std::size_t>(r) * stride;
+    float* dst = &filtered[static_cast<std::size_t>(r - first_row) * out_w * uc];
+    for (std::size_t x = 0; x < out_w; ++x) {
+      const T* src = row + static_cast<std::size_t>(cols.start[x]) * uc;
+      const float* wx = &cols.weight[x * static_cast<std::size_t>(cols.width)];
+      for (std::size_t ch = 0; ch < uc; ++ch) {
+        float acc = 0.f;
+        for (int j = 0; j < cols.width; ++j) acc += wx[j] * static_cast<float>(src[static_cast<std::size_t>(j) * uc + ch]);
+        dst[x * uc + ch] = acc;
+      }
+    }
+  }
+  for (std::size_t y = 0; y < rows.start.size(); ++y) {
+    const float* wy = &rows.weight[y * static_cast<std::size_t>(rows.width)];
+    const float* base = &filtered[static_cast<std::size_t>(rows.start[y] - first_row) * out_w * uc];
+    for (std::size_t i = 0; i < out_w * uc; ++i) {
+      float acc = 0.f;
+      for (int j = 0; j < rows.width; ++j) acc += wy[j] * base[static_cast<std::size_t>(j) * out_w * uc + i];
+      *out++ = acc;
     }
   }
 }
 
 template <typename T>
-void resize_image(const T* in, int h, int w, int c, float* out, int out_h, int out_w) {
+void resize_image(const T* in, int h, int w, int c, float* out, int out_h, int out_w, bool antialias) {
   GRAFT_CHECK(h > 0 && w > 0 && c > 0 && out_h > 0 && out_w > 0, "resize_bilinear: cannot resize ", h, "x", w, "x", c,
               " to ", out_h, "x", out_w, " (every size must be > 0)");
-  resample(in, w, c, make_taps(h, 0, out_h, 0, out_h), make_taps(w, 0, out_w, 0, out_w), out);
+  resample(in, w, c, make_taps(h, 0, out_h, 0, out_h, antialias), make_taps(w, 0, out_w, 0, out_w, antialias), out);
 }
 
 // Python's round(): half to even (nearbyint under the default rounding mode).
@@ -100,11 +189,11 @@ double random_uniform(std::mt19937_64& rng, double lo, double hi) {
   return lo + (hi - lo) * unit;
 }
 
-void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w) {
-  resize_image(in, h, w, c, out, out_h, out_w);
+void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w, bool antialias) {
+  resize_image(in, h, w, c, out, out_h, out_w, antialias);
 }
-void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w) {
-  resize_image(in, h, w, c, out, out_h, out_w);
+void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w, bool antialias) {
+  resize_image(in, h, w, c, out, out_h, out_w, antialias);
 }
 
 CropBox center_crop_box(int h, int w, int crop_h, int crop_w) {
@@ -168,11 +257,11 @@ void transform_example(const Example& ex, const TransformOptions& o, std::mt1993
   Taps rows, cols;
   if (o.random_resized_crop) {
     CropBox box = random_resized_crop_box(ex.height, ex.width, o.crop_scale_min, o.crop_scale_max, rng);
-    rows = make_taps(box.height, box.top, size, 0, size);
-    cols = make_taps(box.width, box.left, size, 0, size);
+    rows = make_taps(box.height, box.top, size, 0, size, o.antialias);
+    cols = make_taps(box.width, box.left, size, 0, size, o.antialias);
   } else if (o.exact_resize) {
-    rows = make_taps(ex.height, 0, size, 0, size);
-    cols = make_taps(ex.width, 0, size, 0, size);
+    rows = make_taps(ex.height, 0, size, 0, size, o.antialias);
+    cols = make_taps(ex.width, 0, size, 0, size, o.antialias);
   } else {
     // torchvision Resize(int): the shorter side becomes resize_to, the longer int(resize_to * long / short).
     const int short_to = eval_resize_to(o);
@@ -181,8 +270,8 @@ void transform_example(const Example& ex, const TransformOptions& o, std::mt1993
     const int long_to = static_cast<int>(static_cast<double>(short_to) * long_side / short_side);
     const int rh = wide ? short_to : long_to, rw = wide ? long_to : short_to;
     CropBox window = center_crop_box(rh, rw, size, size);
-    rows = make_taps(ex.height, 0, rh, window.top, size);
-    cols = make_taps(ex.width, 0, rw, window.left, size);
+    rows = make_taps(ex.height, 0, rh, window.top, size, o.antialias);
+    cols = make_taps(ex.width, 0, rw, window.left, size, o.antialias);
   }
   // torchvision draws the flip after the crop: p = 0.5
   if (o.random_flip && random_uniform(rng, 0.0, 1.0) < 0.5) reverse(cols);

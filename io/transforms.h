@@ -4,8 +4,10 @@
 //                     random horizontal flip (p = 0.5), gray -> 3 channels, normalise
 //   eval:             resize (shorter side to resize_to, or exactly size x size), center crop size x size,
 //                     gray -> 3 channels, normalise
-// Resizing is bilinear with half-pixel centres and no antialiasing, as torch.nn.functional.interpolate(
-// mode="bilinear", align_corners=False); values are computed in float and never rounded back to bytes.
+// Resizing is bilinear with half-pixel centres, as torch.nn.functional.interpolate(mode="bilinear",
+// align_corners=False), antialiased where the image shrinks (antialias=True: what torchvision's Resize and
+// RandomResizedCrop do on PIL images, and by default on tensors since 0.17) unless TransformOptions::antialias is
+// off; values are computed in float and never rounded back to bytes.
 // Normalisation is the model dialect's preset (io/preprocess.h): caffe (BGR, mean subtraction) or torch
 // (x / 255, per-channel mean and std).
 #pragma once
@@ -24,6 +26,7 @@ struct TransformOptions {
   bool random_resized_crop = false;
   float crop_scale_min = 0.08f, crop_scale_max = 1.0f;
   bool random_flip = false;
+  bool antialias = true;         // a shrinking resize averages the source pixels under each output (see above)
   Preprocess normalize = Preprocess::Torch;
   bool augments() const { return random_resized_crop || random_flip; }
 };
@@ -45,9 +48,11 @@ std::uint64_t random_below(std::mt19937_64& rng, std::uint64_t n);
 double random_uniform(std::mt19937_64& rng, double lo, double hi);
 
 // The building blocks (exposed for tests and for users composing their own pipeline). All HWC.
-// Bilinear resize of a uint8 or float image to (out_h, out_w), float output (sizes > 0, else graft::Error).
-void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w);
-void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w);
+// Bilinear resize of a uint8 or float image to (out_h, out_w), float output (sizes > 0, else graft::Error);
+// antialias: interpolate(antialias=True) along an axis that shrinks.
+void resize_bilinear(const std::uint8_t* in, int h, int w, int c, float* out, int out_h, int out_w,
+                     bool antialias = false);
+void resize_bilinear(const float* in, int h, int w, int c, float* out, int out_h, int out_w, bool antialias = false);
 struct CropBox {
   int top = 0, left = 0, height = 0, width = 0;
 };

@@ -233,12 +233,15 @@ TEST(TransformsGolden, ResizeMatchesTorchInterpolate) {
     Tensor in = g.get("resize" + std::to_string(i) + "_in"), ref = g.get("resize" + std::to_string(i) + "_out");
     std::vector<float> values = in.to_vector();
     std::vector<std::uint8_t> bytes(values.begin(), values.end());
-    Tensor out = Tensor::empty(ref.shape());
-    resize_bilinear(bytes.data(), int(in.dim(0)), int(in.dim(1)), int(in.dim(2)), out.data<float>(), int(ref.dim(0)),
-                    int(ref.dim(1)));
-    EXPECT_TRUE(testing::all_close(out, ref, 1e-3f, 1e-5f)) << "case " << i;
+    for (bool antialias : {false, true}) {
+      if (antialias) ref = g.get("resize" + std::to_string(i) + "_out_antialias");
+      Tensor out = Tensor::empty(ref.shape());
+      resize_bilinear(bytes.data(), int(in.dim(0)), int(in.dim(1)), int(in.dim(2)), out.data<float>(),
+                      int(ref.dim(0)), int(ref.dim(1)), antialias);
+      EXPECT_TRUE(testing::all_close(out, ref, 1e-3f, 1e-5f)) << "case " << i << ", antialias " << antialias;
+    }
   }
-  EXPECT_GE(cases, 4);
+  EXPECT_GE(cases, 10);
 }
 
 TEST(TransformsGolden, EvalPipelineMatchesTorchvision) {
@@ -247,16 +250,17 @@ TEST(TransformsGolden, EvalPipelineMatchesTorchvision) {
   for (int i = 0; g.has("eval" + std::to_string(i) + "_in"); ++i, ++cases) {
     const std::string key = "eval" + std::to_string(i);
     Tensor in = g.get(key + "_in"), ref = g.get(key + "_out");
-    std::vector<float> params = g.get(key + "_options").to_vector();  // size, resize_to, exact_resize
+    std::vector<float> params = g.get(key + "_options").to_vector();  // size, resize_to, exact_resize, antialias
     Example ex;
     ex.height = int(in.dim(0)), ex.width = int(in.dim(1)), ex.channels = int(in.dim(2));
     for (float v : in.to_vector()) ex.pixels.push_back(static_cast<std::uint8_t>(v));
     TransformOptions o;
     o.size = int(params[0]), o.resize_to = int(params[1]), o.exact_resize = params[2] != 0.f;
+    o.antialias = params[3] != 0.f;
     std::vector<float> out = run(ex, o);
     EXPECT_TRUE(testing::all_close(Tensor::from_vector(out, ref.shape()), ref, 1e-5f, 1e-4f)) << "case " << i;
   }
-  EXPECT_GE(cases, 5);
+  EXPECT_GE(cases, 12);
 }
 
 }  // namespace

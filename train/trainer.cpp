@@ -171,6 +171,7 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   s["size"] = std::to_string(t.size);
   s["random-crop"] = t.random_resized_crop ? "scale " + number(t.crop_scale_min) + "-" + number(t.crop_scale_max) : "off";
   s["random-flip"] = t.random_flip ? "on" : "off";
+  s["antialias"] = t.antialias ? "on" : "off";
   s["preprocess"] = preprocess_name(t.normalize);
   s["epochs"] = std::to_string(options.epochs);
   s["accumulate"] = std::to_string(options.accumulate);

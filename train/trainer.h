@@ -119,7 +119,7 @@ struct TrainResult {
 
 // The settings that shape a run's course, which resume must not change: the train data (its size, classes and labels
 // in order - not its path), the train loader's batch size, shuffle, drop_last, seed and transform (size, random crop,
-// flip, preprocessing), and epochs,
+// flip, antialiasing, preprocessing), and epochs,
 // accumulate, class_weights, label_smoothing, clip_grad_norm and patience - plus every "setting.NAME" entry the
 // caller put in TrainOptions::checkpoint.train_state (graft finetune adds its data, freezing, optimizer and schedule
 // options). fit records them in every checkpoint's train_state as "setting.NAME" = value. Not settings: max_steps,
