@@ -16,7 +16,7 @@ namespace graft {
 namespace {
 
 // Source taps of `count` consecutive output positions, starting at `first`, of a 1-D resize from `in_size`
-// (starting at source position `in_offset`) to `out_size`: per output position k, taps[k] consecutive source
+// (starting at source position `in_offset`) to `out_size`: per output position k, `width` consecutive source
 // indices from start[k], with weights weight[k * width ...].
 struct Taps {
   int width = 0;                // taps per output position (the widest; unused weights are 0)
@@ -139,20 +139,25 @@ void resample(const T* in, int w, int c, const Taps& rows, const Taps& cols, flo
     for (std::size_t x = 0; x < out_w; ++x) {
       const T* src = row + static_cast<std::size_t>(cols.start[x]) * uc;
       const float* wx = &cols.weight[x * static_cast<std::size_t>(cols.width)];
-      for (std::size_t ch = 0; ch < uc; ++ch) {
-        float acc = 0.f;
-        for (int j = 0; j < cols.width; ++j) acc += wx[j] * static_cast<float>(src[static_cast<std::size_t>(j) * uc + ch]);
-        dst[x * uc + ch] = acc;
+      float* d = dst + x * uc;
+      for (int j = 0; j < cols.width; ++j) {  // taps in order, all channels of a tap together
+        const float w = wx[j];
+        if (w == 0.f) continue;  // the window's unused taps
+        const T* pixel = src + static_cast<std::size_t>(j) * uc;
+        for (std::size_t ch = 0; ch < uc; ++ch) d[ch] += w * static_cast<float>(pixel[ch]);
       }
     }
   }
-  for (std::size_t y = 0; y < rows.start.size(); ++y) {
+  const std::size_t row_floats = out_w * uc;
+  for (std::size_t y = 0; y < rows.start.size(); ++y, out += row_floats) {
     const float* wy = &rows.weight[y * static_cast<std::size_t>(rows.width)];
-    const float* base = &filtered[static_cast<std::size_t>(rows.start[y] - first_row) * out_w * uc];
-    for (std::size_t i = 0; i < out_w * uc; ++i) {
-      float acc = 0.f;
-      for (int j = 0; j < rows.width; ++j) acc += wy[j] * base[static_cast<std::size_t>(j) * out_w * uc + i];
-      *out++ = acc;
+    const float* base = &filtered[static_cast<std::size_t>(rows.start[y] - first_row) * row_floats];
+    std::fill(out, out + row_floats, 0.f);
+    for (int j = 0; j < rows.width; ++j) {  // whole rows at a time
+      const float w = wy[j];
+      if (w == 0.f) continue;
+      const float* src = base + static_cast<std::size_t>(j) * row_floats;
+      for (std::size_t i = 0; i < row_floats; ++i) out[i] += w * src[i];
     }
   }
 }

@@ -628,6 +628,12 @@ TEST(Trainer, ResumeWithOtherSettingsIsRefusedBeforeAnythingChanges) {
   old.train_state = state;
   save_checkpoint(dir + "/old.h5", *second.net, &second.opt, old);
   EXPECT_NO_THROW(check_resume_settings("fit", dir + "/old.h5", {{"batch", "99"}}));
+  // Antialiased resizes: recorded by fit; a fit checkpoint without the record predates them; other checkpoints
+  // (converted ImageNet weights) were trained with them.
+  EXPECT_EQ(meta.train_state.at("setting.antialias"), "on");
+  EXPECT_TRUE(trained_with_antialias(meta));
+  EXPECT_FALSE(trained_with_antialias(old));
+  EXPECT_TRUE(trained_with_antialias(CheckpointMeta{.arch = "resnet50", .train_state = {{"preprocess", "torch"}}}));
   // A long value (a weight per class) is shortened in the message.
   old.train_state["setting.class-weights"] = std::string(200, '1');
   save_checkpoint(dir + "/old.h5", *second.net, &second.opt, old);

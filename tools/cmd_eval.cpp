@@ -46,6 +46,7 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
         s.count("preprocess") ? parse_preprocess(s.at("preprocess")) : preprocess_for(out.meta.arch, o.dialect);
     if (s.count("image_size")) out.image_size = std::stoi(s.at("image_size"));
     out.exact_resize = s.count("resize") && s.at("resize") == "exact";
+    out.antialias = trained_with_antialias(out.meta);
     return out;
   }
   if (!checkpoint.empty()) {
@@ -130,6 +131,7 @@ void eval(const EvalArgs& a) {
   lo.transform.size = a.size > 0 ? a.size : m.image_size;
   lo.transform.exact_resize = m.exact_resize || a.data.rfind("fashion-mnist", 0) == 0 || a.data.rfind("cifar", 0) == 0;
   lo.transform.normalize = m.preprocess;
+  lo.transform.antialias = m.antialias;
   Loader loader(data, lo);
   EvalResult r = evaluate(*m.model, loader);
   std::printf("eval: %s on %s: %lld images\ntop-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", m.meta.arch.c_str(),

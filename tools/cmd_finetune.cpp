@@ -246,6 +246,8 @@ void finetune(const FinetuneArgs& a) {
   lo.transform.size = a.size;
   lo.transform.exact_resize = small_fixed_images(a.data);
   lo.transform.normalize = preprocess_of_weights(a.resume ? last : a.weights, a.model.arch, parse_dialect(a.model.dialect));
+  // A resumed run goes on as it began (a run begun before graft antialiased goes on without: trainer.h).
+  if (a.resume) lo.transform.antialias = trained_with_antialias(read_checkpoint_meta(last));
   LoaderOptions vo = lo;
   vo.shuffle = false;
   if (augment) {

@@ -123,6 +123,7 @@ void predict(const PredictArgs& a) {
   t.size = a.size > 0 ? a.size : m.image_size;
   t.exact_resize = m.exact_resize;
   t.normalize = m.preprocess;
+  t.antialias = m.antialias;
   check_transform_options(t);
   const std::int64_t pixels = std::int64_t{t.size} * t.size * 3;
 

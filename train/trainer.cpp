@@ -184,6 +184,12 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   return s;
 }
 
+bool trained_with_antialias(const CheckpointMeta& meta) {
+  auto it = meta.train_state.find(std::string(kSetting) + "antialias");
+  if (it != meta.train_state.end()) return it->second == "on";
+  return meta.train_state.count("batch_in_epoch") == 0;
+}
+
 void check_resume_settings(const std::string& what, const std::string& checkpoint,
                            const std::map<std::string, std::string>& settings) {
   const std::map<std::string, std::string> recorded = recorded_settings(read_checkpoint_meta(checkpoint).train_state);

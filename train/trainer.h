@@ -127,6 +127,11 @@ struct TrainResult {
 // may resume with other values of these.
 std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options);
 
+// Whether the model in a checkpoint was trained on antialiased resizes (io/transforms.h): its setting.antialias;
+// without one, a checkpoint fit() wrote (graft before antialiasing) was not, and any other (weights converted from
+// torchvision or Keras: ImageNet-trained through PIL's antialiased resize) was.
+bool trained_with_antialias(const CheckpointMeta& meta);
+
 // Throws graft::Error ("<what>: cannot resume from '<checkpoint>' ...", each differing setting with both values)
 // unless every setting both the checkpoint and `settings` name has the same value (a setting only one side names -
 // a checkpoint of an older graft, a setting added since - is not compared). fit calls it before a resume changes anything; graft finetune calls it before it writes anything.
