@@ -53,6 +53,19 @@ void Writer::dataset(const std::string& name, const Tensor& tensor) {
   write_dataset(name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, host.shape(), host.data<float>());
 }
 
+void Writer::string_dataset(const std::string& name, const std::vector<std::string>& values) {
+  GRAFT_CHECK(!values.empty(), "hdf5: dataset '", name, "' in '", path_, "': no strings to write");
+  std::size_t width = 1;
+  for (const auto& v : values) width = std::max(width, v.size() + 1);
+  std::vector<char> packed(width * values.size(), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
+  hid_t type = H5Tcopy(H5T_C_S1);
+  H5Tset_size(type, width);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  write_dataset(name, type, type, {static_cast<std::int64_t>(values.size())}, packed.data());
+  H5Tclose(type);
+}
+
 void Writer::int64_scalar(const std::string& name, std::int64_t value) {
   write_dataset(name, H5T_STD_I64LE, H5T_NATIVE_INT64, {}, &value);
 }

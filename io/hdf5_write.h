@@ -20,6 +20,8 @@ class Writer {
 
   // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
   void dataset(const std::string& name, const Tensor& tensor);
+  // A 1-D dataset of fixed-length UTF-8 strings (the longest's length; h5py reads bytes), at least one string.
+  void string_dataset(const std::string& name, const std::vector<std::string>& values);
   // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict); groups as dataset().
   void int64_scalar(const std::string& name, std::int64_t value);
   // A fixed-length UTF-8 string attribute on the root group (see hdf5_write.cpp for why not variable-length).

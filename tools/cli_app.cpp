@@ -26,6 +26,7 @@ std::unique_ptr<CLI::App> make_app() {
   register_finetune(*app);
   register_eval(*app);
   register_predict(*app);
+  register_features(*app);
   return app;
 }
 

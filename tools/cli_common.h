@@ -42,6 +42,7 @@ void register_summary(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_weights(CLI::App& app);  // weights inspect, run
 void register_finetune(CLI::App& app);  // tools/cmd_finetune.cpp
+void register_features(CLI::App& app);  // tools/cmd_features.cpp
 void register_eval(CLI::App& app);      // tools/cmd_eval.cpp
 void register_predict(CLI::App& app);   // tools/cmd_predict.cpp
 

@@ -11,15 +11,14 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <random>
 
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "io/dataset.h"
 #include "io/transforms.h"
-#include "kernels/cpu_parallel.h"
 #include "tools/cli_common.h"
+#include "tools/image_batches.h"
 
 namespace graft::cli {
 namespace {
@@ -32,31 +31,6 @@ struct PredictArgs {
   int size = 0, top = 5, batch = 32;
   bool strict = false;
 };
-
-// The image files named, folders replaced by the images below them (io/dataset.h find_images; a subfolder that
-// cannot be listed is an error with --strict, else skipped with a warning).
-std::vector<std::string> image_paths(const std::vector<std::string>& args, bool strict) {
-  std::vector<std::string> paths;
-  for (const std::string& arg : args) {
-    std::error_code ec;
-    const bool exists = fs::exists(arg, ec);
-    GRAFT_CHECK(!ec, "predict: '", arg, "': ", ec.message());
-    GRAFT_CHECK(exists, "predict: '", arg, "' does not exist");
-    if (!fs::is_directory(arg, ec)) {
-      paths.push_back(arg);
-      continue;
-    }
-    std::vector<std::string> unlisted;
-    std::vector<std::string> found = find_images(arg, &unlisted);
-    for (const std::string& problem : unlisted) {
-      GRAFT_CHECK(!strict, "predict: ", problem);
-      std::fprintf(stderr, "graft: warning: skipped a folder: %s\n", problem.c_str());
-    }
-    GRAFT_CHECK(!found.empty(), "predict: folder '", arg, "' holds no .jpg, .jpeg or .png file");
-    paths.insert(paths.end(), found.begin(), found.end());
-  }
-  return paths;
-}
 
 // The CSV file, written under FILE.tmp and renamed over FILE only by commit(): a failed run leaves FILE as it was.
 class CsvOutput {
@@ -113,7 +87,7 @@ void predict(const PredictArgs& a) {
     GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", "predict: --csv '", a.csv,
                 "' names an image file; give the CSV file's name after --csv");
   }
-  const std::vector<std::string> paths = image_paths(a.images, a.strict);
+  const std::vector<std::string> paths = image_paths(a.images, a.strict, "predict");
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);
   m.model->to(device);
@@ -124,77 +98,41 @@ void predict(const PredictArgs& a) {
   t.exact_resize = m.exact_resize;
   t.normalize = m.preprocess;
   t.antialias = m.antialias;
-  check_transform_options(t);
-  const std::int64_t pixels = std::int64_t{t.size} * t.size * 3;
 
   std::unique_ptr<CsvOutput> csv;
   if (!a.csv.empty()) csv = std::make_unique<CsvOutput>(a.csv);
   bool csv_header = false;
   NoGradGuard no_grad;
-  std::int64_t predicted = 0, skipped = 0;
-  for (std::size_t first = 0; first < paths.size(); first += static_cast<std::size_t>(a.batch)) {
-    const std::size_t count = std::min(paths.size() - first, static_cast<std::size_t>(a.batch));
-    // Decode and transform the batch's images in parallel; an image that fails leaves its reason instead.
-    std::vector<float> input(count * static_cast<std::size_t>(pixels));
-    std::vector<std::string> problems(count);
-    // (decoding costs more than the pixels it yields: each image counts as at least a thread's worth of work)
-    parallel_for(static_cast<std::int64_t>(count), std::max(pixels, kMinWorkPerThread), [&](std::int64_t lo, std::int64_t hi) {
-      std::mt19937_64 unused_rng(0);  // eval transforms draw nothing
-      for (std::int64_t i = lo; i < hi; ++i) {
-        try {
-          transform_example(load_image(paths[first + static_cast<std::size_t>(i)]), t, unused_rng,
-                            input.data() + i * pixels);
-        } catch (const Error& e) {
-          problems[static_cast<std::size_t>(i)] = e.message();
-        } catch (const std::exception& e) {
-          problems[static_cast<std::size_t>(i)] = paths[first + static_cast<std::size_t>(i)] + ": " + e.what();
+  std::int64_t predicted = 0;
+  const std::int64_t skipped = for_each_image_batch(
+      paths, t, a.batch, a.strict, device, "predict", [&](const std::vector<std::size_t>& rows, const Tensor& x) {
+        const std::vector<float> p = softmax((*m.model)(x)).to_vector();
+        const std::size_t classes = p.size() / rows.size();
+        const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), classes);
+        if (csv && !csv_header) {
+          csv->stream() << "path";
+          for (std::size_t i = 1; i <= k; ++i) csv->stream() << ",class" << i << ",probability" << i;
+          csv->stream() << "\n";
+          csv_header = true;
         }
-      }
-    });
-    std::vector<std::size_t> rows;  // the batch's readable images
-    for (std::size_t i = 0; i < count; ++i) {
-      if (problems[i].empty()) {
-        if (rows.size() != i)
-          std::copy_n(input.begin() + static_cast<std::ptrdiff_t>(i * pixels), pixels,
-                      input.begin() + static_cast<std::ptrdiff_t>(rows.size() * pixels));
-        rows.push_back(i);
-        continue;
-      }
-      GRAFT_CHECK(!a.strict, "predict: ", problems[i]);
-      std::fprintf(stderr, "graft: warning: skipped an unreadable image: %s\n", problems[i].c_str());
-      ++skipped;
-    }
-    if (rows.empty()) continue;
-    input.resize(rows.size() * static_cast<std::size_t>(pixels));
-    const auto batch = static_cast<std::int64_t>(rows.size());
-    Tensor x = Tensor::from_vector(input, {batch, t.size, t.size, 3}, device);
-    const std::vector<float> p = softmax((*m.model)(x)).to_vector();
-    const std::size_t classes = p.size() / rows.size();
-    const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), classes);
-    if (csv && !csv_header) {
-      csv->stream() << "path";
-      for (std::size_t i = 1; i <= k; ++i) csv->stream() << ",class" << i << ",probability" << i;
-      csv->stream() << "\n";
-      csv_header = true;
-    }
-    for (std::size_t row = 0; row < rows.size(); ++row) {
-      const float* prob = p.data() + row * classes;
-      std::vector<std::size_t> idx(classes);
-      for (std::size_t i = 0; i < classes; ++i) idx[i] = i;
-      std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                        [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
-      const std::string& path = paths[first + rows[row]];
-      std::printf("%s\n", path.c_str());
-      if (csv) csv->stream() << csv_field(path);
-      for (std::size_t i = 0; i < k; ++i) {
-        const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
-        std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
-        if (csv) csv->stream() << ',' << csv_field(name) << ',' << probability_text(prob[idx[i]]);
-      }
-      if (csv) csv->stream() << "\n";
-      ++predicted;
-    }
-  }
+        for (std::size_t row = 0; row < rows.size(); ++row) {
+          const float* prob = p.data() + row * classes;
+          std::vector<std::size_t> idx(classes);
+          for (std::size_t i = 0; i < classes; ++i) idx[i] = i;
+          std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+                            [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
+          const std::string& path = paths[rows[row]];
+          std::printf("%s\n", path.c_str());
+          if (csv) csv->stream() << csv_field(path);
+          for (std::size_t i = 0; i < k; ++i) {
+            const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
+            std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
+            if (csv) csv->stream() << ',' << csv_field(name) << ',' << probability_text(prob[idx[i]]);
+          }
+          if (csv) csv->stream() << "\n";
+          ++predicted;
+        }
+      });
   if (skipped > 0)
     std::fprintf(stderr, "graft: predict: %lld image(s), %lld unreadable skipped\n", static_cast<long long>(predicted),
                  static_cast<long long>(skipped));

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# graft features: one row per readable image of a folder, in predict's order, and the rows are what the head sees:
+# softmax(features W^T + b) with the checkpoint's own fc gives graft predict's probabilities.
+#   cli_features.sh GRAFT CHECKPOINT FOLDER WORK_DIR PYTHON (with h5py and numpy)
+set -u
+graft=$1 checkpoint=$2 folder=$3 work=$4 python=$5
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+"$graft" features --checkpoint "$checkpoint" --batch 4 --out "$work/f.h5" "$folder" >"$work/f.out" 2>"$work/f.err" \
+  || { cat "$work/f.err"; fail "features"; }
+grep -q "features: 18 image(s) x 512 values (the input of resnet18's 'fc') -> .*(1 unreadable skipped)" "$work/f.out" \
+  || { cat "$work/f.out"; fail "summary line"; }
+"$graft" predict --checkpoint "$checkpoint" --top 3 --csv "$work/p.csv" "$folder" >/dev/null 2>&1 || fail "predict"
+"$python" - "$work/f.h5" "$checkpoint" "$work/p.csv" <<'PY' || fail "features and predict disagree"
+import csv, sys
+import h5py, numpy as np
+f, ck = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+feats, paths = f["features"][()], [p.decode() for p in f["paths"][()]]
+assert feats.shape == (18, 512) and feats.dtype == np.float32, feats.shape
+assert f.attrs["layer"] == b"fc" and f.attrs["arch"] == b"resnet18", dict(f.attrs)
+logits = feats.astype(np.float64) @ ck["model/fc.weight"][()].T.astype(np.float64) + ck["model/fc.bias"][()]
+prob = np.exp(logits - logits.max(1, keepdims=True))
+prob /= prob.sum(1, keepdims=True)
+names = [n for n in ck.attrs["class_names"].decode().split("\n")] if "class_names" in ck.attrs else None
+rows = list(csv.reader(open(sys.argv[3])))[1:]
+assert [r[0] for r in rows] == paths, "row order differs from predict's"
+worst = 0.0
+for i, r in enumerate(rows):
+    for k in range(3):
+        cls, p = r[1 + 2 * k], float(r[2 + 2 * k])
+        worst = max(worst, abs(prob[i, names.index(cls)] - p))
+assert worst < 1e-5, worst
+print(f"ok: {len(paths)} rows, softmax(features W^T + b) = predict's probabilities within {worst:.1e}")
+PY
+# Errors: no --out, a path that does not exist (nothing written).
+"$graft" features --checkpoint "$checkpoint" "$folder" >/dev/null 2>&1 && fail "no --out accepted"
+"$graft" features --checkpoint "$checkpoint" --out "$work/g.h5" "$folder/nope.png" >"$work/e.out" 2>&1 && fail "missing path accepted"
+grep -q "features: '.*nope.png' does not exist" "$work/e.out" || { cat "$work/e.out"; fail "missing path message"; }
+[ ! -e "$work/g.h5" ] || fail "a failed run left a file"
+echo "ok: graft features"
