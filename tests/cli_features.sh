@@ -37,4 +37,18 @@ PY
 "$graft" features --checkpoint "$checkpoint" --out "$work/g.h5" "$folder/nope.png" >"$work/e.out" 2>&1 && fail "missing path accepted"
 grep -q "features: '.*nope.png' does not exist" "$work/e.out" || { cat "$work/e.out"; fail "missing path message"; }
 [ ! -e "$work/g.h5" ] || fail "a failed run left a file"
+# --out naming an image (the output's name forgotten) or the checkpoint is refused before any work; nothing changes.
+cp "$folder/class_b/img1.png" "$work/x.png"
+cp "$checkpoint" "$work/ck.h5"
+before=$(md5sum "$work/x.png" "$work/ck.h5")
+"$graft" features --checkpoint "$work/ck.h5" --out "$work/x.png" "$folder/class_b/img2.png" >"$work/e2.out" 2>&1 \
+  && fail "--out IMAGE accepted"
+grep -q "names an image file" "$work/e2.out" || { cat "$work/e2.out"; fail "--out IMAGE message"; }
+"$graft" features --checkpoint "$work/ck.h5" --out "$work/ck.h5" "$folder/class_b/img2.png" >"$work/e3.out" 2>&1 \
+  && fail "--out CHECKPOINT accepted"
+grep -q "an input" "$work/e3.out" || { cat "$work/e3.out"; fail "--out CHECKPOINT message"; }
+"$graft" features --checkpoint "$work/ck.h5" --out "$work/no/such/dir/f.h5" "$folder" >"$work/e4.out" 2>&1 \
+  && fail "--out in a missing folder accepted"
+grep -q "does not exist" "$work/e4.out" || { cat "$work/e4.out"; fail "--out folder message"; }
+[ "$(md5sum "$work/x.png" "$work/ck.h5")" = "$before" ] || fail "a refused run changed its inputs"
 echo "ok: graft features"

@@ -2,10 +2,11 @@
 // values; VGG16: the 4096 of fc7 after its ReLU) - for image files or every image in folders, into an HDF5 file for
 // other tools (nearest neighbours, clustering, a classifier of your own):
 //   /features  float32 (N, D)  one row per readable image, in the order of the paths
-//   /paths     strings (N)     each row's image
+//   /paths     strings (N)     each row's image (fixed-length UTF-8: h5py gives bytes, .asstr() gives str)
 //   attributes arch, source (the checkpoint or weight file), layer (the head whose input the features are),
 //              preprocess, image_size, antialias
-// The model runs in eval mode (BatchNorm's running statistics, no dropout). Unreadable images are skipped with a
+// The model runs in eval mode (BatchNorm's running statistics, no dropout). The features are gathered in memory
+// (N x D floats: 8 GB for a million images of ResNet-50) and written at the end. Unreadable images are skipped with a
 // warning (--strict: an error). The file is written under a temporary name and renamed into place at the end.
 #include <cstdio>
 
@@ -28,7 +29,9 @@ struct FeaturesArgs {
 };
 
 void features(const FeaturesArgs& a) {
+  check_output_file(a.out, a.images, {a.checkpoint, a.weights}, "features", "--out");
   const std::vector<std::string> paths = image_paths(a.images, a.strict, "features");
+  hdf5::Writer writer(a.out);  // now: an unwritable place fails before the work, not after
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   const std::string head = head_path(*m.model);
   m.model->replace_module(head, std::make_shared<Identity>());
@@ -56,7 +59,6 @@ void features(const FeaturesArgs& a) {
         for (std::size_t row : rows) kept.push_back(paths[row]);
       });
   GRAFT_CHECK(!kept.empty(), "features: none of the ", paths.size(), " image(s) could be read");
-  hdf5::Writer writer(a.out);
   writer.dataset("features", Tensor::from_vector(rows_out, {static_cast<std::int64_t>(kept.size()), dims}));
   writer.string_dataset("paths", kept);
   writer.attribute("arch", m.meta.arch);

@@ -78,15 +78,7 @@ std::string probability_text(float p) {
 }
 
 void predict(const PredictArgs& a) {
-  if (!a.csv.empty()) {  // a forgotten file name would make an input image the CSV
-    std::error_code ec;
-    for (const std::string& arg : a.images)
-      GRAFT_CHECK(!fs::equivalent(a.csv, arg, ec), "predict: --csv '", a.csv, "' is one of the images to predict");
-    std::string ext = fs::path(a.csv).extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
-    GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", "predict: --csv '", a.csv,
-                "' names an image file; give the CSV file's name after --csv");
-  }
+  if (!a.csv.empty()) check_output_file(a.csv, a.images, {a.checkpoint, a.weights}, "predict", "--csv");
   const std::vector<std::string> paths = image_paths(a.images, a.strict, "predict");
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);

@@ -2,6 +2,7 @@
 #include "tools/image_batches.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -35,6 +36,24 @@ std::vector<std::string> image_paths(const std::vector<std::string>& args, bool 
     paths.insert(paths.end(), found.begin(), found.end());
   }
   return paths;
+}
+
+void check_output_file(const std::string& out, const std::vector<std::string>& inputs,
+                       const std::vector<std::string>& model_files, const char* what, const char* option) {
+  GRAFT_CHECK(!out.empty(), what, ": ", option, " needs a file name");
+  std::error_code ec;
+  for (const std::vector<std::string>* files : {&inputs, &model_files})
+    for (const std::string& file : *files)
+      GRAFT_CHECK(file.empty() || !fs::equivalent(out, file, ec), what, ": ", option, " '", out, "' is ", file,
+                  ", an input; give the output file's name after ", option);
+  std::string ext = fs::path(out).extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+  GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", what, ": ", option, " '", out,
+              "' names an image file; give the output file's name after ", option);
+  GRAFT_CHECK(!fs::is_directory(out, ec), what, ": ", option, " '", out, "' is a folder");
+  const fs::path parent = fs::path(out).parent_path();
+  GRAFT_CHECK(parent.empty() || fs::is_directory(parent, ec), what, ": ", option, " '", out, "': folder '",
+              parent.string(), "' does not exist");
 }
 
 std::int64_t for_each_image_batch(const std::vector<std::string>& paths, const TransformOptions& transform, int batch,

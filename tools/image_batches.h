@@ -17,6 +17,12 @@ namespace graft::cli {
 // cannot be listed (otherwise skipped with a warning).
 std::vector<std::string> image_paths(const std::vector<std::string>& args, bool strict, const char* what);
 
+// Refuses, before any work, an output file (`option`, e.g. "--csv") that would overwrite one of `inputs` (images
+// or folders as given) or `model_files`, that has an image's extension (a forgotten file name after the option), or
+// that is a folder or lies in a folder that does not exist.
+void check_output_file(const std::string& out, const std::vector<std::string>& inputs,
+                       const std::vector<std::string>& model_files, const char* what, const char* option);
+
 // Decodes and transforms `paths` in batches of `batch` (in parallel on the CPU threads) and calls
 // on_batch(rows, x) for each batch that has a readable image: x (n, size, size, 3) on `device`, rows[i] the index in
 // `paths` of x's i-th image. An unreadable image is an error with strict, else skipped with a warning. Returns the
