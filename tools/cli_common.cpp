@@ -1,6 +1,8 @@
 #include "tools/cli_common.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
 #include <cstdlib>
 
 #include "core/error.h"
@@ -39,6 +41,13 @@ std::shared_ptr<Module> build_model(const ModelArgs& args) {
 
 std::string built_dialect(const ModelArgs& args) {
   return dialect_name(dialect_of(args.arch, parse_dialect(args.dialect)));
+}
+
+int default_workers(int requested, Device device) {
+  if (requested >= 0) return requested;
+  if (!device.is_cuda()) return 2;
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores - 1, 2, 16);
 }
 
 Device resolve_device(const std::string& name) {

@@ -29,6 +29,10 @@ std::string built_dialect(const ModelArgs& args);
 // "auto" picks CUDA when available.
 Device resolve_device(const std::string& name);
 
+// Decoding threads for --workers -1 (the default): on the GPU, where decoding JPEGs is what limits the step, all
+// cores but one (at most 16); on the CPU, which computes the model, 2. Results never depend on it.
+int default_workers(int requested, Device device);
+
 // CLI::NonNegativeNumber with a short message ("'abc' is not a number >= 0"; CLI11's own prints the range up to the
 // largest double in 300 digits).
 extern const CLI::Validator kNonNegativeNumber;

@@ -91,7 +91,7 @@ namespace {
 
 struct EvalArgs {
   std::string checkpoint, weights, arch, data, device = "auto", out, classes;
-  int batch = 64, size = 0, workers = 2;
+  int batch = 64, size = 0, workers = -1;
   bool strict = false;
 };
 
@@ -125,7 +125,7 @@ void eval(const EvalArgs& a) {
   LoaderOptions lo;
   lo.batch_size = a.batch;
   lo.shuffle = false;
-  lo.workers = a.workers;
+  lo.workers = default_workers(a.workers, device);
   lo.strict = a.strict;
   lo.device = device;
   lo.transform.size = a.size > 0 ? a.size : m.image_size;
@@ -182,7 +182,8 @@ void register_eval(CLI::App& app) {
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--batch", a->batch, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("--size", a->size, "input size (default: the checkpoint's, else 224)")->check(CLI::Range(8, 4096));
-  cmd->add_option("--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(0, 256));
+  cmd->add_option("--workers", a->workers, "decoding threads (default: all cores but one, at most 16, on the GPU; 2 on the CPU)")
+      ->check(CLI::Range(0, 256));
   cmd->add_option("--out", a->out, "directory for confusion.png");
   cmd->add_flag("--strict", a->strict, "an unreadable image is an error");
   cmd->callback([a] { eval(*a); });

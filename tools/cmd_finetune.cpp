@@ -54,7 +54,7 @@ struct FinetuneArgs {
   std::string device = "auto", out = "runs/finetune", classes, class_weights;
   std::vector<std::string> unfreeze;
   float lr = 0.01f, backbone_lr = -1, weight_decay = 1e-4f, momentum = 0.9f, label_smoothing = 0.f, clip = 0.f;
-  int epochs = 5, batch = 32, size = 224, workers = 2, per_class = 0, patience = 0, accumulate = 1;
+  int epochs = 5, batch = 32, size = 224, workers = -1, per_class = 0, patience = 0, accumulate = 1;
   double val_fraction = 0.1;
   bool resume = false, strict = false, augment = false, no_augment = false, no_progress = false;
   bool deterministic = false;
@@ -240,7 +240,7 @@ void finetune(const FinetuneArgs& a) {
   LoaderOptions lo;
   lo.batch_size = a.batch;
   lo.seed = a.model.seed;
-  lo.workers = a.workers;
+  lo.workers = default_workers(a.workers, device);
   lo.strict = a.strict;
   lo.device = device;
   lo.transform.size = a.size;
@@ -478,7 +478,8 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--seed", a->model.seed, "seed (initial head, split, sampling, shuffling, augmentation)")->capture_default_str();
   cmd->add_option("--out", a->out, "run directory")->capture_default_str();
   cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5 (the same settings; --weights is not read)");
-  cmd->add_option("--workers", a->workers, "decoding threads")->capture_default_str()->check(CLI::Range(0, 256));
+  cmd->add_option("--workers", a->workers, "decoding threads (default: all cores but one, at most 16, on the GPU; 2 on the CPU)")
+      ->check(CLI::Range(0, 256));
   cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")->capture_default_str();
   cmd->add_option("--classes", a->classes, "class subset, e.g. 5,6,7 (relabelled 0..k-1)");
   cmd->add_option("--per-class", a->per_class, "at most N images per class (few-shot; the validation share is taken from them)")->check(CLI::PositiveNumber);
