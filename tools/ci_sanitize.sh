@@ -9,7 +9,8 @@
 #   2. graft_tests, the whole CPU suite, under ASan + UBSan + LeakSanitizer. The golden and weight fixtures are the
 #      ones command (b)'s ctest set-up wrote into build/tests/ (cache variables GRAFT_GOLDEN_DIR/GRAFT_WEIGHTS_DIR):
 #      regenerating ~2.3 GB would double the stage's time for nothing. Run command (b) first.
-#   3. Every tests/fuzz/fuzz_<name>.cpp target for GRAFT_FUZZ_SECONDS (default 30) on a COPY of
+#   3. Every tests/fuzz/fuzz_<name>.cpp target for GRAFT_FUZZ_SECONDS (default 20; 30 until the suite grew past
+#      ~26 min of CI on a 2-core machine) on a COPY of
 #      tests/fuzz/<name>_corpus in the build dir (libFuzzer adds the inputs it finds to its corpus directory; the
 #      repository is never written). A crash leaves its input in build-sanitize/fuzz/<name>/ to reproduce with
 #      `build-sanitize/fuzz_<name> <that file>`; turn it into a regression test in the normal suite.
@@ -20,7 +21,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 main_build=${GRAFT_MAIN_BUILD:-build}
 build=${GRAFT_SANITIZE_BUILD:-build-sanitize}
-fuzz_seconds=${GRAFT_FUZZ_SECONDS:-30}
+fuzz_seconds=${GRAFT_FUZZ_SECONDS:-20}
 test_filter=${GRAFT_SANITIZE_TESTS:-*}
 jobs=${GRAFT_SANITIZE_JOBS:-$(nproc)}
 t0=$(date +%s)
