@@ -264,11 +264,8 @@ BENCHMARK(BM_gemm_cpu)
 
 // ---- layer kernels at ResNet-50 shapes, batch 8 (the GPU versions: bench_layers_cuda.cpp) --------------------
 
-// conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, a plain GEMM for a 1x1 stride-1 conv, or the
-// direct grouped kernels (kernels/conv2d_cpu_grouped.cpp); the label names the path.
-// FLOP/s = 2*N*P*Q*K*R*S*C/groups over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input
-// H=W, groups.
-void BM_conv2d_forward_cpu(benchmark::State& state) {
+// Batch 8, square input and kernel, "same" padding, from Args (in C, out K, kernel, stride, input H=W, groups).
+Conv2dGeometry bench_conv_geometry(const benchmark::State& state) {
   Conv2dGeometry g;
   g.n = 8;
   g.c = state.range(0);
@@ -279,6 +276,15 @@ void BM_conv2d_forward_cpu(benchmark::State& state) {
   g.h = g.w = state.range(4);
   g.groups = static_cast<int>(state.range(5));
   g.p = g.q = (g.h + 2 * g.pad_h - g.r) / g.stride_h + 1;
+  return g;
+}
+
+// conv2d_forward_cpu (what the op calls): im2col + OpenBLAS sgemm, a plain GEMM for a 1x1 stride-1 conv, or the
+// direct grouped kernels (kernels/conv2d_cpu_grouped.cpp); the label names the path.
+// FLOP/s = 2*N*P*Q*K*R*S*C/groups over wall time (OpenBLAS threads). Args: in C, out K, kernel, stride, input
+// H=W, groups.
+void BM_conv2d_forward_cpu(benchmark::State& state) {
+  const Conv2dGeometry g = bench_conv_geometry(state);
   std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17),
                      weight = random_vector(g.k * g.r * g.s * g.c / g.groups, 18),
                      out(static_cast<std::size_t>(g.n * g.p * g.q * g.k));
@@ -311,16 +317,7 @@ BENCHMARK(BM_conv2d_forward_cpu)
 
 // conv2d_backward_data_cpu / conv2d_backward_filter_cpu at the same shapes (Args as above, then d: 0 data, 1 filter).
 void BM_conv2d_backward_cpu(benchmark::State& state) {
-  Conv2dGeometry g;
-  g.n = 8;
-  g.c = state.range(0);
-  g.k = state.range(1);
-  g.r = g.s = state.range(2);
-  g.stride_h = g.stride_w = static_cast<int>(state.range(3));
-  g.pad_h = g.pad_w = static_cast<int>(state.range(2) / 2);
-  g.h = g.w = state.range(4);
-  g.groups = static_cast<int>(state.range(5));
-  g.p = g.q = (g.h + 2 * g.pad_h - g.r) / g.stride_h + 1;
+  const Conv2dGeometry g = bench_conv_geometry(state);
   const bool filter = state.range(6) == 1;
   std::vector<float> inp = random_vector(g.n * g.h * g.w * g.c, 17),
                      weight = random_vector(g.k * g.r * g.s * g.c / g.groups, 18),

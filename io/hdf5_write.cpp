@@ -9,6 +9,18 @@
 #include "core/error.h"
 
 namespace graft::hdf5 {
+namespace {
+
+// Strings as one fixed-length HDF5 string array: each padded with NULs to `width`, the longest's length + 1.
+std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std::size_t& width) {
+  width = 1;
+  for (const auto& v : values) width = std::max(width, v.size() + 1);
+  std::vector<char> packed(width * values.size(), '\0');
+  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
+  return packed;
+}
+
+}  // namespace
 
 Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
   H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
@@ -55,10 +67,8 @@ void Writer::dataset(const std::string& name, const Tensor& tensor) {
 
 void Writer::string_dataset(const std::string& name, const std::vector<std::string>& values) {
   GRAFT_CHECK(!values.empty(), "hdf5: dataset '", name, "' in '", path_, "': no strings to write");
-  std::size_t width = 1;
-  for (const auto& v : values) width = std::max(width, v.size() + 1);
-  std::vector<char> packed(width * values.size(), '\0');
-  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
+  std::size_t width = 0;
+  const std::vector<char> packed = pack_fixed_strings(values, width);
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, width);
   H5Tset_cset(type, H5T_CSET_UTF8);
@@ -101,10 +111,8 @@ void Writer::string_list_attribute(const std::string& object, const std::string&
                                    const std::vector<std::string>& values) {
   GRAFT_CHECK(!values.empty(), "hdf5: attribute '", name, "' of '", object, "' in '", path_,
               "': an empty string list has no fixed-length string type; write at least one string");
-  std::size_t width = 1;
-  for (const auto& v : values) width = std::max(width, v.size() + 1);
-  std::vector<char> packed(width * values.size(), '\0');
-  for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
+  std::size_t width = 0;
+  const std::vector<char> packed = pack_fixed_strings(values, width);
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, width);
   const hsize_t count = values.size();

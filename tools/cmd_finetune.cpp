@@ -195,6 +195,7 @@ void finetune(const FinetuneArgs& a) {
   const std::string last = a.out + "/last.h5";
   const std::string weights = a.resume ? std::string() : a.weights;
   if (a.resume) GRAFT_CHECK(fs::exists(last), "finetune: cannot resume: no checkpoint '", last, "'");
+  const CheckpointMeta resumed = a.resume ? read_checkpoint_meta(last) : CheckpointMeta{};  // where a --resume starts
   if (!weights.empty()) {
     if (is_checkpoint(a.weights)) {
       CheckpointMeta m = read_checkpoint_meta(a.weights);
@@ -247,7 +248,7 @@ void finetune(const FinetuneArgs& a) {
   lo.transform.exact_resize = small_fixed_images(a.data);
   lo.transform.normalize = preprocess_of_weights(a.resume ? last : a.weights, a.model.arch, parse_dialect(a.model.dialect));
   // A resumed run goes on as it began (a run begun before graft antialiased goes on without: trainer.h).
-  if (a.resume) lo.transform.antialias = trained_with_antialias(read_checkpoint_meta(last));
+  if (a.resume) lo.transform.antialias = trained_with_antialias(resumed);
   LoaderOptions vo = lo;
   vo.shuffle = false;
   if (augment) {
@@ -336,11 +337,7 @@ void finetune(const FinetuneArgs& a) {
       {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
-  CheckpointMeta resumed;  // where a --resume starts
-  if (a.resume) {
-    check_resume_settings("finetune", last, run_settings(train, to));
-    resumed = read_checkpoint_meta(last);
-  }
+  if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)
