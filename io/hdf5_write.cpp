@@ -65,6 +65,70 @@ void Writer::dataset(const std::string& name, const Tensor& tensor) {
   write_dataset(name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, host.shape(), host.data<float>());
 }
 
+void Writer::append_rows(const std::string& name, const Tensor& rows) {
+  check_float(rows, "hdf5 append_rows", name.c_str());
+  GRAFT_CHECK(rows.ndim() >= 1, "hdf5: append_rows '", name, "' in '", path_, "': rows of shape ",
+              shape_str(rows.shape()), " have no first axis to grow");
+  Tensor host = rows.detach().to(kCPU);
+  const std::vector<hsize_t> shape(host.shape().begin(), host.shape().end());
+  const int rank = static_cast<int>(shape.size());
+  hid_t set = -1;
+  if (H5Lexists(file_, name.c_str(), H5P_DEFAULT) > 0) {
+    set = H5Dopen2(file_, name.c_str(), H5P_DEFAULT);
+  } else {
+    std::vector<hsize_t> empty(shape), unlimited(shape), chunk(shape);
+    empty[0] = 0;
+    unlimited[0] = H5S_UNLIMITED;
+    hsize_t row_bytes = 4;
+    for (int i = 1; i < rank; ++i) row_bytes *= std::max<hsize_t>(shape[i], 1);
+    chunk[0] = std::max<hsize_t>(1, (hsize_t{1} << 20) / row_bytes);
+    for (int i = 1; i < rank; ++i) chunk[i] = std::max<hsize_t>(shape[i], 1);
+    hid_t space = H5Screate_simple(rank, empty.data(), unlimited.data());
+    hid_t links = H5Pcreate(H5P_LINK_CREATE);
+    H5Pset_create_intermediate_group(links, 1);
+    hid_t create = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(create, rank, chunk.data());
+    if (space >= 0) set = H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, create, H5P_DEFAULT);
+    H5Pclose(create);
+    H5Pclose(links);
+    if (space >= 0) H5Sclose(space);
+    if (set < 0) fail("dataset '" + name + "' (a name written twice, or not valid?)");
+  }
+  if (set < 0) fail("dataset '" + name + "' (cannot open it to append)");
+  // The dataset's current extent: the trailing axes must match the rows'.
+  hid_t space = H5Dget_space(set);
+  std::vector<hsize_t> extent(std::max(H5Sget_simple_extent_ndims(space), 0)), max_extent(extent.size());
+  H5Sget_simple_extent_dims(space, extent.data(), max_extent.data());
+  H5Sclose(space);
+  const Shape have(extent.begin(), extent.end());
+  if (extent.size() != shape.size() || !std::equal(extent.begin() + 1, extent.end(), shape.begin() + 1)) {
+    H5Dclose(set);
+    GRAFT_FAIL("hdf5: append_rows '", name, "' in '", path_, "': rows of shape ", shape_str(host.shape()),
+               " do not continue a dataset of shape ", shape_str(have), " (the axes after the first must match)");
+  }
+  if (max_extent[0] != H5S_UNLIMITED) {
+    H5Dclose(set);
+    GRAFT_FAIL("hdf5: append_rows '", name, "' in '", path_, "': the dataset of shape ", shape_str(have),
+               " was written whole, not by append_rows, and cannot grow");
+  }
+  bool ok = true;
+  if (shape[0] > 0) {
+    std::vector<hsize_t> grown(extent), start(rank, 0);
+    grown[0] += shape[0];
+    start[0] = extent[0];
+    ok = H5Dset_extent(set, grown.data()) >= 0;
+    hid_t file_space = ok ? H5Dget_space(set) : -1;
+    hid_t memory_space = H5Screate_simple(rank, shape.data(), nullptr);
+    ok = ok && file_space >= 0 &&
+         H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start.data(), nullptr, shape.data(), nullptr) >= 0 &&
+         H5Dwrite(set, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, host.data<float>()) >= 0;
+    if (file_space >= 0) H5Sclose(file_space);
+    H5Sclose(memory_space);
+  }
+  H5Dclose(set);
+  if (!ok) fail("appending to dataset '" + name + "' (disk full or not writable?)");
+}
+
 void Writer::string_dataset(const std::string& name, const std::vector<std::string>& values) {
   GRAFT_CHECK(!values.empty(), "hdf5: dataset '", name, "' in '", path_, "': no strings to write");
   std::size_t width = 0;

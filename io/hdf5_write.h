@@ -20,6 +20,11 @@ class Writer {
 
   // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
   void dataset(const std::string& name, const Tensor& tensor);
+  // Appends `rows` (float32, any device, shape (n, d1, d2, ...)) to a float32 dataset whose first axis grows: the
+  // first call creates it (chunked, about 1 MiB per chunk), later calls must give the same trailing shape. Lets a
+  // caller write more rows than fit in memory, a batch at a time. n == 0 appends nothing (the dataset is still
+  // created on a first call).
+  void append_rows(const std::string& name, const Tensor& rows);
   // A 1-D dataset of fixed-length UTF-8 strings (the longest's length; h5py reads bytes), at least one string.
   void string_dataset(const std::string& name, const std::vector<std::string>& values);
   // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict); groups as dataset().

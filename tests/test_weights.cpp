@@ -438,6 +438,39 @@ TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
   std::filesystem::remove(path);
 }
 
+// graft features writes its rows a batch at a time, so a million images need no 8 GB buffer.
+TEST(Hdf5, AppendRowsGrowsADatasetBatchByBatchAndRefusesAnotherRowShape) {
+  const std::string path = temp_path("append.h5");
+  std::filesystem::remove(path);
+  const Tensor a = Tensor::arange(24).reshape({3, 2, 4}), b = Tensor::arange(40).reshape({5, 2, 4});
+  {
+    hdf5::Writer writer(path);
+    writer.append_rows("group/rows", a);
+    writer.append_rows("group/rows", Tensor::zeros({0, 2, 4}));
+    writer.append_rows("group/rows", b);
+    writer.dataset("whole", Tensor::zeros({2, 4}));
+    EXPECT_NE(testing::error_message([&] { writer.append_rows("group/rows", Tensor::zeros({1, 4, 2})); })
+                  .find("rows of shape (1,4,2) do not continue a dataset of shape (8,2,4)"),
+              std::string::npos);
+    EXPECT_NE(testing::error_message([&] { writer.append_rows("group/rows", Tensor::zeros({2, 2})); })
+                  .find("do not continue a dataset of shape (8,2,4)"),
+              std::string::npos);
+    EXPECT_NE(testing::error_message([&] { writer.append_rows("whole", Tensor::zeros({1, 4})); })
+                  .find("was written whole, not by append_rows, and cannot grow"),
+              std::string::npos);
+    EXPECT_NE(testing::error_message([&] { writer.append_rows("scalar", Tensor::zeros({})); })
+                  .find("have no first axis to grow"),
+              std::string::npos);
+    writer.commit();
+  }
+  hdf5::File file(path);
+  EXPECT_EQ(file.dataset_info("/group/rows").shape, (Shape{8, 2, 4}));
+  std::vector<float> expected = a.to_vector(), tail = b.to_vector();
+  expected.insert(expected.end(), tail.begin(), tail.end());
+  EXPECT_EQ(file.read_floats("/group/rows"), expected);
+  std::filesystem::remove(path);
+}
+
 TEST(WeightsExport, WritesBackTheTorchvisionFileItLoaded) {
   // The fixture is torch's own state_dict (320 tensors and 53 int64 num_batches_tracked): load + export gives it
   // back dataset for dataset, bit for bit, so torch's load_state_dict(strict=True) takes the export.

@@ -5,9 +5,10 @@
 //   /paths     strings (N)     each row's image (fixed-length UTF-8: h5py gives bytes, .asstr() gives str)
 //   attributes arch, source (the checkpoint or weight file), layer (the head whose input the features are),
 //              preprocess, image_size, antialias
-// The model runs in eval mode (BatchNorm's running statistics, no dropout). The features are gathered in memory
-// (N x D floats: 8 GB for a million images of ResNet-50) and written at the end. Unreadable images are skipped with a
-// warning (--strict: an error). The file is written under a temporary name and renamed into place at the end.
+// The model runs in eval mode (BatchNorm's running statistics, no dropout). Each batch's rows are appended to
+// /features as it comes (hdf5::Writer::append_rows), so memory stays one batch of features whatever N is. Unreadable
+// images are skipped with a warning (--strict: an error). The file is written under a temporary name and renamed
+// into place at the end: a run that fails or is stopped leaves no file.
 #include <cstdio>
 
 #include "core/autograd.h"
@@ -45,7 +46,6 @@ void features(const FeaturesArgs& a) {
   t.antialias = m.antialias;
 
   NoGradGuard no_grad;
-  std::vector<float> rows_out;
   std::vector<std::string> kept;
   std::int64_t dims = 0;
   const std::int64_t skipped = for_each_image_batch(
@@ -54,12 +54,10 @@ void features(const FeaturesArgs& a) {
         GRAFT_CHECK(f.ndim() == 2, "features: the input of '", head, "' has shape ", shape_str(f.shape()),
                     ", expected (batch, features)");
         dims = f.dim(1);
-        const std::vector<float> values = f.to_vector();
-        rows_out.insert(rows_out.end(), values.begin(), values.end());
+        writer.append_rows("features", f);
         for (std::size_t row : rows) kept.push_back(paths[row]);
       });
   GRAFT_CHECK(!kept.empty(), "features: none of the ", paths.size(), " image(s) could be read");
-  writer.dataset("features", Tensor::from_vector(rows_out, {static_cast<std::int64_t>(kept.size()), dims}));
   writer.string_dataset("paths", kept);
   writer.attribute("arch", m.meta.arch);
   writer.attribute("source", a.checkpoint.empty() ? a.weights : a.checkpoint);
