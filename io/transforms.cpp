@@ -106,6 +106,35 @@ void reverse(Taps& t) {
                      t.weight.begin() + static_cast<std::ptrdiff_t>((b - 1) * width));
 }
 
+// One source row filtered along the row: dst[x, ch] = sum over the taps j of cols (in order) of
+// weight[x, j] * row[start[x] + j, ch]. C > 0: the channel count at compile time (the sums stay in registers);
+// C == 0: any count `c`. Zero weights (a window's unused taps) are skipped, so the result does not depend on the
+// pixels under them.
+template <int C, typename T>
+void filter_row(const T* row, const Taps& cols, float* dst, std::size_t c = C) {
+  const std::size_t uc = C > 0 ? static_cast<std::size_t>(C) : c, width = static_cast<std::size_t>(cols.width);
+  for (std::size_t x = 0; x < cols.start.size(); ++x, dst += uc) {
+    const T* src = row + static_cast<std::size_t>(cols.start[x]) * uc;
+    const float* wx = &cols.weight[x * width];
+    if constexpr (C > 0) {
+      float sum[C] = {};
+      for (std::size_t j = 0; j < width; ++j, src += C) {
+        const float w = wx[j];
+        if (w == 0.f) continue;
+        for (int ch = 0; ch < C; ++ch) sum[ch] += w * static_cast<float>(src[ch]);
+      }
+      for (int ch = 0; ch < C; ++ch) dst[ch] = sum[ch];
+    } else {
+      std::fill(dst, dst + uc, 0.f);
+      for (std::size_t j = 0; j < width; ++j, src += uc) {
+        const float w = wx[j];
+        if (w == 0.f) continue;
+        for (std::size_t ch = 0; ch < uc; ++ch) dst[ch] += w * static_cast<float>(src[ch]);
+      }
+    }
+  }
+}
+
 // out (rows.size(), cols.size(), c) from in (., w, c). Two-tap (bilinear) rows and columns: interpolate along the
 // row first, then between rows (the order of PyTorch's CPU kernel). Otherwise separably: every source row the
 // rows' taps reach is filtered along the row once, then the rows are combined.
@@ -136,16 +165,10 @@ void resample(const T* in, int w, int c, const Taps& rows, const Taps& cols, flo
   for (int r = first_row; r < last_row; ++r) {
     const T* row = in + static_cast<std::size_t>(r) * stride;
     float* dst = &filtered[static_cast<std::size_t>(r - first_row) * out_w * uc];
-    for (std::size_t x = 0; x < out_w; ++x) {
-      const T* src = row + static_cast<std::size_t>(cols.start[x]) * uc;
-      const float* wx = &cols.weight[x * static_cast<std::size_t>(cols.width)];
-      float* d = dst + x * uc;
-      for (int j = 0; j < cols.width; ++j) {  // taps in order, all channels of a tap together
-        const float w = wx[j];
-        if (w == 0.f) continue;  // the window's unused taps
-        const T* pixel = src + static_cast<std::size_t>(j) * uc;
-        for (std::size_t ch = 0; ch < uc; ++ch) d[ch] += w * static_cast<float>(pixel[ch]);
-      }
+    switch (c) {  // the channel count known at compile time keeps each output's sums in registers
+      case 1: filter_row<1>(row, cols, dst); break;
+      case 3: filter_row<3>(row, cols, dst); break;
+      default: filter_row<0>(row, cols, dst, uc);
     }
   }
   const std::size_t row_floats = out_w * uc;
