@@ -49,7 +49,6 @@ std::string hdf5_reason() {
   return reason.empty() ? std::string("HDF5 gave no reason") : reason;
 }
 
-void silence_hdf5() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
 
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
   GRAFT_FAIL("hdf5: ", what, " in '", file, "': ", hdf5_reason());
@@ -203,8 +202,17 @@ std::string join(const std::string& group, const std::string& name) {
   return group + "/" + name;
 }
 
+void prepare_library() {
+  static const bool prepared = [] {
+    H5dont_atexit();  // only has an effect before the library initialises, hence first
+    return true;
+  }();
+  (void)prepared;
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
 File::File(const std::string& path) : path_(path) {
-  silence_hdf5();
+  prepare_library();
   namespace fs = std::filesystem;
   std::error_code ec;
   fs::file_status status = fs::status(path, ec);

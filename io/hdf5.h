@@ -24,6 +24,12 @@ struct DatasetInfo {
   std::string dtype;  // "float32", "float64", "float16", "int64", "uint8", ..., "string", "other"
 };
 
+// Called before graft's first HDF5 call in a process (File and Writer do): silences HDF5's error printing (graft
+// reports errors itself) and keeps libhdf5 from registering its exit-time cleanup. libhdf5 1.10 crashes in that
+// cleanup (H5F__close_cb) after a failed write, e.g. on a full disk, turning a clean "disk full" error into a
+// segfault at exit; graft closes every file it opens itself, so the cleanup has nothing left to do.
+void prepare_library();
+
 class File {
  public:
   // Opens read-only. Throws graft::Error: missing file, a directory, not HDF5, truncated or unreadable, and with

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "io/hdf5.h"
 
 namespace graft::hdf5 {
 namespace {
@@ -23,7 +24,7 @@ std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std
 }  // namespace
 
 Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
-  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+  prepare_library();
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
 }
@@ -52,7 +53,7 @@ void Writer::write_dataset(const std::string& name, std::int64_t file_type, std:
   hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), file_type, space, links, H5P_DEFAULT, H5P_DEFAULT) : -1;
   const bool created = set >= 0;
   bool ok = created && H5Dwrite(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-  if (set >= 0) H5Dclose(set);
+  if (set >= 0 && H5Dclose(set) < 0) ok = false;
   H5Pclose(links);
   if (space >= 0) H5Sclose(space);
   if (!ok)
@@ -79,16 +80,21 @@ void Writer::append_rows(const std::string& name, const Tensor& rows) {
     std::vector<hsize_t> empty(shape), unlimited(shape), chunk(shape);
     empty[0] = 0;
     unlimited[0] = H5S_UNLIMITED;
-    hsize_t row_bytes = 4;
-    for (int i = 1; i < rank; ++i) row_bytes *= std::max<hsize_t>(shape[i], 1);
-    chunk[0] = std::max<hsize_t>(1, (hsize_t{1} << 20) / row_bytes);
-    for (int i = 1; i < rank; ++i) chunk[i] = std::max<hsize_t>(shape[i], 1);
+    // Chunks of at most kChunkBytes: whole rows when a row fits (chunk[0] rows of them), else one row cut along
+    // its trailing axes (HDF5 caps a chunk at 4 GiB; a chunk dimension must be >= 1).
+    constexpr hsize_t kChunkBytes = hsize_t{1} << 18;
+    hsize_t room = kChunkBytes / 4;  // floats left for the axes not yet sized, from the last axis backwards
+    for (int i = rank - 1; i >= 1; --i) {
+      chunk[i] = std::clamp<hsize_t>(shape[i], 1, std::max<hsize_t>(room, 1));
+      room /= chunk[i];
+    }
+    chunk[0] = std::max<hsize_t>(room, 1);
     hid_t space = H5Screate_simple(rank, empty.data(), unlimited.data());
     hid_t links = H5Pcreate(H5P_LINK_CREATE);
     H5Pset_create_intermediate_group(links, 1);
     hid_t create = H5Pcreate(H5P_DATASET_CREATE);
-    H5Pset_chunk(create, rank, chunk.data());
-    if (space >= 0) set = H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, create, H5P_DEFAULT);
+    const bool chunked = H5Pset_chunk(create, rank, chunk.data()) >= 0;
+    if (space >= 0 && chunked) set = H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, create, H5P_DEFAULT);
     H5Pclose(create);
     H5Pclose(links);
     if (space >= 0) H5Sclose(space);
@@ -125,7 +131,8 @@ void Writer::append_rows(const std::string& name, const Tensor& rows) {
     if (file_space >= 0) H5Sclose(file_space);
     H5Sclose(memory_space);
   }
-  H5Dclose(set);
+  // Closing writes the chunk cache out (about one chunk per call): a full disk shows here as often as in H5Dwrite.
+  if (H5Dclose(set) < 0) ok = false;
   if (!ok) fail("appending to dataset '" + name + "' (disk full or not writable?)");
 }
 

@@ -3,9 +3,11 @@
 // Parity is max|graft - torch| / max|torch| over the logits (bound 1e-4: float32 sums over ~25M weights).
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cmath>
 #include <filesystem>
 #include <functional>
@@ -468,6 +470,53 @@ TEST(Hdf5, AppendRowsGrowsADatasetBatchByBatchAndRefusesAnotherRowShape) {
   std::vector<float> expected = a.to_vector(), tail = b.to_vector();
   expected.insert(expected.end(), tail.begin(), tail.end());
   EXPECT_EQ(file.read_floats("/group/rows"), expected);
+  std::filesystem::remove(path);
+}
+
+// A full disk, stood in for by a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail with EFBIG):
+// every write path reports it as a graft::Error and leaves no file. Before, append_rows missed a failure that
+// showed only when the dataset was closed (the chunk cache is written then), so a committed file could hold rows of
+// zeros; and libhdf5's exit-time cleanup crashed after any failed write (ctest runs each test in its own process, so
+// a crash at exit fails this test).
+TEST(Hdf5, AFullDiskIsAnErrorOnEveryWritePathAndLeavesNoFile) {
+  const std::string path = temp_path("full.h5");
+  std::filesystem::remove(path);
+  struct LimitFileSize {
+    rlimit saved{};
+    void (*saved_handler)(int);
+    LimitFileSize() : saved_handler(std::signal(SIGXFSZ, SIG_IGN)) {
+      getrlimit(RLIMIT_FSIZE, &saved);
+      rlimit small = saved;
+      small.rlim_cur = 300000;
+      setrlimit(RLIMIT_FSIZE, &small);
+    }
+    ~LimitFileSize() {
+      setrlimit(RLIMIT_FSIZE, &saved);
+      std::signal(SIGXFSZ, saved_handler);
+    }
+  };
+  auto expect_disk_full = [&](const std::function<void(hdf5::Writer&)>& write, const std::string& where) {
+    LimitFileSize limit;
+    const std::string msg = testing::error_message([&] {
+      hdf5::Writer writer(path);
+      write(writer);
+      writer.commit();
+    });
+    EXPECT_NE(msg.find("disk full"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;  // at the call that failed, not later at commit()
+    EXPECT_FALSE(std::filesystem::exists(path));
+    EXPECT_FALSE(std::filesystem::exists(path + ".tmp-graft"));
+  };
+  expect_disk_full([](hdf5::Writer& w) {
+    for (int i = 0; i < 8; ++i) w.append_rows("features", Tensor::ones({32, 2048}));
+  }, "appending to dataset 'features'");
+  expect_disk_full([](hdf5::Writer& w) { w.dataset("x", Tensor::ones({200000})); }, "dataset 'x'");
+  // Under the limit, the same writer works.
+  LimitFileSize limit;
+  hdf5::Writer writer(path);
+  writer.append_rows("features", Tensor::ones({2, 2048}));
+  writer.commit();
+  EXPECT_EQ(hdf5::File(path).dataset_info("/features").shape, (Shape{2, 2048}));
   std::filesystem::remove(path);
 }
 

@@ -6,9 +6,10 @@
 //   attributes arch, source (the checkpoint or weight file), layer (the head whose input the features are),
 //              preprocess, image_size, antialias
 // The model runs in eval mode (BatchNorm's running statistics, no dropout). Each batch's rows are appended to
-// /features as it comes (hdf5::Writer::append_rows), so memory stays one batch of features whatever N is. Unreadable
-// images are skipped with a warning (--strict: an error). The file is written under a temporary name and renamed
-// into place at the end: a run that fails or is stopped leaves no file.
+// /features as it comes (hdf5::Writer::append_rows), so memory stays one batch of features whatever N is (the paths
+// are kept: a string per image). Unreadable images are skipped with a warning (--strict: an error). The file is
+// written as OUT.tmp-graft and renamed into place at the end: a run that fails leaves no file (one killed with
+// Ctrl-C leaves the temporary one).
 #include <cstdio>
 
 #include "core/autograd.h"
