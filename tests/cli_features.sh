@@ -51,4 +51,12 @@ grep -q "an input" "$work/e3.out" || { cat "$work/e3.out"; fail "--out CHECKPOIN
   && fail "--out in a missing folder accepted"
 grep -q "does not exist" "$work/e4.out" || { cat "$work/e4.out"; fail "--out folder message"; }
 [ "$(md5sum "$work/x.png" "$work/ck.h5")" = "$before" ] || fail "a refused run changed its inputs"
+# A full disk (a file-size limit, SIGXFSZ ignored): a clear error, exit status 1, no file left. libhdf5's exit-time
+# cleanup used to segfault after the failed write (status 139).
+( ulimit -f 16; trap '' XFSZ; exec "$graft" features --checkpoint "$checkpoint" --batch 4 --out "$work/full.h5" \
+    "$folder" ) >"$work/full.out" 2>&1
+status=$?
+[ "$status" = 1 ] || { cat "$work/full.out"; fail "a full disk ended with status $status, not 1"; }
+grep -q "disk full" "$work/full.out" || { cat "$work/full.out"; fail "full disk message"; }
+[ ! -e "$work/full.h5" ] && [ ! -e "$work/full.h5.tmp-graft" ] || fail "a full disk left a file"
 echo "ok: graft features"
