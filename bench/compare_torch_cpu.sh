@@ -4,6 +4,8 @@
 #   bench/compare_torch_cpu.sh [build-dir] [threads] [arch: resnet50 (default) or any torchvision name graft has,
 #                                                     e.g. resnext50_32x4d, wide_resnet50_2, vgg16]
 # Prints one line per side and the ratio graft/PyTorch of milliseconds per batch (lower is better for graft).
+# graft's cpu_gemm line names the OpenBLAS kernels: OpenBLAS picks them for the CPU unless OPENBLAS_CORETYPE is set
+# (the development VM's environment sets Haswell, AVX2, on an AVX-512 CPU: ~1.5x slower GEMMs than its own pick).
 set -euo pipefail
 build=${1:-build}
 threads=${2:-2}

@@ -8,6 +8,7 @@
 //                    benchmark against cuBLAS (strict FP32)
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace graft {
 
@@ -17,6 +18,11 @@ void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans
 // NHWC rows; the same partition and the same bits for any thread count.
 void gemm_cpu_ld(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
                  bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta);
+
+// The kernels gemm_cpu runs, e.g. "OpenBLAS/SkylakeX": OpenBLAS picks them for the CPU at start-up, or takes the
+// ones OPENBLAS_CORETYPE names (graft bench prints them: the same machine gives ~1.5x different CPU timings with AVX2
+// and AVX-512 kernels).
+std::string cpu_gemm_kernels();
 
 #if GRAFT_HAS_CUDA
 void gemm_cublas(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m,

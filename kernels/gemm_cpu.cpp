@@ -13,12 +13,14 @@
 #include <algorithm>
 #include <climits>
 #include <mutex>
+#include <string>
 
 #include "core/error.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/gemm.h"
 
 extern "C" void openblas_set_num_threads(int);
+extern "C" char* openblas_get_corename(void);
 
 namespace graft {
 namespace {
@@ -39,6 +41,10 @@ void sgemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const f
 }
 
 }  // namespace
+
+std::string cpu_gemm_kernels() {
+  return std::string("OpenBLAS/") + openblas_get_corename();
+}
 
 void gemm_cpu(float* c, const float* a, const float* b, bool trans_a, bool trans_b, std::int64_t m, std::int64_t n,
               std::int64_t k, float alpha, float beta) {

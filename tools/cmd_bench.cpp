@@ -17,6 +17,7 @@
 #include <optional>
 #include <vector>
 
+#include "kernels/gemm.h"
 #include "core/allocator.h"
 #include "core/autograd.h"
 #include "core/error.h"
@@ -122,6 +123,7 @@ void run_bench(const BenchArgs& a) {
       a.size, a.iters,
       a.graph ? 1 : 0,
       median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0);
+  if (device.is_cpu()) std::printf("cpu_gemm=%s\n", cpu_gemm_kernels().c_str());
 }
 
 }  // namespace
