@@ -1,9 +1,8 @@
 // General matrix multiply, row-major:  C (M,N) = alpha * op(A) op(B) + beta * C
 // op(A) is (M,K): A is stored (M,K), or (K,M) when trans_a. op(B) is (K,N): B is (K,N), or (N,K) when trans_b.
-//   gemm_cpu         OpenBLAS cblas_sgemm, single-threaded per block of a shape-only partition of C (or of K, the
-//                    partial products added in a fixed order, when K is long next to M and N), the blocks spread
-//                    over cpu_threads() threads (kernels/cpu_parallel.h): bitwise the same result for any thread
-//                    count
+//   gemm_cpu         OpenBLAS cblas_sgemm, single-threaded per block of a shape-only partition of C, the blocks
+//                    spread over cpu_threads() threads (kernels/cpu_parallel.h): bitwise the same result for any
+//                    thread count
 //   gemm_cublas      cuBLAS sgemm (TF32 tensor-core math when allowed, see kernels/cuda_device.h)
 //   gemm_cuda_tiled  hand-written shared-memory tiled SGEMM with register blocking, kept for study and for the
 //                    benchmark against cuBLAS (strict FP32)
