@@ -14,7 +14,6 @@
 #include <climits>
 #include <mutex>
 #include <string>
-#include <vector>
 
 #include "core/error.h"
 #include "kernels/cpu_parallel.h"
@@ -41,43 +40,6 @@ void sgemm(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const f
               static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
-// Split-K, for a K long next to M and N - a convolution's filter gradient, dW (K_out, R*S*C) = dY^T X summed over
-// the N*P*Q output pixels. Blocks of C would each repack the whole long operand (ResNet-50's layer1 3x3 dW, 64 x 576
-// x 25088: 9 column blocks, each packing all of dY); instead K is cut into chunks chosen from the shape alone, each
-// chunk is one single-threaded sgemm of the whole M x N into its own partial (chunks run in parallel), and the
-// partials are added in chunk order: bitwise the same for any thread count. ~20% faster on such shapes (2 threads).
-// Returns false, having done nothing, for shapes it does not take.
-constexpr std::int64_t kSplitKMinChunk = 2048, kSplitKMaxPartialFloats = std::int64_t{1} << 22;
-
-bool gemm_split_k(float* c, std::int64_t ldc, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                  bool trans_a, bool trans_b, std::int64_t m, std::int64_t n, std::int64_t k, float alpha, float beta) {
-  if (k < 8 * std::max(m, n) || k < 2 * kSplitKMinChunk || m * n * k < kSplitFlops) return false;
-  const std::int64_t chunk = std::max(kSplitKMinChunk, (k + kMaxBlocks - 1) / kMaxBlocks);
-  const std::int64_t chunks = (k + chunk - 1) / chunk;
-  if (chunks * m * n > kSplitKMaxPartialFloats) return false;
-  std::vector<float> partials(static_cast<std::size_t>(chunks * m * n));
-  parallel_for(chunks, m * n * chunk, [&](std::int64_t first, std::int64_t last) {
-    for (std::int64_t i = first; i < last; ++i) {
-      const std::int64_t k0 = i * chunk, len = std::min(chunk, k - k0);
-      // op(A)[:, k0:k0+len] and op(B)[k0:k0+len, :]
-      const float* a_i = trans_a ? a + k0 * lda : a + k0;
-      const float* b_i = trans_b ? b + k0 : b + k0 * ldb;
-      sgemm(&partials[static_cast<std::size_t>(i * m * n)], n, a_i, lda, b_i, ldb, trans_a, trans_b, m, n, len, 1.f,
-            0.f);
-    }
-  });
-  parallel_for(m, n * chunks, [&](std::int64_t first, std::int64_t last) {
-    for (std::int64_t row = first; row < last; ++row)
-      for (std::int64_t col = 0; col < n; ++col) {
-        float sum = partials[static_cast<std::size_t>(row * n + col)];
-        for (std::int64_t i = 1; i < chunks; ++i) sum += partials[static_cast<std::size_t>((i * m + row) * n + col)];
-        float& out = c[row * ldc + col];
-        out = beta == 0.f ? alpha * sum : alpha * sum + beta * out;  // beta 0: C is not read, as in BLAS
-      }
-  });
-  return true;
-}
-
 }  // namespace
 
 std::string cpu_gemm_kernels() {
@@ -100,7 +62,6 @@ void gemm_cpu_ld(float* c, std::int64_t ldc, const float* a, std::int64_t lda, c
   GRAFT_CHECK(std::max({m, n, k, lda, ldb, ldc}) <= INT_MAX, "gemm_cpu: size (", m, ",", n, ",", k,
               ") or leading dimension exceeds the BLAS integer range");
   make_openblas_single_threaded();
-  if (gemm_split_k(c, ldc, a, lda, b, ldb, trans_a, trans_b, m, n, k, alpha, beta)) return;
   // The partition: a function of the shape only.
   const bool split_columns = n >= m;
   const std::int64_t extent = split_columns ? n : m;

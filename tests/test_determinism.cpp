@@ -122,12 +122,11 @@ TEST(Determinism, ThreadCountDoesNotChangeOneBit) {
   EXPECT_TRUE(bitwise_equal(one, three));
 }
 
-// gemm_cpu's partition itself: every transpose combination, shapes split by rows, by columns and along K (split-K:
-// 33 x 70 x 9001 in 5 chunks, the last one short), and one too small to split, bitwise equal for 1, 2 and 5
-// threads, and equal to a double-precision reference within float rounding.
+// gemm_cpu's partition itself: every transpose combination, shapes split by rows and by columns (and one too small
+// to split), bitwise equal for 1, 2 and 5 threads, and equal to a double-precision reference within float rounding.
 TEST(Determinism, GemmCpuBlocksAreExactForAnyThreadCount) {
   struct Case { std::int64_t m, n, k; };
-  for (Case c : {Case{3000, 70, 90}, Case{70, 3000, 90}, Case{40, 30, 20}, Case{129, 1025, 300}, Case{33, 70, 9001}})
+  for (Case c : {Case{3000, 70, 90}, Case{70, 3000, 90}, Case{40, 30, 20}, Case{129, 1025, 300}})
     for (bool ta : {false, true})
       for (bool tb : {false, true}) {
         Generator gen(static_cast<std::uint64_t>(c.m * 7 + c.n + ta * 2 + tb));
