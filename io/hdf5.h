@@ -27,7 +27,9 @@ struct DatasetInfo {
 // Called before graft's first HDF5 call in a process (File and Writer do): silences HDF5's error printing (graft
 // reports errors itself) and keeps libhdf5 from registering its exit-time cleanup. libhdf5 1.10 crashes in that
 // cleanup (H5F__close_cb) after a failed write, e.g. on a full disk, turning a clean "disk full" error into a
-// segfault at exit; graft closes every file it opens itself, so the cleanup has nothing left to do.
+// segfault at exit; graft closes every file it opens itself, so the cleanup has nothing left to do. A program that
+// links graft and uses HDF5 directly should close its own files before it exits (and if it calls HDF5 before graft
+// does, the library keeps its cleanup, and the crash after a failed write with it).
 void prepare_library();
 
 class File {

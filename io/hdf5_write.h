@@ -21,7 +21,7 @@ class Writer {
   // A float32 dataset of the tensor's shape (any device); '/' in the name creates the groups on the way.
   void dataset(const std::string& name, const Tensor& tensor);
   // Appends `rows` (float32, any device, shape (n, d1, d2, ...)) to a float32 dataset whose first axis grows: the
-  // first call creates it (chunked, about 1 MiB per chunk), later calls must give the same trailing shape. Lets a
+  // first call creates it (chunked, at most 256 KiB per chunk), later calls must give the same trailing shape. Lets a
   // caller write more rows than fit in memory, a batch at a time. n == 0 appends nothing (the dataset is still
   // created on a first call).
   void append_rows(const std::string& name, const Tensor& rows);

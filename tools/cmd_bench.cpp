@@ -17,11 +17,11 @@
 #include <optional>
 #include <vector>
 
-#include "kernels/gemm.h"
 #include "core/allocator.h"
 #include "core/autograd.h"
 #include "core/error.h"
 #include "kernels/cpu_parallel.h"
+#include "kernels/gemm.h"
 #include "core/ops.h"
 #include "core/optim.h"
 #include "core/rng.h"
