@@ -152,6 +152,37 @@ DatasetPtr select_classes(DatasetPtr base, const std::vector<int>& classes) {
                                      "classes " + list);
 }
 
+DatasetPtr match_classes(DatasetPtr base, const std::vector<std::string>& names, bool drop_unknown,
+                         std::vector<std::string>* dropped) {
+  check_base(base, "match_classes");
+  if (base->class_names() == names) return base;
+  std::vector<int> relabel(std::size_t(base->num_classes()), -1);
+  std::vector<std::string> unknown;
+  for (std::size_t c = 0; c < relabel.size(); ++c) {
+    const std::string& name = base->class_names()[c];
+    const auto found = std::find(names.begin(), names.end(), name);
+    if (found != names.end()) relabel[c] = int(found - names.begin());
+    else unknown.push_back(name);
+  }
+  if (!unknown.empty() && !drop_unknown) {
+    std::string list;
+    for (const std::string& name : unknown) list += (list.empty() ? "'" : ", '") + name + "'";
+    std::string known;
+    for (std::size_t i = 0; i < names.size() && i < 10; ++i) known += (i ? ", '" : "'") + names[i] + "'";
+    if (names.size() > 10) known += ", ...";
+    GRAFT_FAIL("match_classes: class ", list, " of ", base->describe(), " is not among the ", names.size(),
+               " classes it must match (", known, "); classes are matched by name");
+  }
+  if (dropped) *dropped = unknown;
+  std::vector<std::int64_t> indices;
+  for (std::int64_t i = 0; i < base->size(); ++i) {
+    const int label = base->label(i);
+    if (label >= 0 && label < int(relabel.size()) && relabel[std::size_t(label)] >= 0) indices.push_back(i);
+  }
+  return std::make_shared<IndexView>(std::move(base), std::move(indices), std::move(relabel), names,
+                                     "matched by class name");
+}
+
 DatasetPtr sample_per_class(DatasetPtr base, int per_class, std::uint64_t seed) {
   check_base(base, "sample_per_class");
   GRAFT_CHECK(per_class >= 1, "sample_per_class: per_class must be at least 1, got ", per_class);

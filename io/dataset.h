@@ -88,6 +88,14 @@ DatasetPtr open_dataset(const std::string& spec, bool train, const ImageFolderOp
 DatasetPtr subset(DatasetPtr base, std::vector<std::int64_t> indices);
 // Only the listed classes, relabelled 0..k-1 in the order given; class names follow.
 DatasetPtr select_classes(DatasetPtr base, const std::vector<int>& classes);
+// The examples relabelled by class NAME onto `names` (a model's classes, or the training data's): an example of
+// base class "cat" gets the index of "cat" in `names`, and class_names() is `names`. A base class missing from
+// `names` is an error naming it, or, with drop_unknown, its examples are left out (dropped, if given, lists them).
+// Returns base itself when its names are `names` already. Classes are matched by name, never by position: a
+// validation or evaluation folder with fewer or other class folders than the training data would otherwise be
+// scored against the wrong classes.
+DatasetPtr match_classes(DatasetPtr base, const std::vector<std::string>& names, bool drop_unknown = false,
+                         std::vector<std::string>* dropped = nullptr);
 // At most `per_class` examples of each class, chosen with `seed` (few-shot runs).
 DatasetPtr sample_per_class(DatasetPtr base, int per_class, std::uint64_t seed);
 // Seeded, stratified split: about `validation_fraction` of each class goes to validation.

@@ -100,14 +100,8 @@ void eval(const EvalArgs& a) {
   Device device = resolve_device(a.device);
   m.model->to(device);
   DatasetPtr data = open_dataset(a.data, /*train=*/false, ImageFolderOptions{a.strict});
-  // Without --classes, a checkpoint trained on a class subset (graft finetune --classes) brings its subset along.
-  std::string subset = a.classes;
-  const auto recorded = m.meta.train_state.find("setting.classes");
-  if (subset.empty() && recorded != m.meta.train_state.end() && !recorded->second.empty()) {
-    subset = recorded->second;
-    std::printf("eval: the checkpoint was trained on classes %s of its data: evaluating on those\n", subset.c_str());
-  }
-  if (!subset.empty()) {
+  // --classes picks classes of the data by index, as given to graft finetune.
+  auto select = [&](const std::string& subset) {
     std::vector<int> classes;
     std::stringstream ss(subset);
     for (std::string item; std::getline(ss, item, ',');) {
@@ -118,6 +112,28 @@ void eval(const EvalArgs& a) {
       }
     }
     data = select_classes(data, classes);
+  };
+  if (!m.meta.class_names.empty()) {
+    // A checkpoint knows its classes by name: the data's classes are matched to them by name, whatever folders the
+    // data has and in whatever order. Without --classes, data classes the model never learnt are left out (as a
+    // model trained on a class subset is evaluated on that subset); with --classes, each chosen one must be known.
+    if (!a.classes.empty()) select(a.classes);
+    std::vector<std::string> dropped;
+    data = match_classes(data, m.meta.class_names, a.classes.empty(), &dropped);
+    if (!dropped.empty())
+      std::printf("eval: %zu class(es) of the data are not the checkpoint's and are left out (the first: '%s')\n",
+                  dropped.size(), dropped.front().c_str());
+    GRAFT_CHECK(data->size() > 0, "eval: no image of ", a.data, " belongs to a class of the checkpoint");
+  } else {
+    // Without class names, classes are positions: a checkpoint trained on a class subset (graft finetune --classes)
+    // brings its subset along unless --classes is given.
+    std::string subset = a.classes;
+    const auto recorded = m.meta.train_state.find("setting.classes");
+    if (subset.empty() && recorded != m.meta.train_state.end() && !recorded->second.empty()) {
+      subset = recorded->second;
+      std::printf("eval: the checkpoint was trained on classes %s of its data: evaluating on those\n", subset.c_str());
+    }
+    if (!subset.empty()) select(subset);
   }
   GRAFT_CHECK(m.meta.num_classes <= 0 || data->num_classes() <= m.meta.num_classes, "eval: ", data->describe(),
               " has ", data->num_classes(), " classes but the model has ", m.meta.num_classes,

@@ -163,7 +163,9 @@ void finetune(const FinetuneArgs& a) {
   ImageFolderOptions folder_options{a.strict};
   DatasetPtr train_data = open_dataset(a.data, true, folder_options), val_data;
   const bool separate_val = fs::is_directory(fs::path(a.data) / "train") && fs::is_directory(fs::path(a.data) / "val");
-  if (separate_val) val_data = open_dataset(a.data, false, folder_options);
+  // val/ may hold fewer class folders than train/ (or list them in another order): its labels follow train/'s by
+  // class name. A val/ class that train/ lacks is an error.
+  if (separate_val) val_data = match_classes(open_dataset(a.data, false, folder_options), train_data->class_names());
   if (!a.classes.empty()) {
     std::vector<int> classes = parse_classes(a.classes);
     for (int c : classes)
