@@ -24,6 +24,13 @@ std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std
 }  // namespace
 
 Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
+  // commit() renames the finished file over `path`: that would replace a link (its target left as it was), a device
+  // or a pipe by a plain file.
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::symlink_status(path, ec);
+  GRAFT_CHECK(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status), "hdf5: '", path, "' is ",
+              std::filesystem::is_symlink(status) ? "a symbolic link" : "not a regular file",
+              "; graft writes HDF5 files only to regular files (give another path)");
   prepare_library();
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");

@@ -51,6 +51,14 @@ grep -q "an input" "$work/e3.out" || { cat "$work/e3.out"; fail "--out CHECKPOIN
   && fail "--out in a missing folder accepted"
 grep -q "does not exist" "$work/e4.out" || { cat "$work/e4.out"; fail "--out folder message"; }
 [ "$(md5sum "$work/x.png" "$work/ck.h5")" = "$before" ] || fail "a refused run changed its inputs"
+# --out naming a symbolic link or a pipe is refused: the rename at the end would replace it by a plain file.
+echo kept >"$work/target.h5" && ln -s target.h5 "$work/link.h5" && mkfifo "$work/pipe.h5"
+for out in link.h5 pipe.h5; do
+  "$graft" features --checkpoint "$checkpoint" --out "$work/$out" "$folder/class_b/img2.png" >"$work/e5.out" 2>&1 \
+    && fail "--out $out accepted"
+  grep -q "is a symbolic link\|is not a regular file" "$work/e5.out" || { cat "$work/e5.out"; fail "--out $out message"; }
+done
+[ -L "$work/link.h5" ] && [ -p "$work/pipe.h5" ] && [ "$(cat "$work/target.h5")" = kept ] || fail "a link or pipe was replaced"
 # A full disk (a file-size limit, SIGXFSZ ignored): a clear error, exit status 1, no file left. libhdf5's exit-time
 # cleanup used to segfault after the failed write (status 139).
 ( ulimit -f 16; trap '' XFSZ; exec "$graft" features --checkpoint "$checkpoint" --batch 4 --out "$work/full.h5" \

@@ -442,6 +442,21 @@ TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
   std::filesystem::remove(path);
 }
 
+// A Writer renames its finished file over the path: a symbolic link there would be replaced by a plain file (its
+// target left as it was), so a link is refused before anything is written, and both it and its target stay.
+TEST(Hdf5, WriterRefusesASymbolicLink) {
+  const std::string target = temp_path("target.h5"), link = temp_path("link.h5");
+  std::filesystem::remove(link);
+  hdf5::write_float_datasets(target, {{"x", Tensor::ones({2})}});
+  std::filesystem::create_symlink(target, link);
+  const std::string msg = testing::error_message([&] { hdf5::write_float_datasets(link, {{"y", Tensor::ones({3})}}); });
+  EXPECT_NE(msg.find("is a symbolic link"), std::string::npos) << msg;
+  EXPECT_TRUE(std::filesystem::is_symlink(link));
+  EXPECT_EQ(hdf5::File(target).dataset_info("/x").shape, Shape{2});
+  std::filesystem::remove(link);
+  std::filesystem::remove(target);
+}
+
 // graft features writes its rows a batch at a time, so a million images need no 8 GB buffer.
 TEST(Hdf5, AppendRowsGrowsADatasetBatchByBatchAndRefusesAnotherRowShape) {
   const std::string path = temp_path("append.h5");

@@ -32,10 +32,10 @@ struct PredictArgs {
   bool strict = false;
 };
 
-// The CSV file, written under FILE.tmp and renamed over FILE only by commit(): a failed run leaves FILE as it was.
+// The CSV file, written under FILE.tmp-graft and renamed over FILE only by commit(): a failed run leaves FILE as it was.
 class CsvOutput {
  public:
-  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp") {
+  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-graft") {
     out_.open(tmp_, std::ios::trunc);
     GRAFT_CHECK(out_.good(), "predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
   }

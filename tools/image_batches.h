@@ -18,8 +18,8 @@ namespace graft::cli {
 std::vector<std::string> image_paths(const std::vector<std::string>& args, bool strict, const char* what);
 
 // Refuses, before any work, an output file (`option`, e.g. "--csv") that would overwrite one of `inputs` (images
-// or folders as given) or `model_files`, that has an image's extension (a forgotten file name after the option), or
-// that is a folder or lies in a folder that does not exist.
+// or folders as given) or `model_files`, that has an image's extension (a forgotten file name after the option),
+// that is a folder, a symbolic link, a device or a pipe, or that lies in a folder that does not exist.
 void check_output_file(const std::string& out, const std::vector<std::string>& inputs,
                        const std::vector<std::string>& model_files, const char* what, const char* option);
 
