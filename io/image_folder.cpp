@@ -173,6 +173,11 @@ DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& o
   GRAFT_CHECK(classes.size() >= 2, "open_image_folder: '", dir, "' has ", classes.size(), " class folder",
               classes.size() == 1 ? " ('" + classes[0] + "')" : std::string("s"),
               "; an image folder needs one subfolder per class and at least two classes");
+  // Class names are stored one per line in checkpoints (class_names): a line break in one would be found only when
+  // the first checkpoint is written, after an epoch of training.
+  for (const std::string& name : classes)
+    GRAFT_CHECK(name.find_first_of("\r\n") == std::string::npos, "open_image_folder: class folder name in '", dir,
+                "' contains a line break (", name.size(), " characters); rename the folder");
   ImageFolderReport local;
   std::vector<Item> items;
   for (std::size_t k = 0; k < classes.size(); ++k) {

@@ -343,10 +343,10 @@ std::optional<Batch> Loader::next() {
           message = e.message();
         } catch (...) {
         }
-        std::fprintf(stderr,
-                     "graft: warning: epoch %d skips unreadable examples (skipped_this_epoch() counts them); the "
-                     "first: %s\n",
-                     m.epoch, message.c_str());
+        // Epochs are counted from 1 here, as in the trainer's log.csv and progress lines; the count of skipped
+        // examples is Loader::skipped_this_epoch() (the trainer reports it).
+        std::fprintf(stderr, "graft: warning: skipping unreadable examples in pass %d over the data; the first: %s\n",
+                     m.epoch + 1, message.c_str());
       }
     }
     std::optional<Batch> batch;

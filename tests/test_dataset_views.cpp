@@ -154,6 +154,13 @@ TEST(ImageFolderReader, RefusesBadStructure) {
   std::filesystem::create_directories(dir / "empty");
   testing::write_text(dir / "empty/readme.txt", "no images here");
   expect_error([&] { open_image_folder(dir.str()); }, {std::string("class folder '") + dir / "empty" + "'", "holds no .jpg"});
+  // A class folder whose name holds a line break (checkpoints store class names one per line) is refused at open.
+  {
+    ScratchDir bad;
+    testing::write_png(bad / "a/x.png", 4, 4, 5, 3);
+    testing::write_png(bad / "b\nc/x.png", 4, 4, 5, 3);
+    expect_error([&] { open_image_folder(bad.str()); }, {"class folder name in", "contains a line break"});
+  }
 }
 
 TEST(ImageFolderReader, ConcurrentGetMatchesSerial) {

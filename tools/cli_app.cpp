@@ -2,6 +2,7 @@
 // single line on stderr and an exit code. tools/graft.cpp's main and the CLI fuzz target both go through here.
 #include <cstdio>
 #include <exception>
+#include <new>
 
 #include "core/error.h"
 #include "kernels/cpu_parallel.h"
@@ -58,6 +59,9 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     return 2;
   } catch (const graft::Error& e) {
     std::fprintf(stderr, "graft: %s\n", e.message().c_str());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "graft: out of memory (a smaller --batch or --size needs less)\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "graft: %s\n", e.what());

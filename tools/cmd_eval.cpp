@@ -96,6 +96,9 @@ struct EvalArgs {
 };
 
 void eval(const EvalArgs& a) {
+  std::error_code ec;  // --out is a folder for confusion.png: checked before the evaluation, not after it
+  GRAFT_CHECK(a.out.empty() || !std::filesystem::exists(a.out, ec) || std::filesystem::is_directory(a.out, ec),
+              "eval: --out '", a.out, "' exists and is not a folder (confusion.png is written into --out)");
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);
   m.model->to(device);
