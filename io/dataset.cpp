@@ -5,8 +5,10 @@
 // `rng() % n` draws: std::shuffle and uniform_int_distribution differ between standard libraries, and a split
 // must be the same on every platform for a seed.
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <random>
 
@@ -28,7 +30,7 @@ std::vector<std::uint8_t> read_file_bytes(const std::string& path, const std::st
   GRAFT_CHECK(size <= max_bytes, op, ": '", path, "' has ", size, " bytes, more than the ", max_bytes,
               " this reader accepts");
   std::FILE* f = std::fopen(path.c_str(), "rb");
-  GRAFT_CHECK(f, op, ": cannot open '", path, "'");
+  GRAFT_CHECK(f, op, ": cannot open '", path, "' (", std::strerror(errno), ")");
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
   const std::size_t got = bytes.empty() ? 0 : std::fread(bytes.data(), 1, bytes.size(), f);
   std::fclose(f);
@@ -240,7 +242,8 @@ DatasetPtr open_dataset(const std::string& spec, bool train, const ImageFolderOp
   if (spec.starts_with("cifar100:")) return open_cifar(after("cifar100:"), train, 100);
   std::error_code ec;
   GRAFT_CHECK(fs::is_directory(spec, ec), "open_dataset: '", spec,
-              "' is neither fashion-mnist[:DIR], cifar10:DIR, cifar100:DIR nor an image folder (no such directory)");
+              "' is neither fashion-mnist[:DIR], cifar10:DIR, cifar100:DIR nor an image folder (",
+              fs::exists(spec, ec) ? "it is a file, not a folder" : "no such folder", ")");
   const fs::path train_dir = fs::path(spec) / "train", val_dir = fs::path(spec) / "val";
   if (fs::is_directory(train_dir, ec) && fs::is_directory(val_dir, ec))
     return open_image_folder((train ? train_dir : val_dir).string(), options);

@@ -34,6 +34,12 @@ std::unique_ptr<CLI::App> make_app() {
 int run_app(CLI::App& app, int argc, const char* const* argv) {
   try {
     app.parse(argc, argv);
+    // Results go to standard output: a write that failed there (a full disk, a closed pipe's reader) is an error,
+    // not a success with the output lost.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::fprintf(stderr, "graft: writing the results to standard output failed\n");
+      return 1;
+    }
     return 0;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
