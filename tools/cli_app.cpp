@@ -37,6 +37,7 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     // Results go to standard output: a write that failed there (a full disk, a closed pipe's reader) is an error,
     // not a success with the output lost.
     if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
+      std::clearerr(stdout);  // run_app may be called again in this process (the CLI fuzz target)
       std::fprintf(stderr, "graft: writing the results to standard output failed\n");
       return 1;
     }
