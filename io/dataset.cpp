@@ -182,7 +182,7 @@ DatasetPtr match_classes(DatasetPtr base, const std::vector<std::string>& names,
     if (label >= 0 && label < int(relabel.size()) && relabel[std::size_t(label)] >= 0) indices.push_back(i);
   }
   return std::make_shared<IndexView>(std::move(base), std::move(indices), std::move(relabel), names,
-                                     "matched by class name");
+                                     "classes matched by name");
 }
 
 DatasetPtr sample_per_class(DatasetPtr base, int per_class, std::uint64_t seed) {

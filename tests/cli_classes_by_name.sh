@@ -50,4 +50,26 @@ cp -r "$clean/class_a" "$work/tv/val/class_z"
 "$graft" finetune --arch resnet18 --size 32 --batch 6 --epochs 1 --workers 1 --no-progress \
   --data "$work/tv" --out "$work/run2" >"$work/z.out" 2>&1 && fail "a val/ class missing from train/ accepted"
 grep -q "class 'class_z' of .* is not among the 3 classes" "$work/z.out" || { cat "$work/z.out"; fail "val class message"; }
+# A resume whose training classes are named differently (class_c renamed class_d) is refused.
+"$graft" finetune --arch resnet18 --size 32 --batch 6 --epochs 2 --max-steps 1 --workers 1 --no-progress \
+  --data "$work/tv/train" --val-fraction 0.3 --out "$work/run3" >"$work/r1.out" 2>&1 || { cat "$work/r1.out"; fail "run3"; }
+mv "$work/tv/train/class_c" "$work/tv/train/class_d"
+"$graft" finetune --arch resnet18 --size 32 --batch 6 --epochs 2 --workers 1 --no-progress --resume \
+  --data "$work/tv/train" --val-fraction 0.3 --out "$work/run3" >"$work/r2.out" 2>&1 && fail "a resume with renamed classes accepted"
+grep -q "train-class-names" "$work/r2.out" || { cat "$work/r2.out"; fail "renamed classes message"; }
+mv "$work/tv/train/class_d" "$work/tv/train/class_c"
+
+# --weights CHECKPOINT on data with other classes of the same count (class_b, class_c, class_z): the head rows of
+# class_b and class_c come from the checkpoint by name, so with --lr 0 they score as before; class_z starts fresh.
+mkdir -p "$work/bcz" && cp -r "$clean/class_b" "$clean/class_c" "$work/bcz/" && cp -r "$clean/class_a" "$work/bcz/class_z"
+"$graft" finetune --arch resnet18 --size 32 --batch 6 --epochs 1 --lr 0 --workers 1 --no-progress --val-fraction 0.3 \
+  --weights "$checkpoint" --data "$work/bcz" --out "$work/run4" >"$work/w.out" 2>&1 || { cat "$work/w.out"; fail "finetune --weights"; }
+grep -q "the head's rows of 2 of the data's 3 classes are taken from it by name" "$work/w.out" \
+  || { cat "$work/w.out"; fail "head rows line"; }
+"$graft" eval --checkpoint "$work/run4/last.h5" --data "$work/bcz" --workers 1 >"$work/w2.out" 2>&1 || { cat "$work/w2.out"; fail "eval run4"; }
+"$graft" eval --checkpoint "$checkpoint" --data "$clean" --workers 1 >"$work/w3.out" 2>&1 || fail "eval source"
+for c in class_b class_c; do
+  [ "$(accuracy_of $c "$work/w2.out")" = "$(accuracy_of $c "$work/w3.out")" ] \
+    || { cat "$work/w2.out" "$work/w3.out"; fail "$c scores differently after taking the head by name"; }
+done
 echo "ok: classes matched by name (class_c $full_c% on 3 and on 2 folders; best validation $best% = eval $evald%)"

@@ -59,6 +59,16 @@ for out in link.h5 pipe.h5; do
   grep -q "is a symbolic link\|is not a regular file" "$work/e5.out" || { cat "$work/e5.out"; fail "--out $out message"; }
 done
 [ -L "$work/link.h5" ] && [ -p "$work/pipe.h5" ] && [ "$(cat "$work/target.h5")" = kept ] || fail "a link or pipe was replaced"
+# The same for graft finetune's checkpoints, refused before the first epoch; and a link left at the temporary name
+# is removed, not followed (the victim keeps its bytes).
+mkdir -p "$work/run" && ln -s ../target.h5 "$work/run/best.h5"
+"$graft" finetune --arch resnet18 --size 32 --epochs 1 --workers 1 --no-progress --data "$folder" --out "$work/run" \
+  >"$work/e6.out" 2>&1 && fail "a best.h5 link accepted"
+grep -q "best.h5' is a symbolic link" "$work/e6.out" || { cat "$work/e6.out"; fail "best.h5 link message"; }
+[ ! -e "$work/run/last.h5" ] || fail "finetune trained before refusing the link"
+ln -s target.h5 "$work/g2.h5.tmp-graft"
+"$graft" features --checkpoint "$checkpoint" --out "$work/g2.h5" "$folder/class_b/img2.png" >/dev/null 2>&1 || fail "features g2"
+[ -f "$work/g2.h5" ] && [ ! -L "$work/g2.h5" ] && [ "$(cat "$work/target.h5")" = kept ] || fail "the temporary link was followed"
 # A full disk (a file-size limit, SIGXFSZ ignored): a clear error, exit status 1, no file left. libhdf5's exit-time
 # cleanup used to segfault after the failed write (status 139).
 ( ulimit -f 16; trap '' XFSZ; exec "$graft" features --checkpoint "$checkpoint" --batch 4 --out "$work/full.h5" \

@@ -454,6 +454,15 @@ TEST(Hdf5, WriterRefusesASymbolicLink) {
   EXPECT_TRUE(std::filesystem::is_symlink(link));
   EXPECT_EQ(hdf5::File(target).dataset_info("/x").shape, Shape{2});
   std::filesystem::remove(link);
+  // A link left at the temporary name is not followed: it is removed, and the file written is a plain one.
+  const std::string plain = temp_path("plain.h5");
+  std::filesystem::remove(plain);
+  std::filesystem::create_symlink(target, plain + ".tmp-graft");
+  hdf5::write_float_datasets(plain, {{"y", Tensor::ones({3})}});
+  EXPECT_FALSE(std::filesystem::is_symlink(plain));
+  EXPECT_EQ(hdf5::File(plain).dataset_info("/y").shape, Shape{3});
+  EXPECT_EQ(hdf5::File(target).dataset_info("/x").shape, Shape{2});  // the link's target is untouched
+  std::filesystem::remove(plain);
   std::filesystem::remove(target);
 }
 

@@ -32,12 +32,12 @@ std::unique_ptr<CLI::App> make_app() {
 }
 
 int run_app(CLI::App& app, int argc, const char* const* argv) {
+  std::clearerr(stdout);  // a failed write of an earlier run in this process is not this one's
   try {
     app.parse(argc, argv);
     // Results go to standard output: a write that failed there (a full disk, a closed pipe's reader) is an error,
     // not a success with the output lost.
     if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-      std::clearerr(stdout);  // run_app may be called again in this process (the CLI fuzz target)
       std::fprintf(stderr, "graft: writing the results to standard output failed\n");
       return 1;
     }
@@ -65,10 +65,12 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     std::fprintf(stderr, "graft: %s\n", e.what());
     return 2;
   } catch (const graft::Error& e) {
+    std::fflush(stdout);  // what the command printed first (e.g. why it left classes out) comes before its error
     std::fprintf(stderr, "graft: %s\n", e.message().c_str());
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "graft: out of memory (a smaller --batch or --size needs less)\n");
+    std::fflush(stdout);
+    std::fprintf(stderr, "graft: out of memory (for a model, a smaller --batch or --size needs less)\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "graft: %s\n", e.what());

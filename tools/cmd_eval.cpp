@@ -96,9 +96,13 @@ struct EvalArgs {
 };
 
 void eval(const EvalArgs& a) {
-  std::error_code ec;  // --out is a folder for confusion.png: checked before the evaluation, not after it
+  std::error_code ec;  // --out is a folder for confusion.png: made before the evaluation, not after it
   GRAFT_CHECK(a.out.empty() || !std::filesystem::exists(a.out, ec) || std::filesystem::is_directory(a.out, ec),
               "eval: --out '", a.out, "' exists and is not a folder (confusion.png is written into --out)");
+  if (!a.out.empty()) {
+    std::filesystem::create_directories(a.out, ec);
+    GRAFT_CHECK(!ec, "eval: cannot create the folder --out '", a.out, "': ", ec.message());
+  }
   InferenceModel m = load_inference_model(a.checkpoint, a.weights, a.arch);
   Device device = resolve_device(a.device);
   m.model->to(device);
@@ -128,6 +132,8 @@ void eval(const EvalArgs& a) {
                   dropped.size(), dropped.front().c_str());
     GRAFT_CHECK(data->size() > 0, "eval: no image of ", a.data, " belongs to a class of the checkpoint");
   } else {
+    std::printf("eval: the model file names no classes: the data's classes are its outputs 0, 1, ... in the data's "
+                "order\n");
     // Without class names, classes are positions: a checkpoint trained on a class subset (graft finetune --classes)
     // brings its subset along unless --classes is given.
     std::string subset = a.classes;

@@ -173,6 +173,10 @@ void finetune(const FinetuneArgs& a) {
                   train_data->describe());
     train_data = select_classes(train_data, classes);
     if (val_data) val_data = select_classes(val_data, classes);
+    if (val_data && val_data->size() == 0) {
+      std::printf("finetune: val/ holds no image of the chosen classes: training without validation\n");
+      val_data = nullptr;
+    }
   }
   if (a.per_class > 0) train_data = sample_per_class(train_data, a.per_class, a.model.seed);
   if (!separate_val && a.val_fraction > 0) {
@@ -209,13 +213,35 @@ void finetune(const FinetuneArgs& a) {
       file_args.num_classes = m.num_classes;
       auto from = build_model(file_args);
       load_checkpoint(a.weights, *from, nullptr);
-      if (m.num_classes != num_classes) {  // keep the fresh head of `model`, take everything else
+      const std::vector<std::string>& names = train_data->class_names();
+      if (m.num_classes == num_classes && (m.class_names.empty() || m.class_names == names)) {
+        model = from;
+      } else {
+        // Another class list: everything but the head comes from the file; the head is fresh, except the rows of
+        // classes the file knows by name, which are copied (a checkpoint's head rows are its classes, by name,
+        // never by position: the same count of other or reordered classes must not inherit them).
         NoGradGuard no_grad;
         auto fresh = model->state();
-        for (auto& [name, t] : from->state())
+        auto source = from->state();
+        for (auto& [name, t] : source)
           if (name.rfind(head + ".", 0) != 0) fresh.at(name).copy_from(t);
-      } else {
-        model = from;
+        int kept = 0;
+        for (std::size_t i = 0; i < names.size() && i < std::size_t(num_classes); ++i) {
+          const auto found = std::find(m.class_names.begin(), m.class_names.end(), names[i]);
+          if (found == m.class_names.end() || found - m.class_names.begin() >= m.num_classes) continue;
+          const std::int64_t j = found - m.class_names.begin();
+          for (const char* part : {".weight", ".bias"}) {
+            if (!fresh.count(head + part) || !source.count(head + part)) continue;
+            Tensor to = fresh.at(head + part), from_rows = source.at(head + part);
+            const std::int64_t row = to.numel() / to.dim(0);
+            std::copy_n(from_rows.data<float>() + j * row, row, to.data<float>() + std::int64_t(i) * row);
+          }
+          ++kept;
+        }
+        std::printf("finetune: --weights '%s' has %d output(s)%s; the head's rows of %d of the data's %zu classes are "
+                    "taken from it by name, the others start fresh\n",
+                    a.weights.c_str(), m.num_classes, m.class_names.empty() ? " and no class names" : "", kept,
+                    names.size());
       }
     } else {
       LoadOptions lo;
@@ -340,6 +366,15 @@ void finetune(const FinetuneArgs& a) {
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
   if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
+  // The checkpoints are renamed into place at each epoch's end: a link or device there is refused now, not after
+  // the first epoch's training.
+  for (const char* name : {"last.h5", "best.h5"}) {
+    std::error_code ec;
+    const fs::file_status status = fs::symlink_status(fs::path(a.out) / name, ec);
+    GRAFT_CHECK(!fs::exists(status) || fs::is_regular_file(status), "finetune: '", (fs::path(a.out) / name).string(),
+                "' is ", fs::is_symlink(status) ? "a symbolic link" : "not a regular file",
+                "; graft writes checkpoints only to regular files (give another --out)");
+  }
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)

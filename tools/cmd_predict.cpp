@@ -36,6 +36,8 @@ struct PredictArgs {
 class CsvOutput {
  public:
   explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-graft") {
+    std::error_code ec;
+    fs::remove(tmp_, ec);  // a link left at the temporary name would be followed (and renamed over path)
     out_.open(tmp_, std::ios::trunc);
     GRAFT_CHECK(out_.good(), "predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
   }

@@ -164,6 +164,11 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   s["train-examples"] = std::to_string(data.size());
   s["train-classes"] = std::to_string(data.num_classes());
   s["train-labels"] = hash;
+  std::uint64_t names = 14695981039346656037ull;  // FNV-1a of the class names, each ended by a 0 byte
+  for (const std::string& name : data.class_names())
+    for (const char ch : name + '\0') names = (names ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(names));
+  s["train-class-names"] = hash;
   s["batch"] = std::to_string(lo.batch_size);
   s["shuffle"] = lo.shuffle ? "on" : "off";
   s["drop-last"] = lo.drop_last ? "on" : "off";
