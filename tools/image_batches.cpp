@@ -1,6 +1,8 @@
 // See tools/image_batches.h.
 #include "tools/image_batches.h"
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include "core/error.h"
 #include "io/dataset.h"
 #include "kernels/cpu_parallel.h"
+#include "train/interrupt.h"
 
 namespace graft::cli {
 
@@ -69,7 +72,13 @@ std::int64_t for_each_image_batch(const std::vector<std::string>& paths, const T
   check_transform_options(transform);
   const std::int64_t pixels = std::int64_t{transform.size} * transform.size * 3;
   std::int64_t skipped = 0;
+  InterruptScope sigint;  // Ctrl-C stops between batches, so the caller's unfinished output file is removed
   for (std::size_t first = 0; first < paths.size(); first += static_cast<std::size_t>(batch)) {
+    if (interrupted()) {
+      std::fprintf(stderr, "graft: %s interrupted after %zu of %zu image(s); nothing was written\n", what, first,
+                   paths.size());
+      throw CLI::RuntimeError(130);
+    }
     const std::size_t count = std::min(paths.size() - first, static_cast<std::size_t>(batch));
     // Decode and transform the batch's images in parallel; an image that fails leaves its reason instead.
     std::vector<float> input(count * static_cast<std::size_t>(pixels));

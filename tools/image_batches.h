@@ -26,7 +26,8 @@ void check_output_file(const std::string& out, const std::vector<std::string>& i
 // Decodes and transforms `paths` in batches of `batch` (in parallel on the CPU threads) and calls
 // on_batch(rows, x) for each batch that has a readable image: x (n, size, size, 3) on `device`, rows[i] the index in
 // `paths` of x's i-th image. An unreadable image is an error with strict, else skipped with a warning. Returns the
-// number of images skipped.
+// number of images skipped. Ctrl-C stops it between batches: a line on stderr, then CLI::RuntimeError(130) (exit
+// status 130), so the caller's unfinished output is removed by its destructor.
 std::int64_t for_each_image_batch(const std::vector<std::string>& paths, const TransformOptions& transform, int batch,
                                   bool strict, Device device, const char* what,
                                   const std::function<void(const std::vector<std::size_t>& rows, const Tensor& x)>& on_batch);

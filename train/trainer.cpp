@@ -4,11 +4,9 @@
 #include "train/trainer.h"
 
 #include <algorithm>
-#include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
-#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
@@ -23,6 +21,7 @@
 #include "layers/linear.h"
 #include "train/class_weights.h"
 #include "train/feature_cache.h"
+#include "train/interrupt.h"
 #include "train/plot.h"
 #include "train/progress.h"
 #include "train/run_log.h"
@@ -33,29 +32,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-// ---- SIGINT: a flag the loop polls between steps ---------------------------------------------------------------
-std::atomic<bool> g_interrupted{false};
-static_assert(std::atomic<bool>::is_always_lock_free, "the SIGINT flag must be async-signal-safe");
-void on_sigint(int) { g_interrupted.store(true); }
-
-class SigintScope {
- public:
-  SigintScope() {
-    g_interrupted.store(false);
-    struct sigaction action {};
-    action.sa_handler = on_sigint;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESETHAND;  // a second Ctrl-C gets the default action (the user insists)
-    sigaction(SIGINT, &action, &previous_);
-  }
-  ~SigintScope() { sigaction(SIGINT, &previous_, nullptr); }
-  SigintScope(const SigintScope&) = delete;
-  SigintScope& operator=(const SigintScope&) = delete;
-
- private:
-  struct sigaction previous_ {};
-};
 
 // ---- scoring -----------------------------------------------------------------------------------------------------
 void check_outputs(std::int64_t outputs, int classes, const char* what) {
@@ -391,7 +367,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (auto* l = dynamic_cast<Linear*>(m)) last_linear = l;
   if (last_linear) check_outputs(last_linear->out_features(), classes, "fit");
 
-  SigintScope sigint;
+  InterruptScope sigint;
   const std::vector<Tensor> params = optimizer.params();
   const std::int64_t accumulate = options.accumulate;
   const float clip = options.clip_grad_norm > 0 ? options.clip_grad_norm : std::numeric_limits<float>::infinity();
@@ -493,7 +469,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       ++step, pending = 0, group_denominator = 0, group_loss = 0;
       bar.update(batch, bar_images, loss_sum / epoch_images);
       if (options.on_step) options.on_step({epoch, step, batch, step_loss});
-      bool stop_signal = g_interrupted.load();
+      bool stop_signal = interrupted();
       if (stop_signal || (options.max_steps > 0 && step >= options.max_steps)) {
         bar.finish();
         save("last.h5", epoch, batch);
@@ -535,7 +511,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (improved && options.keep_best) save("best.h5", epoch + 1, 0);
     log.add(point, step, optimizer.param_groups().front().lr, epoch_seconds > 0 ? bar_images / epoch_seconds : 0,
             since(start));
-    if (g_interrupted.load()) {
+    if (interrupted()) {
       result.stopped_by_signal = true;
       break;
     }
