@@ -75,6 +75,46 @@ struct Loader::Impl {
   std::vector<std::int64_t> order;
   std::int64_t skipped = 0;
   bool warned = false;
+  // Per class: examples delivered and examples unreadable this epoch. A class that had only unreadable ones (all its
+  // files truncated, say) would otherwise train as if it were not there, silently.
+  std::vector<std::int64_t> read_per_class, unreadable_per_class;
+  bool classes_checked = false;
+
+  void count_classes(const Slot& s) {
+    const std::size_t classes = read_per_class.size();
+    for (std::int64_t k = 0; k < s.count; ++k) {
+      const std::size_t row = static_cast<std::size_t>(k);
+      int label = -1;
+      if (s.ok[row]) {
+        label = s.labels[row];
+      } else {
+        try {
+          label = dataset->label(order[static_cast<std::size_t>(s.begin + k)]);
+        } catch (const std::exception&) {
+        }
+      }
+      if (label < 0 || static_cast<std::size_t>(label) >= classes) continue;
+      ++(s.ok[row] ? read_per_class : unreadable_per_class)[static_cast<std::size_t>(label)];
+    }
+  }
+
+  // At the epoch's end: one warning naming the classes none of whose images could be read.
+  void warn_about_unreadable_classes() {
+    if (classes_checked) return;
+    classes_checked = true;
+    std::string list;
+    int count = 0;
+    for (std::size_t c = 0; c < read_per_class.size(); ++c) {
+      if (unreadable_per_class[c] == 0 || read_per_class[c] > 0) continue;
+      if (++count <= 5)
+        list += detail::concat(list.empty() ? "" : ", ", "'", dataset->class_names()[c], "' (", unreadable_per_class[c],
+                               " unreadable)");
+    }
+    if (count == 0) return;
+    if (count > 5) list += ", ...";
+    std::fprintf(stderr, "graft: warning: in pass %d over the data, no image of %d class%s could be read: %s\n",
+                 epoch + 1, count, count == 1 ? "" : "es", list.c_str());
+  }
 
   std::mutex mu;
   std::condition_variable work_cv, ready_cv;
@@ -282,6 +322,10 @@ void Loader::start_epoch(int epoch, std::int64_t first_batch) {
   m.order = epoch_order(m.size, m.opt.seed, epoch, m.opt.shuffle);
   m.skipped = 0;
   m.warned = false;
+  const std::size_t classes = m.dataset->class_names().size();
+  m.read_per_class.assign(classes, 0);
+  m.unreadable_per_class.assign(classes, 0);
+  m.classes_checked = false;
   m.next_batch = m.claim_batch = m.open_end = first_batch;
   for (std::int64_t b = first_batch; b < std::min<std::int64_t>(first_batch + m.opt.prefetch, m.num_batches); ++b)
     m.open(b);
@@ -299,7 +343,10 @@ std::optional<Batch> Loader::next() {
   GRAFT_CHECK(m.started, "loader: next() before start_epoch()");
   for (;;) {
     std::unique_lock<std::mutex> lock(m.mu);
-    if (m.next_batch >= m.num_batches) return std::nullopt;
+    if (m.next_batch >= m.num_batches) {
+      m.warn_about_unreadable_classes();
+      return std::nullopt;
+    }
     const std::int64_t b = m.next_batch;
     Slot& s = m.slot_of(b);
     if (m.threads.empty()) {  // workers = 0: decode here
@@ -312,6 +359,7 @@ std::optional<Batch> Loader::next() {
     }
     lock.unlock();  // the slot is complete: no worker touches it until it is reopened below
 
+    m.count_classes(s);
     std::int64_t kept = 0, first_failure = -1;
     for (std::int64_t k = 0; k < s.count; ++k) {
       const std::size_t row = static_cast<std::size_t>(k);

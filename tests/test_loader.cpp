@@ -186,7 +186,7 @@ TEST(Loader, StrictStopsTheEpochAtTheFirstUnreadableExample) {
   testing::expect_error([&] { loader.next(); }, {"record 6 is corrupt"});
 }
 
-TEST(Loader, NonStrictDropsCountsAndWarnsOncePerEpoch) {
+TEST(Loader, NonStrictDropsCountsAndWarnsOncePerEpochNamingClassesLeftWithoutExamples) {
   for (int workers : {0, 2}) {
     auto data = std::make_shared<MemoryDataset>(12, 3, 3, 3, 0, std::set<std::int64_t>{5, 6, 9, 8, 10, 11});
     LoaderOptions o;
@@ -203,7 +203,13 @@ TEST(Loader, NonStrictDropsCountsAndWarnsOncePerEpoch) {
       EXPECT_EQ(c.labels[1], (std::vector<std::int32_t>{4, 7}));
       EXPECT_EQ(loader.skipped_this_epoch(), 6);
       EXPECT_NE(err.find("record 5 is corrupt"), std::string::npos) << err;
-      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << "one warning per epoch: " << err;
+      // one warning per epoch for the skipping, and one at its end naming the classes that lost every example
+      // (here each example is its own class: 5, 6, 8, 9, 10, 11)
+      EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 2) << "two warnings per epoch: " << err;
+      EXPECT_NE(err.find("pass " + std::to_string(epoch + 1) + " over the data, no image of 6 classes could be read: "
+                         "'class5' (1 unreadable), 'class6' (1 unreadable), 'class8'"),
+                std::string::npos)
+          << err;
       // the kept rows are the right examples, moved up in order
       std::vector<float> seven(27);
       std::mt19937_64 unused(0);
