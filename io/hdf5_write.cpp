@@ -33,7 +33,7 @@ Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft")
               "; graft writes HDF5 files only to regular files (give another path)");
   prepare_library();
   std::filesystem::remove(tmp_, ec);  // a link left at the temporary name would be followed (and renamed over path)
-  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);  // fails if anything is there again
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
 }
 

@@ -78,7 +78,7 @@ struct Loader::Impl {
   // Per class: examples delivered and examples unreadable this epoch. A class that had only unreadable ones (all its
   // files truncated, say) would otherwise train as if it were not there, silently.
   std::vector<std::int64_t> read_per_class, unreadable_per_class;
-  bool classes_checked = false;
+  bool classes_checked = false, partial_epoch = false;
 
   void count_classes(const Slot& s) {
     const std::size_t classes = read_per_class.size();
@@ -100,7 +100,7 @@ struct Loader::Impl {
 
   // At the epoch's end: one warning naming the classes none of whose images could be read.
   void warn_about_unreadable_classes() {
-    if (classes_checked) return;
+    if (classes_checked || partial_epoch) return;  // a resumed epoch saw only some of each class's examples
     classes_checked = true;
     std::string list;
     int count = 0;
@@ -112,8 +112,8 @@ struct Loader::Impl {
     }
     if (count == 0) return;
     if (count > 5) list += ", ...";
-    std::fprintf(stderr, "graft: warning: in pass %d over the data, no image of %d class%s could be read: %s\n",
-                 epoch + 1, count, count == 1 ? "" : "es", list.c_str());
+    std::fprintf(stderr, "graft: warning: no image of %d class%s of %s could be read: %s\n", count,
+                 count == 1 ? "" : "es", what.c_str(), list.c_str());
   }
 
   std::mutex mu;
@@ -326,6 +326,7 @@ void Loader::start_epoch(int epoch, std::int64_t first_batch) {
   m.read_per_class.assign(classes, 0);
   m.unreadable_per_class.assign(classes, 0);
   m.classes_checked = false;
+  m.partial_epoch = first_batch > 0;
   m.next_batch = m.claim_batch = m.open_end = first_batch;
   for (std::int64_t b = first_batch; b < std::min<std::int64_t>(first_batch + m.opt.prefetch, m.num_batches); ++b)
     m.open(b);
@@ -391,10 +392,9 @@ std::optional<Batch> Loader::next() {
           message = e.message();
         } catch (...) {
         }
-        // Epochs are counted from 1 here, as in the trainer's log.csv and progress lines; the count of skipped
-        // examples is Loader::skipped_this_epoch() (the trainer reports it).
-        std::fprintf(stderr, "graft: warning: skipping unreadable examples in pass %d over the data; the first: %s\n",
-                     m.epoch + 1, message.c_str());
+        // Once per pass over the data (training epochs, each validation); the count of skipped examples is
+        // Loader::skipped_this_epoch() (the trainer reports it).
+        std::fprintf(stderr, "graft: warning: skipping unreadable examples; the first: %s\n", message.c_str());
       }
     }
     std::optional<Batch> batch;

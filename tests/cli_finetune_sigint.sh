@@ -6,7 +6,9 @@ graft=$1 data=$2 work=$3
 rm -rf "$work" && mkdir -p "$work"
 args=(finetune --arch resnet18 --data "$data" --size 32 --batch 4 --epochs 200 --freeze none --workers 0
       --no-progress --out "$work/run")
-"$graft" "${args[@]}" >"$work/first.out" 2>"$work/first.err" &
+# env --default-signal=INT: a background job of a shell without job control starts with SIGINT ignored, and graft
+# keeps an ignored SIGINT ignored; the run gets the default disposition, as from a terminal.
+env --default-signal=INT "$graft" "${args[@]}" >"$work/first.out" 2>"$work/first.err" &
 pid=$!
 # Wait for the first finished epoch (log.csv appears), then interrupt mid-training.
 for _ in $(seq 1 600); do

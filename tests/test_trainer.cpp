@@ -190,7 +190,25 @@ TEST(Trainer, ResumeAfterMaxStepsIsBitExact) {
   }
 }
 
+// SIGINT at its default action for a test's duration: a process started with SIGINT ignored (a background job of a
+// shell without job control) keeps ignoring it inside fit() (train/interrupt.h), so the tests that raise it set the
+// default first, whatever the test runner was started with.
+class DefaultSigint {
+ public:
+  DefaultSigint() {
+    struct sigaction action {};
+    action.sa_handler = SIG_DFL;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &saved_);
+  }
+  ~DefaultSigint() { sigaction(SIGINT, &saved_, nullptr); }
+
+ private:
+  struct sigaction saved_ {};
+};
+
 TEST(Trainer, SigintStopsAfterSavingAndResumes) {
+  DefaultSigint default_sigint;
   Pipeline straight;
   straight.fit(quiet(temp_dir("sig_straight"), 2));
   std::string dir = temp_dir("sigint");
@@ -702,6 +720,7 @@ class BandsInterruptedAt : public Bands {
 };
 
 TEST(Trainer, CtrlCInsideAGroupStopsAfterTheGroupsStepAndResumesBitExact) {
+  DefaultSigint default_sigint;
   // Batches 5,5,5,5,4 in order (decoded on the calling thread), groups of 3: Ctrl-C while batch 1 is read (example 7)
   // lets the group finish - batches 0-2, one step - and then stops with the position after batch 2.
   auto run = [](DatasetPtr data, const std::string& dir, bool resume) {

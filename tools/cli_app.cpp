@@ -47,6 +47,7 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::RuntimeError& e) {  // a command that reported its own outcome (e.g. 130: interrupted)
+    std::fflush(stdout);
     return e.get_exit_code();
   } catch (const CLI::RequiredError& e) {
     // "A subcommand is required" also for `graft bogus`: name the word that is not a command.
@@ -73,6 +74,7 @@ int run_app(CLI::App& app, int argc, const char* const* argv) {
     std::fprintf(stderr, "graft: out of memory (for a model, a smaller --batch or --size needs less)\n");
     return 1;
   } catch (const std::exception& e) {
+    std::fflush(stdout);
     std::fprintf(stderr, "graft: %s\n", e.what());
     return 1;
   }

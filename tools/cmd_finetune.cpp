@@ -215,6 +215,9 @@ void finetune(const FinetuneArgs& a) {
       load_checkpoint(a.weights, *from, nullptr);
       const std::vector<std::string>& names = train_data->class_names();
       if (m.num_classes == num_classes && (m.class_names.empty() || m.class_names == names)) {
+        if (m.class_names.empty())
+          std::printf("finetune: --weights '%s' names no classes: its %d outputs are taken as the data's classes in "
+                      "order\n", a.weights.c_str(), m.num_classes);
         model = from;
       } else {
         // Another class list: everything but the head comes from the file; the head is fresh, except the rows of

@@ -75,8 +75,9 @@ std::int64_t for_each_image_batch(const std::vector<std::string>& paths, const T
   InterruptScope sigint;  // Ctrl-C stops between batches, so the caller's unfinished output file is removed
   for (std::size_t first = 0; first < paths.size(); first += static_cast<std::size_t>(batch)) {
     if (interrupted()) {
-      std::fprintf(stderr, "graft: %s interrupted after %zu of %zu image(s); nothing was written\n", what, first,
-                   paths.size());
+      std::fflush(stdout);
+      std::fprintf(stderr, "graft: %s interrupted after %zu of %zu image(s); no output file was written\n", what,
+                   first, paths.size());
       throw CLI::RuntimeError(130);
     }
     const std::size_t count = std::min(paths.size() - first, static_cast<std::size_t>(batch));
