@@ -186,7 +186,8 @@ TEST(ImageFolderReader, ConcurrentGetMatchesSerial) {
 }
 
 // Every seed of fuzz_image (tests/fuzz/image_corpus), including inputs that crashed stb_image 2.27 before
-// io/stb_patch.cmake (regress_jpeg_*, regress_png_zero_length_chunk: UB under UBSan before fix 3; regress_jpeg_shift_32:
+// io/stb_patch.cmake (regress_jpeg_*, regress_png_zero_length_chunk: UB under UBSan before fix 3; regress_jpeg_dc_overflow:
+// a signed overflow before fix 4; regress_jpeg_shift_32:
 // a 32-bit shift, see CMakeLists.txt GRAFT_SANITIZE): each decodes
 // to a consistent image or is refused with graft::Error.
 TEST(ImageFolderReader, FuzzCorpusDecodesOrRefuses) {
