@@ -24,14 +24,9 @@ std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std
 }  // namespace
 
 Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
-  // commit() renames the finished file over `path`: that would replace a link (its target left as it was), a device
-  // or a pipe by a plain file.
-  std::error_code ec;
-  const std::filesystem::file_status status = std::filesystem::symlink_status(path, ec);
-  GRAFT_CHECK(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status), "hdf5: '", path, "' is ",
-              std::filesystem::is_symlink(status) ? "a symbolic link" : "not a regular file",
-              "; graft writes HDF5 files only to regular files (give another path)");
+  check_replaceable_file(path, "hdf5:");  // commit() renames the finished file over `path`
   prepare_library();
+  std::error_code ec;
   std::filesystem::remove(tmp_, ec);  // a link left at the temporary name would be followed (and renamed over path)
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);  // fails if anything is there again
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
@@ -212,6 +207,14 @@ void Writer::commit() {
     std::remove(tmp_.c_str());
     GRAFT_FAIL("hdf5: cannot rename the finished file to '", path_, "': ", ec.message());
   }
+}
+
+void check_replaceable_file(const std::string& path, const std::string& who) {
+  std::error_code ec;
+  const std::filesystem::file_status status = std::filesystem::symlink_status(path, ec);
+  GRAFT_CHECK(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status), who, " '", path, "' is ",
+              std::filesystem::is_symlink(status) ? "a symbolic link" : "not a regular file (a device or a pipe?)",
+              "; graft writes its output files only to regular files (give another path)");
 }
 
 void write_float_datasets(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& datasets) {

@@ -50,6 +50,12 @@ class Writer {
   std::int64_t file_ = -1;
 };
 
+// Refuses (graft::Error "<who> '<path>' is ...") a path that a finished file cannot be renamed over safely: a
+// symbolic link (its target would stay as it was), a device or a pipe would all be replaced by a plain file. An
+// absent path or a regular file passes. Writer checks its path; other all-or-nothing writers (graft predict's CSV)
+// and callers that want to refuse before hours of work (graft finetune's checkpoints) call it too.
+void check_replaceable_file(const std::string& path, const std::string& who);
+
 // Writes each (name, tensor) as a float32 dataset into a new file at `path` (one Writer, committed).
 void write_float_datasets(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& datasets);
 

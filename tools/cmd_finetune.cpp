@@ -34,6 +34,7 @@
 #include "core/optim.h"
 #include "io/checkpoint.h"
 #include "io/dataset.h"
+#include "io/hdf5_write.h"
 #include "io/preprocess.h"
 #include "io/weights.h"
 #include "kernels/cuda_device.h"
@@ -149,6 +150,34 @@ std::int64_t warmup_steps(const std::string& text, std::int64_t steps_per_epoch)
   GRAFT_FAIL("--warmup '", text, "': expected epochs (e.g. 1 or 0.5) or steps (e.g. 200steps)");
 }
 
+// Another class list than the --weights checkpoint's: `model` takes everything but the head from `from`, and of the
+// head (a Linear: weight (K, D), bias (K)) the rows of the classes `from` knows by name; the other rows stay fresh.
+// A checkpoint's head rows are its classes by name, never by position: the same count of other or reordered classes
+// must not inherit them. Returns how many of `names` were found.
+int take_all_but_the_head(Module& model, Module& from, const std::string& head, const std::vector<std::string>& names,
+                          const std::vector<std::string>& from_names, int from_outputs) {
+  NoGradGuard no_grad;
+  auto fresh = model.state();
+  auto source = from.state();
+  for (auto& [name, t] : source)
+    if (name.rfind(head + ".", 0) != 0) fresh.at(name).copy_from(t);
+  int kept = 0;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto found = std::find(from_names.begin(), from_names.end(), names[i]);
+    if (found == from_names.end() || found - from_names.begin() >= from_outputs) continue;
+    const std::int64_t j = found - from_names.begin();
+    for (const char* part : {".weight", ".bias"}) {
+      if (!fresh.count(head + part) || !source.count(head + part)) continue;
+      Tensor to = fresh.at(head + part), from_rows = source.at(head + part);
+      if (std::int64_t(i) >= to.dim(0)) continue;
+      const std::int64_t row = to.numel() / to.dim(0);
+      std::copy_n(from_rows.data<float>() + j * row, row, to.data<float>() + std::int64_t(i) * row);
+    }
+    ++kept;
+  }
+  return kept;
+}
+
 void finetune(const FinetuneArgs& a) {
   GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
   GRAFT_CHECK(a.val_fraction >= 0 && a.val_fraction < 1, "finetune: --val-fraction ", a.val_fraction,
@@ -220,27 +249,7 @@ void finetune(const FinetuneArgs& a) {
                       "order\n", a.weights.c_str(), m.num_classes);
         model = from;
       } else {
-        // Another class list: everything but the head comes from the file; the head is fresh, except the rows of
-        // classes the file knows by name, which are copied (a checkpoint's head rows are its classes, by name,
-        // never by position: the same count of other or reordered classes must not inherit them).
-        NoGradGuard no_grad;
-        auto fresh = model->state();
-        auto source = from->state();
-        for (auto& [name, t] : source)
-          if (name.rfind(head + ".", 0) != 0) fresh.at(name).copy_from(t);
-        int kept = 0;
-        for (std::size_t i = 0; i < names.size() && i < std::size_t(num_classes); ++i) {
-          const auto found = std::find(m.class_names.begin(), m.class_names.end(), names[i]);
-          if (found == m.class_names.end() || found - m.class_names.begin() >= m.num_classes) continue;
-          const std::int64_t j = found - m.class_names.begin();
-          for (const char* part : {".weight", ".bias"}) {
-            if (!fresh.count(head + part) || !source.count(head + part)) continue;
-            Tensor to = fresh.at(head + part), from_rows = source.at(head + part);
-            const std::int64_t row = to.numel() / to.dim(0);
-            std::copy_n(from_rows.data<float>() + j * row, row, to.data<float>() + std::int64_t(i) * row);
-          }
-          ++kept;
-        }
+        const int kept = take_all_but_the_head(*model, *from, head, names, m.class_names, m.num_classes);
         std::printf("finetune: --weights '%s' has %d output(s)%s; the head's rows of %d of the data's %zu classes are "
                     "taken from it by name, the others start fresh\n",
                     a.weights.c_str(), m.num_classes, m.class_names.empty() ? " and no class names" : "", kept,
@@ -371,13 +380,8 @@ void finetune(const FinetuneArgs& a) {
   if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
   // The checkpoints are renamed into place at each epoch's end: a link or device there is refused now, not after
   // the first epoch's training.
-  for (const char* name : {"last.h5", "best.h5"}) {
-    std::error_code ec;
-    const fs::file_status status = fs::symlink_status(fs::path(a.out) / name, ec);
-    GRAFT_CHECK(!fs::exists(status) || fs::is_regular_file(status), "finetune: '", (fs::path(a.out) / name).string(),
-                "' is ", fs::is_symlink(status) ? "a symbolic link" : "not a regular file",
-                "; graft writes checkpoints only to regular files (give another --out)");
-  }
+  for (const char* name : {"last.h5", "best.h5"})
+    hdf5::check_replaceable_file((fs::path(a.out) / name).string(), "finetune:");
   fs::create_directories(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)

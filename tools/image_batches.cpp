@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "io/dataset.h"
+#include "io/hdf5_write.h"
 #include "kernels/cpu_parallel.h"
 #include "train/interrupt.h"
 
@@ -54,12 +55,7 @@ void check_output_file(const std::string& out, const std::vector<std::string>& i
   GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", what, ": ", option, " '", out,
               "' names an image file; give the output file's name after ", option);
   GRAFT_CHECK(!fs::is_directory(out, ec), what, ": ", option, " '", out, "' is a folder");
-  // The output is written under a temporary name and renamed over `out`: that would replace a link (leaving its
-  // target as it was), a device such as /dev/null, or a pipe, by a plain file.
-  const fs::file_status status = fs::symlink_status(out, ec);
-  GRAFT_CHECK(!fs::exists(status) || fs::is_regular_file(status), what, ": ", option, " '", out, "' is ",
-              fs::is_symlink(status) ? "a symbolic link" : "not a regular file (a device or a pipe?)",
-              "; give the path of a regular file (it is replaced when the run ends well)");
+  hdf5::check_replaceable_file(out, std::string(what) + ": " + option);  // written aside, renamed over `out`
   const fs::path parent = fs::path(out).parent_path();
   GRAFT_CHECK(parent.empty() || fs::is_directory(parent, ec), what, ": ", option, " '", out, "': folder '",
               parent.string(), "' does not exist");
