@@ -231,18 +231,6 @@ BENCHMARK(BM_normal_cuda)->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 enum class GemmImpl { TiledFp32, CublasFp32, CublasTf32 };
 
-// Sets the engine's TF32 switch for the scope and restores it after.
-class Tf32Scope {
- public:
-  explicit Tf32Scope(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
-  Tf32Scope(const Tf32Scope&) = delete;
-  Tf32Scope& operator=(const Tf32Scope&) = delete;
-  ~Tf32Scope() { cuda::set_tf32_allowed(saved_); }
-
- private:
-  bool saved_;
-};
-
 struct GemmOperands {
   int sets;
   std::vector<DeviceBuffer> a, b, c;

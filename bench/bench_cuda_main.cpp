@@ -87,13 +87,17 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       const auto& c = run.counters;
       const bool flops = c.count("TFLOP/s") != 0;
       const double value = flops ? c.at("TFLOP/s").value : c.count("GB/s") ? c.at("GB/s").value : 0.0;
-      const char* pct_name = flops ? "pct_of_cublas" : "pct_of_copy";
+      // The reference: cuDNN's strict-FP32 conv (the kernel lab's convolutions), cuBLAS strict FP32 (GEMM), else
+      // the device copy (memory-bound kernels).
+      const bool vs_cudnn = c.count("pct_of_cudnn") != 0;
+      const char* pct_name = vs_cudnn ? "pct_of_cudnn" : flops ? "pct_of_cublas" : "pct_of_copy";
+      const char* ref_name = vs_cudnn ? "cudnn_fp32 TFLOP/s" : flops ? "cublas_fp32 TFLOP/s" : "d2d copy GB/s";
       // Rows without a reference (e.g. cuDNN convolutions) print "-" rather than a misleading 0%.
       char pct[16] = "-";
       if (c.count(pct_name)) std::snprintf(pct, sizeof pct, "%.1f%%", c.at(pct_name).value);
       std::snprintf(line, sizeof line, "%-36s %-28s %12.2f %9s  %s\n", short_name(run).c_str(),
                     run.report_label.substr(0, run.report_label.find(" vs ")).c_str(), value, pct,
-                    !c.count(pct_name) ? "" : flops ? "cublas_fp32 TFLOP/s" : "d2d copy GB/s");
+                    c.count(pct_name) ? ref_name : "");
       out << line;
     }
     if (errors_.empty()) return;

@@ -6,15 +6,21 @@
 //   2*N*P*Q*K*R*S*C per direction (the direct definition; cuDNN's Winograd/FFT algorithms may do fewer). The label
 //   names the algorithm cuDNN's find chose. No reference in the process: judge TFLOP/s against the card's TF32
 //   dense peak (bench/README.md).
+// - the kernel lab's hand-written forward convolutions (kernels/conv2d_cuda_lab.cu: implicit GEMM, im2col + tiled
+//   SGEMM) beside cuDNN's strict-FP32 forward on six of those shapes: TFLOP/s and pct_of_cudnn.
 // - batch norm (training: batch statistics + normalise; backward: reduce + input gradient), max pool 3x3/2 and
 //   global average pool: bytes/s (every byte read plus every byte written once, as the copy baseline counts) and
-//   pct_of_copy against the device-to-device copy measured at start (bench_cuda_main.cpp).
+//   pct_of_copy against the device-to-device copy measured at start (bench_cuda_main.cpp); batch norm also as
+//   cuDNN runs it (cudnnBatchNormalization*), the library reference, with the same byte counts.
 // - one optimizer step (SGD momentum, AdamW) over all 161 ResNet-50 parameter tensors (25.6M floats), one launch
 //   per tensor, and the SGD step with the multi-tensor launcher graft's optimizers use on CUDA (3 launches of up
 //   to kOptimizerMultiTensors tensors, table built on the host inside the timing): bytes/s and pct_of_copy.
 // Operands rotate over rotation_sets() copies so that no launch finds the previous launch's operands in L2.
+#include <cudnn.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,6 +28,7 @@
 #include "bench/cuda_bench.h"
 #include "kernels/batch_norm.h"
 #include "kernels/conv2d.h"
+#include "kernels/cudnn_check.h"
 #include "kernels/optimizer.h"
 #include "kernels/pool.h"
 
@@ -148,6 +155,101 @@ int register_conv_benchmarks() {
 }
 const int kConvBenchmarksRegistered = register_conv_benchmarks();
 
+// ---- the kernel lab's hand-written convolutions vs cuDNN, strict FP32 --------------------------------------------
+// Forward only (kernels/conv2d_cuda_lab.cu): the implicit-GEMM "direct" kernel and im2col + gemm_cuda_tiled, beside
+// cuDNN's forward in strict FP32 (CUDNN_FMA_MATH: no tensor cores, like the hand-written kernels) on six of the
+// shapes above. pct_of_cudnn = cuDNN's strict-FP32 time (measured once per shape in this process) / this time.
+
+enum class LabConv { CudnnFp32, Direct, Im2col };
+
+const char* lab_conv_name(LabConv impl) {
+  return impl == LabConv::CudnnFp32 ? "cudnn_fp32" : impl == LabConv::Direct ? "direct_fp32" : "im2col_fp32";
+}
+
+// The stem (3 channels: the gather's worst case), layer1's 1x1 expand (a pure GEMM) and 3x3, layer3's 3x3 at 14x14,
+// and layer4's 1x1 reduce and 3x3 at 7x7 (few output pixels: the tile-count problem).
+constexpr const char* kLabConvs[] = {"conv1",           "layer1.*.conv3, layer1.0.downsample", "layer1.*.conv2",
+                                     "layer3.1-5.conv2", "layer4.1-2.conv1",                    "layer4.1-2.conv2"};
+
+const ConvShape& conv_shape_at(const char* where) {
+  for (const ConvShape& c : kResNet50Convs)
+    if (std::string(c.where) == where) return c;
+  GRAFT_FAIL("bench: no ResNet-50 conv shape named ", where);
+}
+
+struct LabOperands {
+  int sets;
+  std::vector<DeviceBuffer> inp, weight, out;
+  std::size_t workspace_bytes;
+  DeviceBuffer workspace;
+};
+
+LabOperands lab_operands(const Conv2dGeometry& g) {
+  const std::int64_t n_inp = g.n * g.h * g.w * g.c, n_w = g.k * g.r * g.s * g.c, n_out = g.n * g.p * g.q * g.k;
+  const int sets = rotation_sets((n_inp + n_w + n_out) * kF);
+  const std::size_t ws = conv2d_workspace_bytes_cuda_im2col(g);
+  return {sets, random_buffers(sets, n_inp, 300), random_buffers(sets, n_w, 400, -0.1f, 0.1f),
+          random_buffers(sets, n_out, 500), ws, DeviceBuffer(std::max<std::size_t>(ws, 16))};
+}
+
+void lab_launch(LabConv impl, const Conv2dGeometry& g, LabOperands& ops, int s) {
+  float *out = ops.out[s].f(), *inp = ops.inp[s].f(), *w = ops.weight[s].f();
+  switch (impl) {
+    case LabConv::CudnnFp32: conv2d_forward_cudnn(out, inp, w, nullptr, g); break;
+    case LabConv::Direct: conv2d_forward_cuda_direct(out, inp, w, nullptr, g); break;
+    case LabConv::Im2col:
+      conv2d_forward_cuda_im2col(out, inp, w, nullptr, g, ops.workspace.f(), ops.workspace_bytes);
+      break;
+  }
+}
+
+// cuDNN's strict-FP32 forward seconds per call for one shape, measured once in this process.
+double cudnn_fp32_forward_seconds(const char* where) {
+  static std::map<std::string, double> cache;
+  auto found = cache.find(where);
+  if (found != cache.end()) return found->second;
+  Tf32Scope strict(false);
+  const Conv2dGeometry g = conv_geometry(conv_shape_at(where));
+  LabOperands ops = lab_operands(g);
+  const double seconds = measure(ops.sets, 10, [&](int s) { lab_launch(LabConv::CudnnFp32, g, ops, s); });
+  cache.emplace(where, seconds);
+  return seconds;
+}
+
+void BM_conv2d_lab(benchmark::State& state, const char* where, LabConv impl) {
+  guarded(state, [&] {
+    const ConvShape& shape = conv_shape_at(where);
+    const Conv2dGeometry g = conv_geometry(shape);
+    const double reference = cudnn_fp32_forward_seconds(where);
+    Tf32Scope strict(false);
+    LabOperands ops = lab_operands(g);
+    const double t = run_timed(state, ops.sets, [&](int s) { lab_launch(impl, g, ops, s); });
+    const double flops = 2.0 * static_cast<double>(g.n * g.p * g.q * g.k) * static_cast<double>(g.r * g.s * g.c);
+    state.counters["FLOP/s"] =
+        benchmark::Counter(flops * static_cast<double>(state.iterations() * ops.sets), benchmark::Counter::kIsRate);
+    state.counters["TFLOP/s"] = flops / t * 1e-12;
+    state.counters["pct_of_cudnn"] = 100.0 * reference / t;
+    state.SetLabel(conv_label(shape) + " fp32 vs cudnn_fp32 ; cuDNN: " + chosen_algorithm(g, ConvDir::Forward));
+  });
+}
+
+// Names like "BM_conv2d_lab/direct_fp32/c64_k64_3x3s1_56".
+int register_lab_benchmarks() {
+  for (const char* where : kLabConvs) {
+    for (LabConv impl : {LabConv::CudnnFp32, LabConv::Direct, LabConv::Im2col}) {
+      const ConvShape& shape = conv_shape_at(where);
+      std::ostringstream name;
+      name << "BM_conv2d_lab/" << lab_conv_name(impl) << "/c" << shape.in << "_k" << shape.out << '_' << shape.kernel
+           << 'x' << shape.kernel << 's' << shape.stride << '_' << shape.hw;
+      benchmark::RegisterBenchmark(name.str().c_str(), BM_conv2d_lab, where, impl)
+          ->UseManualTime()
+          ->Unit(benchmark::kMillisecond);
+    }
+  }
+  return 0;
+}
+const int kLabBenchmarksRegistered = register_lab_benchmarks();
+
 // ---- batch norm (training) at ResNet-50 activation shapes, viewed as (M = N*H*W, C) ---------------------------
 
 // forward: batch_norm_stats (one pass: sum x, sum x^2 per channel, plus the running update) + batch_norm_forward.
@@ -195,6 +297,105 @@ BENCHMARK(BM_batch_norm_forward_cuda)
     ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_batch_norm_backward_cuda)
+    ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+
+// The library reference: cuDNN's own batch norm (cudnnBatchNormalizationForwardTraining / Backward, batch
+// statistics, the running averages updated) on the same NHWC float tensors, counted with the same bytes as graft's
+// rows above, so the two pct_of_copy columns compare directly. Mode CUDNN_BATCHNORM_SPATIAL_PERSISTENT (cuDNN's
+// fast NHWC kernels), or CUDNN_BATCHNORM_SPATIAL where cuDNN refuses it for a shape; the label names the mode.
+class CudnnBatchNorm {
+ public:
+  CudnnBatchNorm(std::int64_t n, std::int64_t hw, std::int64_t c) {
+    GRAFT_CUDNN_CHECK(cudnnCreate(&handle_));
+    GRAFT_CUDNN_CHECK(cudnnSetStream(handle_, cuda::stream()));
+    GRAFT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_));
+    GRAFT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bn_));
+    GRAFT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
+                                                 static_cast<int>(c), static_cast<int>(hw), static_cast<int>(hw)));
+    GRAFT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn_, x_, CUDNN_BATCHNORM_SPATIAL));
+  }
+  CudnnBatchNorm(const CudnnBatchNorm&) = delete;
+  CudnnBatchNorm& operator=(const CudnnBatchNorm&) = delete;
+  ~CudnnBatchNorm() {
+    cudnnDestroyTensorDescriptor(bn_);
+    cudnnDestroyTensorDescriptor(x_);
+    cudnnDestroy(handle_);
+  }
+  const char* mode_name() const { return mode_ == CUDNN_BATCHNORM_SPATIAL_PERSISTENT ? "persistent" : "spatial"; }
+
+  // y = BN(x) with batch statistics; saves mean and 1/std, updates the running averages.
+  cudnnStatus_t forward(float* y, const float* x, const float* gamma, const float* beta, float* running_mean,
+                        float* running_var, float* save_mean, float* save_invstd) const {
+    const float one = 1.f, zero = 0.f;
+    return cudnnBatchNormalizationForwardTraining(handle_, mode_, &one, &zero, x_, x, x_, y, bn_, gamma, beta, 0.1,
+                                                  running_mean, running_var, 1e-5, save_mean, save_invstd);
+  }
+  cudnnStatus_t backward(float* dx, const float* dy, const float* x, const float* gamma, float* dgamma, float* dbeta,
+                         const float* save_mean, const float* save_invstd) const {
+    const float one = 1.f, zero = 0.f;
+    return cudnnBatchNormalizationBackward(handle_, mode_, &one, &zero, &one, &zero, x_, x, x_, dy, x_, dx, bn_, gamma,
+                                           dgamma, dbeta, 1e-5, save_mean, save_invstd);
+  }
+  // Runs `call` in persistent mode; if cuDNN refuses that mode, switches to spatial and runs it again.
+  template <typename Call>
+  void choose_mode(Call&& call) {
+    mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+    if (call() == CUDNN_STATUS_SUCCESS) return;
+    cudaGetLastError();
+    mode_ = CUDNN_BATCHNORM_SPATIAL;
+    GRAFT_CUDNN_CHECK(call());
+  }
+
+ private:
+  cudnnHandle_t handle_ = nullptr;
+  cudnnTensorDescriptor_t x_ = nullptr, bn_ = nullptr;
+  cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+};
+
+void BM_batch_norm_forward_cudnn(benchmark::State& state) {
+  guarded(state, [&] {
+    const std::int64_t hw = state.range(0), c = state.range(1), n = kBatch * hw * hw * c;
+    const int sets = rotation_sets(3 * n * kF);
+    auto x = random_buffers(sets, n, 600), y = random_buffers(sets, n, 601);
+    auto gamma = random_buffers(1, c, 602, 0.5f, 1.5f), beta = random_buffers(1, c, 603);
+    auto mean = random_buffers(1, c, 604), invstd = random_buffers(1, c, 605);
+    auto running_mean = random_buffers(1, c, 606), running_var = random_buffers(1, c, 607, 0.5f, 1.5f);
+    CudnnBatchNorm bn(kBatch, hw, c);
+    auto launch = [&](int s) {
+      return bn.forward(y[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), running_mean[0].f(), running_var[0].f(),
+                        mean[0].f(), invstd[0].f());
+    };
+    bn.choose_mode([&] { return launch(0); });
+    const double t = run_timed(state, sets, [&](int s) { GRAFT_CUDNN_CHECK(launch(s)); });
+    report_bandwidth(state, sets, 3 * n * kF, t,
+                     tuple_label({kBatch, hw, hw, c}) + " cuDNN " + bn.mode_name() + " stats+normalise");
+  });
+}
+
+void BM_batch_norm_backward_cudnn(benchmark::State& state) {
+  guarded(state, [&] {
+    const std::int64_t hw = state.range(0), c = state.range(1), n = kBatch * hw * hw * c;
+    const int sets = rotation_sets(5 * n * kF);
+    auto x = random_buffers(sets, n, 610), dy = random_buffers(sets, n, 611), dx = random_buffers(sets, n, 612);
+    auto gamma = random_buffers(1, c, 613, 0.5f, 1.5f);
+    auto mean = random_buffers(1, c, 614, -0.1f, 0.1f), invstd = random_buffers(1, c, 615, 0.5f, 2.f);
+    auto dgamma = random_buffers(1, c, 616), dbeta = random_buffers(1, c, 617);
+    CudnnBatchNorm bn(kBatch, hw, c);
+    auto launch = [&](int s) {
+      return bn.backward(dx[s].f(), dy[s].f(), x[s].f(), gamma[0].f(), dgamma[0].f(), dbeta[0].f(), mean[0].f(),
+                         invstd[0].f());
+    };
+    bn.choose_mode([&] { return launch(0); });
+    const double t = run_timed(state, sets, [&](int s) { GRAFT_CUDNN_CHECK(launch(s)); });
+    report_bandwidth(state, sets, 5 * n * kF, t,
+                     tuple_label({kBatch, hw, hw, c}) + " cuDNN " + bn.mode_name() + " reduce+input");
+  });
+}
+BENCHMARK(BM_batch_norm_forward_cudnn)
+    ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_batch_norm_backward_cudnn)
     ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 

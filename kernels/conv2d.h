@@ -22,6 +22,7 @@
 //   conv2d_*_cpu           picks one of the three (what the op calls)
 //   conv2d_*_cpu_direct    the 7-loop definition above (double accumulation); test oracle only, slow
 //   conv2d_*_cudnn         cuDNN 9 (NHWC tensors and filters), algorithm found once per shape and math mode
+//   conv2d_forward_cuda_direct / _im2col  hand-written CUDA forward kernels for the kernel lab (not used by the op)
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -118,6 +119,23 @@ bool conv2d_cudnn_all_deterministic();
 // it on at start. Choices made either way are cached separately and both appear in conv2d_cudnn_algorithms_used().
 void conv2d_cudnn_set_engine_search(bool on);
 bool conv2d_cudnn_engine_search();
+
+// ---- CUDA (hand-written, the kernel lab) -------------------------------------------------------------------------
+// Forward only, strict FP32 (every product an fmaf, no tensor cores), on graft::cuda::stream(); kept to study and to
+// measure against cuDNN's strict-FP32 forward (bench/bench_layers_cuda.cpp). The conv2d op never calls them.
+// kernels/conv2d_cuda_lab.cu says how each works and what limits it.
+//   direct: implicit GEMM - output tiles accumulate slabs of taps gathered straight from the input (no im2col
+//           buffer); any geometry, groups included.
+//   im2col: im2col chunks in `workspace` + graft's hand-written SGEMM (gemm_cuda_tiled); groups == 1 only (throws
+//           graft::Error otherwise); a pointwise conv is the SGEMM on the input itself and needs no workspace.
+void conv2d_forward_cuda_direct(float* out, const float* inp, const float* weight, const float* bias,
+                                const Conv2dGeometry& g);
+// The workspace the im2col path wants: the whole column matrix up to kConv2dCudaIm2colWorkspaceLimit bytes, at least
+// one row (R*S*C floats); 0 for a pointwise conv. Less (but >= one row) works too, in more chunks.
+inline constexpr std::size_t kConv2dCudaIm2colWorkspaceLimit = std::size_t(256) << 20;
+std::size_t conv2d_workspace_bytes_cuda_im2col(const Conv2dGeometry& g);
+void conv2d_forward_cuda_im2col(float* out, const float* inp, const float* weight, const float* bias,
+                                const Conv2dGeometry& g, float* workspace, std::size_t workspace_bytes);
 #endif
 
 }  // namespace graft

@@ -31,6 +31,7 @@ list(APPEND GRAFT_KERNEL_CPU_SOURCES
 list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/conv2d_cudnn.cpp
   kernels/conv2d_cudnn_engines.cpp
+  kernels/conv2d_cuda_lab.cu
   kernels/batch_norm_cuda.cu
   kernels/pool_cuda.cu
   kernels/layout_cuda.cu

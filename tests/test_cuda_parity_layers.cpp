@@ -454,7 +454,8 @@ TEST(LayersParityKernels, DropoutMaskBitIdentical) {
 // conv shape of ResNet-50 (torchvision: stride on the 3x3 conv) and VGG16 at 224x224 input, with channel counts,
 // kernel, stride and padding exact and the spatial size scaled down to keep the CPU side fast (224->57, 112->29,
 // 56->15; 28, 14 and 7 kept), plus odd shapes (groups, depthwise, dilation, 5x5, asymmetric); each in TF32 and in
-// strict-FP32 mode. Then the op through autograd on both devices, and the record of the chosen algorithms.
+// strict-FP32 mode. Then the op through autograd on both devices, the record of the chosen algorithms, and the kernel
+// lab's hand-written forwards (strict FP32) on the same cases.
 #include <algorithm>
 #include <optional>
 #include <string>
@@ -753,6 +754,49 @@ TEST(Conv2dParity, ChosenAlgorithmsAreRecordedPerShapeDirectionAndMathMode) {
     }
   }
   EXPECT_EQ(found, 6) << "3 directions x 2 math modes";
+}
+
+// The kernel lab's hand-written forwards (kernels/conv2d_cuda_lab.cu: implicit GEMM and im2col + tiled SGEMM, strict
+// FP32) against the CPU forward on every case above, bias included, into NaN-poisoned outputs. im2col also runs
+// with a workspace of 3 rows + a few bytes (many chunks, the last one short), and refuses grouped convolutions.
+TEST(Conv2dLabParity, DirectAndIm2colForwardsMatchTheCpu) {
+  GRAFT_REQUIRE_CUDA();
+  std::uint64_t seed = 900;
+  for (const ConvParityCase& cs : conv_parity_cases()) {
+    const Conv2dGeometry& g = cs.g;
+    SCOPED_TRACE(cs.name + ": " + conv2d_geometry_str(g));
+    Generator gen(seed++);
+    const std::int64_t cg = g.c / g.groups;
+    const float w_scale = 1.f / std::sqrt(static_cast<float>(g.r * g.s * cg));
+    const Shape x_shape{g.n, g.h, g.w, g.c}, w_shape{g.k, g.r, g.s, cg}, y_shape{g.n, g.p, g.q, g.k};
+    Tensor x = Tensor::uniform(x_shape, gen, -1.f, 1.f), w = Tensor::uniform(w_shape, gen, -w_scale, w_scale);
+    Tensor b = Tensor::uniform({g.k}, gen, -1.f, 1.f);
+    Tensor y = Tensor::empty(y_shape);
+    std::vector<float> ws(conv2d_workspace_bytes_cpu(g) / sizeof(float) + 1);
+    conv2d_forward_cpu(y.data<float>(), x.data<float>(), w.data<float>(), b.data<float>(), g, ws.data(),
+                       ws.size() * sizeof(float));
+    Tensor xg = x.to(kCUDA), wg = w.to(kCUDA), bg = b.to(kCUDA);
+
+    Tensor direct = conv_nan_cuda(y_shape);
+    conv2d_forward_cuda_direct(direct.data<float>(), xg.data<float>(), wg.data<float>(), bg.data<float>(), g);
+    EXPECT_TRUE(conv_parity_close(direct, y, kConvFp32Tol)) << "direct";
+
+    if (g.groups != 1) {
+      Tensor out = conv_nan_cuda(y_shape);
+      EXPECT_THROW(conv2d_forward_cuda_im2col(out.data<float>(), xg.data<float>(), wg.data<float>(), nullptr, g,
+                                              nullptr, 0),
+                   Error);
+      continue;
+    }
+    const std::size_t whole = conv2d_workspace_bytes_cuda_im2col(g), row = sizeof(float) * g.r * g.s * g.c;
+    for (std::size_t bytes : {whole, conv2d_is_pointwise(g) ? std::size_t{0} : 3 * row + 5}) {
+      Tensor workspace = Tensor::empty({static_cast<std::int64_t>(bytes / sizeof(float)) + 1}, kCUDA);
+      Tensor out = conv_nan_cuda(y_shape);
+      conv2d_forward_cuda_im2col(out.data<float>(), xg.data<float>(), wg.data<float>(), bg.data<float>(), g,
+                                 bytes ? workspace.data<float>() : nullptr, bytes);
+      EXPECT_TRUE(conv_parity_close(out, y, kConvFp32Tol)) << "im2col, workspace " << bytes << " bytes";
+    }
+  }
 }
 #else
 TEST(Conv2dParity, NeedsCuda) { GTEST_SKIP() << "graft was built without CUDA"; }

@@ -2,6 +2,7 @@
 // single line on stderr and an exit code. tools/graft.cpp's main and the CLI fuzz target both go through here.
 #include <cstdio>
 #include <exception>
+#include <iostream>
 #include <new>
 
 #include "core/error.h"
@@ -31,21 +32,35 @@ std::unique_ptr<CLI::App> make_app() {
   return app;
 }
 
+namespace {
+
+// Standard output could not take what was written to it (a full disk, a closed pipe's reader): true after saying so.
+bool stdout_failed(const char* what) {
+  if (std::fflush(stdout) == 0 && !std::ferror(stdout)) return false;
+  std::fprintf(stderr, "graft: writing %s to standard output failed\n", what);
+  return true;
+}
+
+// --help: CLI11 prints it to std::cout (synchronised with stdout), and a help that did not arrive is a failure too.
+int print_help(CLI::App& app, const CLI::Error& e) {
+  const int code = app.exit(e);
+  std::cout.flush();
+  return stdout_failed("the help") ? 1 : code;
+}
+
+}  // namespace
+
 int run_app(CLI::App& app, int argc, const char* const* argv) {
   std::clearerr(stdout);  // a failed write of an earlier run in this process is not this one's
   try {
     app.parse(argc, argv);
     // Results go to standard output: a write that failed there (a full disk, a closed pipe's reader) is an error,
     // not a success with the output lost.
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
-      std::fprintf(stderr, "graft: writing the results to standard output failed\n");
-      return 1;
-    }
-    return 0;
+    return stdout_failed("the results") ? 1 : 0;
   } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
+    return print_help(app, e);
   } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
+    return print_help(app, e);
   } catch (const CLI::RuntimeError& e) {  // a command that reported its own outcome (e.g. 130: interrupted)
     std::fflush(stdout);
     return e.get_exit_code();
