@@ -72,4 +72,15 @@ for c in class_b class_c; do
   [ "$(accuracy_of $c "$work/w2.out")" = "$(accuracy_of $c "$work/w3.out")" ] \
     || { cat "$work/w2.out" "$work/w3.out"; fail "$c scores differently after taking the head by name"; }
 done
+# The per-class table lines up class names in UTF-8 ("clâss_é" is 7 characters in 9 bytes).
+mkdir -p "$work/utf8" && cp -r "$clean/class_a" "$work/utf8/" && cp -r "$clean/class_b" "$work/utf8/clâss_é"
+"$graft" finetune --arch resnet18 --size 32 --batch 6 --epochs 1 --max-steps 1 --workers 1 --no-progress \
+  --val-fraction 0.3 --data "$work/utf8" --out "$work/run5" >"$work/u.out" 2>&1 || { cat "$work/u.out"; fail "finetune utf8"; }
+"$graft" eval --checkpoint "$work/run5/last.h5" --data "$work/utf8" --workers 1 >"$work/u2.out" 2>&1 \
+  || { cat "$work/u2.out"; fail "eval utf8"; }
+python3 - "$work/u2.out" <<'PY' || { cat "$work/u2.out"; fail "the per-class table does not line up in UTF-8"; }
+import sys
+lines = [l for l in open(sys.argv[1], encoding="utf-8") if l.startswith(("  class_a ", "  clâss_é "))]
+assert len(lines) == 2 and lines[0].index("%") == lines[1].index("%"), lines
+PY
 echo "ok: classes matched by name (class_c $full_c% on 3 and on 2 folders; best validation $best% = eval $evald%)"

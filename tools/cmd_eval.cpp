@@ -17,6 +17,14 @@
 namespace graft::cli {
 
 namespace {
+
+// `text` left-aligned in `columns` characters: UTF-8 characters are counted, not bytes, so class folders named
+// "café" and "cafe" line up (East Asian wide characters still take two columns each).
+std::string padded_to(const std::string& text, std::size_t columns) {
+  std::size_t characters = 0;
+  for (unsigned char byte : text) characters += (byte & 0xC0) != 0x80;  // continuation bytes are 10xxxxxx
+  return characters >= columns ? text : text + std::string(columns - characters, ' ');
+}
 int classes_in_weights(const WeightFileInfo& info) {
   for (const auto& t : info.tensors) {
     if (t.graft_name != "fc.weight" && t.graft_name != "classifier.6.weight") continue;
@@ -167,8 +175,9 @@ void eval(const EvalArgs& a) {
   for (std::size_t c = 0; c < acc.size(); ++c) {
     std::int64_t n = 0;
     for (auto v : r.confusion[c]) n += v;
-    if (std::isnan(acc[c])) std::printf("  %-24s      -  (0 images)\n", names[c].c_str());
-    else std::printf("  %-24s %6.2f%%  (%lld images)\n", names[c].c_str(), 100 * acc[c], static_cast<long long>(n));
+    const std::string name = padded_to(names[c], 24);
+    if (std::isnan(acc[c])) std::printf("  %s      -  (0 images)\n", name.c_str());
+    else std::printf("  %s %6.2f%%  (%lld images)\n", name.c_str(), 100 * acc[c], static_cast<long long>(n));
   }
   const std::size_t cols = r.confusion.empty() ? 0 : r.confusion.front().size();
   if (cols <= 30) {
