@@ -303,53 +303,71 @@ BENCHMARK(BM_batch_norm_backward_cuda)
 // The library reference: cuDNN's own batch norm (cudnnBatchNormalizationForwardTraining / Backward, batch
 // statistics, the running averages updated) on the same NHWC float tensors, counted with the same bytes as graft's
 // rows above, so the two pct_of_copy columns compare directly. Mode CUDNN_BATCHNORM_SPATIAL_PERSISTENT (cuDNN's
-// fast NHWC kernels), or CUDNN_BATCHNORM_SPATIAL where cuDNN refuses it for a shape; the label names the mode.
+// fast NHWC kernels), or CUDNN_BATCHNORM_SPATIAL where cuDNN does not support it for a shape; the label names the
+// mode the calls were accepted in.
+// One cuDNN object, destroyed with its owner (also when a later member's constructor throws).
+template <typename T, cudnnStatus_t (*Destroy)(T)>
+class CudnnOwned {
+ public:
+  template <typename Create>
+  explicit CudnnOwned(Create create) {
+    GRAFT_CUDNN_CHECK(create(&value_));
+  }
+  CudnnOwned(const CudnnOwned&) = delete;
+  CudnnOwned& operator=(const CudnnOwned&) = delete;
+  ~CudnnOwned() {
+    if (value_ != nullptr) Destroy(value_);
+  }
+  T get() const { return value_; }
+
+ private:
+  T value_ = nullptr;
+};
+
 class CudnnBatchNorm {
  public:
   CudnnBatchNorm(std::int64_t n, std::int64_t hw, std::int64_t c) {
-    GRAFT_CUDNN_CHECK(cudnnCreate(&handle_));
-    GRAFT_CUDNN_CHECK(cudnnSetStream(handle_, cuda::stream()));
-    GRAFT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x_));
-    GRAFT_CUDNN_CHECK(cudnnCreateTensorDescriptor(&bn_));
-    GRAFT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
+    GRAFT_CUDNN_CHECK(cudnnSetStream(handle_.get(), cuda::stream()));
+    GRAFT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
                                                  static_cast<int>(c), static_cast<int>(hw), static_cast<int>(hw)));
-    GRAFT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn_, x_, CUDNN_BATCHNORM_SPATIAL));
+    GRAFT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn_.get(), x_.get(), CUDNN_BATCHNORM_SPATIAL));
   }
-  CudnnBatchNorm(const CudnnBatchNorm&) = delete;
-  CudnnBatchNorm& operator=(const CudnnBatchNorm&) = delete;
-  ~CudnnBatchNorm() {
-    cudnnDestroyTensorDescriptor(bn_);
-    cudnnDestroyTensorDescriptor(x_);
-    cudnnDestroy(handle_);
-  }
+  // The mode cuDNN accepted the calls in (the legacy API does not say which kernels it ran in it).
   const char* mode_name() const { return mode_ == CUDNN_BATCHNORM_SPATIAL_PERSISTENT ? "persistent" : "spatial"; }
 
   // y = BN(x) with batch statistics; saves mean and 1/std, updates the running averages.
   cudnnStatus_t forward(float* y, const float* x, const float* gamma, const float* beta, float* running_mean,
                         float* running_var, float* save_mean, float* save_invstd) const {
     const float one = 1.f, zero = 0.f;
-    return cudnnBatchNormalizationForwardTraining(handle_, mode_, &one, &zero, x_, x, x_, y, bn_, gamma, beta, 0.1,
-                                                  running_mean, running_var, 1e-5, save_mean, save_invstd);
+    return cudnnBatchNormalizationForwardTraining(handle_.get(), mode_, &one, &zero, x_.get(), x, x_.get(), y,
+                                                  bn_.get(), gamma, beta, 0.1, running_mean, running_var, 1e-5,
+                                                  save_mean, save_invstd);
   }
   cudnnStatus_t backward(float* dx, const float* dy, const float* x, const float* gamma, float* dgamma, float* dbeta,
                          const float* save_mean, const float* save_invstd) const {
     const float one = 1.f, zero = 0.f;
-    return cudnnBatchNormalizationBackward(handle_, mode_, &one, &zero, &one, &zero, x_, x, x_, dy, x_, dx, bn_, gamma,
-                                           dgamma, dbeta, 1e-5, save_mean, save_invstd);
+    return cudnnBatchNormalizationBackward(handle_.get(), mode_, &one, &zero, &one, &zero, x_.get(), x, x_.get(), dy,
+                                           x_.get(), dx, bn_.get(), gamma, dgamma, dbeta, 1e-5, save_mean,
+                                           save_invstd);
   }
-  // Runs `call` in persistent mode; if cuDNN refuses that mode, switches to spatial and runs it again.
+  // Runs `call` in persistent mode; if cuDNN does not support that mode here, switches to spatial and runs it again.
+  // Any other failure is an error.
   template <typename Call>
   void choose_mode(Call&& call) {
     mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
-    if (call() == CUDNN_STATUS_SUCCESS) return;
+    const cudnnStatus_t status = call();
+    if (status == CUDNN_STATUS_SUCCESS) return;
+    GRAFT_CHECK(CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED,
+                "cuDNN batch norm in persistent mode: ", cudnnGetErrorString(status));
     cudaGetLastError();
     mode_ = CUDNN_BATCHNORM_SPATIAL;
     GRAFT_CUDNN_CHECK(call());
   }
 
  private:
-  cudnnHandle_t handle_ = nullptr;
-  cudnnTensorDescriptor_t x_ = nullptr, bn_ = nullptr;
+  CudnnOwned<cudnnHandle_t, cudnnDestroy> handle_{cudnnCreate};
+  CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> x_{cudnnCreateTensorDescriptor};
+  CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> bn_{cudnnCreateTensorDescriptor};
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
 };
 

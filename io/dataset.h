@@ -68,8 +68,9 @@ DatasetPtr open_image_folder(const std::string& dir, const ImageFolderOptions& o
 
 // Every .jpg/.jpeg/.png file (any case) in DIR and its subfolders, depth first: a folder's images in name order, then
 // each subfolder's (recursively) in name order; hidden entries (starting with '.') and linked folders skipped.
-// Errors: DIR is not a directory or cannot be listed; a subfolder that cannot be listed too, unless `unlisted` is
-// given: then its error message is added there and the subfolder skipped.
+// Errors: DIR is not a directory or cannot be listed; a subfolder that cannot be listed, or an entry whose type
+// cannot be read (a path longer than PATH_MAX, a dangling link named like an image), too, unless `unlisted` is given:
+// then the error message is added there and the entry skipped.
 std::vector<std::string> find_images(const std::string& dir, std::vector<std::string>* unlisted = nullptr);
 
 // One JPEG or PNG file (or its bytes in memory; `what` names it in errors), decoded to HWC uint8: gray stays one

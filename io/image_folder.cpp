@@ -151,11 +151,21 @@ std::vector<std::string> find_images(const std::string& dir, std::vector<std::st
     }
     for (const std::string& name : names) {
       const fs::path path = folder / name;
-      if (fs::is_symlink(path, ec) && fs::is_directory(path, ec)) continue;  // a linked folder could lead back up
-      if (fs::is_directory(path, ec))
-        subfolders.push_back(path);
-      else if (is_image_name(path) && fs::is_regular_file(path, ec))
+      const fs::file_status target = fs::status(path, ec);
+      if (ec) {
+        // A dangling link matters only when it is named like an image; an entry whose path the system refuses
+        // (longer than PATH_MAX) may be an image or a folder of them: either is said, never dropped in silence.
+        if (ec == std::errc::no_such_file_or_directory && !is_image_name(path)) continue;
+        const std::string problem = detail::concat("find_images: cannot inspect '", path.string(), "': ", ec.message());
+        if (!unlisted) GRAFT_FAIL(problem);
+        unlisted->push_back(problem);
+        continue;
+      }
+      if (fs::is_directory(target)) {
+        if (!fs::is_symlink(fs::symlink_status(path, ec))) subfolders.push_back(path);  // a linked folder could lead back up
+      } else if (is_image_name(path) && fs::is_regular_file(target)) {
         out.push_back(path.string());
+      }
     }
     folders.insert(folders.end(), subfolders.rbegin(), subfolders.rend());
   }

@@ -131,7 +131,7 @@ bool conv2d_cudnn_engine_search();
 void conv2d_forward_cuda_direct(float* out, const float* inp, const float* weight, const float* bias,
                                 const Conv2dGeometry& g);
 // The workspace the im2col path wants: the whole column matrix up to kConv2dCudaIm2colWorkspaceLimit bytes, at least
-// one row (R*S*C floats); 0 for a pointwise conv. Less (but >= one row) works too, in more chunks.
+// one row (R*S*C/groups floats); 0 for a pointwise conv. Less (but >= one row) works too, in more chunks.
 inline constexpr std::size_t kConv2dCudaIm2colWorkspaceLimit = std::size_t(256) << 20;
 std::size_t conv2d_workspace_bytes_cuda_im2col(const Conv2dGeometry& g);
 void conv2d_forward_cuda_im2col(float* out, const float* inp, const float* weight, const float* bias,

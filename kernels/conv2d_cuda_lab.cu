@@ -17,12 +17,12 @@
 //   channels), then gemm_cuda_tiled multiplies the chunk by the weights into the output rows; a 1x1 stride-1
 //   unpadded conv skips im2col (the input already is `taps`). Bias, if any, is one broadcast add at the end.
 //
-// What limits them against cuDNN's strict-FP32 forward (measured in bench/RESULTS.md):
+// What limits them against cuDNN's strict-FP32 forward (BM_conv2d_lab rows; not yet measured on a GPU):
 //   - both run on the FP32 FMA pipes like cuDNN's FMA-math algorithms, but with smaller register tiles (16 outputs
 //     per thread in `direct`; gemm_cuda_tiled's 64 does better on large GEMMs) and a single shared-memory buffer
 //     with two barriers per slab (cuDNN pipelines shared memory);
-//   - `direct` pays the tap gather: 4 bounds checks per element and scalar 4-byte loads (a slab row is 16 channels,
-//     one 64-byte run, only when Cg >= 16; the stem's Cg = 3 splits every slab row over 5-6 pixels' taps);
+//   - `direct` pays the tap gather: 4 bounds checks per element and scalar 4-byte loads (a pixel's 16 taps of a slab
+//     are one 64-byte run only when Cg % 16 == 0; with the stem's Cg = 3 they span 5-6 filter positions);
 //   - `im2col` writes and reads L/Cg times the input (9x for a 3x3 conv) through HBM before the GEMM starts, and its
 //     GEMM has the 128 x 128 tile problem at 7x7 and 14x14 (M = 64*49 = 3136 rows: 25 row tiles for 132 SMs);
 //   - neither uses Winograd or FFT (fewer multiplications for 3x3), which cuDNN's FMA path may pick.
@@ -45,17 +45,19 @@ constexpr int kTileM = 64;     // output pixels per block
 constexpr int kTileK = 64;     // output channels per block
 constexpr int kSlab = 16;      // taps per shared-memory slab
 constexpr int kThreads = 256;  // 16 x 16 threads, 4 x 4 outputs each
-constexpr int kLds = 68;       // padded shared row: 16-byte aligned, staggers the l-major stores over the banks
+constexpr int kLds = 68;       // shared row: 64 + 4, keeps the float4 reads 16-byte aligned (the l-major stores still
+                               // meet 2-way bank conflicts: taps l and l + 8 of a warp share a bank; 8 stores
+                               // against 32 vector loads and 256 fmaf per thread and slab)
 constexpr int kRowsPerThread = kTileM * kSlab / kThreads;  // tap-slab elements each thread gathers (4)
 static_assert(kTileM == kTileK && kThreads / kSlab * kRowsPerThread == kTileM, "one load pattern for both slabs");
 
 // Sizes the kernel needs, as plain ints where the checks in conv2d_forward_cuda_direct allow.
 struct DirectShape {
-  int h, w, c, cg;        // input height, width, channels; channels per group
-  int k, kg;              // output channels; per group
-  int s, l;               // filter width; taps per output (R*S*Cg)
-  int p, q;               // output height, width
-  int64_t m;              // output pixels N*P*Q
+  int h, w, c, cg;  // input height, width, channels; channels per group
+  int k, kg;        // output channels; per group
+  int s, l;         // filter width; taps per output (R*S*Cg)
+  int p, q;         // output height, width
+  int64_t m;        // output pixels N*P*Q
   int stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w;
 };
 
@@ -194,6 +196,10 @@ __global__ void im2col_kernel(float* __restrict__ col, const float* __restrict__
 DirectShape direct_shape(const Conv2dGeometry& g, const char* who) {
   GRAFT_CHECK(g.groups >= 1 && g.c % g.groups == 0 && g.k % g.groups == 0, who, ": channels do not split into ",
               g.groups, " groups: ", conv2d_geometry_str(g));
+  GRAFT_CHECK(g.c > 0 && g.r > 0 && g.s > 0, who,
+              ": a convolution without taps (no input channels or an empty "
+              "filter): ",
+              conv2d_geometry_str(g));
   DirectShape d{};
   d.h = as_kernel_int(g.h, "H", g), d.w = as_kernel_int(g.w, "W", g), d.c = as_kernel_int(g.c, "C", g);
   d.cg = static_cast<int>(g.c / g.groups);
@@ -219,12 +225,12 @@ void conv2d_forward_cuda_direct(float* out, const float* inp, const float* weigh
   const DirectShape d = direct_shape(g, "conv2d_forward_cuda_direct");
   if (d.m == 0 || d.k == 0) return;
   const int64_t pixel_tiles = (d.m + kTileM - 1) / kTileM;
-  GRAFT_CHECK(pixel_tiles <= INT_MAX && g.groups <= 65535, "conv2d_forward_cuda_direct: too many tiles for the grid: ",
-              conv2d_geometry_str(g));
+  GRAFT_CHECK(pixel_tiles <= INT_MAX && g.groups <= 65535,
+              "conv2d_forward_cuda_direct: too many tiles for the grid: ", conv2d_geometry_str(g));
   const dim3 grid(static_cast<unsigned>(pixel_tiles), static_cast<unsigned>((d.kg + kTileK - 1) / kTileK),
                   static_cast<unsigned>(g.groups));
-  GRAFT_CHECK(grid.y <= 65535, "conv2d_forward_cuda_direct: too many output channels per group: ",
-              conv2d_geometry_str(g));
+  GRAFT_CHECK(grid.y <= 65535,
+              "conv2d_forward_cuda_direct: too many output channels per group: ", conv2d_geometry_str(g));
   conv2d_direct_kernel<<<grid, kThreads, 0, cuda::stream()>>>(out, inp, weight, bias, d);
   GRAFT_CUDA_CHECK_LAUNCH("conv2d_direct_kernel");
 }

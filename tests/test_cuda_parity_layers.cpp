@@ -757,12 +757,16 @@ TEST(Conv2dParity, ChosenAlgorithmsAreRecordedPerShapeDirectionAndMathMode) {
 }
 
 // The kernel lab's hand-written forwards (kernels/conv2d_cuda_lab.cu: implicit GEMM and im2col + tiled SGEMM, strict
-// FP32) against the CPU forward on every case above, bias included, into NaN-poisoned outputs. im2col also runs
-// with a workspace of 3 rows + a few bytes (many chunks, the last one short), and refuses grouped convolutions.
+// FP32) against the CPU forward on every case above, bias included, into NaN-poisoned outputs, plus two groups of
+// 96 output channels (a full and a partial channel tile in each group). im2col also runs with workspaces of 3 and
+// 200 rows + a few bytes (many chunks, the last one short; chunks ending inside a GEMM row tile; a pointwise conv
+// ignores the workspace), and refuses grouped convolutions; a convolution without taps is refused by both.
 TEST(Conv2dLabParity, DirectAndIm2colForwardsMatchTheCpu) {
   GRAFT_REQUIRE_CUDA();
   std::uint64_t seed = 900;
-  for (const ConvParityCase& cs : conv_parity_cases()) {
+  std::vector<ConvParityCase> cases = conv_parity_cases();
+  cases.push_back({"odd groups 2 of 96 output channels", conv_parity_geometry(2, 9, 9, 64, 192, 3, 3, 1, 1, 1, 2)});
+  for (const ConvParityCase& cs : cases) {
     const Conv2dGeometry& g = cs.g;
     SCOPED_TRACE(cs.name + ": " + conv2d_geometry_str(g));
     Generator gen(seed++);
@@ -789,7 +793,7 @@ TEST(Conv2dLabParity, DirectAndIm2colForwardsMatchTheCpu) {
       continue;
     }
     const std::size_t whole = conv2d_workspace_bytes_cuda_im2col(g), row = sizeof(float) * g.r * g.s * g.c;
-    for (std::size_t bytes : {whole, conv2d_is_pointwise(g) ? std::size_t{0} : 3 * row + 5}) {
+    for (std::size_t bytes : {whole, 3 * row + 5, 200 * row + 5}) {
       Tensor workspace = Tensor::empty({static_cast<std::int64_t>(bytes / sizeof(float)) + 1}, kCUDA);
       Tensor out = conv_nan_cuda(y_shape);
       conv2d_forward_cuda_im2col(out.data<float>(), xg.data<float>(), wg.data<float>(), bg.data<float>(), g,
@@ -797,6 +801,14 @@ TEST(Conv2dLabParity, DirectAndIm2colForwardsMatchTheCpu) {
       EXPECT_TRUE(conv_parity_close(out, y, kConvFp32Tol)) << "im2col, workspace " << bytes << " bytes";
     }
   }
+  Conv2dGeometry empty = conv_parity_geometry(1, 5, 5, 4, 3, 3, 3, 1, 1);
+  empty.c = 0;
+  Tensor out = conv_nan_cuda({1, 5, 5, 3}), ws = Tensor::empty({64}, kCUDA);
+  testing::expect_error([&] { conv2d_forward_cuda_direct(out.data<float>(), nullptr, nullptr, nullptr, empty); },
+               {"conv2d_forward_cuda_direct", "without taps"});
+  testing::expect_error([&] { conv2d_forward_cuda_im2col(out.data<float>(), nullptr, nullptr, nullptr, empty, ws.data<float>(),
+                                                256); },
+               {"conv2d_forward_cuda_im2col", "without taps"});
 }
 #else
 TEST(Conv2dParity, NeedsCuda) { GTEST_SKIP() << "graft was built without CUDA"; }

@@ -1,7 +1,16 @@
 // Image folders (PNG exact, JPEG close, class/file order, skipped and refused files), image decoding limits,
 // dataset specs (open_dataset) and the views: subset, select_classes, sample_per_class, split_train_validation.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <set>
 #include <thread>
 
@@ -161,6 +170,51 @@ TEST(ImageFolderReader, RefusesBadStructure) {
     testing::write_png(bad / "b\nc/x.png", 4, 4, 5, 3);
     expect_error([&] { open_image_folder(bad.str()); }, {"class folder name in", "contains a line break"});
   }
+}
+
+// find_images (graft predict / features on folders) says which entries it could not inspect instead of dropping
+// them: a dangling link named like an image, and an image whose path is longer than PATH_MAX (made with
+// mkdirat/openat, one relative step at a time). A dangling link with another name is no image: ignored.
+TEST(ImageFolderReader, FindImagesSaysWhatItCannotInspect) {
+  ScratchDir dir;
+  testing::write_png(dir / "photos/a.png", 1, 3, 3, 3);
+  std::filesystem::create_symlink(dir / "nowhere.png", dir / "photos/gone.png");
+  std::filesystem::create_symlink(dir / "nowhere", dir / "photos/notes");
+  std::vector<std::string> unlisted;
+  EXPECT_EQ(find_images(dir / "photos", &unlisted), std::vector<std::string>{dir / "photos/a.png"});
+  ASSERT_EQ(unlisted.size(), 1u);
+  EXPECT_NE(unlisted[0].find("cannot inspect '" + dir / "photos/gone.png" + "'"), std::string::npos) << unlisted[0];
+  expect_error([&] { find_images(dir / "photos"); }, {"cannot inspect", "gone.png"});
+  std::filesystem::remove(dir / "photos/gone.png");
+
+  // photos/ddd.../ddd.../.../iii...png, its whole path over PATH_MAX while every folder's own path is under it.
+  std::ifstream png_file(dir / "photos/a.png", std::ios::binary);
+  const std::string png((std::istreambuf_iterator<char>(png_file)), std::istreambuf_iterator<char>());
+  int fd = ::open((dir / "photos").c_str(), O_RDONLY | O_DIRECTORY);
+  ASSERT_GE(fd, 0);
+  std::size_t length = (dir / "photos").size();
+  const std::string folder(200, 'd'), image = std::string(250, 'i') + ".png";
+  while (length + 1 + image.size() < PATH_MAX) {  // then the folder's own path is under PATH_MAX - 255 + 201
+    ASSERT_EQ(::mkdirat(fd, folder.c_str(), 0755), 0);
+    const int next = ::openat(fd, folder.c_str(), O_RDONLY | O_DIRECTORY);
+    ::close(fd);
+    ASSERT_GE(next, 0);
+    fd = next;
+    length += 1 + folder.size();
+  }
+  const int file = ::openat(fd, image.c_str(), O_WRONLY | O_CREAT | O_EXCL, 0644);
+  ::close(fd);
+  ASSERT_GE(file, 0);
+  ASSERT_EQ(::write(file, png.data(), png.size()), static_cast<ssize_t>(png.size()));
+  ::close(file);
+  unlisted.clear();
+  EXPECT_EQ(find_images(dir / "photos", &unlisted), std::vector<std::string>{dir / "photos/a.png"});
+  ASSERT_EQ(unlisted.size(), 1u);
+  EXPECT_NE(unlisted[0].find("cannot inspect"), std::string::npos) << unlisted[0];
+  EXPECT_NE(unlisted[0].find(image), std::string::npos) << unlisted[0];
+  EXPECT_NE(unlisted[0].find(std::strerror(ENAMETOOLONG)), std::string::npos) << unlisted[0];
+  // std::filesystem::remove_all walks by full paths, which the kernel refuses past PATH_MAX; rm works by steps.
+  EXPECT_EQ(std::system(("rm -rf '" + dir / "photos" + "'").c_str()), 0);
 }
 
 TEST(ImageFolderReader, ConcurrentGetMatchesSerial) {

@@ -34,7 +34,7 @@ std::vector<std::string> image_paths(const std::vector<std::string>& args, bool 
     std::vector<std::string> found = find_images(arg, &unlisted);
     for (const std::string& problem : unlisted) {
       GRAFT_CHECK(!strict, what, ": ", problem);
-      std::fprintf(stderr, "graft: warning: skipped a folder: %s\n", problem.c_str());
+      std::fprintf(stderr, "graft: warning: skipped: %s\n", problem.c_str());
     }
     GRAFT_CHECK(!found.empty(), what, ": folder '", arg, "' holds no .jpg, .jpeg or .png file");
     paths.insert(paths.end(), found.begin(), found.end());
