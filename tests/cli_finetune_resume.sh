@@ -11,7 +11,7 @@ same=(--batch 4 --epochs 2 --lr 0.02)  # the run's own values of the settings th
 fail() { echo "FAIL: $*"; exit 1; }
 "$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/straight" >"$work/straight.out" 2>&1 || { cat "$work/straight.out"; fail "straight run"; }
 "$graft" "${args[@]}" "${same[@]}" --workers 0 --out "$work/run" --max-steps 2 >"$work/first.out" 2>&1 || { cat "$work/first.out"; fail "first run"; }
-sums() { find "$work/run" -type f | sort | xargs md5sum; }
+sums() { find "$work/run" -type f ! -name .graft-lock | sort | xargs md5sum; }  # the lock file holds its holder's pid
 before=$(sums)
 
 refused() {  # refused EXPECTED_TEXT ARGS...: the resume fails with EXPECTED_TEXT and changes no file
@@ -28,6 +28,12 @@ refused "batch: 4 in the checkpoint, 8 now" --batch 8 --epochs 2 --lr 0.02
 refused "lr: 0.02 in the checkpoint, 0.05 now" --batch 4 --epochs 2 --lr 0.05
 refused "epochs: 2 in the checkpoint, 3 now" --batch 4 --epochs 3 --lr 0.02
 refused "accumulate: 1 in the checkpoint, 2 now" "${same[@]}" --accumulate 2
+# While another process holds the run directory (here flock(1) on its lock file), a resume is refused before it writes.
+# (-o: the lock stays with flock itself, not with the sleep it runs; killing flock releases it.)
+flock -o "$work/run/.graft-lock" sleep 60 </dev/null >/dev/null 2>&1 & holder=$!
+for _ in $(seq 100); do flock -n "$work/run/.graft-lock" true || break; sleep 0.05; done
+refused "finetune: the run directory '$work/run' is in use by another process" "${same[@]}"
+pkill -P $holder sleep; wait $holder 2>/dev/null
 refused "optimizer: sgd in the checkpoint, adam now" "${same[@]}" --optimizer adam
 refused "unfreeze: (none) in the checkpoint, layer4 now" "${same[@]}" --unfreeze layer4
 refused "class-weights: none in the checkpoint, 1,2,1 now" "${same[@]}" --class-weights 1,2,1

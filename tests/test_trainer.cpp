@@ -28,6 +28,7 @@
 #include "tests/check.h"
 #include "train/class_weights.h"
 #include "train/feature_cache.h"
+#include "train/run_lock.h"
 #include "train/plot.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -984,6 +985,51 @@ TEST(Trainer, KillingTheProcessDuringCheckpointWritesNeverBreaksTheFile) {
     EXPECT_NO_THROW(load_checkpoint(dir + "/last.h5", *back, nullptr)) << "round " << round;
     EXPECT_EQ(values(*back), values(*model));
   }
+}
+
+// One run per run directory (train/run_lock.h): while another process holds OUT's lock, a lock and a fit() into OUT
+// are refused naming that process, before anything is written; a holder killed with SIGKILL blocks nobody after it;
+// within one process the lock is re-entrant (graft finetune holds it around fit()); a link as the lock file is refused.
+TEST(Trainer, ASecondRunIntoTheSameDirectoryIsRefusedWhileTheFirstHoldsIt) {
+  const std::string dir = temp_dir("locked");
+  int ready[2], release[2];
+  ASSERT_EQ(pipe(ready), 0);
+  ASSERT_EQ(pipe(release), 0);
+  const pid_t holder = fork();
+  ASSERT_GE(holder, 0);
+  if (holder == 0) {
+    RunDirectoryLock lock(dir, "holder");
+    char byte = 1;
+    if (write(ready[1], &byte, 1) != 1) _exit(2);
+    while (read(release[0], &byte, 1) > 0) {  // until the parent kills it
+    }
+    _exit(0);
+  }
+  char byte = 0;
+  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  const std::string in_use = "is in use by process " + std::to_string(holder);
+  testing::expect_error([&] { RunDirectoryLock again(dir, "second"); }, {"second: the run directory", in_use});
+  Pipeline run;
+  testing::expect_error([&] { run.fit(quiet(dir, 1)); }, {"fit: the run directory", in_use});
+  for (const char* f : {"last.h5", "best.h5", "log.csv", "curves.png"}) EXPECT_FALSE(fs::exists(dir + "/" + f)) << f;
+
+  kill(holder, SIGKILL);
+  int status = 0;
+  waitpid(holder, &status, 0);
+  close(ready[0]), close(ready[1]), close(release[0]), close(release[1]);
+  {
+    const RunDirectoryLock outer(dir, "finetune");  // as graft finetune holds it around fit()
+    std::ifstream pid_file(dir + "/" + RunDirectoryLock::kFileName);
+    std::string pid;
+    pid_file >> pid;
+    EXPECT_EQ(pid, std::to_string(getpid()));
+    EXPECT_EQ(run.fit(quiet(dir, 1)).epochs_done, 1);
+  }
+  EXPECT_TRUE(fs::exists(dir + "/last.h5"));
+
+  const std::string linked = temp_dir("locked_link");
+  fs::create_symlink(dir + "/log.csv", linked + "/" + RunDirectoryLock::kFileName);
+  testing::expect_error([&] { RunDirectoryLock lock(linked, "fit"); }, {"lock file", "symbolic link"});
 }
 
 // ---- progress bar and plots ------------------------------------------------------------------------------------

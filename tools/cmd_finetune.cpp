@@ -42,6 +42,7 @@
 #include "layers/linear.h"
 #include "tools/cli_common.h"
 #include "train/class_weights.h"
+#include "train/run_lock.h"
 #include "train/trainer.h"
 
 namespace graft::cli {
@@ -382,7 +383,7 @@ void finetune(const FinetuneArgs& a) {
   // the first epoch's training.
   for (const char* name : {"last.h5", "best.h5"})
     hdf5::check_replaceable_file((fs::path(a.out) / name).string(), "finetune:");
-  fs::create_directories(a.out);
+  const RunDirectoryLock run_lock(a.out, "finetune");  // before run.txt is written; fit() takes it again
   std::ostringstream clipping;
   if (a.clip > 0)
     clipping << "at norm " << a.clip;

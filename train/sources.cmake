@@ -5,6 +5,7 @@ set(GRAFT_TRAIN_SOURCES
   train/class_weights.cpp
   train/feature_cache.cpp
   train/run_log.cpp
+  train/run_lock.cpp
   train/progress.cpp
   train/plot.cpp
 )

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <sstream>
 
 #include "core/autograd.h"
@@ -24,6 +25,7 @@
 #include "train/interrupt.h"
 #include "train/plot.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 #include "train/run_log.h"
 
 namespace graft {
@@ -232,6 +234,9 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   GRAFT_CHECK(options.accumulate >= 1, "fit: accumulate is ", options.accumulate,
               ", must be >= 1 (batches per optimizer step)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
+  // One run at a time writes a run directory (train/run_lock.h): taken before anything there is read or written.
+  std::optional<RunDirectoryLock> run_lock;
+  if (!options.out_dir.empty()) run_lock.emplace(options.out_dir, "fit");
   const auto start = Clock::now();
   const std::map<std::string, std::string> settings = run_settings(train, options);
   TrainResult result;

@@ -8,6 +8,8 @@
 //   last.h5            checkpoint after every epoch (model + optimizer + loop state), written atomically
 //   best.h5            the checkpoint with the best validation top-1 so far
 //   run.txt            the command's settings, the dataset descriptions, the algorithms cuDNN chose
+//   .graft-lock        held (flock) for the whole run: a second run into the same directory is refused, naming the
+//                      process that holds it (train/run_lock.h)
 // Faults: a NaN or infinite loss (checked every step: one host read of the scalar) or global gradient norm
 // (checked every grad_check_every steps, and every step when clipping) stops training with a graft::Error naming
 // the epoch and step, before the optimizer applies that step; no checkpoint is written after it, so last.h5 stays
