@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "io/hdf5.h"
+#include "io/temporary_file.h"
 
 namespace graft::hdf5 {
 namespace {
@@ -23,11 +24,12 @@ std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std
 
 }  // namespace
 
-Writer::Writer(const std::string& path) : path_(path), tmp_(path + ".tmp-graft") {
+Writer::Writer(const std::string& path) : path_(path), tmp_(temporary_path_for(path)) {
   check_replaceable_file(path, "hdf5:");  // commit() renames the finished file over `path`
   prepare_library();
+  remove_dead_temporaries(path);
   std::error_code ec;
-  std::filesystem::remove(tmp_, ec);  // a link left at the temporary name would be followed (and renamed over path)
+  std::filesystem::remove(tmp_, ec);  // a link planted at the temporary name would be followed (and renamed over path)
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);  // fails if anything is there again
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
 }

@@ -2,6 +2,7 @@ set(GRAFT_IO_SOURCES
   io/hdf5.cpp
   io/hdf5_isolation.cpp
   io/hdf5_write.cpp
+  io/temporary_file.cpp
   io/checkpoint.cpp
   io/preprocess.cpp
   io/weights.cpp

@@ -14,6 +14,10 @@
 // gamma/beta may be null (1 and 0). Sums use double accumulation. The CUDA reductions are deterministic two-level
 // reductions (per-block partial sums into a caller-provided workspace, then a final pass over the partials in a
 // fixed order; no atomics). The CUDA versions run on graft's compute stream.
+// The CPU computes the variance in two passes, sum (x - mean)^2; the CUDA statistics in one pass over the data,
+// sum x and sum x^2 in double, var = E[x^2] - mean^2: the two agree to ~1e-6 relative in invstd while |mean| / std
+// stays under ~10^5 (a host emulation measured 1.4e-6 at mean 1000, std 0.01; 2.6e-5 at std 0.001). Activations
+// after a convolution are far from that; a NaN or inf in x gives NaN statistics on both.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -158,7 +158,10 @@ batch_norm_finalize_stats_kernel(float* mean, float* invstd, float* running_mean
   sum_partials(partial, chunks, c, ch, sum, sq);
   if (threadIdx.x != 0) return;
   const double mu = sum / static_cast<double>(m);
-  const double var = fmax(sq / static_cast<double>(m) - mu * mu, 0.0);
+  // E[x^2] - mean^2 can round below 0; clamped with a comparison, not fmax, which would turn a NaN (a NaN or inf in x)
+  // into 0 and hide it from invstd and the running variance (the CPU's two-pass variance keeps it).
+  double var = sq / static_cast<double>(m) - mu * mu;
+  if (var < 0.0) var = 0.0;
   mean[ch] = static_cast<float>(mu);
   invstd[ch] = static_cast<float>(1.0 / sqrt(var + static_cast<double>(eps)));
   if (running_mean) {

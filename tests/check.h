@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -102,6 +103,19 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
   } catch (const std::exception& e) {
     ADD_FAILURE() << "a non-graft exception escaped: " << e.what();
   }
+}
+
+// The names of the temporaries beside `path` (PATH.tmp-graft*, io/temporary_file.h) that are still on disk.
+inline std::vector<std::string> temporaries_beside(const std::string& path) {
+  namespace fs = std::filesystem;
+  const fs::path target(path);
+  const std::string prefix = target.filename().string() + ".tmp-graft";
+  std::vector<std::string> left;
+  std::error_code ec;
+  for (fs::directory_iterator it(target.has_parent_path() ? target.parent_path() : fs::path("."), ec), end;
+       !ec && it != end; it.increment(ec))
+    if (it->path().filename().string().rfind(prefix, 0) == 0) left.push_back(it->path().string());
+  return left;
 }
 
 #define GRAFT_REQUIRE_CUDA()                                                           \

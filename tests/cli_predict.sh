@@ -18,7 +18,7 @@ grep -q "$readable image(s), 1 unreadable skipped" "$work/b4.err" || { cat "$wor
 [ "$(head -1 "$work/p.csv")" = "path,class1,probability1,class2,probability2" ] || fail "CSV header: $(head -1 "$work/p.csv")"
 [ "$(($(wc -l <"$work/p.csv") - 1))" -eq "$readable" ] || fail "CSV rows: $(wc -l <"$work/p.csv")"
 grep -q "class_a/img0.png,class_.,[01]\.[0-9]*,class_.,[0-9.e-]*$" "$work/p.csv" || { cat "$work/p.csv"; fail "CSV row"; }
-[ ! -e "$work/p.csv.tmp-graft" ] || fail "the temporary CSV is left behind"
+[ -z "$(ls "$work" | grep -F p.csv.tmp-graft)" ] || fail "the temporary CSV is left behind: $(ls "$work")"
 
 # One image per forward pass gives the same printed probabilities as batches of 4.
 "$graft" predict --checkpoint "$checkpoint" --batch 1 --top 2 "$folder" >"$work/b1.out" 2>/dev/null || fail "batch 1"

@@ -255,6 +255,35 @@ TEST(LayersParityKernels, BatchNorm) {
   }
 }
 
+// A NaN or inf in one channel's input makes that channel's statistics NaN on both devices (the CUDA variance used
+// to be clamped with fmax, which turned a NaN into 0: a finite invstd and running variance that hid a diverging
+// run); the other channels are unaffected.
+TEST(LayersParityKernels, BatchNormStatisticsKeepANanOrInfOfTheInput) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(203);
+  const std::int64_t m = 49, c = 3;
+  for (float bad : {NAN, INFINITY}) {
+    Tensor x = Tensor::randn({m, c}, gen);
+    x.data<float>()[10 * c + 1] = bad;  // channel 1
+    Tensor rm = Tensor::zeros({c}), rv = Tensor::ones({c}), rm_g = rm.to(kCUDA), rv_g = rv.to(kCUDA);
+    Tensor mean = Tensor::empty({c}), invstd = Tensor::empty({c}), mean_g = nan_cuda({c}), invstd_g = nan_cuda({c});
+    Tensor workspace = Tensor::empty({static_cast<std::int64_t>((batch_norm_workspace_cuda(m, c) + 3) / 4)}, kCUDA);
+    batch_norm_stats_cpu(ptr(mean), ptr(invstd), ptr(rm), ptr(rv), ptr(x), m, c, 1e-5f, 0.1f);
+    Tensor xg = x.to(kCUDA);
+    batch_norm_stats_cuda(ptr(mean_g), ptr(invstd_g), ptr(rm_g), ptr(rv_g), ptr(xg), m, c, 1e-5f, 0.1f,
+                          workspace.data<void>());
+    const std::vector<float> inv = invstd.to_vector(), inv_g = invstd_g.to(kCPU).to_vector();
+    const std::vector<float> var = rv.to_vector(), var_g = rv_g.to(kCPU).to_vector();
+    EXPECT_TRUE(std::isnan(inv[1]) && std::isnan(var[1])) << "the CPU reference";
+    EXPECT_TRUE(std::isnan(inv_g[1])) << "invstd of the channel with " << bad << ": " << inv_g[1];
+    EXPECT_TRUE(std::isnan(var_g[1])) << "running_var of the channel with " << bad << ": " << var_g[1];
+    for (std::int64_t ch : {0, 2}) {
+      EXPECT_NEAR(inv_g[ch], inv[ch], 1e-5f * inv[ch]) << ch;
+      EXPECT_NEAR(var_g[ch], var[ch], 1e-5f * var[ch]) << ch;
+    }
+  }
+}
+
 TEST(LayersParityKernels, Pooling) {
   GRAFT_REQUIRE_CUDA();
   Generator gen(202);
@@ -341,7 +370,7 @@ TEST(LayersParityKernels, PoolingBackwardIsExactWithTies) {
         const std::int64_t n_in = s.n * s.h * s.w * s.c, n_out = s.n * s.p * s.q * s.c;
         std::vector<float> xv = Tensor::uniform({n_in}, gen, -1.f, 3.f).to_vector();
         for (float& v : xv) v = std::floor(v);
-        // a NaN (it wins its windows: the first NaN is the maximum) and a -inf in single channels
+        // a NaN (it wins its windows: the last NaN in window order is the maximum, as in PyTorch) and a -inf in single channels
         xv[static_cast<std::size_t>((1 * s.w + 2) * s.c + 5 % s.c)] = NAN;
         xv[static_cast<std::size_t>((s.h * s.w + 3 * s.w + 4) * s.c + 1 % s.c)] = -INFINITY;
         Tensor x = Tensor::from_vector(xv, {n_in}), dy = Tensor::randn({n_out}, gen);

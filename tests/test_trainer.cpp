@@ -19,6 +19,7 @@
 #include "core/lr_schedule.h"
 #include "core/ops.h"
 #include "io/checkpoint.h"
+#include "io/temporary_file.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
@@ -956,7 +957,7 @@ TEST(Trainer, FullDiskDuringACheckpointWriteLeavesThePreviousOneLoadable) {
   waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFEXITED(status)) << "child died by signal " << WTERMSIG(status);
   EXPECT_EQ(WEXITSTATUS(status), 0) << "3: the write succeeded, 4: the error did not name the file";
-  EXPECT_FALSE(fs::exists(dir + "/last.h5.tmp-graft"));
+  EXPECT_EQ(testing::temporaries_beside(dir + "/last.h5"), std::vector<std::string>{});
   EXPECT_EQ(read_checkpoint_meta(dir + "/last.h5").step, 1);
   auto other = small_net(2, false);
   EXPECT_NO_THROW(load_checkpoint(dir + "/last.h5", *other, nullptr));
@@ -980,7 +981,8 @@ TEST(Trainer, KillingTheProcessDuringCheckpointWritesNeverBreaksTheFile) {
     int status = 0;
     waitpid(pid, &status, 0);
     ASSERT_TRUE(WIFSIGNALED(status));
-    fs::remove(dir + "/last.h5.tmp-graft");  // the dead writer's temporary (the next writer truncates it anyway)
+    remove_dead_temporaries(dir + "/last.h5");  // the dead writer's temporary, as the next writer removes it
+    EXPECT_EQ(testing::temporaries_beside(dir + "/last.h5"), std::vector<std::string>{});
     auto back = make_model("resnet18", mo);
     EXPECT_NO_THROW(load_checkpoint(dir + "/last.h5", *back, nullptr)) << "round " << round;
     EXPECT_EQ(values(*back), values(*model));

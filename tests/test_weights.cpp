@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "io/hdf5.h"
 #include "io/hdf5_write.h"
+#include "io/temporary_file.h"
 #include "io/weights.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
@@ -398,6 +399,14 @@ TEST(Weights, WarnsAboutNaNAndInfByName) {
 
 // ---- export_torchvision: the way back ----------------------------------------------------------------------------
 
+// The id of a process that has ended (a child that exited and was reaped).
+pid_t dead_process_id() {
+  const pid_t child = fork();
+  if (child == 0) _exit(0);
+  waitpid(child, nullptr, 0);
+  return child;
+}
+
 std::string temp_path(const std::string& name) {
   std::filesystem::path dir = std::filesystem::temp_directory_path() / ("graft_export_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
@@ -415,7 +424,7 @@ TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
     });
     EXPECT_NE(msg.find(expected), std::string::npos) << msg;
     EXPECT_FALSE(std::filesystem::exists(path)) << expected;
-    EXPECT_FALSE(std::filesystem::exists(path + ".tmp-graft")) << expected;
+    EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{}) << expected;
   };
   refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", {}); }, "an empty string list");
   refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", std::vector<std::string>(7000, "n00000001")); },
@@ -454,16 +463,68 @@ TEST(Hdf5, WriterRefusesASymbolicLink) {
   EXPECT_TRUE(std::filesystem::is_symlink(link));
   EXPECT_EQ(hdf5::File(target).dataset_info("/x").shape, Shape{2});
   std::filesystem::remove(link);
-  // A link left at the temporary name is not followed: it is removed, and the file written is a plain one.
+  // Links left at temporary names (the older fixed name, a dead writer's) are not followed: they are removed, and
+  // the file written is a plain one.
   const std::string plain = temp_path("plain.h5");
   std::filesystem::remove(plain);
   std::filesystem::create_symlink(target, plain + ".tmp-graft");
+  std::filesystem::create_symlink(target, plain + ".tmp-graft-" + std::to_string(dead_process_id()) + "-0");
   hdf5::write_float_datasets(plain, {{"y", Tensor::ones({3})}});
   EXPECT_FALSE(std::filesystem::is_symlink(plain));
   EXPECT_EQ(hdf5::File(plain).dataset_info("/y").shape, Shape{3});
   EXPECT_EQ(hdf5::File(target).dataset_info("/x").shape, Shape{2});  // the link's target is untouched
+  EXPECT_EQ(testing::temporaries_beside(plain), std::vector<std::string>{});
   std::filesystem::remove(plain);
   std::filesystem::remove(target);
+}
+
+// Temporary names (io/temporary_file.h): new for every writer, so two writers of one file at once - in one process
+// or two - each finish their own and the last commit wins; leftovers of writers that are gone (the older fixed name,
+// a dead process's) are removed by the next writer, those of living processes and names graft does not make are not.
+TEST(Hdf5, ConcurrentWritersOfOneFileNeverShareATemporaryAndDeadOnesAreCleanedUp) {
+  const std::string path = temp_path("shared.h5");
+  std::filesystem::remove(path);
+  const std::string a = temporary_path_for(path), b = temporary_path_for(path);
+  EXPECT_NE(a, b);
+  EXPECT_EQ(a.rfind(path + ".tmp-graft-" + std::to_string(getpid()) + "-", 0), 0u) << a;
+  {
+    hdf5::Writer first(path), second(path);
+    first.dataset("who", Tensor::full({1}, 1.f));
+    second.dataset("who", Tensor::full({1}, 2.f));
+    EXPECT_EQ(testing::temporaries_beside(path).size(), 2u);
+    first.commit();
+    EXPECT_EQ(hdf5::File(path).read_floats("/who"), std::vector<float>{1.f});
+    second.commit();
+  }
+  EXPECT_EQ(hdf5::File(path).read_floats("/who"), std::vector<float>{2.f});
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+
+  int release[2];
+  ASSERT_EQ(pipe(release), 0);
+  const pid_t alive = fork();
+  ASSERT_GE(alive, 0);
+  if (alive == 0) {
+    char byte;
+    while (read(release[0], &byte, 1) > 0) {
+    }
+    _exit(0);
+  }
+  const std::string dead = path + ".tmp-graft-" + std::to_string(dead_process_id()) + "-3";
+  const std::string living = path + ".tmp-graft-" + std::to_string(alive) + "-0";
+  const std::string older = path + ".tmp-graft", foreign = path + ".tmp-graft-notes";
+  for (const std::string& name : {dead, living, older, foreign}) std::ofstream(name) << "x";
+  remove_dead_temporaries(path);
+  EXPECT_FALSE(std::filesystem::exists(dead));
+  EXPECT_FALSE(std::filesystem::exists(older));
+  EXPECT_TRUE(std::filesystem::exists(living));
+  EXPECT_TRUE(std::filesystem::exists(foreign));
+  kill(alive, SIGKILL);
+  waitpid(alive, nullptr, 0);
+  close(release[0]), close(release[1]);
+  remove_dead_temporaries(path);
+  EXPECT_FALSE(std::filesystem::exists(living));
+  std::filesystem::remove(foreign);
+  std::filesystem::remove(path);
 }
 
 // graft features writes its rows a batch at a time, so a million images need no 8 GB buffer.
@@ -528,7 +589,7 @@ TEST(Hdf5, AFullDiskIsAnErrorOnEveryWritePathAndLeavesNoFile) {
         std::fprintf(out, "%s\n", e.what());
       }
       std::fprintf(out, "left: %d %d\n", int(std::filesystem::exists(path)),
-                   int(std::filesystem::exists(path + ".tmp-graft")));
+                   int(testing::temporaries_beside(path).size()));
     };
     attempt([](hdf5::Writer& w) {
       for (int i = 0; i < 8; ++i) w.append_rows("features", Tensor::ones({32, 2048}));

@@ -5,8 +5,13 @@
 //                written under a temporary name and renamed into place once every image is done
 //   --strict     an unreadable image is an error; by default it is skipped with a warning (a missing path is always
 //                an error)
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +21,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "io/dataset.h"
+#include "io/temporary_file.h"
 #include "io/transforms.h"
 #include "tools/cli_common.h"
 #include "tools/image_batches.h"
@@ -32,12 +38,17 @@ struct PredictArgs {
   bool strict = false;
 };
 
-// The CSV file, written under FILE.tmp-graft and renamed over FILE only by commit(): a failed run leaves FILE as it was.
+// The CSV file, written under FILE.tmp-graft-<pid> (io/temporary_file.h) and renamed over FILE only by commit(): a
+// failed run leaves FILE as it was. The temporary is created exclusively: nothing planted at its name is followed.
 class CsvOutput {
  public:
-  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(path_ + ".tmp-graft") {
+  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(temporary_path_for(path_)) {
+    remove_dead_temporaries(path_);
     std::error_code ec;
-    fs::remove(tmp_, ec);  // a link left at the temporary name would be followed (and renamed over path)
+    fs::remove(tmp_, ec);  // (O_EXCL below refuses anything planted at the name; this clears a leftover of ours)
+    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    GRAFT_CHECK(fd >= 0, "predict: cannot create '", tmp_, "' (for --csv '", path_, "'): ", std::strerror(errno));
+    ::close(fd);
     out_.open(tmp_, std::ios::trunc);
     GRAFT_CHECK(out_.good(), "predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
   }
