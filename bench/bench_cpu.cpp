@@ -303,7 +303,7 @@ void BM_conv2d_forward_cpu(benchmark::State& state) {
   std::ostringstream label;
   label << "in (" << g.n << ',' << g.h << ',' << g.w << ',' << g.c << ") " << g.r << 'x' << g.s << '/' << g.stride_h
         << " -> " << g.k << (g.groups > 1 ? " groups " + std::to_string(g.groups) : "") << ' '
-        << conv2d_cpu_path(g);
+        << conv2d_cpu_path(g) << (conv2d_cpu_grouped_applies(g) ? std::string(" ") + conv2d_cpu_grouped_isa() : "");
   state.SetLabel(label.str());
 }
 BENCHMARK(BM_conv2d_forward_cpu)
@@ -340,7 +340,8 @@ void BM_conv2d_backward_cpu(benchmark::State& state) {
   std::ostringstream label;
   label << (filter ? "dW " : "dx ") << "in (" << g.n << ',' << g.h << ',' << g.w << ',' << g.c << ") " << g.r << 'x'
         << g.s << '/' << g.stride_h << " -> " << g.k << (g.groups > 1 ? " groups " + std::to_string(g.groups) : "")
-        << ' ' << conv2d_cpu_path(g);
+        << ' ' << conv2d_cpu_path(g)
+        << (conv2d_cpu_grouped_applies(g) ? std::string(" ") + conv2d_cpu_grouped_isa() : "");
   state.SetLabel(label.str());
 }
 BENCHMARK(BM_conv2d_backward_cpu)

@@ -81,7 +81,11 @@ void conv2d_forward_cpu_pointwise(float* out, const float* inp, const float* wei
 void conv2d_backward_data_cpu_pointwise(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);
 void conv2d_backward_filter_cpu_pointwise(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
 
-// Only for conv2d_cpu_grouped_applies(g).
+// Only for conv2d_cpu_grouped_applies(g). They run the AVX2+FMA build of their kernels on CPUs that have it, else
+// the SSE build: conv2d_cpu_grouped_isa() says which ("avx2+fma" or "sse"); GRAFT_CPU_AVX2=0 in the environment or
+// conv2d_cpu_grouped_use_avx2(false) forces SSE (true throws where the CPU lacks AVX2 or FMA).
+const char* conv2d_cpu_grouped_isa();
+void conv2d_cpu_grouped_use_avx2(bool on);
 void conv2d_forward_cpu_grouped(float* out, const float* inp, const float* weight, const float* bias,
                                 const Conv2dGeometry& g);
 void conv2d_backward_data_cpu_grouped(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g);

@@ -43,3 +43,9 @@ list(APPEND GRAFT_KERNEL_CUDA_SOURCES
 # norm's too: its results must not depend on how the compiler fuses the expressions it hoists.
 set_source_files_properties(kernels/optimizer_cpu.cpp kernels/elementwise_cpu.cpp kernels/batch_norm_cpu.cpp
                             PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+# The grouped convolutions' row kernels again for CPUs with AVX2 and FMA (kernels/conv2d_cpu_grouped_rows.h; chosen
+# at run time by kernels/conv2d_cpu_grouped.cpp). x86-64 only.
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
+  list(APPEND GRAFT_KERNEL_CPU_SOURCES kernels/conv2d_cpu_grouped_avx2.cpp)
+  set_source_files_properties(kernels/conv2d_cpu_grouped_avx2.cpp PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma")
+endif()

@@ -131,8 +131,21 @@ TEST(Conv2dKernels, Im2colMatchesDirectOnRandomShapes) {
 }
 
 // The grouped kernels (kernels/conv2d_cpu_grouped.cpp) against the direct oracle on one geometry: every output
-// written (they start as NaN) and nothing written around them (64 guard floats on each side).
+// written (they start as NaN) and nothing written around them (64 guard floats on each side); with each build of
+// their row kernels this CPU runs (SSE always, AVX2+FMA where the CPU has it).
+void expect_grouped_matches_direct_with_this_build(const Conv2dGeometry& g, std::uint64_t seed);
 void expect_grouped_matches_direct(const Conv2dGeometry& g, std::uint64_t seed) {
+  const bool has_avx2 = std::string(conv2d_cpu_grouped_isa()) == "avx2+fma";
+  for (bool avx2 : {false, true}) {
+    if (avx2 && !has_avx2) continue;
+    conv2d_cpu_grouped_use_avx2(avx2);
+    SCOPED_TRACE(conv2d_cpu_grouped_isa());
+    expect_grouped_matches_direct_with_this_build(g, seed);
+  }
+  conv2d_cpu_grouped_use_avx2(has_avx2);
+}
+
+void expect_grouped_matches_direct_with_this_build(const Conv2dGeometry& g, std::uint64_t seed) {
   SCOPED_TRACE(conv2d_geometry_str(g));
   ASSERT_TRUE(conv2d_cpu_grouped_applies(g));
   EXPECT_STREQ(conv2d_cpu_path(g), "grouped");
