@@ -184,6 +184,8 @@ __global__ void __launch_bounds__(kThreads)
       // not add 0 * -inf = NaN: the loss stays finite, as PyTorch's
       const float q = target(c, label, smoothing, off);
       if (q != 0.f) acc += q * (shifted - log_s);
+      // PyTorch (and the CPU) add (1 - s) * nll: at s = 1 with the label's own logit masked that is 0 * inf = NaN
+      if (c == label && smoothing == 1.f && shifted == -INFINITY) acc += __int_as_float(0x7fc00000);
     });
     acc = group_reduce<kGroup>(acc, SumOp{}, smem);
     // A label outside [0, cols) (checked here, not on the host: that would synchronise every step) gives NaN.

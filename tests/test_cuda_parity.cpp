@@ -437,18 +437,21 @@ CrossEntropyForwardBoth cross_entropy_forward_both(const Tensor& logits, const T
 #endif
 
 // Masked logits (-inf) in cross-entropy: without smoothing the loss is finite (the zero-target terms must not add
-// 0 * -inf), with smoothing it is +inf, as on the CPU and in PyTorch; register path (100 columns) and block path
-// (1025).
+// 0 * -inf), with smoothing it is +inf, as on the CPU and in PyTorch; at smoothing 1 a row whose label's own logit is
+// masked is NaN (PyTorch's (1 - s) * nll = 0 * inf); register path (100 columns) and block path (1025).
 TEST(CudaKernelParity, CrossEntropyWithMaskedLogits) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
   Generator gen(113);
   for (std::int64_t cols : {100, 1025})
-    for (float smoothing : {0.f, 0.1f}) {
+    for (float smoothing : {0.f, 0.1f, 1.f}) {
       SCOPED_TRACE(describe("cols/smoothing%", {cols, static_cast<int>(smoothing * 100)}));
       const std::int64_t rows = 4;
       std::vector<float> xv = rand_cpu({rows, cols}, gen, -5.f, 5.f).to_vector();
-      for (std::size_t i = 1; i < xv.size(); i += 3) xv[i] = -INFINITY;  // labels below sit at column 0: unmasked
+      // every third column of every row; the labels below sit at column 0: unmasked (but for row 3 at smoothing 1)
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t c = 1; c < cols; c += 3) xv[static_cast<std::size_t>(r * cols + c)] = -INFINITY;
+      if (smoothing == 1.f) xv[static_cast<std::size_t>(3 * cols)] = -INFINITY;
       Tensor logits = Tensor::from_vector(xv, {rows, cols});
       Tensor host_labels = Tensor::from_vector(std::vector<std::int32_t>(static_cast<std::size_t>(rows), 0), {rows});
       Tensor dev_labels = host_labels.to(kCUDA);
@@ -458,6 +461,9 @@ TEST(CudaKernelParity, CrossEntropyWithMaskedLogits) {
         if (smoothing == 0.f) {
           ASSERT_TRUE(std::isfinite(want[r])) << "CPU row " << r;
           EXPECT_NEAR(got[r], want[r], 1e-5f * (1.f + std::fabs(want[r]))) << "row " << r;
+        } else if (smoothing == 1.f && r == 3) {
+          EXPECT_TRUE(std::isnan(want[r])) << "CPU row " << r << ": " << want[r];
+          EXPECT_TRUE(std::isnan(got[r])) << "row " << r << ": " << got[r];
         } else {
           EXPECT_EQ(want[r], INFINITY) << "CPU row " << r;
           EXPECT_EQ(got[r], INFINITY) << "row " << r;

@@ -182,6 +182,13 @@ TEST(OpsGolden, CrossEntropyWithMaskedLogitsIsFiniteAsInPyTorch) {
   const std::vector<float> want = {-p2, 0.f, p2, 0.f, 0.f, 0.f};
   for (std::size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(grad[i], want[i], 1e-6f) << "element " << i;
   EXPECT_EQ(softmax_cross_entropy(logits.detach(), labels, 0.1f).item(), inf);
+  // Smoothing 1 with the label's own logit masked: PyTorch 1.13 gives NaN ((1 - s) * nll = 0 * inf),
+  // F.cross_entropy([[-inf, 1]], [0], label_smoothing=1.0) = nan; with the label unmasked, +inf (the uniform target
+  // puts weight on the masked class).
+  const Tensor label_masked = Tensor::from_vector(std::vector<float>{-inf, 1.f}, {1, 2});
+  const Tensor label_zero = Tensor::from_vector(std::vector<std::int32_t>{0}, {1});
+  EXPECT_TRUE(std::isnan(softmax_cross_entropy(label_masked, label_zero, 1.f).item()));
+  EXPECT_EQ(softmax_cross_entropy(logits.detach(), labels, 1.f).item(), inf);
 }
 
 }  // namespace
