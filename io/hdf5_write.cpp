@@ -3,6 +3,7 @@
 #include <hdf5.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 
@@ -20,6 +21,33 @@ std::vector<char> pack_fixed_strings(const std::vector<std::string>& values, std
   std::vector<char> packed(width * values.size(), '\0');
   for (std::size_t i = 0; i < values.size(); ++i) std::copy(values[i].begin(), values[i].end(), &packed[i * width]);
   return packed;
+}
+
+// HDF5 string types say UTF-8 only when every byte sequence is UTF-8: file names need not be (a Latin-1 name on
+// Linux), and h5py's asstr() would fail on a dataset that claimed it. Others are typed ASCII, which h5py reads as
+// bytes.
+bool valid_utf8(const std::string& text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const int length = byte < 0x80 ? 1 : (byte >> 5) == 0x6 ? 2 : (byte >> 4) == 0xE ? 3 : (byte >> 3) == 0x1E ? 4 : 0;
+    if (length == 0 || i + length > text.size()) return false;
+    std::uint32_t code = length == 1 ? byte : byte & (0x7F >> length);
+    for (int k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xC0) != 0x80) return false;
+      code = (code << 6) | (next & 0x3F);
+    }
+    const std::uint32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};  // overlong encodings are not UTF-8
+    if (code < smallest[length] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    i += static_cast<std::size_t>(length);
+  }
+  return true;
+}
+
+H5T_cset_t string_cset(const std::vector<std::string>& values) {
+  for (const std::string& v : values)
+    if (!valid_utf8(v)) return H5T_CSET_ASCII;
+  return H5T_CSET_UTF8;
 }
 
 }  // namespace
@@ -147,7 +175,7 @@ void Writer::string_dataset(const std::string& name, const std::vector<std::stri
   const std::vector<char> packed = pack_fixed_strings(values, width);
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, width);
-  H5Tset_cset(type, H5T_CSET_UTF8);
+  H5Tset_cset(type, string_cset(values));
   write_dataset(name, type, type, {static_cast<std::int64_t>(values.size())}, packed.data());
   H5Tclose(type);
 }
@@ -179,7 +207,7 @@ void Writer::write_attribute(const std::string& object, const std::string& name,
 void Writer::attribute(const std::string& name, const std::string& value) {
   hid_t type = H5Tcopy(H5T_C_S1);
   H5Tset_size(type, value.size() + 1);
-  H5Tset_cset(type, H5T_CSET_UTF8);
+  H5Tset_cset(type, string_cset({value}));
   write_attribute("/", name, type, H5Screate(H5S_SCALAR), value.c_str(), value.size() + 1);
 }
 

@@ -26,7 +26,8 @@ class Writer {
   // caller write more rows than fit in memory, a batch at a time. n == 0 appends nothing (the dataset is still
   // created on a first call).
   void append_rows(const std::string& name, const Tensor& rows);
-  // A 1-D dataset of fixed-length UTF-8 strings (the longest's length; h5py reads bytes), at least one string.
+  // A 1-D dataset of fixed-length strings (the longest's length), at least one string; typed UTF-8 when every
+  // string is valid UTF-8, else ASCII (bytes: a file name in another encoding). attribute() likewise.
   void string_dataset(const std::string& name, const std::vector<std::string>& values);
   // A 0-dim int64 dataset (what torch's BatchNorm num_batches_tracked is in a state_dict); groups as dataset().
   void int64_scalar(const std::string& name, std::int64_t value);

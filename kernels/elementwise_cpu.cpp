@@ -1,6 +1,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/error.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/cpu_select.h"
 #include "kernels/elementwise.h"
@@ -26,11 +27,12 @@ static void binary_loop(float* out, const float* a, Broadcast ia, const float* b
     parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
       for (std::int64_t i = lo; i < hi; ++i) out[i] = f(a[i], b[i]);
     });
-  } else if (ia == Broadcast::Full && ib == Broadcast::Channel && channels > 0) {
+  } else if (ia == Broadcast::Full && ib == Broadcast::Channel) {
     parallel_for(n / channels, channels, [&](std::int64_t r0, std::int64_t r1) {
       for (std::int64_t row = r0 * channels; row < r1 * channels; row += channels)
         for (std::int64_t c = 0; c < channels; ++c) out[row + c] = f(a[row + c], b[c]);
     });
+    for (std::int64_t i = n / channels * channels; i < n; ++i) out[i] = f(a[i], b[i % channels]);  // a partial row
   } else {
     parallel_for(n, 1, [&](std::int64_t lo, std::int64_t hi) {
       for (std::int64_t i = lo; i < hi; ++i)
@@ -49,6 +51,8 @@ static void each_element(std::int64_t n, F f) {
 
 void binary_forward_cpu(float* out, const float* a, Broadcast ia, const float* b, Broadcast ib, BinaryOp op,
                         std::int64_t n, std::int64_t channels) {
+  GRAFT_CHECK(channels > 0 || (ia != Broadcast::Channel && ib != Broadcast::Channel),
+              "binary_forward_cpu: per-channel broadcast needs channels > 0, got ", channels);
   switch (op) {
     case BinaryOp::Add: return binary_loop(out, a, ia, b, ib, n, channels, [](float x, float y) { return x + y; });
     case BinaryOp::Sub: return binary_loop(out, a, ia, b, ib, n, channels, [](float x, float y) { return x - y; });

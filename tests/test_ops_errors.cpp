@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/tensor.h"
+#include "kernels/elementwise.h"
 #include "tests/check.h"
 
 namespace graft {
@@ -56,6 +57,18 @@ TEST(Errors, BinaryShapesThatDoNotBroadcast) {
     expect_error([&] { op.fn(f32({4, 3}), f32({4, 1})); }, {op.name, "(4,3)", "(4,1)"});  // no general broadcast
     expect_error([&] { op.fn(f32({2, 3, 4}), f32({3, 4})); }, {op.name, "(2,3,4)", "(3,4)"});
   }
+}
+
+// The CPU kernel beneath: a per-channel operand needs channels > 0, and a last row shorter than `channels` is
+// still written (the CUDA kernel covers every element; an emulation of it found the CPU reference skipping them).
+TEST(Errors, BinaryKernelChannelBroadcastCoversEveryElementAndNeedsChannels) {
+  const std::vector<float> a = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, b = {10, 20, 30, 40};
+  std::vector<float> out(10, -1.f);
+  binary_forward_cpu(out.data(), a.data(), Broadcast::Full, b.data(), Broadcast::Channel, BinaryOp::Add, 10, 4);
+  EXPECT_EQ(out, (std::vector<float>{10, 21, 32, 43, 14, 25, 36, 47, 18, 29}));
+  expect_error([&] {
+    binary_forward_cpu(out.data(), a.data(), Broadcast::Full, b.data(), Broadcast::Channel, BinaryOp::Add, 10, 0);
+  }, {"binary_forward_cpu", "channels > 0"});
 }
 
 TEST(Errors, BinaryInt32Operand) {

@@ -2,6 +2,7 @@
 // with random weights exported to HDF5, the same weights in every Keras layout, and torch's own logits.
 // Parity is max|graft - torch| / max|torch| over the logits (bound 1e-4: float32 sums over ~25M weights).
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -524,6 +525,43 @@ TEST(Hdf5, ConcurrentWritersOfOneFileNeverShareATemporaryAndDeadOnesAreCleanedUp
   remove_dead_temporaries(path);
   EXPECT_FALSE(std::filesystem::exists(living));
   std::filesystem::remove(foreign);
+  std::filesystem::remove(path);
+}
+
+// String datasets and attributes say UTF-8 only when they are: graft features' /paths holds file names, which on
+// Linux may be Latin-1 bytes; h5py's asstr() fails on a dataset typed UTF-8 whose bytes are not. Those are typed
+// ASCII (h5py gives bytes) and read back unchanged by graft.
+TEST(Hdf5, StringsAreTypedUtf8OnlyWhenTheyAreUtf8) {
+  const std::string path = temp_path("strings.h5");
+  const std::vector<std::pair<std::string, bool>> cases = {
+      {"plain", true},          {"caf\xc3\xa9", true},        {"\xf0\x9f\x98\x80", true},  // ASCII, e-acute, an emoji
+      {"caf\xe9", false},       {"\xc0\xaf", false},          // Latin-1; an overlong '/'
+      {"\xed\xa0\x80", false}, {"\xe2\x82", false}};         // a UTF-16 surrogate; a cut sequence
+  {
+    hdf5::Writer writer(path);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      writer.string_dataset("s" + std::to_string(i), {"first", cases[i].first});
+      writer.attribute("a" + std::to_string(i), cases[i].first);
+    }
+    writer.commit();
+  }
+  hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+  ASSERT_GE(file, 0);
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const H5T_cset_t want = cases[i].second ? H5T_CSET_UTF8 : H5T_CSET_ASCII;
+    hid_t set = H5Dopen2(file, ("s" + std::to_string(i)).c_str(), H5P_DEFAULT);
+    hid_t type = H5Dget_type(set);
+    EXPECT_EQ(H5Tget_cset(type), want) << "dataset " << i;
+    H5Tclose(type), H5Dclose(set);
+    hid_t attr = H5Aopen(file, ("a" + std::to_string(i)).c_str(), H5P_DEFAULT);
+    type = H5Aget_type(attr);
+    EXPECT_EQ(H5Tget_cset(type), want) << "attribute " << i;
+    H5Tclose(type), H5Aclose(attr);
+  }
+  H5Fclose(file);
+  hdf5::File back(path);
+  for (std::size_t i = 0; i < cases.size(); ++i)
+    EXPECT_EQ(back.string_list_attribute("/", "a" + std::to_string(i)), std::vector<std::string>{cases[i].first}) << i;
   std::filesystem::remove(path);
 }
 
