@@ -65,6 +65,15 @@ inline bool bitwise_equal(const std::vector<float>& a, const std::vector<float>&
   return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
+// The same bits, element for element, except that any two NaNs are equal: a GPU's arithmetic returns one canonical
+// NaN (0x7fffffff on NVIDIA cards) where x86 keeps the operand's payload.
+inline bool bitwise_equal_any_nan(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (!(std::isnan(a[i]) && std::isnan(b[i])) && std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return false;
+  return true;
+}
+
 // Every dataset of the HDF5 files `a` and `b`: the same paths, shapes and dtypes, float values bitwise equal.
 inline void expect_same_datasets(const std::string& a, const std::string& b) {
   hdf5::File fa(a), fb(b);
