@@ -60,6 +60,9 @@ Writer::Writer(const std::string& path) : path_(path), tmp_(temporary_path_for(p
   std::filesystem::remove(tmp_, ec);  // a link planted at the temporary name would be followed (and renamed over path)
   file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);  // fails if anything is there again
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
+  void* handle = nullptr;  // the POSIX descriptor of the default (sec2) driver
+  if (H5Fget_vfd_handle(file_, H5P_DEFAULT, &handle) >= 0 && handle != nullptr)
+    hold_temporary(*static_cast<int*>(handle));  // other writers of `path` leave this temporary alone
 }
 
 Writer::~Writer() {

@@ -1,5 +1,5 @@
 // Writing HDF5 files all or nothing: a Writer writes under a temporary name in the target's directory
-// (OUT.tmp-graft-<pid>, io/temporary_file.h: concurrent writers of one target never share it) and renames over the
+// (OUT.tmp-graft-<pid>-<n>, io/temporary_file.h: concurrent writers of one target never share it) and renames over the
 // target only in commit(), so a crash or a full disk never leaves a broken file (the previous
 // file, if any, stays intact). Every failure is a graft::Error naming the file and the object.
 #pragma once

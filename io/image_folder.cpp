@@ -149,16 +149,19 @@ std::vector<std::string> find_images(const std::string& dir, std::vector<std::st
       unlisted->push_back(e.message());
       continue;
     }
+    std::int64_t problems = 0;  // entries whose type could not be read, said once per folder
+    std::string first_problem;
     for (const std::string& name : names) {
       const fs::path path = folder / name;
       const fs::file_status target = fs::status(path, ec);
       if (ec) {
-        // A dangling link matters only when it is named like an image; an entry whose path the system refuses
-        // (longer than PATH_MAX) may be an image or a folder of them: either is said, never dropped in silence.
-        if (ec == std::errc::no_such_file_or_directory && !is_image_name(path)) continue;
-        const std::string problem = detail::concat("find_images: cannot inspect '", path.string(), "': ", ec.message());
-        if (!unlisted) GRAFT_FAIL(problem);
-        unlisted->push_back(problem);
+        // A broken link (dangling, a loop) or a vanished entry matters only when it is named like an image; an entry
+        // whose path the system refuses (longer than PATH_MAX) or may not inspect (a folder without x permission)
+        // may be an image or a folder of them: said, never dropped in silence.
+        std::error_code ignored;
+        const bool link = fs::is_symlink(fs::symlink_status(path, ignored));
+        if ((link || ec == std::errc::no_such_file_or_directory) && !is_image_name(path)) continue;
+        if (problems++ == 0) first_problem = "'" + path.string() + "': " + ec.message();
         continue;
       }
       if (fs::is_directory(target)) {
@@ -166,6 +169,14 @@ std::vector<std::string> find_images(const std::string& dir, std::vector<std::st
       } else if (is_image_name(path) && fs::is_regular_file(target)) {
         out.push_back(path.string());
       }
+    }
+    if (problems > 0) {
+      const std::string problem =
+          problems == 1 ? "find_images: cannot inspect " + first_problem
+                        : detail::concat("find_images: cannot inspect ", problems, " entries of '", folder.string(),
+                                         "' (the first: ", first_problem, ")");
+      if (!unlisted) GRAFT_FAIL(problem);
+      unlisted->push_back(problem);
     }
     folders.insert(folders.end(), subfolders.rbegin(), subfolders.rend());
   }

@@ -1,10 +1,14 @@
 #include "io/temporary_file.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <ctime>
 #include <filesystem>
 #include <string>
 
@@ -12,19 +16,42 @@ namespace graft {
 namespace {
 
 constexpr const char* kSuffix = ".tmp-graft";
+constexpr std::time_t kFreshSeconds = 60;  // younger temporaries are left alone whatever else is known
 
 bool all_digits(const std::string& text, std::size_t max_length) {
   return !text.empty() && text.size() <= max_length && text.find_first_not_of("0123456789") == std::string::npos;
 }
 
-// `tag` is what follows "OUT.tmp-graft-": "<pid>" or "<pid>-<n>". True when that process is gone; false for names
-// this code does not make (left alone).
-bool writer_is_gone(const std::string& tag) {
+// `tag` is what follows "OUT.tmp-graft-": "<pid>" or "<pid>-<n>"; -1 for names this code does not make.
+long writer_pid(const std::string& tag) {
   const std::size_t dash = tag.find('-');
   const std::string pid_text = tag.substr(0, dash);
-  if (!all_digits(pid_text, 9) || (dash != std::string::npos && !all_digits(tag.substr(dash + 1), 20))) return false;
-  const long pid = std::stol(pid_text);
-  return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+  if (!all_digits(pid_text, 9) || (dash != std::string::npos && !all_digits(tag.substr(dash + 1), 20))) return -1;
+  return std::stol(pid_text);
+}
+
+bool process_is_gone(long pid) { return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH; }
+
+// Removes the temporary at `path` (written by process `pid`, or -1 for the older fixed name) unless a writer may
+// still be at work on it: one holds its flock (hold_temporary), or it is younger than a minute and its process is
+// alive here (the instants before a writer locks it, or between closing and renaming it).
+void remove_if_abandoned(const std::string& path, long pid) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;
+  if (S_ISLNK(st.st_mode)) {  // writers create plain files: a link there is no writer's, and must not be followed
+    ::unlink(path.c_str());
+    return;
+  }
+  const bool fresh = std::time(nullptr) - st.st_mtime < kFreshSeconds;
+  const bool gone = pid < 0 || process_is_gone(pid);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return;
+  if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    if (gone || !fresh) ::unlink(path.c_str());  // nobody holds it: abandoned (unless just created or just closed)
+  } else if (errno != EWOULDBLOCK && gone) {
+    ::unlink(path.c_str());  // a file system without flock: the process id is all there is to go by
+  }
+  ::close(fd);
 }
 
 }  // namespace
@@ -32,6 +59,10 @@ bool writer_is_gone(const std::string& tag) {
 std::string temporary_path_for(const std::string& path) {
   static std::atomic<unsigned long long> count{0};
   return path + kSuffix + "-" + std::to_string(::getpid()) + "-" + std::to_string(count++);
+}
+
+void hold_temporary(int fd) {
+  ::flock(fd, LOCK_EX | LOCK_NB);  // best effort: a file system without flock leaves only the process id
 }
 
 void remove_dead_temporaries(const std::string& path) {
@@ -45,9 +76,11 @@ void remove_dead_temporaries(const std::string& path) {
     const std::string name = it->path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;
     const std::string rest = name.substr(prefix.size());
-    if (rest.empty() || (rest[0] == '-' && writer_is_gone(rest.substr(1)))) {
-      std::error_code ignored;
-      fs::remove(it->path(), ignored);
+    if (rest.empty()) {
+      remove_if_abandoned(it->path().string(), -1);
+    } else if (rest[0] == '-') {
+      const long pid = writer_pid(rest.substr(1));
+      if (pid > 0) remove_if_abandoned(it->path().string(), pid);
     }
   }
 }

@@ -30,6 +30,7 @@ refused "epochs: 2 in the checkpoint, 3 now" --batch 4 --epochs 3 --lr 0.02
 refused "accumulate: 1 in the checkpoint, 2 now" "${same[@]}" --accumulate 2
 # While another process holds the run directory (here flock(1) on its lock file), a resume is refused before it writes.
 # (-o: the lock stays with flock itself, not with the sleep it runs; killing flock releases it.)
+: > "$work/run/.graft-lock"  # (no pid of an earlier run left in it: flock(1) writes none)
 flock -o "$work/run/.graft-lock" sleep 60 </dev/null >/dev/null 2>&1 & holder=$!
 for _ in $(seq 100); do flock -n "$work/run/.graft-lock" true || break; sleep 0.05; done
 refused "finetune: the run directory '$work/run' is in use by another process" "${same[@]}"

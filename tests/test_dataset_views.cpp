@@ -174,12 +174,14 @@ TEST(ImageFolderReader, RefusesBadStructure) {
 
 // find_images (graft predict / features on folders) says which entries it could not inspect instead of dropping
 // them: a dangling link named like an image, and an image whose path is longer than PATH_MAX (made with
-// mkdirat/openat, one relative step at a time). A dangling link with another name is no image: ignored.
+// mkdirat/openat, one relative step at a time). Broken links with other names (dangling, a loop) are no images:
+// ignored.
 TEST(ImageFolderReader, FindImagesSaysWhatItCannotInspect) {
   ScratchDir dir;
   testing::write_png(dir / "photos/a.png", 1, 3, 3, 3);
   std::filesystem::create_symlink(dir / "nowhere.png", dir / "photos/gone.png");
   std::filesystem::create_symlink(dir / "nowhere", dir / "photos/notes");
+  std::filesystem::create_symlink(dir / "photos/loop", dir / "photos/loop");  // a link to itself: no image either
   std::vector<std::string> unlisted;
   EXPECT_EQ(find_images(dir / "photos", &unlisted), std::vector<std::string>{dir / "photos/a.png"});
   ASSERT_EQ(unlisted.size(), 1u);

@@ -999,16 +999,26 @@ TEST(Trainer, ASecondRunIntoTheSameDirectoryIsRefusedWhileTheFirstHoldsIt) {
   ASSERT_EQ(pipe(release), 0);
   const pid_t holder = fork();
   ASSERT_GE(holder, 0);
-  if (holder == 0) {
-    RunDirectoryLock lock(dir, "holder");
-    char byte = 1;
-    if (write(ready[1], &byte, 1) != 1) _exit(2);
-    while (read(release[0], &byte, 1) > 0) {  // until the parent kills it
+  if (holder == 0) {  // never returns into the test runner, whatever happens
+    close(ready[0]), close(release[1]);
+    try {
+      RunDirectoryLock lock(dir, "holder");
+      char byte = 1;
+      if (write(ready[1], &byte, 1) != 1) _exit(2);
+      while (read(release[0], &byte, 1) > 0) {  // until the parent kills it
+      }
+    } catch (...) {
+      _exit(3);
     }
     _exit(0);
   }
+  close(ready[1]), close(release[0]);
   char byte = 0;
-  ASSERT_EQ(read(ready[0], &byte, 1), 1);
+  if (read(ready[0], &byte, 1) != 1) {  // the holder ended without taking the lock
+    int status = 0;
+    waitpid(holder, &status, 0);
+    FAIL() << "the lock holder exited with status " << WEXITSTATUS(status);
+  }
   const std::string in_use = "is in use by process " + std::to_string(holder);
   testing::expect_error([&] { RunDirectoryLock again(dir, "second"); }, {"second: the run directory", in_use});
   Pipeline run;
@@ -1018,7 +1028,7 @@ TEST(Trainer, ASecondRunIntoTheSameDirectoryIsRefusedWhileTheFirstHoldsIt) {
   kill(holder, SIGKILL);
   int status = 0;
   waitpid(holder, &status, 0);
-  close(ready[0]), close(ready[1]), close(release[0]), close(release[1]);
+  close(ready[0]), close(release[1]);
   {
     const RunDirectoryLock outer(dir, "finetune");  // as graft finetune holds it around fit()
     std::ifstream pid_file(dir + "/" + RunDirectoryLock::kFileName);

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <hdf5.h>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cmath>
 #include <filesystem>
@@ -480,8 +482,9 @@ TEST(Hdf5, WriterRefusesASymbolicLink) {
 }
 
 // Temporary names (io/temporary_file.h): new for every writer, so two writers of one file at once - in one process
-// or two - each finish their own and the last commit wins; leftovers of writers that are gone (the older fixed name,
-// a dead process's) are removed by the next writer, those of living processes and names graft does not make are not.
+// or two - each finish their own and the last commit wins; leftovers nobody writes (the older fixed name, a dead
+// process's, a living process's untouched for minutes) are removed by the next writer; a fresh one of a living
+// process, one whose writer holds its flock, and names graft does not make are not.
 TEST(Hdf5, ConcurrentWritersOfOneFileNeverShareATemporaryAndDeadOnesAreCleanedUp) {
   const std::string path = temp_path("shared.h5");
   std::filesystem::remove(path);
@@ -505,25 +508,40 @@ TEST(Hdf5, ConcurrentWritersOfOneFileNeverShareATemporaryAndDeadOnesAreCleanedUp
   const pid_t alive = fork();
   ASSERT_GE(alive, 0);
   if (alive == 0) {
+    close(release[1]);
     char byte;
     while (read(release[0], &byte, 1) > 0) {
     }
     _exit(0);
   }
+  close(release[0]);
   const std::string dead = path + ".tmp-graft-" + std::to_string(dead_process_id()) + "-3";
   const std::string living = path + ".tmp-graft-" + std::to_string(alive) + "-0";
+  // a living process's temporary last written two minutes ago and held by nobody: abandoned (its writer's pid may
+  // belong to another process namespace, where the number means another process)
+  const std::string stale = path + ".tmp-graft-" + std::to_string(alive) + "-1";
+  // a writer this process cannot see (another pid namespace: its pid looks dead here) that holds its flock: kept
+  const std::string held = path + ".tmp-graft-" + std::to_string(dead_process_id()) + "-2";
   const std::string older = path + ".tmp-graft", foreign = path + ".tmp-graft-notes";
-  for (const std::string& name : {dead, living, older, foreign}) std::ofstream(name) << "x";
+  for (const std::string& name : {dead, living, stale, held, older, foreign}) std::ofstream(name) << "x";
+  std::filesystem::last_write_time(stale, std::filesystem::file_time_type::clock::now() - std::chrono::minutes(2));
+  const int held_fd = ::open(held.c_str(), O_RDONLY);
+  ASSERT_GE(held_fd, 0);
+  hold_temporary(held_fd);
   remove_dead_temporaries(path);
   EXPECT_FALSE(std::filesystem::exists(dead));
   EXPECT_FALSE(std::filesystem::exists(older));
+  EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(living));
+  EXPECT_TRUE(std::filesystem::exists(held));
   EXPECT_TRUE(std::filesystem::exists(foreign));
+  ::close(held_fd);
   kill(alive, SIGKILL);
   waitpid(alive, nullptr, 0);
-  close(release[0]), close(release[1]);
+  close(release[1]);
   remove_dead_temporaries(path);
   EXPECT_FALSE(std::filesystem::exists(living));
+  EXPECT_FALSE(std::filesystem::exists(held));
   std::filesystem::remove(foreign);
   std::filesystem::remove(path);
 }

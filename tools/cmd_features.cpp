@@ -8,7 +8,7 @@
 // The model runs in eval mode (BatchNorm's running statistics, no dropout). Each batch's rows are appended to
 // /features as it comes (hdf5::Writer::append_rows), so memory stays one batch of features whatever N is (the paths
 // are kept: a string per image). Unreadable images are skipped with a warning (--strict: an error). The file is
-// written as OUT.tmp-graft-<pid> and renamed into place at the end: a run that fails or is stopped with Ctrl-C leaves
+// written as OUT.tmp-graft-<pid>-<n> and renamed into place at the end: a run that fails or is stopped with Ctrl-C leaves
 // no file; the temporary of one killed outright is removed by the next writer of OUT (io/temporary_file.h).
 #include <cstdio>
 

@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <iterator>
 #include <map>
 #include <sstream>
@@ -231,6 +232,10 @@ void finetune(const FinetuneArgs& a) {
   const std::string last = a.out + "/last.h5";
   const std::string weights = a.resume ? std::string() : a.weights;
   if (a.resume) GRAFT_CHECK(fs::exists(last), "finetune: cannot resume: no checkpoint '", last, "'");
+  // One run per run directory (train/run_lock.h), taken before run.txt is written (fit() takes it again); a resume
+  // takes it before reading last.h5, which a run still going there could replace under it.
+  std::optional<RunDirectoryLock> run_lock;
+  if (a.resume) run_lock.emplace(a.out, "finetune");
   const CheckpointMeta resumed = a.resume ? read_checkpoint_meta(last) : CheckpointMeta{};  // where a --resume starts
   if (!weights.empty()) {
     if (is_checkpoint(a.weights)) {
@@ -383,7 +388,7 @@ void finetune(const FinetuneArgs& a) {
   // the first epoch's training.
   for (const char* name : {"last.h5", "best.h5"})
     hdf5::check_replaceable_file((fs::path(a.out) / name).string(), "finetune:");
-  const RunDirectoryLock run_lock(a.out, "finetune");  // before run.txt is written; fit() takes it again
+  if (!run_lock) run_lock.emplace(a.out, "finetune");
   std::ostringstream clipping;
   if (a.clip > 0)
     clipping << "at norm " << a.clip;

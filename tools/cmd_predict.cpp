@@ -38,41 +38,55 @@ struct PredictArgs {
   bool strict = false;
 };
 
-// The CSV file, written under FILE.tmp-graft-<pid> (io/temporary_file.h) and renamed over FILE only by commit(): a
-// failed run leaves FILE as it was. The temporary is created exclusively: nothing planted at its name is followed.
+// The CSV file, written under FILE.tmp-graft-<pid>-<n> (io/temporary_file.h) and renamed over FILE only by
+// commit(): a failed run leaves FILE as it was. The temporary is created exclusively and written through that very
+// descriptor (nothing planted at its name is followed), which holds its flock until the end.
 class CsvOutput {
  public:
   explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(temporary_path_for(path_)) {
     remove_dead_temporaries(path_);
     std::error_code ec;
     fs::remove(tmp_, ec);  // (O_EXCL below refuses anything planted at the name; this clears a leftover of ours)
-    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     GRAFT_CHECK(fd >= 0, "predict: cannot create '", tmp_, "' (for --csv '", path_, "'): ", std::strerror(errno));
-    ::close(fd);
-    out_.open(tmp_, std::ios::trunc);
-    GRAFT_CHECK(out_.good(), "predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
+    hold_temporary(fd);
+    file_ = ::fdopen(fd, "w");
+    if (file_ == nullptr) {
+      ::close(fd);
+      fs::remove(tmp_, ec);
+      GRAFT_FAIL("predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
+    }
   }
   ~CsvOutput() {
-    if (out_.is_open()) {
-      out_.close();
+    if (file_ != nullptr) {
+      std::fclose(file_);
       std::error_code ec;
       fs::remove(tmp_, ec);
     }
   }
   CsvOutput(const CsvOutput&) = delete;
   CsvOutput& operator=(const CsvOutput&) = delete;
-  std::ofstream& stream() { return out_; }
+  void write(const std::string& text) { std::fwrite(text.data(), 1, text.size(), file_); }
   void commit() {
-    out_.close();
-    GRAFT_CHECK(!out_.fail(), "predict: writing '", tmp_, "' failed");
+    const bool ok = std::ferror(file_) == 0 && std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
     std::error_code ec;
+    if (!ok || !closed) {
+      fs::remove(tmp_, ec);
+      GRAFT_FAIL("predict: writing '", tmp_, "' failed (disk full?); '", path_, "' is as it was");
+    }
     fs::rename(tmp_, path_, ec);
-    GRAFT_CHECK(!ec, "predict: cannot rename '", tmp_, "' to '", path_, "': ", ec.message());
+    if (ec) {
+      std::error_code ignored;
+      fs::remove(tmp_, ignored);
+      GRAFT_FAIL("predict: cannot rename '", tmp_, "' to '", path_, "': ", ec.message());
+    }
   }
 
  private:
   std::string path_, tmp_;
-  std::ofstream out_;
+  std::FILE* file_ = nullptr;
 };
 
 // A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
@@ -115,9 +129,10 @@ void predict(const PredictArgs& a) {
         const std::size_t classes = p.size() / rows.size();
         const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(a.top), classes);
         if (csv && !csv_header) {
-          csv->stream() << "path";
-          for (std::size_t i = 1; i <= k; ++i) csv->stream() << ",class" << i << ",probability" << i;
-          csv->stream() << "\n";
+          std::string header = "path";
+          for (std::size_t i = 1; i <= k; ++i)
+            header += ",class" + std::to_string(i) + ",probability" + std::to_string(i);
+          csv->write(header + "\n");
           csv_header = true;
         }
         for (std::size_t row = 0; row < rows.size(); ++row) {
@@ -128,13 +143,13 @@ void predict(const PredictArgs& a) {
                             [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
           const std::string& path = paths[rows[row]];
           std::printf("%s\n", path.c_str());
-          if (csv) csv->stream() << csv_field(path);
+          if (csv) csv->write(csv_field(path));
           for (std::size_t i = 0; i < k; ++i) {
             const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
             std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
-            if (csv) csv->stream() << ',' << csv_field(name) << ',' << probability_text(prob[idx[i]]);
+            if (csv) csv->write("," + csv_field(name) + "," + probability_text(prob[idx[i]]));
           }
-          if (csv) csv->stream() << "\n";
+          if (csv) csv->write("\n");
           ++predicted;
         }
       });

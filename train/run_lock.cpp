@@ -64,7 +64,10 @@ RunDirectoryLock::RunDirectoryLock(const std::string& dir, const std::string& wh
   }
   const std::string path = (std::filesystem::path(dir) / kFileName).string();
   // O_NOFOLLOW: a link planted there must not make the pid write below truncate the file it points to.
-  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  // Another user's lock file in a shared directory: flock works on a read-only descriptor too (no pid written).
+  const bool read_only = fd < 0 && errno == EACCES;
+  if (read_only) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   GRAFT_CHECK(fd >= 0, who, ": cannot open the run directory's lock file '", path, "': ", std::strerror(errno),
               errno == ELOOP ? " (it is a symbolic link; remove it)" : "");
   if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
@@ -72,12 +75,12 @@ RunDirectoryLock::RunDirectoryLock(const std::string& dir, const std::string& wh
     const std::string pid = error == EWOULDBLOCK ? holder_of(fd) : std::string();
     ::close(fd);
     GRAFT_CHECK(error != EWOULDBLOCK, who, ": the run directory '", dir, "' is in use by ",
-                pid.empty() ? std::string("another process") : "process " + pid,
-                " (another training run writes there): wait for it to end, or choose another run directory");
+                pid.empty() ? std::string("another process") : "process " + pid + " (as its " + kFileName + " says)",
+                ": another training run writes there; wait for it to end, or choose another run directory");
     return;  // ENOLCK, EOPNOTSUPP, EINVAL: a file system without flock; the run goes on unlocked
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) == 0) {
+  if (!read_only && ::ftruncate(fd, 0) == 0) {
     [[maybe_unused]] const ssize_t written = ::pwrite(fd, pid.data(), pid.size(), 0);  // informative only
   }
   held()[key] = Held{fd, 1};
