@@ -37,11 +37,19 @@ constexpr int kTimedRuns = 3;
 constexpr int kMaxTimed = 16;
 constexpr std::int64_t kUidX = 'x', kUidW = 'w', kUidY = 'y';
 
+// cuDNN's own account of its last failure on this thread (cuDNN 9: e.g. which check a descriptor failed), or "".
+std::string last_cudnn_error() {
+  char text[512] = {};
+  cudnnGetLastErrorString(text, sizeof text);
+  return text[0] != '\0' ? std::string(" [") + text + "]" : std::string();
+}
+
 void check(cudnnStatus_t status, const char* what, int attribute = -1) {
   if (status == CUDNN_STATUS_SUCCESS) return;
   if (attribute >= 0)
-    GRAFT_FAIL("cuDNN graph API: ", what, " (attribute ", attribute, "): ", cudnnGetErrorString(status));
-  GRAFT_FAIL("cuDNN graph API: ", what, ": ", cudnnGetErrorString(status));
+    GRAFT_FAIL("cuDNN graph API: ", what, " (attribute ", attribute, "): ", cudnnGetErrorString(status),
+               last_cudnn_error());
+  GRAFT_FAIL("cuDNN graph API: ", what, ": ", cudnnGetErrorString(status), last_cudnn_error());
 }
 
 // One backend descriptor, destroyed with this object.
@@ -218,12 +226,12 @@ EngineInfo engine_info(const Backend& config) {
   check(cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE, CUDNN_TYPE_NUMERICAL_NOTE,
                                  CUDNN_NUMERICAL_NOTE_TYPE_COUNT, &n, info.numerical.data()),
         "engine numerical notes");
-  info.numerical.resize(static_cast<std::size_t>(n));
+  info.numerical.resize(static_cast<std::size_t>(std::min<std::int64_t>(n, CUDNN_NUMERICAL_NOTE_TYPE_COUNT)));
   info.behavior.resize(CUDNN_BEHAVIOR_NOTE_TYPE_COUNT);
   check(cudnnBackendGetAttribute(raw, CUDNN_ATTR_ENGINE_BEHAVIOR_NOTE, CUDNN_TYPE_BEHAVIOR_NOTE,
                                  CUDNN_BEHAVIOR_NOTE_TYPE_COUNT, &n, info.behavior.data()),
         "engine behavior notes");
-  info.behavior.resize(static_cast<std::size_t>(n));
+  info.behavior.resize(static_cast<std::size_t>(std::min<std::int64_t>(n, CUDNN_BEHAVIOR_NOTE_TYPE_COUNT)));
   return info;
 }
 
@@ -282,6 +290,7 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
   Plan best;
   float best_ms = 0.f;
   int configs_seen = 0, unsuitable_count = 0, failed = 0, timed = 0;
+  std::string first_failure;  // why the first engine that failed did (kept in the description: the device log says)
   auto graph = std::make_shared<OpGraph>(op_graph(handle, which, g, alignment, accumulate ? 1.f : 0.f));
   // Mode A's ranking, then the fallback list; a mode whose heuristics fail leaves the other's list.
   std::vector<std::shared_ptr<Backend>> configs;
@@ -299,14 +308,14 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
   if (configs.empty() && !heuristics_error.empty()) GRAFT_FAIL(heuristics_error);
   Event start, stop;
   // Mode A may list one engine several times with different knobs; the fallback list repeats mode A's engines
-  // with default knobs, and those repeats are skipped.
+  // with default knobs, and those repeats are skipped - once one of mode A's plans for the engine was built (if
+  // all of them failed, the default knobs still get their try).
   std::set<std::int64_t> mode_a_engines;
   for (std::size_t i = 0; i < configs.size() && timed < kMaxTimed; ++i) {
     const auto& config = configs[i];
     try {
       const EngineInfo info = engine_info(*config);
-      if (i < mode_a_count) mode_a_engines.insert(info.index);
-      else if (mode_a_engines.count(info.index) > 0) continue;
+      if (i >= mode_a_count && mode_a_engines.count(info.index) > 0) continue;
       ++configs_seen;
       if (*unsuitable(info, tf32, deterministic)) {
         ++unsuitable_count;
@@ -316,10 +325,14 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
       cudnnBackendDescriptor_t raw_config = config->get();
       plan->set(CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, &handle)
           .set(CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, &raw_config);
-      if (cudnnBackendFinalize(plan->get()) != CUDNN_STATUS_SUCCESS) {  // this engine does not take the shape
-        ++failed;
+      const cudnnStatus_t finalized = cudnnBackendFinalize(plan->get());
+      if (finalized != CUDNN_STATUS_SUCCESS) {  // this engine does not take the shape
+        if (failed++ == 0)
+          first_failure = "engine " + std::to_string(info.index) + ": " + cudnnGetErrorString(finalized) +
+                          last_cudnn_error();
         continue;
       }
+      if (i < mode_a_count) mode_a_engines.insert(info.index);
       std::int64_t bytes = 0, n = 0;
       check(cudnnBackendGetAttribute(plan->get(), CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE, CUDNN_TYPE_INT64, 1, &n,
                                      &bytes),
@@ -352,14 +365,15 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
         best.workspace = static_cast<std::size_t>(bytes), best.description = d.str();
         best_ms = fastest;
       }
-    } catch (const Error&) {
+    } catch (const Error& e) {
       if (cuda_context_broken()) throw;  // not this engine's failure: report it where it happened
-      ++failed;  // an engine that fails to build or run is skipped; the others still compete
+      if (failed++ == 0) first_failure = e.message();  // skipped; the others still compete
     }
   }
   std::ostringstream tail;
   tail << " (" << configs.size() << " configurations, " << configs_seen << " looked at: " << unsuitable_count
-       << " unsuitable, " << failed << " failed, " << timed << " timed)";
+       << " unsuitable, " << failed << " failed, " << timed << " timed"
+       << (first_failure.empty() ? std::string() : "; the first failure: " + first_failure) << ")";
   best.description = head.str() + (best.plan ? best.description : "no engine, legacy algorithm used") + tail.str();
   return best;
 }
