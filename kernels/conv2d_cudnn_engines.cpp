@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "kernels/cuda_device.h"
 #include "kernels/cuda_graph.h"
+#include "kernels/cudnn_check.h"
 
 namespace graft::cudnn_engines {
 
@@ -37,19 +38,12 @@ constexpr int kTimedRuns = 3;
 constexpr int kMaxTimed = 16;
 constexpr std::int64_t kUidX = 'x', kUidW = 'w', kUidY = 'y';
 
-// cuDNN's own account of its last failure on this thread (cuDNN 9: e.g. which check a descriptor failed), or "".
-std::string last_cudnn_error() {
-  char text[512] = {};
-  cudnnGetLastErrorString(text, sizeof text);
-  return text[0] != '\0' ? std::string(" [") + text + "]" : std::string();
-}
-
 void check(cudnnStatus_t status, const char* what, int attribute = -1) {
   if (status == CUDNN_STATUS_SUCCESS) return;
   if (attribute >= 0)
     GRAFT_FAIL("cuDNN graph API: ", what, " (attribute ", attribute, "): ", cudnnGetErrorString(status),
-               last_cudnn_error());
-  GRAFT_FAIL("cuDNN graph API: ", what, ": ", cudnnGetErrorString(status), last_cudnn_error());
+               detail::cudnn_last_error());
+  GRAFT_FAIL("cuDNN graph API: ", what, ": ", cudnnGetErrorString(status), detail::cudnn_last_error());
 }
 
 // One backend descriptor, destroyed with this object.
@@ -329,7 +323,7 @@ Plan search(cudnnHandle_t handle, ConvOp which, const Conv2dGeometry& g, bool tf
       if (finalized != CUDNN_STATUS_SUCCESS) {  // this engine does not take the shape
         if (failed++ == 0)
           first_failure = "engine " + std::to_string(info.index) + ": " + cudnnGetErrorString(finalized) +
-                          last_cudnn_error();
+                          detail::cudnn_last_error();
         continue;
       }
       if (i < mode_a_count) mode_a_engines.insert(info.index);

@@ -1,4 +1,5 @@
-// GRAFT_CUDNN_CHECK(expr): throws graft::Error naming the cuDNN call and cudnnGetErrorString of its status. Like
+// GRAFT_CUDNN_CHECK(expr): throws graft::Error naming the cuDNN call, cudnnGetErrorString of its status and cuDNN's
+// own reason (cudnnGetLastErrorString). Like
 // GRAFT_CUDA_CHECK it first clears a CUDA error the failed call may have left pending (a kernel it launched), so
 // the next check does not blame an unrelated call.
 #pragma once
@@ -6,15 +7,27 @@
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include <string>
+
 #include "core/error.h"
 
-#define GRAFT_CUDNN_CHECK(expr)                                                         \
-  do {                                                                                  \
-    cudnnStatus_t graft_cudnn_st_ = (expr);                                             \
-    if (graft_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                      \
-      cudaGetLastError();                                                               \
-      GRAFT_FAIL("cuDNN error in ", #expr, ": ", cudnnGetErrorString(graft_cudnn_st_)); \
-    }                                                                                   \
+namespace graft::detail {
+// cuDNN 9's own account of its last failure on this thread (which check failed, and why), in brackets, or "".
+inline std::string cudnn_last_error() {
+  char text[512] = {};
+  cudnnGetLastErrorString(text, sizeof text);
+  return text[0] != '\0' ? std::string(" [") + text + "]" : std::string();
+}
+}  // namespace graft::detail
+
+#define GRAFT_CUDNN_CHECK(expr)                                                                        \
+  do {                                                                                                 \
+    cudnnStatus_t graft_cudnn_st_ = (expr);                                                            \
+    if (graft_cudnn_st_ != CUDNN_STATUS_SUCCESS) {                                                     \
+      const std::string graft_cudnn_why_ = ::graft::detail::cudnn_last_error();                       \
+      cudaGetLastError();                                                                              \
+      GRAFT_FAIL("cuDNN error in ", #expr, ": ", cudnnGetErrorString(graft_cudnn_st_), graft_cudnn_why_); \
+    }                                                                                                  \
   } while (0)
 
 #endif  // GRAFT_HAS_CUDA
