@@ -38,11 +38,12 @@ list(APPEND GRAFT_KERNEL_CUDA_SOURCES
   kernels/dropout_cuda.cu
   kernels/optimizer_cuda.cu
 )
-# The optimizer's and scale_shift's CPU references must not fuse multiply-adds: the CUDA kernels match them bit for
-# bit (x86-64 without -march has no FMA anyway; aarch64 and -march=native builds would fuse by default). Batch
-# norm's too: its results must not depend on how the compiler fuses the expressions it hoists.
+# The optimizer's, scale_shift's and the random draws' CPU references must not fuse multiply-adds: the CUDA kernels
+# match them bit for bit (x86-64 without -march has no FMA anyway; aarch64 and -march=native builds would fuse by
+# default: a host emulation with -mfma broke the uniform draws' low + span * u). Batch norm's too: its results must
+# not depend on how the compiler fuses the expressions it hoists.
 set_source_files_properties(kernels/optimizer_cpu.cpp kernels/elementwise_cpu.cpp kernels/batch_norm_cpu.cpp
-                            PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+                            kernels/random_cpu.cpp PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
 # The grouped convolutions' row kernels again for CPUs with AVX2 and FMA (kernels/conv2d_cpu_grouped_rows.h; chosen
 # at run time by kernels/conv2d_cpu_grouped.cpp). x86-64 only.
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
