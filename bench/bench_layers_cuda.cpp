@@ -113,40 +113,60 @@ std::string chosen_algorithm(const Conv2dGeometry& g, ConvDir d) {
   return "?";
 }
 
+// A convolution's operands, `sets` copies of each (rotation_sets). Allocated once per benchmark (the largest
+// activation, 64x112x112x64, is 205 MB); every direction reads two of the three tensors and overwrites the third.
+struct ConvOperands {
+  int sets;
+  std::vector<DeviceBuffer> inp, weight, out;
+};
+
+ConvOperands conv_operands(const Conv2dGeometry& g) {
+  const std::int64_t n_inp = g.n * g.h * g.w * g.c, n_w = g.k * g.r * g.s * g.c, n_out = g.n * g.p * g.q * g.k;
+  const int sets = rotation_sets((n_inp + n_w + n_out) * kF);
+  return {sets, random_buffers(sets, n_inp, 300), random_buffers(sets, n_w, 400, -0.1f, 0.1f),
+          random_buffers(sets, n_out, 500)};
+}
+
+// FLOP/s (Google Benchmark's mean) and TFLOP/s (the median `seconds` per call) of one convolution direction.
+void report_conv_flops(benchmark::State& state, const Conv2dGeometry& g, int sets, double seconds) {
+  const double flops = 2.0 * static_cast<double>(g.n * g.p * g.q * g.k) * static_cast<double>(g.r * g.s * g.c);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops * static_cast<double>(state.iterations() * sets), benchmark::Counter::kIsRate);
+  state.counters["TFLOP/s"] = flops / seconds * 1e-12;
+}
+
+// "BM_conv2d_cudnn/forward/c64_k256_1x1s1_56": family, variant, in channels, out channels, kernel, stride, input H/W.
+std::string conv_benchmark_name(const char* family, const char* variant, const ConvShape& shape) {
+  std::ostringstream name;
+  name << family << '/' << variant << "/c" << shape.in << "_k" << shape.out << '_' << shape.kernel << 'x'
+       << shape.kernel << 's' << shape.stride << '_' << shape.hw;
+  return name.str();
+}
+
 void BM_conv2d_cudnn(benchmark::State& state, const ConvShape& shape, ConvDir dir) {
   guarded(state, [&] {
     const Conv2dGeometry g = conv_geometry(shape);
-    const std::int64_t n_inp = g.n * g.h * g.w * g.c, n_w = g.k * g.r * g.s * g.c, n_out = g.n * g.p * g.q * g.k;
-    // Allocated once per benchmark (the largest activation, 64x112x112x64, is 205 MB); every direction reads two
-    // of the three tensors and overwrites the third.
-    const int sets = rotation_sets((n_inp + n_w + n_out) * kF);
-    auto inp = random_buffers(sets, n_inp, 300), weight = random_buffers(sets, n_w, 400, -0.1f, 0.1f);
-    auto out = random_buffers(sets, n_out, 500);
-    const double t = run_timed(state, sets, [&](int s) {
+    ConvOperands ops = conv_operands(g);
+    auto &inp = ops.inp, &weight = ops.weight, &out = ops.out;
+    const double t = run_timed(state, ops.sets, [&](int s) {
       switch (dir) {
         case ConvDir::Forward: conv2d_forward_cudnn(out[s].f(), inp[s].f(), weight[s].f(), nullptr, g); break;
         case ConvDir::BackwardData: conv2d_backward_data_cudnn(inp[s].f(), out[s].f(), weight[s].f(), g); break;
         case ConvDir::BackwardFilter: conv2d_backward_filter_cudnn(weight[s].f(), out[s].f(), inp[s].f(), g); break;
       }
     });
-    const double flops = 2.0 * static_cast<double>(n_out) * static_cast<double>(g.r * g.s * g.c);
-    state.counters["FLOP/s"] =
-        benchmark::Counter(flops * static_cast<double>(state.iterations() * sets), benchmark::Counter::kIsRate);
-    state.counters["TFLOP/s"] = flops / t * 1e-12;
+    report_conv_flops(state, g, ops.sets, t);
     // After " vs " (which the summary table leaves out): no reference; the algorithm cuDNN chose.
     state.SetLabel(conv_label(shape) + (cuda::tf32_allowed() ? " tf32" : " fp32") + " vs - ; " +
                    chosen_algorithm(g, dir));
   });
 }
 
-// Names like "BM_conv2d_cudnn/forward/c64_k256_1x1s1_56" (in channels, out channels, kernel, stride, input H/W).
 int register_conv_benchmarks() {
   for (ConvDir dir : {ConvDir::Forward, ConvDir::BackwardData, ConvDir::BackwardFilter}) {
     for (const ConvShape& shape : kResNet50Convs) {
-      std::ostringstream name;
-      name << "BM_conv2d_cudnn/" << dir_name(dir) << "/c" << shape.in << "_k" << shape.out << '_' << shape.kernel
-           << 'x' << shape.kernel << 's' << shape.stride << '_' << shape.hw;
-      benchmark::RegisterBenchmark(name.str().c_str(), BM_conv2d_cudnn, shape, dir)
+      const std::string name = conv_benchmark_name("BM_conv2d_cudnn", dir_name(dir), shape);
+      benchmark::RegisterBenchmark(name.c_str(), BM_conv2d_cudnn, shape, dir)
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
@@ -177,19 +197,15 @@ const ConvShape& conv_shape_at(const char* where) {
   GRAFT_FAIL("bench: no ResNet-50 conv shape named ", where);
 }
 
-struct LabOperands {
-  int sets;
-  std::vector<DeviceBuffer> inp, weight, out;
+// The convolution's operands (conv_operands) and the im2col path's workspace.
+struct LabOperands : ConvOperands {
   std::size_t workspace_bytes;
   DeviceBuffer workspace;
 };
 
 LabOperands lab_operands(const Conv2dGeometry& g) {
-  const std::int64_t n_inp = g.n * g.h * g.w * g.c, n_w = g.k * g.r * g.s * g.c, n_out = g.n * g.p * g.q * g.k;
-  const int sets = rotation_sets((n_inp + n_w + n_out) * kF);
   const std::size_t ws = conv2d_workspace_bytes_cuda_im2col(g);
-  return {sets, random_buffers(sets, n_inp, 300), random_buffers(sets, n_w, 400, -0.1f, 0.1f),
-          random_buffers(sets, n_out, 500), ws, DeviceBuffer(std::max<std::size_t>(ws, 16))};
+  return {conv_operands(g), ws, DeviceBuffer(std::max<std::size_t>(ws, 16))};
 }
 
 void lab_launch(LabConv impl, const Conv2dGeometry& g, LabOperands& ops, int s) {
@@ -224,10 +240,7 @@ void BM_conv2d_lab(benchmark::State& state, const char* where, LabConv impl) {
     Tf32Scope strict(false);
     LabOperands ops = lab_operands(g);
     const double t = run_timed(state, ops.sets, [&](int s) { lab_launch(impl, g, ops, s); });
-    const double flops = 2.0 * static_cast<double>(g.n * g.p * g.q * g.k) * static_cast<double>(g.r * g.s * g.c);
-    state.counters["FLOP/s"] =
-        benchmark::Counter(flops * static_cast<double>(state.iterations() * ops.sets), benchmark::Counter::kIsRate);
-    state.counters["TFLOP/s"] = flops / t * 1e-12;
+    report_conv_flops(state, g, ops.sets, t);
     state.counters["pct_of_cudnn"] = 100.0 * reference / t;
     state.SetLabel(conv_label(shape) + " fp32 vs cudnn_fp32 ; cuDNN: " + chosen_algorithm(g, ConvDir::Forward));
   });
@@ -237,11 +250,8 @@ void BM_conv2d_lab(benchmark::State& state, const char* where, LabConv impl) {
 int register_lab_benchmarks() {
   for (const char* where : kLabConvs) {
     for (LabConv impl : {LabConv::CudnnFp32, LabConv::Direct, LabConv::Im2col}) {
-      const ConvShape& shape = conv_shape_at(where);
-      std::ostringstream name;
-      name << "BM_conv2d_lab/" << lab_conv_name(impl) << "/c" << shape.in << "_k" << shape.out << '_' << shape.kernel
-           << 'x' << shape.kernel << 's' << shape.stride << '_' << shape.hw;
-      benchmark::RegisterBenchmark(name.str().c_str(), BM_conv2d_lab, where, impl)
+      const std::string name = conv_benchmark_name("BM_conv2d_lab", lab_conv_name(impl), conv_shape_at(where));
+      benchmark::RegisterBenchmark(name.c_str(), BM_conv2d_lab, where, impl)
           ->UseManualTime()
           ->Unit(benchmark::kMillisecond);
     }
