@@ -274,6 +274,8 @@ TEST(CudaKernelParity, BroadcastAxis) {
   shapes.push_back({7, 3, 4});
   shapes.push_back({1, 1, 2048});
   shapes.push_back({5, 2001, 20});  // float4 groups: the grid stride wraps all three digits (o, l, i)
+  shapes.push_back({2, 8, 1});      // inner 1, len % 4 == 0: float4 splats of one value (aligned offset 0)
+  shapes.push_back({131, 4096, 1});
   for (auto [outer, len, inner] : shapes)
     for (std::int64_t offset : {0, 1})
       for (float scale : {1.f, 0.3f}) {

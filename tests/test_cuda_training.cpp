@@ -33,7 +33,9 @@ constexpr int kSteps = 50, kBatch = 16, kSize = 64, kClasses = 10, kBatches = 4;
 // random template plus noise: learnable, so the loss falls smoothly (2.35 -> 0.02 on the CPU) and both devices
 // must follow the same descent. (On pure-noise images, or at lr 0.01, the loss wanders chaotically, where any
 // rounding difference is amplified and no tolerance is meaningful.)
-std::vector<float> train_losses(Device device) {
+// With `nudge`, every image element is moved one ulp up first: the same run under a rounding-sized change, which
+// measures how far rounding alone moves the curve (deep nets in train mode flip relu masks: chaotic from step 1).
+std::vector<float> train_losses(Device device, int steps = kSteps, bool nudge = false) {
   auto model = make_model("resnet50", {.num_classes = kClasses, .seed = 11});
   model->to(device);
   model->train();
@@ -50,11 +52,13 @@ std::vector<float> train_losses(Device device) {
       const std::vector<float> templ = Tensor::randn({kSize, kSize, 3}, class_gen).to_vector();
       for (std::size_t j = 0; j < per; ++j) x[i * per + j] = 0.5f * x[i * per + j] + templ[j];
     }
+    if (nudge)
+      for (float& e : x) e = std::nextafter(e, INFINITY);
     images.push_back(Tensor::from_vector(x, {kBatch, kSize, kSize, 3}).to(device));
     labels.push_back(Tensor::from_vector(y, {kBatch}, device));
   }
   std::vector<float> losses;
-  for (int step = 0; step < kSteps; ++step) {
+  for (int step = 0; step < steps; ++step) {
     Tensor loss = softmax_cross_entropy((*model)(images[step % kBatches]), labels[step % kBatches]);
     loss.backward();
     opt.step();
@@ -70,7 +74,7 @@ struct Gap {
 };
 Gap gap(const std::vector<float>& a, const std::vector<float>& b, std::size_t first = 3) {
   Gap g;
-  for (std::size_t i = 0; i < a.size(); ++i) {
+  for (std::size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
     const float d = std::fabs(a[i] - b[i]);
     g.all = std::max(g.all, d);
     if (i < first) g.early = std::max(g.early, d);
@@ -79,24 +83,34 @@ Gap gap(const std::vector<float>& a, const std::vector<float>& b, std::size_t fi
 }
 
 void print_curves(const std::vector<float>& cpu, const std::vector<float>& gpu_a, const std::vector<float>& gpu_b,
-                  const std::vector<float>& gpu_tf32) {
+                  const std::vector<float>& gpu_tf32, const std::vector<float>& cpu_nudged) {
   std::printf("[ResNet-50, %d SGD steps, batch %d, %dx%d] loss by step: cpu | gpu FP32 run a | run b | gpu TF32\n",
               kSteps, kBatch, kSize, kSize);
   for (std::size_t i = 0; i < cpu.size(); i += (i < 5 ? 1 : 5))
     std::printf("  step %2zu: %.5f | %.5f | %.5f | %.5f\n", i, cpu[i], gpu_a[i], gpu_b[i], gpu_tf32[i]);
   std::printf("  max |gpu a - cpu| %.5f, max |gpu a - gpu b| %.5f, max |tf32 - cpu| %.5f\n", gap(cpu, gpu_a).all,
               gap(gpu_a, gpu_b).all, gap(cpu, gpu_tf32).all);
+  std::printf("  first %zu steps: |gpu a - cpu| %.5f; the cpu with its images one ulp up:", cpu_nudged.size(),
+              gap(cpu, gpu_a).early);
+  for (float v : cpu_nudged) std::printf(" %.5f", v);
+  std::printf(" (|nudged - cpu| %.5f)\n", gap(cpu, cpu_nudged).early);
 }
 #endif
 
-// What "tracks" means here: the first steps agree to rounding (same weights, same data, strict FP32), both runs
-// learn, and over all 50 steps the GPU is no further from the CPU than the GPU is from itself run to run (cuDNN's
-// fastest algorithms are not deterministic: their rounding differences grow through training the same way)
-// plus a small margin. A wrong gradient on either device breaks the first two; a systematic error the third.
+// What "tracks" means here: step 0 (the forward pass alone, same weights, strict FP32) agrees to rounding; the
+// next steps stay within what rounding alone does to them, measured in the same process: the CPU run again with
+// every image element one ulp up (in train mode ResNet-50 is chaotic from the first update on: relu masks flip;
+// on the development VM one ulp moved the step-1 loss by 0.028, and the VM's CPU run itself is 0.014 from the
+// H100 machine's CPU run at step 1; the fixed 0.01 this test had failed on the H100 of 2026-11-27 at 0.020). Both runs learn, and over all 50 steps the GPU is no
+// further from the CPU than the GPU is from itself run to run (cuDNN's fastest algorithms are not deterministic:
+// their rounding differences grow through training the same way) plus a small margin. A wrong forward breaks the
+// first; a wrong gradient stops the learning or shows in the gradient tests below (ResNet-18 whole, the other
+// families as block chains), which compare every parameter's gradient.
 TEST(CudaTraining, ResNet50FiftyStepsTrackTheCpuRun) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
   const std::vector<float> cpu = train_losses(kCPU);
+  const std::vector<float> cpu_nudged = train_losses(kCPU, 3, true);
   std::vector<float> gpu_a, gpu_b, gpu_tf32;
   {
     testing::Tf32Guard strict(false);
@@ -107,13 +121,15 @@ TEST(CudaTraining, ResNet50FiftyStepsTrackTheCpuRun) {
     testing::Tf32Guard tf32(true);
     gpu_tf32 = train_losses(kCUDA);
   }
-  print_curves(cpu, gpu_a, gpu_b, gpu_tf32);
+  print_curves(cpu, gpu_a, gpu_b, gpu_tf32, cpu_nudged);
 
   ASSERT_EQ(cpu.size(), gpu_a.size());
   EXPECT_LT(cpu.back(), 0.5f * cpu.front()) << "the CPU run learns the fixed batches";
   EXPECT_LT(gpu_a.back(), 0.5f * gpu_a.front()) << "the GPU run learns them too";
   EXPECT_LT(gpu_tf32.back(), 0.5f * gpu_tf32.front()) << "and with TF32";
-  EXPECT_LT(gap(cpu, gpu_a).early, 0.01f) << "the first 3 steps agree to rounding";
+  EXPECT_NEAR(gpu_a.front(), cpu.front(), 1e-3f) << "step 0, the forward pass alone, agrees to rounding";
+  EXPECT_LE(gap(cpu, gpu_a).early, 2.f * gap(cpu, cpu_nudged).early + 0.01f)
+      << "the first 3 steps are as close as rounding alone keeps them";
   EXPECT_LE(gap(cpu, gpu_a).all, 2.f * gap(gpu_a, gpu_b).all + 0.05f)
       << "the GPU stays as close to the CPU as to itself run to run";
 #endif

@@ -11,7 +11,7 @@
 #   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
 #      per-kernel tables all go to one file, $OUT/profiles.txt; only their headline lines are printed);
 #   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
-#      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the minutes; reported, not part of the exit code).
+#      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the seconds, default 200; reported, not part of the exit code).
 # Everything printed is also written under $OUT when that is set, in at most 6 files (the device tool brings back 8):
 # device_check.log, ldd.txt, gpu_tests.log, bench_cuda.log, bench_cuda.json and profiles.txt.
 # Takes well under 5 minutes on an H100.
