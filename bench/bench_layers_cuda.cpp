@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -310,11 +311,13 @@ BENCHMARK(BM_batch_norm_backward_cuda)
     ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
-// The library reference: cuDNN's own batch norm (cudnnBatchNormalizationForwardTraining / Backward, batch
-// statistics, the running averages updated) on the same NHWC float tensors, counted with the same bytes as graft's
-// rows above, so the two pct_of_copy columns compare directly. Mode CUDNN_BATCHNORM_SPATIAL_PERSISTENT (cuDNN's
-// fast NHWC kernels), or CUDNN_BATCHNORM_SPATIAL where cuDNN does not support it for a shape; the label names the
-// mode the calls were accepted in.
+// The library reference: cuDNN's own batch norm (cudnnBatchNormalizationForwardTrainingEx / BackwardEx, batch
+// statistics, the running averages updated; the calls PyTorch makes for channels_last tensors) on the same NHWC
+// float tensors, counted with the same bytes as graft's rows above, so the two pct_of_copy columns compare directly.
+// Mode CUDNN_BATCHNORM_SPATIAL_PERSISTENT (cuDNN's NHWC "semiPersist" kernels), or CUDNN_BATCHNORM_SPATIAL where
+// cuDNN does not support it for a shape; the label names the mode the calls were accepted in. (The first H100 run of
+// these rows, 2026-11-27, used the non-Ex calls: on NHWC tensors cuDNN then ran generic kernels at 3-7% of the copy,
+// no fair reference; PyTorch's channels_last profile shows the Ex kernels at full speed.)
 // One cuDNN object, destroyed with its owner (also when a later member's constructor throws).
 template <typename T, cudnnStatus_t (*Destroy)(T)>
 class CudnnOwned {
@@ -341,24 +344,51 @@ class CudnnBatchNorm {
     GRAFT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
                                                  static_cast<int>(c), static_cast<int>(hw), static_cast<int>(hw)));
     GRAFT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn_.get(), x_.get(), CUDNN_BATCHNORM_SPATIAL));
+    // Room for either mode's workspace and reserve space (the mode is chosen by the first call), asked once here so
+    // the timed calls make no queries. A size query a mode does not support counts as 0.
+    std::size_t workspace = 0;
+    for (cudnnBatchNormMode_t mode : {CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_SPATIAL}) {
+      std::size_t bytes = 0;
+      // Every tensor descriptor given (as PyTorch does), although OPS_BN reads no z and the backward no y or dz.
+      if (cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN,
+                                                                   x_.get(), x_.get(), x_.get(), bn_.get(), nullptr,
+                                                                   &bytes) == CUDNN_STATUS_SUCCESS)
+        workspace = std::max(workspace, bytes);
+      if (cudnnGetBatchNormalizationBackwardExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, x_.get(),
+                                                            x_.get(), x_.get(), x_.get(), x_.get(), bn_.get(),
+                                                            nullptr, &bytes) == CUDNN_STATUS_SUCCESS)
+        workspace = std::max(workspace, bytes);
+      if (cudnnGetBatchNormalizationTrainingExReserveSpaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, nullptr,
+                                                               x_.get(), &bytes) == CUDNN_STATUS_SUCCESS)
+        reserve_bytes_ = std::max(reserve_bytes_, bytes);
+    }
+    cudaGetLastError();
+    workspace_bytes_ = workspace;
+    if (workspace > 0) workspace_ = std::make_unique<DeviceBuffer>(workspace);
   }
   // The mode cuDNN accepted the calls in (the legacy API does not say which kernels it ran in it).
   const char* mode_name() const { return mode_ == CUDNN_BATCHNORM_SPATIAL_PERSISTENT ? "persistent" : "spatial"; }
+  // Bytes of the reserve space each forward fills and its backward reads (may be 0).
+  std::size_t reserve_bytes() const { return reserve_bytes_; }
 
-  // y = BN(x) with batch statistics; saves mean and 1/std, updates the running averages.
+  // y = BN(x) with batch statistics; saves mean and 1/std, updates the running averages, fills `reserve`.
   cudnnStatus_t forward(float* y, const float* x, const float* gamma, const float* beta, float* running_mean,
-                        float* running_var, float* save_mean, float* save_invstd) const {
+                        float* running_var, float* save_mean, float* save_invstd, void* reserve) const {
     const float one = 1.f, zero = 0.f;
-    return cudnnBatchNormalizationForwardTraining(handle_.get(), mode_, &one, &zero, x_.get(), x, x_.get(), y,
-                                                  bn_.get(), gamma, beta, 0.1, running_mean, running_var, 1e-5,
-                                                  save_mean, save_invstd);
+    return cudnnBatchNormalizationForwardTrainingEx(
+        handle_.get(), mode_, CUDNN_BATCHNORM_OPS_BN, &one, &zero, x_.get(), x, nullptr, nullptr, x_.get(), y,
+        bn_.get(), gamma, beta, 0.1, running_mean, running_var, 1e-5, save_mean, save_invstd, nullptr, workspace(),
+        workspace_bytes_, reserve, reserve_bytes_);
   }
-  cudnnStatus_t backward(float* dx, const float* dy, const float* x, const float* gamma, float* dgamma, float* dbeta,
-                         const float* save_mean, const float* save_invstd) const {
+  // dx, dgamma, dbeta from dy and what the forward of the same x saved (mean, 1/std, `reserve`).
+  cudnnStatus_t backward(float* dx, const float* dy, const float* x, const float* gamma, const float* beta,
+                         float* dgamma, float* dbeta, const float* save_mean, const float* save_invstd,
+                         void* reserve) const {
     const float one = 1.f, zero = 0.f;
-    return cudnnBatchNormalizationBackward(handle_.get(), mode_, &one, &zero, &one, &zero, x_.get(), x, x_.get(), dy,
-                                           x_.get(), dx, bn_.get(), gamma, dgamma, dbeta, 1e-5, save_mean,
-                                           save_invstd);
+    return cudnnBatchNormalizationBackwardEx(
+        handle_.get(), mode_, CUDNN_BATCHNORM_OPS_BN, &one, &zero, &one, &zero, x_.get(), x, nullptr, nullptr,
+        x_.get(), dy, nullptr, nullptr, x_.get(), dx, bn_.get(), gamma, beta, dgamma, dbeta, 1e-5, save_mean,
+        save_invstd, nullptr, workspace(), workspace_bytes_, reserve, reserve_bytes_);
   }
   // Runs `call` in persistent mode; if cuDNN does not support that mode here, switches to spatial and runs it again.
   // Any other failure is an error.
@@ -375,11 +405,21 @@ class CudnnBatchNorm {
   }
 
  private:
+  void* workspace() const { return workspace_ ? workspace_->as<void>() : nullptr; }
+
   CudnnOwned<cudnnHandle_t, cudnnDestroy> handle_{cudnnCreate};
   CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> x_{cudnnCreateTensorDescriptor};
   CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> bn_{cudnnCreateTensorDescriptor};
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
+  std::unique_ptr<DeviceBuffer> workspace_;
+  std::size_t workspace_bytes_ = 0, reserve_bytes_ = 0;
 };
+
+// A reserve-space buffer of `bytes` (none for 0).
+std::unique_ptr<DeviceBuffer> reserve_buffer(std::size_t bytes) {
+  return bytes > 0 ? std::make_unique<DeviceBuffer>(bytes) : nullptr;
+}
+void* ptr(const std::unique_ptr<DeviceBuffer>& buffer) { return buffer ? buffer->as<void>() : nullptr; }
 
 void BM_batch_norm_forward_cudnn(benchmark::State& state) {
   guarded(state, [&] {
@@ -390,9 +430,10 @@ void BM_batch_norm_forward_cudnn(benchmark::State& state) {
     auto mean = random_buffers(1, c, 604), invstd = random_buffers(1, c, 605);
     auto running_mean = random_buffers(1, c, 606), running_var = random_buffers(1, c, 607, 0.5f, 1.5f);
     CudnnBatchNorm bn(kBatch, hw, c);
+    const auto reserve = reserve_buffer(bn.reserve_bytes());
     auto launch = [&](int s) {
       return bn.forward(y[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), running_mean[0].f(), running_var[0].f(),
-                        mean[0].f(), invstd[0].f());
+                        mean[0].f(), invstd[0].f(), ptr(reserve));
     };
     bn.choose_mode([&] { return launch(0); });
     const double t = run_timed(state, sets, [&](int s) { GRAFT_CUDNN_CHECK(launch(s)); });
@@ -406,15 +447,31 @@ void BM_batch_norm_backward_cudnn(benchmark::State& state) {
     const std::int64_t hw = state.range(0), c = state.range(1), n = kBatch * hw * hw * c;
     const int sets = rotation_sets(5 * n * kF);
     auto x = random_buffers(sets, n, 610), dy = random_buffers(sets, n, 611), dx = random_buffers(sets, n, 612);
-    auto gamma = random_buffers(1, c, 613, 0.5f, 1.5f);
-    auto mean = random_buffers(1, c, 614, -0.1f, 0.1f), invstd = random_buffers(1, c, 615, 0.5f, 2.f);
+    auto gamma = random_buffers(1, c, 613, 0.5f, 1.5f), beta = random_buffers(1, c, 618);
+    auto mean = random_buffers(sets, c, 614), invstd = random_buffers(sets, c, 615);
+    auto running_mean = random_buffers(1, c, 619), running_var = random_buffers(1, c, 620, 0.5f, 1.5f);
     auto dgamma = random_buffers(1, c, 616), dbeta = random_buffers(1, c, 617);
     CudnnBatchNorm bn(kBatch, hw, c);
-    auto launch = [&](int s) {
-      return bn.backward(dx[s].f(), dy[s].f(), x[s].f(), gamma[0].f(), dgamma[0].f(), dbeta[0].f(), mean[0].f(),
-                         invstd[0].f());
+    std::vector<std::unique_ptr<DeviceBuffer>> reserve;
+    for (int s = 0; s < sets; ++s) reserve.push_back(reserve_buffer(bn.reserve_bytes()));
+    // Each set's forward (untimed) saves the statistics and the reserve space its backward reads, in the mode the
+    // backward then runs in.
+    auto forward_all = [&] {
+      for (int s = 0; s < sets; ++s) {
+        const cudnnStatus_t status = bn.forward(dx[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), running_mean[0].f(),
+                                                running_var[0].f(), mean[s].f(), invstd[s].f(), ptr(reserve[s]));
+        if (status != CUDNN_STATUS_SUCCESS) return status;
+      }
+      return CUDNN_STATUS_SUCCESS;
     };
-    bn.choose_mode([&] { return launch(0); });
+    auto launch = [&](int s) {
+      return bn.backward(dx[s].f(), dy[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), dgamma[0].f(), dbeta[0].f(),
+                         mean[s].f(), invstd[s].f(), ptr(reserve[s]));
+    };
+    bn.choose_mode([&] {
+      const cudnnStatus_t status = forward_all();
+      return status == CUDNN_STATUS_SUCCESS ? launch(0) : status;
+    });
     const double t = run_timed(state, sets, [&](int s) { GRAFT_CUDNN_CHECK(launch(s)); });
     report_bandwidth(state, sets, 5 * n * kF, t,
                      tuple_label({kBatch, hw, hw, c}) + " cuDNN " + bn.mode_name() + " reduce+input");
