@@ -5,6 +5,8 @@
 #   2. finds libcublas.so.13, libcublasLt.so.13 and libcudnn.so.9 (CUDA toolkit first, then Python
 #      site-packages nvidia/*/lib) and exports LD_LIBRARY_PATH; prints ldd when something is missing;
 #   3. runs the gpu-labelled tests (ctest -L gpu, or the test binary itself when ctest cannot be used);
+#   3b. runs the CLI with --device cuda beside --device cpu (tools/cli_device_check.sh: finetune, predict, eval,
+#      features on tiny generated images; ~30 s; python with numpy makes the images);
 #   4. runs graft_bench_cuda briefly and prints its summary (kernel, size, GB/s or TFLOP/s, % of reference);
 #      GRAFT_BENCH_FILTER (a regex) runs only the matching benchmarks;
 #   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
@@ -15,9 +17,9 @@
 # Everything printed is also written under $OUT when that is set, in at most 6 files (the device tool brings back 8):
 # device_check.log, ldd.txt, gpu_tests.log, bench_cuda.log, bench_cuda.json and profiles.txt.
 # Takes well under 5 minutes on an H100.
-# Exit code: 0 all passed (or no GPU at all: tests and benchmarks skip, said clearly); 1 a gpu test failed, or
-# tests were skipped although a GPU is present; 2 the tests passed but the benchmark failed; 3 the build or the
-# CUDA libraries are missing.
+# Exit code: 0 all passed (or no GPU at all: tests and benchmarks skip, said clearly); 1 a gpu test or the CLI check
+# failed, or tests were skipped although a GPU is present; 2 the tests passed but the benchmark failed; 3 the build
+# or the CUDA libraries are missing.
 # Usage: bash tools/device_check.sh [build-dir]      (default: build-dev next to this script's tools/)
 #        GRAFT_NO_CTEST=1 runs the test binary directly (one process) instead of ctest.
 #        GRAFT_SKIP_TESTS=1 / GRAFT_SKIP_BENCH=1 leave out steps 3 / 4, to split a long check over two device calls
@@ -214,6 +216,22 @@ main() {
     rm -f "$log"
   fi
 
+  # ---- 3b. the CLI on the GPU (tools/cli_device_check.sh): finetune, predict, eval, features --device cuda ----------
+  local cli_rc=-
+  if [ -z "${GRAFT_SKIP_TESTS:-}" ] && [ "$gpu_present" = 1 ]; then
+    section "graft CLI with --device cuda beside --device cpu"
+    local cli_py=${PYTHON:-}
+    [ -z "$cli_py" ] && [ -x /opt/torch/.venv/bin/python ] && cli_py=/opt/torch/.venv/bin/python
+    local cli_work
+    cli_work=$(mktemp -d)
+    timeout 240 bash "$ROOT/tools/cli_device_check.sh" "$BUILD/graft" "$cli_work" \
+      "${cli_py:-python3}"
+    cli_rc=$?
+    rm -rf "$cli_work"
+    # 3 = a prerequisite is missing here (python with numpy): said, not a failure of graft
+    [ "$cli_rc" = 3 ] && echo "(the CLI check did not run: see above)"
+  fi
+
   # ---- 4. the benchmarks ---------------------------------------------------------------------------------
   section "graft_bench_cuda --benchmark_min_time=0.05"
   local bench_rc=0 bench_log
@@ -283,8 +301,11 @@ main() {
 
   # ---- verdict -------------------------------------------------------------------------------------------
   section "verdict"
-  echo "gpu present: $gpu_present   tests exit: $test_rc   tests skipped: $skipped   bench exit: $bench_rc"
+  echo "gpu present: $gpu_present   tests exit: $test_rc   tests skipped: $skipped   CLI check exit: $cli_rc   bench exit: $bench_rc"
   if [ "$test_rc" != 0 ]; then echo "FAIL: gpu tests failed (exit $test_rc)"; return 1; fi
+  if [ "$cli_rc" != - ] && [ "$cli_rc" != 0 ] && [ "$cli_rc" != 3 ]; then
+    echo "FAIL: the CLI check on the GPU failed (exit $cli_rc)"; return 1
+  fi
   if [ "$gpu_present" = 1 ] && [ "$skipped" != 0 ] && [ -z "${GRAFT_SKIP_TESTS:-}" ]; then
     echo "FAIL: a GPU is present but $skipped gpu tests skipped (driver/runtime mismatch? see their reasons above)"
     return 1
