@@ -344,32 +344,40 @@ class CudnnBatchNorm {
     GRAFT_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x_.get(), CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, static_cast<int>(n),
                                                  static_cast<int>(c), static_cast<int>(hw), static_cast<int>(hw)));
     GRAFT_CUDNN_CHECK(cudnnDeriveBNTensorDescriptor(bn_.get(), x_.get(), CUDNN_BATCHNORM_SPATIAL));
-    // Room for either mode's workspace and reserve space (the mode is chosen by the first call), asked once here so
-    // the timed calls make no queries. A size query a mode does not support counts as 0.
-    std::size_t workspace = 0;
-    for (cudnnBatchNormMode_t mode : {CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_SPATIAL}) {
+    // Each mode's workspace and reserve-space sizes, asked once here so that the timed calls make no queries. A
+    // mode cuDNN does not support for this shape answers NOT_SUPPORTED (its sizes stay 0: its calls will be refused
+    // too); any other failure is an error here rather than a confusing one later.
+    for (int m = 0; m < 2; ++m) {
+      const cudnnBatchNormMode_t mode = kModes[m];
+      auto ask = [&](cudnnStatus_t status, std::size_t bytes, std::size_t& into) {
+        if (status == CUDNN_STATUS_SUCCESS) into = std::max(into, bytes);
+        else GRAFT_CHECK(CUDNN_STATUS_CATEGORY(status) == CUDNN_STATUS_NOT_SUPPORTED,
+                         "cuDNN batch norm size query: ", cudnnGetErrorString(status));
+      };
       std::size_t bytes = 0;
-      // Every tensor descriptor given (as PyTorch does), although OPS_BN reads no z and the backward no y or dz.
-      if (cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN,
+      // The descriptors as PyTorch's size queries pass them (x for z and y; no dz).
+      ask(cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN,
                                                                    x_.get(), x_.get(), x_.get(), bn_.get(), nullptr,
-                                                                   &bytes) == CUDNN_STATUS_SUCCESS)
-        workspace = std::max(workspace, bytes);
-      if (cudnnGetBatchNormalizationBackwardExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, x_.get(),
-                                                            x_.get(), x_.get(), x_.get(), x_.get(), bn_.get(),
-                                                            nullptr, &bytes) == CUDNN_STATUS_SUCCESS)
-        workspace = std::max(workspace, bytes);
-      if (cudnnGetBatchNormalizationTrainingExReserveSpaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, nullptr,
-                                                               x_.get(), &bytes) == CUDNN_STATUS_SUCCESS)
-        reserve_bytes_ = std::max(reserve_bytes_, bytes);
+                                                                   &bytes),
+          bytes, workspace_bytes_[m]);
+      bytes = 0;
+      ask(cudnnGetBatchNormalizationBackwardExWorkspaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, x_.get(),
+                                                            x_.get(), x_.get(), nullptr, x_.get(), bn_.get(), nullptr,
+                                                            &bytes),
+          bytes, workspace_bytes_[m]);
+      bytes = 0;
+      ask(cudnnGetBatchNormalizationTrainingExReserveSpaceSize(handle_.get(), mode, CUDNN_BATCHNORM_OPS_BN, nullptr,
+                                                               x_.get(), &bytes),
+          bytes, reserve_bytes_[m]);
     }
     cudaGetLastError();
-    workspace_bytes_ = workspace;
+    const std::size_t workspace = std::max(workspace_bytes_[0], workspace_bytes_[1]);
     if (workspace > 0) workspace_ = std::make_unique<DeviceBuffer>(workspace);
   }
   // The mode cuDNN accepted the calls in (the legacy API does not say which kernels it ran in it).
   const char* mode_name() const { return mode_ == CUDNN_BATCHNORM_SPATIAL_PERSISTENT ? "persistent" : "spatial"; }
-  // Bytes of the reserve space each forward fills and its backward reads (may be 0).
-  std::size_t reserve_bytes() const { return reserve_bytes_; }
+  // Room for the reserve space a forward fills and its backward reads, in either mode (bytes; may be 0).
+  std::size_t reserve_bytes() const { return std::max(reserve_bytes_[0], reserve_bytes_[1]); }
 
   // y = BN(x) with batch statistics; saves mean and 1/std, updates the running averages, fills `reserve`.
   cudnnStatus_t forward(float* y, const float* x, const float* gamma, const float* beta, float* running_mean,
@@ -378,7 +386,7 @@ class CudnnBatchNorm {
     return cudnnBatchNormalizationForwardTrainingEx(
         handle_.get(), mode_, CUDNN_BATCHNORM_OPS_BN, &one, &zero, x_.get(), x, nullptr, nullptr, x_.get(), y,
         bn_.get(), gamma, beta, 0.1, running_mean, running_var, 1e-5, save_mean, save_invstd, nullptr, workspace(),
-        workspace_bytes_, reserve, reserve_bytes_);
+        workspace_bytes_[index()], reserve, reserve_bytes_[index()]);
   }
   // dx, dgamma, dbeta from dy and what the forward of the same x saved (mean, 1/std, `reserve`).
   cudnnStatus_t backward(float* dx, const float* dy, const float* x, const float* gamma, const float* beta,
@@ -388,7 +396,7 @@ class CudnnBatchNorm {
     return cudnnBatchNormalizationBackwardEx(
         handle_.get(), mode_, CUDNN_BATCHNORM_OPS_BN, &one, &zero, &one, &zero, x_.get(), x, nullptr, nullptr,
         x_.get(), dy, nullptr, nullptr, x_.get(), dx, bn_.get(), gamma, beta, dgamma, dbeta, 1e-5, save_mean,
-        save_invstd, nullptr, workspace(), workspace_bytes_, reserve, reserve_bytes_);
+        save_invstd, nullptr, workspace(), workspace_bytes_[index()], reserve, reserve_bytes_[index()]);
   }
   // Runs `call` in persistent mode; if cuDNN does not support that mode here, switches to spatial and runs it again.
   // Any other failure is an error.
@@ -405,6 +413,8 @@ class CudnnBatchNorm {
   }
 
  private:
+  static constexpr cudnnBatchNormMode_t kModes[2] = {CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_SPATIAL};
+  int index() const { return mode_ == kModes[0] ? 0 : 1; }
   void* workspace() const { return workspace_ ? workspace_->as<void>() : nullptr; }
 
   CudnnOwned<cudnnHandle_t, cudnnDestroy> handle_{cudnnCreate};
@@ -412,7 +422,7 @@ class CudnnBatchNorm {
   CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> bn_{cudnnCreateTensorDescriptor};
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   std::unique_ptr<DeviceBuffer> workspace_;
-  std::size_t workspace_bytes_ = 0, reserve_bytes_ = 0;
+  std::size_t workspace_bytes_[2] = {0, 0}, reserve_bytes_[2] = {0, 0};  // per mode, kModes' order
 };
 
 // A reserve-space buffer of `bytes` (none for 0).

@@ -84,10 +84,11 @@ TEST(CudaGraph, InferenceIntoAnOutputAllocatedBeforeCaptureReplaysBitwise) {
 }
 
 // The smallest step that keeps memory across replays: a 1 MiB intermediate (x + 1, summed, freed inside the step)
-// and a kept 4-byte output. Each replay must see the input refilled before it. The values are small integers, so
-// every sum is exact. Also the probe for memcheck's reports on the first test above (bench/RESULTS.md, 2026-11-27):
-// under compute-sanitizer, flagged writes here, by an elementwise add and a sum into memory they own, would show
-// that memcheck loses track of a graph's own memory once the graph keeps an allocation, whatever the kernel.
+// and a kept 4-byte output allocated after that free, so the graph may place it inside the freed range (the address
+// reuse kernels/cuda_graph.h describes). Each replay must see the input refilled before it. The values are small
+// integers, so every sum is exact. Also the probe for memcheck's reports on the first test above
+// (bench/RESULTS.md, 2026-11-27): under compute-sanitizer, flagged writes here, by an add and a sum into memory they
+// own, would show that memcheck loses track of a graph's memory once the graph keeps an allocation.
 TEST(CudaGraph, AStepKeepingASmallOutputReplaysWithItsIntermediatesFreed) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
@@ -95,7 +96,10 @@ TEST(CudaGraph, AStepKeepingASmallOutputReplaysWithItsIntermediatesFreed) {
   Tensor input = Tensor::full({n}, 0.f, kCUDA);
   sum(add(input, 1.f));  // eager first: any workspace sizes are settled outside the capture
   Tensor output;
-  cuda::Graph graph = cuda::Graph::capture([&] { output = sum(add(input, 1.f)); });
+  cuda::Graph graph = cuda::Graph::capture([&] {
+    const Tensor total = sum(add(input, 1.f));  // the 1 MiB x + 1 is freed at the end of this statement
+    output = add(total, 0.f);                   // kept: allocated after that free
+  });
   EXPECT_EQ(output.item(), static_cast<float>(n));
   for (int i = 1; i <= 3; ++i) {
     input.copy_from(Tensor::full({n}, static_cast<float>(i), kCUDA));

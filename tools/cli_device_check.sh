@@ -26,21 +26,28 @@ common=(--arch resnet18 --size 32 --batch 6 --workers 1 --no-progress --epochs 2
 # 1. Training on the GPU: the frozen backbone (cached features) and the whole network.
 for mode in all none; do
   out=$work/train_cuda_$mode
+  echo "finetune --device $gpu --freeze $mode"
   if "$graft" finetune "${common[@]}" --freeze "$mode" --device "$gpu" --data "$work/data/folder" --out "$out" \
        >"$out.log" 2>&1; then
     grep -q 'best validation top-1' "$out.log" || fail "finetune --device $gpu --freeze $mode: no validation line"
-    echo "finetune --device $gpu --freeze $mode: $(grep -o 'best validation top-1[^,]*' "$out.log" | tail -1)"
+    [ "$mode" = none ] || grep -q 'feature cache: used' "$out.log" ||
+      fail "finetune --device $gpu --freeze all: the feature cache was not used"
+    echo "  $(grep -o 'best validation top-1[^,]*' "$out.log" | tail -1)"
   else
     tail -5 "$out.log"; fail "finetune --device $gpu --freeze $mode"
   fi
 done
 
 # 2. One checkpoint, both devices.
-"$graft" finetune "${common[@]}" --freeze none --device cpu --data "$work/data/folder" --out "$work/train_cpu" \
+# Without augmentation: a checkpoint whose classes are apart (with it, 2 epochs predicted one class for every image,
+# the top two probabilities 0.01 apart: TF32 rounding could flip them).
+echo "finetune --device cpu --freeze none --no-augment (the checkpoint both devices run)"
+"$graft" finetune "${common[@]}" --freeze none --no-augment --device cpu --data "$work/data/folder" --out "$work/train_cpu" \
   >"$work/train_cpu.log" 2>&1 || { tail -5 "$work/train_cpu.log"; fail "finetune --device cpu"; }
 ck=$work/train_cpu/last.h5
 for pair in cpu:cpu "gpu:$gpu"; do
   side=${pair%%:*} dev=${pair#*:}
+  echo "predict, eval, features --device $dev"
   "$graft" predict --checkpoint "$ck" --device "$dev" --batch 4 --top 1 --csv "$work/predict_$side.csv" \
     "$work/data/folder" >/dev/null 2>"$work/predict_$side.err" || { cat "$work/predict_$side.err"; fail "predict --device $dev"; }
   "$graft" eval --checkpoint "$ck" --device "$dev" --workers 1 --data "$work/data/clean" --out "$work/eval_$side" \

@@ -60,8 +60,9 @@ main() {
   echo "host:    $(uname -n) $(uname -m), kernel $(uname -r)"
   echo "libc:    $( (ldd --version 2>/dev/null || true) | head -1)"
   echo "build:   $BUILD"
+  [ -f "$BUILD/REVISION" ] && echo "graft:   $(cat "$BUILD/REVISION") (tools/pack_device_bundle.sh)"
   local missing_build=0
-  for bin in "$TEST_BIN" "$BENCH_BIN"; do
+  for bin in "$TEST_BIN" "$BENCH_BIN" "$BUILD/graft"; do
     if [ -x "$bin" ]; then
       echo "binary:  $bin ($(du -h "$bin" | cut -f1))"
     else
@@ -144,7 +145,7 @@ main() {
   echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
 
   local unresolved=0
-  for bin in "$TEST_BIN" "$BENCH_BIN"; do
+  for bin in "$TEST_BIN" "$BENCH_BIN" "$BUILD/graft"; do
     local deps
     deps=$(show_ldd "$bin")
     if [ -n "$OUT_DIR" ]; then printf '## %s\n%s\n' "$bin" "$deps" >>"$OUT_DIR/ldd.txt"; fi
@@ -224,9 +225,15 @@ main() {
     [ -z "$cli_py" ] && [ -x /opt/torch/.venv/bin/python ] && cli_py=/opt/torch/.venv/bin/python
     local cli_work
     cli_work=$(mktemp -d)
-    timeout 240 bash "$ROOT/tools/cli_device_check.sh" "$BUILD/graft" "$cli_work" \
+    timeout 120 bash "$ROOT/tools/cli_device_check.sh" "$BUILD/graft" "$cli_work" \
       "${cli_py:-python3}"
     cli_rc=$?
+    if [ "$cli_rc" != 0 ] && [ "$cli_rc" != 3 ]; then  # the commands' own output, for what failed or hung
+      [ "$cli_rc" = 124 ] && echo "FAIL: the CLI check ran past 120 s"
+      for f in "$cli_work"/*.log "$cli_work"/*.err; do
+        [ -s "$f" ] && { echo "--- $(basename "$f") (last lines)"; tail -5 "$f"; }
+      done
+    fi
     rm -rf "$cli_work"
     # 3 = a prerequisite is missing here (python with numpy): said, not a failure of graft
     [ "$cli_rc" = 3 ] && echo "(the CLI check did not run: see above)"

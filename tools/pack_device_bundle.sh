@@ -15,5 +15,10 @@ strip -o "$stage/graft_study" "$build/graft_study"
 strip -o "$stage/tests/graft_gpu_tests" "$build/tests/graft_gpu_tests"
 strip -o "$stage/bench/graft_bench_cuda" "$build/bench/graft_bench_cuda"
 cp -r "$build/lib" "$stage/lib"
+# Which source the binaries are (device_check.sh prints it): the commit, "+changes" when the tree had uncommitted
+# edits, and when it was packed. (A bundle packed before the last commit's build shows an older commit here.)
+rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+git -C "$root" diff --quiet HEAD 2>/dev/null || rev="$rev+changes"
+echo "$rev packed $(date -u '+%Y-%m-%d %H:%M UTC')" >"$stage/REVISION"
 tar -C "$stage" -cf - . | xz -T2 -6 >"$build/bundle.tar.xz"
 ls -la "$build/bundle.tar.xz"
