@@ -3,7 +3,8 @@
 # the gpu test label calls the library, never the CLI). On tests/make_tiny_data.py's data (3 classes of 40x40
 # PNGs, one corrupt file), with ResNet-18 at 32x32:
 #   1. finetune --device cuda (frozen backbone: the feature cache is filled from the GPU) and --freeze none
-#      (every layer trained on the GPU), each must finish and report its validation top-1;
+#      (every layer trained on the GPU, with gradient accumulation, clipping, class weights and label smoothing),
+#      each must finish and report its validation top-1;
 #   2. predict, eval and features with --device cuda and --device cpu on one checkpoint (the CPU-trained one):
 #      every command succeeds; predict's top-1 class agrees for all but at most one image and its top-1
 #      probability within 0.05 (the GPU runs its convolutions in TF32, so bits differ; a wrong kernel or a
@@ -23,12 +24,16 @@ rm -rf "$work" && mkdir -p "$work" || exit 3
 "$py" "$here/tests/make_tiny_data.py" "$work/data" >/dev/null || { echo "cli check: make_tiny_data.py failed"; exit 3; }
 common=(--arch resnet18 --size 32 --batch 6 --workers 1 --no-progress --epochs 2 --lr 0.05)
 
-# 1. Training on the GPU: the frozen backbone (cached features) and the whole network.
+# 1. Training on the GPU: the frozen backbone (cached features), and the whole network with the loss and step
+#    options whose CUDA paths no gpu test reaches (gradient accumulation and clipping scale the gradients on the
+#    device; class-weighted, smoothed cross-entropy).
 for mode in all none; do
   out=$work/train_cuda_$mode
-  echo "finetune --device $gpu --freeze $mode"
-  if "$graft" finetune "${common[@]}" --freeze "$mode" --device "$gpu" --data "$work/data/folder" --out "$out" \
-       >"$out.log" 2>&1; then
+  extra=()
+  [ "$mode" = none ] && extra=(--accumulate 2 --clip-grad-norm 1 --class-weights balanced --label-smoothing 0.1)
+  echo "finetune --device $gpu --freeze $mode ${extra[*]}"
+  if "$graft" finetune "${common[@]}" --freeze "$mode" "${extra[@]}" --device "$gpu" --data "$work/data/folder" \
+       --out "$out" >"$out.log" 2>&1; then
     grep -q 'best validation top-1' "$out.log" || fail "finetune --device $gpu --freeze $mode: no validation line"
     [ "$mode" = none ] || grep -q 'feature cache: used' "$out.log" ||
       fail "finetune --device $gpu --freeze all: the feature cache was not used"
