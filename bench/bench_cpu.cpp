@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ops.h"
 #include "core/tensor.h"
 #include "io/dataset.h"
 #include "io/transforms.h"
@@ -432,6 +433,30 @@ BENCHMARK(BM_transform_example_cpu)
     ->Args({500, 375, 0})
     ->Args({500, 375, 1})
     ->Unit(benchmark::kMillisecond);
+
+// The engine's own cost per op, apart from any kernel: add() on one-element CPU tensors (shape checks, the result's
+// allocation, and with grad the autograd node), and with grad one backward through a chain of 16 adds (per op:
+// the node's backward and the gradient's accumulation). On the GPU the same host work precedes every launch, so it
+// bounds eager steps whose kernels are short (ResNet-50 inference at batch 1: ~360 launches per image).
+void BM_op_overhead_cpu(benchmark::State& state) {
+  const bool grad = state.range(0) != 0, backward = state.range(1) != 0;
+  Tensor a = Tensor::full({1}, 1.f), b = Tensor::full({1}, 0.5f);
+  a.set_requires_grad(grad);
+  constexpr int kChain = 16;
+  for (auto _ : state) {
+    Tensor y = a;
+    for (int i = 0; i < kChain; ++i) y = add(y, b);
+    if (backward) {
+      y.backward();
+      a.zero_grad();
+    }
+    benchmark::DoNotOptimize(y.data<float>());
+  }
+  state.counters["ns_per_op"] = benchmark::Counter(double(state.iterations()) * kChain,
+                                                   benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.SetLabel(std::string(grad ? "requires_grad" : "no grad") + (backward ? ", forward + backward" : ", forward"));
+}
+BENCHMARK(BM_op_overhead_cpu)->ArgNames({"grad", "backward"})->Args({0, 0})->Args({1, 0})->Args({1, 1});
 
 }  // namespace graft
 
