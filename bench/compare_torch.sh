@@ -15,7 +15,8 @@
 # Each side: warm-up, then the median of ITERS steps; peak = graft's pool peak / torch.cuda.max_memory_allocated.
 #   bash bench/compare_torch.sh [graft-binary] [iters]        (PYTHON= selects the python with torch + CUDA)
 # Prints every raw line, then one table (ms per step, images/s, peak MiB, ratio graft/PyTorch-best where < 1 is
-# graft faster). With $OUT set, the raw lines and the table are also written to $OUT/compare_torch.txt.
+# graft faster, and graft's first step: cuDNN's algorithm search, or the engine search in the engines rows).
+# With $OUT set, the raw lines and the table are also written to $OUT/compare_torch.txt.
 set -uo pipefail
 graft=${1:-build-dev/graft}
 iters=${2:-20}
@@ -57,18 +58,19 @@ awk '
   function val(k,   i) { for (i = 1; i <= NF; i++) if (index($i, k "=") == 1) return substr($i, length(k) + 2); return "" }
   /^graft / { base = val("arch_row") " " val("mode_row") " " val("batch_row")
               v = val("variant"); key = base (v == "eager" ? "" : " " v); order[++n] = key; base_of[key] = base
-              g_ms[key] = val("ms_per_batch"); g_mb[key] = val("peak_mem_mb"); if (g_ms[key] == "") g_ms[key] = "ERR" }
+              g_ms[key] = val("ms_per_batch"); g_mb[key] = val("peak_mem_mb"); if (g_ms[key] == "") g_ms[key] = "ERR"
+              g_first[key] = val("first_step_ms"); if (g_first[key] == "") g_first[key] = "-" }
   /^torch / { key = val("arch") " " val("mode") " " val("batch"); l = val("layout"); ms = val("ms_per_batch")
               t_ms[key, l] = (ms == "" ? "ERR" : ms); t_mb[key, l] = val("peak_mb") }
   /^# torch/ { print }
   END {
-    printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s\n", "row (224x224)", "graft ms", "torch ms", "torch-CL ms",
-           "graft MiB", "torch MiB", "CL MiB", "g/t", "g/t-CL"
+    printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s %12s\n", "row (224x224)", "graft ms", "torch ms", "torch-CL ms",
+           "graft MiB", "torch MiB", "CL MiB", "g/t", "g/t-CL", "graft 1st ms"
     for (i = 1; i <= n; i++) { k = order[i]; b = base_of[k]
       r1 = (g_ms[k] + 0 > 0 && t_ms[b, "nchw"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "nchw"]) : "-"
       r2 = (g_ms[k] + 0 > 0 && t_ms[b, "channels_last"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "channels_last"]) : "-"
-      printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s\n", k, g_ms[k], t_ms[b, "nchw"], t_ms[b, "channels_last"],
-             g_mb[k], t_mb[b, "nchw"], t_mb[b, "channels_last"], r1, r2 }
+      printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s %12s\n", k, g_ms[k], t_ms[b, "nchw"], t_ms[b, "channels_last"],
+             g_mb[k], t_mb[b, "nchw"], t_mb[b, "channels_last"], r1, r2, g_first[k] }
   }' "$raw" | tee "$raw.table"
 if [ -n "${OUT:-}" ]; then cat "$raw" "$raw.table" >"$OUT/compare_torch.txt"; fi
 rm -f "$raw" "$raw.table"

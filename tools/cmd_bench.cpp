@@ -2,7 +2,8 @@
 //             [--graph] [--profile]
 // Prints one machine-readable line:
 //   arch=resnet50 dialect=torchvision mode=train device=cpu threads=2 batch=8 size=224 iters=3 graph=0 ms_per_batch=...
-//   images_per_s=... peak_mem_mb=...   (all on one line)
+//   images_per_s=... peak_mem_mb=... first_step_ms=...   (all on one line; first_step_ms is the first step's wall
+//   time, where cuDNN's algorithm search for each new convolution shape happens)
 // --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
 // GPU's own time per kernel over the timed steps first (tools/kernel_profile.h), then the cuDNN algorithm chosen
 // for every convolution.
@@ -82,8 +83,17 @@ void run_bench(const BenchArgs& a) {
       (*model)(images);
     }
   };
-  for (int i = 0; i < a.warmup; ++i) step();
-  if (a.graph && a.warmup == 0) step();  // a new convolution shape cannot be captured: run the step once first
+  // The first step's wall time apart: cuDNN's algorithm search (or the engine search) for every new convolution
+  // shape, and the first use of each kernel, happen there. With --warmup 0 it is the first timed step.
+  double first_step_ms = 0;
+  auto first_step = [&] {
+    const auto start = std::chrono::steady_clock::now();
+    step();
+    sync(device);
+    first_step_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  };
+  if (a.warmup > 0 || a.graph) first_step();  // a new convolution shape cannot be captured: one step first
+  for (int i = 1; i < a.warmup; ++i) step();
   sync(device);
   // The peak of the timed steps; with --graph, that of the capture, whose allocations become the graph's
   // memory (its replays allocate nothing through graft's allocator).
@@ -114,15 +124,16 @@ void run_bench(const BenchArgs& a) {
   // Which cuDNN algorithm each convolution runs: the first thing to compare when conv kernels dominate the table.
   if (a.profile) std::printf("cuDNN convolution algorithms:\n%s", cuda::conv_algorithms_report().c_str());
 #endif
+  if (a.warmup == 0 && !a.graph) first_step_ms = ms.front();
   std::sort(ms.begin(), ms.end());
   double median = ms[ms.size() / 2];
   std::printf(
       "arch=%s dialect=%s mode=%s device=%s threads=%d batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f "
-      "images_per_s=%.2f peak_mem_mb=%.1f\n",
+      "images_per_s=%.2f peak_mem_mb=%.1f first_step_ms=%.1f\n",
       a.model.arch.c_str(), built_dialect(a.model).c_str(), a.mode.c_str(), device.str().c_str(), cpu_threads(), a.batch,
       a.size, a.iters,
       a.graph ? 1 : 0,
-      median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0);
+      median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0, first_step_ms);
   if (device.is_cpu()) std::printf("cpu_gemm=%s\n", cpu_gemm_kernels().c_str());
 }
 
