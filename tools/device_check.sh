@@ -13,7 +13,8 @@
 #   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
 #      per-kernel tables all go to one file, $OUT/profiles.txt; only their headline lines are printed);
 #   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
-#      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the seconds, default 200; reported, not part of the exit code).
+#      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the seconds, default 200; reported, not part of the exit code);
+#      GRAFT_MEMCHECK_EACH=1 runs one memcheck process per test (each report named by its test, the limit per test).
 # Everything printed is also written under $OUT when that is set, in at most 6 files (the device tool brings back 8):
 # device_check.log, ldd.txt, gpu_tests.log, bench_cuda.log, bench_cuda.json and profiles.txt.
 # Takes well under 5 minutes on an H100.
@@ -297,6 +298,22 @@ main() {
     local sanitizer
     sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
     if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"
+    elif [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then
+      # One memcheck process per test, so that every report is attributed to its test (in one process the reports
+      # and gtest's output interleave, and --gtest_brief names no passing test). Each test gets the time limit.
+      local t out rc
+      memcheck_rc=0
+      for t in $("$TEST_BIN" --gtest_list_tests ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} |
+                 awk '/^[^ ]/ {suite = $1} /^  [^ ]/ {print suite $1}'); do
+        out=$(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no \
+                --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1 --gtest_filter="$t" 2>&1)
+        rc=$?
+        echo "$t: memcheck exit $rc, $(grep -m1 'ERROR SUMMARY' <<<"$out" | sed 's/^=* *//')"
+        # the first report in full, without its host frames
+        [ "$rc" = 9 ] && grep -v 'Host Frame' <<<"$out" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
+        [ "$rc" = 0 ] || memcheck_rc=$rc
+      done
+      echo "memcheck exit: $memcheck_rc (the last non-zero; 0 clean; 9 memcheck found errors; 124 ran past the time limit)"
     else
       timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 \
         "$TEST_BIN" --gtest_brief=1 ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
