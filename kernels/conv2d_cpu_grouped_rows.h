@@ -91,17 +91,18 @@ constexpr int pixels_per_block() {
   return vectors >= 8 ? 1 : 8 / vectors;
 }
 
-// acc[px] (KG floats as KG/L vectors of L) += sum_c x_px[c] * w[c][0..KG) over one tap, for PX pixels
-// x_px = x + px * x_step.
-template <int KG, int PX, int L = lanes_for<KG>()>
-inline void forward_tap(Vec<L> (&acc)[PX][KG / L], const float* x, std::int64_t x_step, const float* w,
-                        std::int64_t cg) {
-  for (std::int64_t c = 0; c < cg; ++c) {
-    Vec<L> wc[KG / L];
-    for (int v = 0; v < KG / L; ++v) wc[v] = load<L>(w + c * KG + L * v);
+// One tap of either direction: acc[px] (N floats as N/L vectors of L) += sum_i a_px[i] * w[i][0..N) for PX
+// pixels whose operands are a_px = a + px * a_step, i < count. Forward: a = input channels, w = the tap's weights
+// (count = Cg, N = Kg). Input gradient: a = output gradients, w = the tap's transposed weights (count = Kg, N = Cg).
+template <int N, int PX, int L = lanes_for<N>()>
+inline void accumulate_tap(Vec<L> (&acc)[PX][N / L], const float* a, std::int64_t a_step, const float* w,
+                           std::int64_t count) {
+  for (std::int64_t i = 0; i < count; ++i) {
+    Vec<L> wi[N / L];
+    for (int v = 0; v < N / L; ++v) wi[v] = load<L>(w + i * N + L * v);
     for (int px = 0; px < PX; ++px) {
-      const float xv = x[px * x_step + c];
-      for (int v = 0; v < KG / L; ++v) acc[px][v] += xv * wc[v];
+      const float av = a[px * a_step + i];
+      for (int v = 0; v < N / L; ++v) acc[px][v] += av * wi[v];
     }
   }
 }
@@ -130,8 +131,8 @@ void forward_rows(float* out, const float* inp, const float* wt, const float* bi
           for (std::int64_t s = 0; s < g.s; ++s) {
             const std::int64_t w = q * g.stride_w - g.pad_w + s * g.dilation_w;
             if (Pixels == 1 && (w < 0 || w >= g.w)) continue;
-            forward_tap<KG, Pixels>(acc, inp + ((n * g.h + h) * g.w + w) * g.c + grp * cg, x_step,
-                               wt + ((grp * g.r + r) * g.s + s) * cg * KG, cg);
+            accumulate_tap<KG, Pixels>(acc, inp + ((n * g.h + h) * g.w + w) * g.c + grp * cg, x_step,
+                                       wt + ((grp * g.r + r) * g.s + s) * cg * KG, cg);
           }
         }
         for (int px = 0; px < Pixels; ++px)
@@ -143,21 +144,6 @@ void forward_rows(float* out, const float* inp, const float* wt, const float* bi
       for (; q < inner_lo; ++q) pixels(One{}, q);
       for (; q + PX <= inner_hi; q += PX) pixels(Block{}, q);
       for (; q < g.q; ++q) pixels(One{}, q);
-    }
-  }
-}
-
-// acc[px] (CG floats as CG/L vectors of L) += sum_j dy_px[j] * w[j][0..CG) over one tap, for PX input pixels whose
-// output pixels are dy_px = dy + px * dy_step.
-template <int CG, int PX, int L = lanes_for<CG>()>
-inline void data_tap(Vec<L> (&acc)[PX][CG / L], const float* dy, std::int64_t dy_step, const float* w,
-                     std::int64_t kg) {
-  for (std::int64_t j = 0; j < kg; ++j) {
-    Vec<L> wj[CG / L];
-    for (int v = 0; v < CG / L; ++v) wj[v] = load<L>(w + j * CG + L * v);
-    for (int px = 0; px < PX; ++px) {
-      const float dv = dy[px * dy_step + j];
-      for (int v = 0; v < CG / L; ++v) acc[px][v] += dv * wj[v];
     }
   }
 }
@@ -188,8 +174,8 @@ void backward_data_rows(float* dinp, const float* dout, const float* wd, const C
           for (std::int64_t s = 0; s < g.s; ++s) {
             const std::int64_t qw = w + g.pad_w - s * g.dilation_w;  // = q * stride_w
             if (Pixels == 1 && (qw < 0 || qw % g.stride_w != 0 || qw / g.stride_w >= g.q)) continue;
-            data_tap<CG, Pixels>(acc, dout + ((n * g.p + p) * g.q + qw / g.stride_w) * g.k + grp * kg, g.k,
-                            wd + ((grp * g.r + r) * g.s + s) * kg * CG, kg);
+            accumulate_tap<CG, Pixels>(acc, dout + ((n * g.p + p) * g.q + qw / g.stride_w) * g.k + grp * kg, g.k,
+                                       wd + ((grp * g.r + r) * g.s + s) * kg * CG, kg);
           }
         }
         for (int px = 0; px < Pixels; ++px)
