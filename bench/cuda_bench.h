@@ -153,17 +153,7 @@ inline void report_bandwidth(benchmark::State& state, int sets, std::int64_t byt
   state.SetLabel(label);
 }
 
-// Sets the engine's TF32 switch for the scope and restores it after.
-class Tf32Scope {
- public:
-  explicit Tf32Scope(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
-  Tf32Scope(const Tf32Scope&) = delete;
-  Tf32Scope& operator=(const Tf32Scope&) = delete;
-  ~Tf32Scope() { cuda::set_tf32_allowed(saved_); }
-
- private:
-  bool saved_;
-};
+using cuda::Tf32Scope;  // the engine's scoped TF32 switch (kernels/cuda_device.h)
 
 inline std::string tuple_label(std::initializer_list<std::int64_t> dims) { return shape_str(Shape(dims)); }
 

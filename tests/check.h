@@ -42,14 +42,7 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
 #if GRAFT_HAS_CUDA
 // Scoped switches of the CUDA math modes (restored on scope exit, also when a test fails by exception):
 // TF32 for convolutions and GEMMs, and deterministic cuDNN algorithm choice (kernels/cuda_device.h).
-class Tf32Guard {
- public:
-  explicit Tf32Guard(bool allowed) : saved_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(allowed); }
-  ~Tf32Guard() { cuda::set_tf32_allowed(saved_); }
-
- private:
-  bool saved_;
-};
+using Tf32Guard = cuda::Tf32Scope;
 class DeterministicMode {
  public:
   DeterministicMode() : saved_(cuda::deterministic()) { cuda::set_deterministic(true); }

@@ -514,18 +514,6 @@ constexpr float kConvTf32Tol = 1e-2f, kConvFp32Tol = 1e-4f;
 
 Tensor conv_nan_cuda(const Shape& shape) { return Tensor::full(shape, NAN, kCUDA); }
 
-// Sets graft::cuda::tf32_allowed() for one scope.
-class ConvTf32Mode {
- public:
-  explicit ConvTf32Mode(bool on) : previous_(cuda::tf32_allowed()) { cuda::set_tf32_allowed(on); }
-  ~ConvTf32Mode() { cuda::set_tf32_allowed(previous_); }
-  ConvTf32Mode(const ConvTf32Mode&) = delete;
-  ConvTf32Mode& operator=(const ConvTf32Mode&) = delete;
-
- private:
-  bool previous_;
-};
-
 struct ConvParityCase {
   std::string name;
   Conv2dGeometry g;
@@ -619,7 +607,7 @@ void expect_conv_parity(const ConvParityCase& cs, std::uint64_t seed) {
 
   Tensor xg = x.to(kCUDA), wg = w.to(kCUDA), bg = b.to(kCUDA), dyg = dy.to(kCUDA);
   for (bool tf32 : {true, false}) {
-    ConvTf32Mode mode(tf32);
+    cuda::Tf32Scope mode(tf32);
     const float tol = tf32 ? kConvTf32Tol : kConvFp32Tol;
     const char* math = tf32 ? "TF32" : "strict FP32";
     // Backward data adding into a gradient already there (cuDNN's beta = 1, autograd's in-place sum): an algorithm
@@ -775,7 +763,7 @@ TEST(Conv2dParity, ChosenAlgorithmsAreRecordedPerShapeDirectionAndMathMode) {
   Tensor y = Tensor::empty(dy.shape(), kCUDA), dx = Tensor::empty(x.shape(), kCUDA);
   Tensor dw = Tensor::empty(w.shape(), kCUDA);
   for (bool tf32 : {true, false}) {
-    ConvTf32Mode mode(tf32);
+    cuda::Tf32Scope mode(tf32);
     for (int repeat = 0; repeat < 2; ++repeat) {  // the second round hits the cache: no new lines
       conv2d_forward_cudnn(y.data<float>(), x.data<float>(), w.data<float>(), nullptr, g);
       conv2d_backward_data_cudnn(dx.data<float>(), dy.data<float>(), w.data<float>(), g);
