@@ -110,6 +110,9 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
 void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
                                 bool accumulate = false);
 void conv2d_backward_filter_cudnn(float* dweight, const float* dout, const float* inp, const Conv2dGeometry& g);
+// out[m,k] += bias[k] over the (N*P*Q, K) output rows, in place on graft's stream; nothing when bias is null. The
+// bias step of conv2d_forward_cudnn and of the kernel lab's convolutions.
+void conv2d_add_bias_cuda(float* out, const float* bias, const Conv2dGeometry& g);
 
 // One line per cached (geometry, direction, math mode, alignment): the chosen algorithm, its math type, whether cuDNN
 // reports it deterministic, and its workspace, e.g.

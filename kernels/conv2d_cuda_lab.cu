@@ -33,7 +33,6 @@
 
 #include "kernels/conv2d.h"
 #include "kernels/cuda_device.h"
-#include "kernels/elementwise.h"
 #include "kernels/gemm.h"
 
 namespace graft {
@@ -215,11 +214,6 @@ DirectShape direct_shape(const Conv2dGeometry& g, const char* who) {
   return d;
 }
 
-void add_bias(float* out, const float* bias, const Conv2dGeometry& g) {
-  if (bias != nullptr)
-    binary_forward_cuda(out, out, Broadcast::Full, bias, Broadcast::Channel, BinaryOp::Add, g.n * g.p * g.q * g.k, g.k);
-}
-
 }  // namespace
 
 void conv2d_forward_cuda_direct(float* out, const float* inp, const float* weight, const float* bias,
@@ -253,7 +247,7 @@ void conv2d_forward_cuda_im2col(float* out, const float* inp, const float* weigh
   if (d.m == 0 || d.k == 0) return;
   if (conv2d_is_pointwise(g)) {
     gemm_cuda_tiled(out, inp, weight, false, true, d.m, d.k, d.c, 1.f, 0.f);
-    return add_bias(out, bias, g);
+    return conv2d_add_bias_cuda(out, bias, g);
   }
   const std::size_t row_bytes = sizeof(float) * static_cast<std::size_t>(d.l);
   GRAFT_CHECK(workspace != nullptr && workspace_bytes >= row_bytes, "conv2d_forward_cuda_im2col: the workspace (",
@@ -268,7 +262,7 @@ void conv2d_forward_cuda_im2col(float* out, const float* inp, const float* weigh
     GRAFT_CUDA_CHECK_LAUNCH("im2col_kernel");
     gemm_cuda_tiled(out + row0 * d.k, workspace, weight, false, true, rows, d.k, d.l, 1.f, 0.f);
   }
-  add_bias(out, bias, g);
+  conv2d_add_bias_cuda(out, bias, g);
 }
 
 }  // namespace graft

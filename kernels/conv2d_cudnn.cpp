@@ -253,13 +253,12 @@ bool ran_with_engine(Direction d, const Conv2dGeometry& g, float* out, const flo
                             alignment, accumulate, out, a, b);
 }
 
-void add_bias(float* out, const float* bias, const Conv2dGeometry& g) {
-  // out[m,k] += bias[k] over the NHWC rows (in place, on the same stream)
+}  // namespace
+
+void conv2d_add_bias_cuda(float* out, const float* bias, const Conv2dGeometry& g) {
   if (bias)
     binary_forward_cuda(out, out, Broadcast::Full, bias, Broadcast::Channel, BinaryOp::Add, g.n * g.p * g.q * g.k, g.k);
 }
-
-}  // namespace
 
 void conv2d_cudnn_set_engine_search(bool on) { engine_search_flag().store(on, std::memory_order_relaxed); }
 bool conv2d_cudnn_engine_search() { return engine_search_flag().load(std::memory_order_relaxed); }
@@ -267,7 +266,7 @@ bool conv2d_cudnn_engine_search() { return engine_search_flag().load(std::memory
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g) {
   if (g.n == 0) return;
-  if (ran_with_engine(Direction::Forward, g, out, inp, weight)) return add_bias(out, bias, g);
+  if (ran_with_engine(Direction::Forward, g, out, inp, weight)) return conv2d_add_bias_cuda(out, bias, g);
   const bool tf32 = cuda::tf32_allowed();
   ConvDescriptors desc(g, requested_math(tf32));
   cudnnHandle_t h = handle();
@@ -292,7 +291,7 @@ void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, con
   GRAFT_CUDNN_CHECK(cudnnConvolutionForward(h, &one, desc.x.get(), inp, desc.w.get(), weight, desc.conv.get(),
                                             static_cast<cudnnConvolutionFwdAlgo_t>(c.algo), ws.get(), ws.bytes(), &zero,
                                             desc.y.get(), out));
-  add_bias(out, bias, g);
+  conv2d_add_bias_cuda(out, bias, g);
 }
 
 void conv2d_backward_data_cudnn(float* dinp, const float* dout, const float* weight, const Conv2dGeometry& g,
