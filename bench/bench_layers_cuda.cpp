@@ -318,25 +318,6 @@ BENCHMARK(BM_batch_norm_backward_cuda)
 // cuDNN does not support it for a shape; the label names the mode the calls were accepted in. (The first H100 run of
 // these rows, 2026-11-27, used the non-Ex calls: on NHWC tensors cuDNN then ran generic kernels at 3-7% of the copy,
 // no fair reference; PyTorch's channels_last profile shows the Ex kernels at full speed.)
-// One cuDNN object, destroyed with its owner (also when a later member's constructor throws).
-template <typename T, cudnnStatus_t (*Destroy)(T)>
-class CudnnOwned {
- public:
-  template <typename Create>
-  explicit CudnnOwned(Create create) {
-    GRAFT_CUDNN_CHECK(create(&value_));
-  }
-  CudnnOwned(const CudnnOwned&) = delete;
-  CudnnOwned& operator=(const CudnnOwned&) = delete;
-  ~CudnnOwned() {
-    if (value_ != nullptr) Destroy(value_);
-  }
-  T get() const { return value_; }
-
- private:
-  T value_ = nullptr;
-};
-
 class CudnnBatchNorm {
  public:
   CudnnBatchNorm(std::int64_t n, std::int64_t hw, std::int64_t c) {
@@ -417,9 +398,8 @@ class CudnnBatchNorm {
   int index() const { return mode_ == kModes[0] ? 0 : 1; }
   void* workspace() const { return workspace_ ? workspace_->as<void>() : nullptr; }
 
-  CudnnOwned<cudnnHandle_t, cudnnDestroy> handle_{cudnnCreate};
-  CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> x_{cudnnCreateTensorDescriptor};
-  CudnnOwned<cudnnTensorDescriptor_t, cudnnDestroyTensorDescriptor> bn_{cudnnCreateTensorDescriptor};
+  cudnn::Owned<cudnnHandle_t, cudnnCreate, cudnnDestroy> handle_;
+  cudnn::Owned<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> x_, bn_;
   cudnnBatchNormMode_t mode_ = CUDNN_BATCHNORM_SPATIAL_PERSISTENT;
   std::unique_ptr<DeviceBuffer> workspace_;
   std::size_t workspace_bytes_[2] = {0, 0}, reserve_bytes_[2] = {0, 0};  // per mode, kModes' order
