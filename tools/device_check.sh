@@ -297,6 +297,9 @@ main() {
     # API errors are not reported: the out-of-memory tests provoke cudaErrorMemoryAllocation on purpose.
     local sanitizer
     sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+    # the time limit, memcheck and its options, the test binary (a --gtest_filter follows)
+    local memcheck=(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no
+                    --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1)
     if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"
     elif [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then
       # One memcheck process per test, so that every report is attributed to its test (in one process the reports
@@ -305,8 +308,7 @@ main() {
       memcheck_rc=0
       for t in $("$TEST_BIN" --gtest_list_tests ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} |
                  awk '/^[^ ]/ {suite = $1} /^  [^ ]/ {print suite $1}'); do
-        out=$(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no \
-                --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1 --gtest_filter="$t" 2>&1)
+        out=$("${memcheck[@]}" --gtest_filter="$t" 2>&1)
         rc=$?
         echo "$t: memcheck exit $rc, $(grep -m1 'ERROR SUMMARY' <<<"$out" | sed 's/^=* *//')"
         # the first report in full, without its host frames
@@ -315,8 +317,7 @@ main() {
       done
       echo "memcheck exit: $memcheck_rc (the last non-zero; 0 clean; 9 memcheck found errors; 124 ran past the time limit)"
     else
-      timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no --report-api-errors no --error-exitcode 9 \
-        "$TEST_BIN" --gtest_brief=1 ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
+      "${memcheck[@]}" ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
         grep -v '^\[       OK \]' | tail -40
       memcheck_rc=${PIPESTATUS[0]}
       echo "memcheck exit: $memcheck_rc (0 clean; 9 memcheck found errors; 124 ran past the time limit)"
