@@ -353,7 +353,7 @@ class CudnnBatchNorm {
     }
     cudaGetLastError();
     const std::size_t workspace = std::max(workspace_bytes_[0], workspace_bytes_[1]);
-    if (workspace > 0) workspace_ = std::make_unique<DeviceBuffer>(workspace);
+    workspace_ = std::make_unique<DeviceBuffer>(workspace);  // of 0 bytes: a null pointer
   }
   // The mode cuDNN accepted the calls in (the legacy API does not say which kernels it ran in it).
   const char* mode_name() const { return mode_ == CUDNN_BATCHNORM_SPATIAL_PERSISTENT ? "persistent" : "spatial"; }
@@ -396,7 +396,7 @@ class CudnnBatchNorm {
  private:
   static constexpr cudnnBatchNormMode_t kModes[2] = {CUDNN_BATCHNORM_SPATIAL_PERSISTENT, CUDNN_BATCHNORM_SPATIAL};
   int index() const { return mode_ == kModes[0] ? 0 : 1; }
-  void* workspace() const { return workspace_ ? workspace_->as<void>() : nullptr; }
+  void* workspace() const { return workspace_->as<void>(); }
 
   cudnn::Owned<cudnnHandle_t, cudnnCreate, cudnnDestroy> handle_;
   cudnn::Owned<cudnnTensorDescriptor_t, cudnnCreateTensorDescriptor, cudnnDestroyTensorDescriptor> x_, bn_;
@@ -404,12 +404,6 @@ class CudnnBatchNorm {
   std::unique_ptr<DeviceBuffer> workspace_;
   std::size_t workspace_bytes_[2] = {0, 0}, reserve_bytes_[2] = {0, 0};  // per mode, kModes' order
 };
-
-// A reserve-space buffer of `bytes` (none for 0).
-std::unique_ptr<DeviceBuffer> reserve_buffer(std::size_t bytes) {
-  return bytes > 0 ? std::make_unique<DeviceBuffer>(bytes) : nullptr;
-}
-void* ptr(const std::unique_ptr<DeviceBuffer>& buffer) { return buffer ? buffer->as<void>() : nullptr; }
 
 void BM_batch_norm_forward_cudnn(benchmark::State& state) {
   guarded(state, [&] {
@@ -420,10 +414,10 @@ void BM_batch_norm_forward_cudnn(benchmark::State& state) {
     auto mean = random_buffers(1, c, 604), invstd = random_buffers(1, c, 605);
     auto running_mean = random_buffers(1, c, 606), running_var = random_buffers(1, c, 607, 0.5f, 1.5f);
     CudnnBatchNorm bn(kBatch, hw, c);
-    const auto reserve = reserve_buffer(bn.reserve_bytes());
+    const DeviceBuffer reserve(bn.reserve_bytes());  // of 0 bytes: a null pointer
     auto launch = [&](int s) {
       return bn.forward(y[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), running_mean[0].f(), running_var[0].f(),
-                        mean[0].f(), invstd[0].f(), ptr(reserve));
+                        mean[0].f(), invstd[0].f(), reserve.as<void>());
     };
     bn.choose_mode([&] { return launch(0); });
     const double t = run_timed(state, sets, [&](int s) { GRAFT_CUDNN_CHECK(launch(s)); });
@@ -442,21 +436,21 @@ void BM_batch_norm_backward_cudnn(benchmark::State& state) {
     auto running_mean = random_buffers(1, c, 619), running_var = random_buffers(1, c, 620, 0.5f, 1.5f);
     auto dgamma = random_buffers(1, c, 616), dbeta = random_buffers(1, c, 617);
     CudnnBatchNorm bn(kBatch, hw, c);
-    std::vector<std::unique_ptr<DeviceBuffer>> reserve;
-    for (int s = 0; s < sets; ++s) reserve.push_back(reserve_buffer(bn.reserve_bytes()));
+    std::vector<DeviceBuffer> reserve;
+    for (int s = 0; s < sets; ++s) reserve.emplace_back(bn.reserve_bytes());
     // Each set's forward (untimed) saves the statistics and the reserve space its backward reads, in the mode the
     // backward then runs in.
     auto forward_all = [&] {
       for (int s = 0; s < sets; ++s) {
         const cudnnStatus_t status = bn.forward(dx[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), running_mean[0].f(),
-                                                running_var[0].f(), mean[s].f(), invstd[s].f(), ptr(reserve[s]));
+                                                running_var[0].f(), mean[s].f(), invstd[s].f(), reserve[s].as<void>());
         if (status != CUDNN_STATUS_SUCCESS) return status;
       }
       return CUDNN_STATUS_SUCCESS;
     };
     auto launch = [&](int s) {
       return bn.backward(dx[s].f(), dy[s].f(), x[s].f(), gamma[0].f(), beta[0].f(), dgamma[0].f(), dbeta[0].f(),
-                         mean[s].f(), invstd[s].f(), ptr(reserve[s]));
+                         mean[s].f(), invstd[s].f(), reserve[s].as<void>());
     };
     bn.choose_mode([&] {
       const cudnnStatus_t status = forward_all();

@@ -30,7 +30,7 @@ inline int g_l2_bytes = 50 << 20;
 
 // ---- device memory, timing, rotation ------------------------------------------------------------------------
 
-// A buffer from graft's stream-ordered pool (the allocator the engine uses).
+// A buffer from graft's stream-ordered pool (the allocator the engine uses); of 0 bytes, a null pointer.
 class DeviceBuffer {
  public:
   explicit DeviceBuffer(std::size_t bytes) : ptr_(cuda::malloc_async(bytes)) {}
