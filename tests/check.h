@@ -16,6 +16,7 @@
 #include "core/tensor.h"
 #include "io/hdf5.h"
 #if GRAFT_HAS_CUDA
+#include "kernels/conv2d.h"
 #include "kernels/cuda_device.h"
 #endif
 
@@ -43,6 +44,17 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
 // Scoped switches of the CUDA math modes (restored on scope exit, also when a test fails by exception):
 // TF32 for convolutions and GEMMs, and deterministic cuDNN algorithm choice (kernels/cuda_device.h).
 using Tf32Guard = cuda::Tf32Scope;
+// conv2d_cudnn_set_engine_search(on) for one scope (kernels/conv2d.h).
+class EngineSearchGuard {
+ public:
+  explicit EngineSearchGuard(bool on) : saved_(conv2d_cudnn_engine_search()) { conv2d_cudnn_set_engine_search(on); }
+  ~EngineSearchGuard() { conv2d_cudnn_set_engine_search(saved_); }
+  EngineSearchGuard(const EngineSearchGuard&) = delete;
+  EngineSearchGuard& operator=(const EngineSearchGuard&) = delete;
+
+ private:
+  bool saved_;
+};
 class DeterministicMode {
  public:
   DeterministicMode() : saved_(cuda::deterministic()) { cuda::set_deterministic(true); }

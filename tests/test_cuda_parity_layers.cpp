@@ -649,11 +649,7 @@ TEST(Conv2dParity, ResNet50AndVgg16ShapesTf32AndStrictFp32) {
 // legacy algorithms are printed (a report for the device check's log), not failed.
 TEST(Conv2dParity, GraphApiEnginesMatchTheCpuAndTakeEveryResNetAndVggShape) {
   GRAFT_REQUIRE_CUDA();
-  struct EngineSearch {
-    const bool previous = conv2d_cudnn_engine_search();
-    EngineSearch() { conv2d_cudnn_set_engine_search(true); }
-    ~EngineSearch() { conv2d_cudnn_set_engine_search(previous); }
-  } on;
+  testing::EngineSearchGuard on(true);
   std::uint64_t seed = 800;
   std::vector<std::string> standard;
   const std::vector<ConvParityCase> all = conv_parity_cases();

@@ -141,6 +141,18 @@ TEST(CudaTraining, ResNet50FiftyStepsTrackTheCpuRun) {
 namespace graft {
 namespace {
 
+// |a - b| <= 1e-3 of the tensor's largest |b|, plus 1e-3 relative, for every gradient: FP32 sums in other orders
+// through many layers of batch norm at batch 4 (a wrong gradient is off by its own size).
+void expect_same_gradients(const std::vector<std::pair<std::string, Tensor>>& a,
+                           const std::vector<std::pair<std::string, Tensor>>& b, const std::string& what) {
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < b.size(); ++i) {
+    float scale = 0.f;
+    for (float v : b[i].second.to_vector()) scale = std::max(scale, std::fabs(v));
+    EXPECT_TRUE(testing::all_close(a[i].second, b[i].second, 1e-3f * scale, 1e-3f)) << what << " " << b[i].first;
+  }
+}
+
 // One training step's gradients of ResNet-18 (BasicBlocks with identity and downsample shortcuts), GPU against CPU,
 // every parameter, strict FP32. A block input's gradient is the sum of its shortcut's and its first conv's; on the
 // GPU the convolution adds its part into the shortcut's already collected gradient (cuDNN beta = 1,
@@ -149,11 +161,7 @@ namespace {
 void expect_gradients_match_the_cpu(const std::string& arch, bool engine_search) {
 #if GRAFT_HAS_CUDA
   testing::Tf32Guard strict(false);
-  struct EngineSearch {
-    explicit EngineSearch(bool on) : previous(conv2d_cudnn_engine_search()) { conv2d_cudnn_set_engine_search(on); }
-    ~EngineSearch() { conv2d_cudnn_set_engine_search(previous); }
-    bool previous;
-  } search(engine_search);
+  testing::EngineSearchGuard search(engine_search);
   Generator data(77);
   const Tensor images = Tensor::randn({4, 48, 48, 3}, data);
   const Tensor labels = Tensor::from_vector(std::vector<std::int32_t>{1, 7, 3, 9}, {4});
@@ -170,14 +178,7 @@ void expect_gradients_match_the_cpu(const std::string& arch, bool engine_search)
   const auto [loss_cpu, cpu] = gradients(kCPU);
   const auto [loss_gpu, gpu] = gradients(kCUDA);
   EXPECT_NEAR(loss_gpu, loss_cpu, 1e-4f);
-  ASSERT_EQ(cpu.size(), gpu.size());
-  for (std::size_t i = 0; i < cpu.size(); ++i) {
-    // |gpu - cpu| <= 1e-3 of the tensor's largest gradient: FP32 sums in other orders through 18 layers of batch
-    // norm at batch 4 (a wrong gradient is off by its own size)
-    float scale = 0.f;
-    for (float v : cpu[i].second.to_vector()) scale = std::max(scale, std::fabs(v));
-    EXPECT_TRUE(testing::all_close(gpu[i].second, cpu[i].second, 1e-3f * scale, 1e-3f)) << arch << " " << cpu[i].first;
-  }
+  expect_same_gradients(gpu, cpu, arch);
 #else
   (void)arch, (void)engine_search;
 #endif
@@ -227,17 +228,6 @@ std::vector<std::pair<std::string, Tensor>> chain_gradients(std::shared_ptr<Modu
   std::vector<std::pair<std::string, Tensor>> grads{{"input", input.grad().to(kCPU)}};
   for (auto& [name, p] : chain->named_parameters()) grads.emplace_back(name, p.grad().to(kCPU));
   return grads;
-}
-
-// |a - b| <= 1e-3 of the tensor's largest |b|, plus 1e-3 relative, for every gradient.
-void expect_same_gradients(const std::vector<std::pair<std::string, Tensor>>& a,
-                           const std::vector<std::pair<std::string, Tensor>>& b, const std::string& what) {
-  ASSERT_EQ(a.size(), b.size());
-  for (std::size_t i = 0; i < b.size(); ++i) {
-    float scale = 0.f;
-    for (float v : b[i].second.to_vector()) scale = std::max(scale, std::fabs(v));
-    EXPECT_TRUE(testing::all_close(a[i].second, b[i].second, 1e-3f * scale, 1e-3f)) << what << " " << b[i].first;
-  }
 }
 
 Tensor chain_input(int channels) {
