@@ -52,13 +52,11 @@ H5T_cset_t string_cset(const std::vector<std::string>& values) {
 
 }  // namespace
 
-Writer::Writer(const std::string& path) : path_(path), tmp_(temporary_path_for(path)) {
+Writer::Writer(const std::string& path) : path_(path), tmp_(path, "hdf5") {
   check_replaceable_file(path, "hdf5:");  // commit() renames the finished file over `path`
   prepare_library();
-  remove_dead_temporaries(path);
-  std::error_code ec;
-  std::filesystem::remove(tmp_, ec);  // a link planted at the temporary name would be followed (and renamed over path)
-  file_ = H5Fcreate(tmp_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);  // fails if anything is there again
+  // H5F_ACC_EXCL: fails if anything is at the temporary name (a link planted there would be followed)
+  file_ = H5Fcreate(tmp_.name().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
   void* handle = nullptr;  // the POSIX descriptor of the default (sec2) driver
   if (H5Fget_vfd_handle(file_, H5P_DEFAULT, &handle) >= 0 && handle != nullptr)
@@ -66,21 +64,18 @@ Writer::Writer(const std::string& path) : path_(path), tmp_(temporary_path_for(p
 }
 
 Writer::~Writer() {
-  if (file_ >= 0) {
-    H5Fclose(file_);
-    std::remove(tmp_.c_str());
-  }
+  if (file_ >= 0) H5Fclose(file_);  // then tmp_ removes the unfinished file
 }
 
 void Writer::fail(const std::string& what) {
   H5Fclose(file_);
   file_ = -1;
-  std::remove(tmp_.c_str());
+  tmp_.discard();
   GRAFT_FAIL("hdf5: writing '", path_, "' failed at ", what, "; no file was left behind");
 }
 
-void Writer::write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type,
-                           const Shape& dims, const void* data) {
+void Writer::write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type, const Shape& dims,
+                           const void* data) {
   std::vector<hsize_t> extent(dims.begin(), dims.end());
   hid_t space = extent.empty() ? H5Screate(H5S_SCALAR)
                                : H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr);
@@ -189,8 +184,8 @@ void Writer::int64_scalar(const std::string& name, std::int64_t value) {
 
 // Attributes live in their object's header, which HDF5 caps at 64 KiB: a checkpoint's class_names (one line per
 // class) reaches that at several thousand classes. A failed write says so when the value was that large.
-void Writer::write_attribute(const std::string& object, const std::string& name, std::int64_t type,
-                             std::int64_t space, const void* data, std::size_t bytes) {
+void Writer::write_attribute(const std::string& object, const std::string& name, std::int64_t type, std::int64_t space,
+                             const void* data, std::size_t bytes) {
   hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
                                               H5P_DEFAULT, H5P_DEFAULT)
                           : -1;
@@ -231,15 +226,10 @@ void Writer::commit() {
   bool ok = H5Fclose(file_) >= 0;  // closing flushes: a full disk shows here
   file_ = -1;
   if (!ok) {
-    std::remove(tmp_.c_str());
+    tmp_.discard();
     GRAFT_FAIL("hdf5: writing '", path_, "' failed while flushing (disk full?); no file was left behind");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp_, path_, ec);
-  if (ec) {
-    std::remove(tmp_.c_str());
-    GRAFT_FAIL("hdf5: cannot rename the finished file to '", path_, "': ", ec.message());
-  }
+  tmp_.commit();
 }
 
 void check_replaceable_file(const std::string& path, const std::string& who) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/temporary_file.h"
 
 namespace graft::hdf5 {
 
@@ -48,7 +49,8 @@ class Writer {
                      const void* data);
   void write_attribute(const std::string& object, const std::string& name, std::int64_t type, std::int64_t space,
                        const void* data, std::size_t bytes);
-  std::string path_, tmp_;
+  std::string path_;
+  TemporaryFile tmp_;  // destroyed after the file is closed: removes the temporary unless committed
   std::int64_t file_ = -1;
 };
 

@@ -8,9 +8,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <string>
+
+#include "core/error.h"
 
 namespace graft {
 namespace {
@@ -83,6 +86,58 @@ void remove_dead_temporaries(const std::string& path) {
       if (pid > 0) remove_if_abandoned(it->path().string(), pid);
     }
   }
+}
+
+TemporaryFile::TemporaryFile(std::string path, std::string who)
+    : path_(std::move(path)), who_(std::move(who)), name_(temporary_path_for(path_)) {
+  remove_dead_temporaries(path_);
+  ::unlink(name_.c_str());  // the name is new to this process: whatever is there was left over, or planted
+}
+
+TemporaryFile::~TemporaryFile() {
+  if (!finished_) discard();
+}
+
+std::FILE* TemporaryFile::create() {
+  GRAFT_CHECK(file_ == nullptr && !finished_, who_, ": the temporary for '", path_, "' was already created");
+  const int fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+  GRAFT_CHECK(fd >= 0, who_, ": cannot create '", name_, "' (for '", path_, "'): ", std::strerror(errno),
+              " (directory missing or not writable?)");
+  hold_temporary(fd);
+  file_ = ::fdopen(fd, "w");
+  if (file_ == nullptr) {
+    ::close(fd);
+    ::unlink(name_.c_str());
+    GRAFT_FAIL(who_, ": cannot write '", name_, "' (for '", path_, "'): ", std::strerror(errno));
+  }
+  return file_;
+}
+
+void TemporaryFile::commit() {
+  GRAFT_CHECK(!finished_, who_, ": '", path_, "' was already committed or discarded");
+  if (file_ != nullptr) {
+    const bool written = std::ferror(file_) == 0 && std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
+    const bool closed = std::fclose(file_) == 0;
+    file_ = nullptr;
+    if (!written || !closed) {
+      discard();
+      GRAFT_FAIL(who_, ": writing '", name_, "' failed (disk full?); '", path_, "' is as it was");
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(name_, path_, ec);
+  if (ec) {
+    discard();
+    GRAFT_FAIL(who_, ": cannot rename '", name_, "' to '", path_, "': ", ec.message(), "; '", path_, "' is as it was");
+  }
+  finished_ = true;
+}
+
+void TemporaryFile::discard() {
+  if (file_ != nullptr) std::fclose(file_);
+  file_ = nullptr;
+  ::unlink(name_.c_str());
+  finished_ = true;
 }
 
 }  // namespace graft

@@ -1,8 +1,13 @@
 // Shared test helpers: closeness with a per-op tolerance, CUDA skipping, finite-difference gradient checks.
 #pragma once
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
+#include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -117,6 +122,33 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
   } catch (const std::exception& e) {
     ADD_FAILURE() << "a non-graft exception escaped: " << e.what();
   }
+}
+
+// Runs `body` in a child process whose files may not grow past `bytes`: a write past that fails with EFBIG, as on a
+// full disk (SIGXFSZ is ignored), and the limit reaches no other test. Returns the child's exit status - what `body`
+// returned - or minus the signal that killed it. The child ends with _exit: no destructors, no exit-time clean-up
+// (libhdf5 keeps a failed file's chunk cache, which LeakSanitizer would report at a normal exit).
+inline int exit_status_under_file_size_limit(rlim_t bytes, const std::function<int()>& body) {
+  std::fflush(nullptr);  // what the parent buffered is not written twice
+  const pid_t child = fork();
+  if (child < 0) return -1000;
+  if (child == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{};
+    getrlimit(RLIMIT_FSIZE, &limit);
+    limit.rlim_cur = bytes;
+    setrlimit(RLIMIT_FSIZE, &limit);
+    int code = 99;
+    try {
+      code = body();
+    } catch (...) {
+      code = 98;  // an exception `body` did not expect
+    }
+    _exit(code);
+  }
+  int status = 0;
+  if (waitpid(child, &status, 0) != child) return -1000;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 
 // The names of the temporaries beside `path` (PATH.tmp-graft*, io/temporary_file.h) that are still on disk.

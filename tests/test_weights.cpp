@@ -5,7 +5,6 @@
 #include <hdf5.h>
 
 #include <fcntl.h>
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -619,21 +618,15 @@ TEST(Hdf5, AppendRowsGrowsADatasetBatchByBatchAndRefusesAnotherRowShape) {
 // A full disk, stood in for by a file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored so writes fail with EFBIG):
 // every write path reports it as a graft::Error at the call that failed and leaves no file. Before, append_rows
 // missed a failure that showed only when the dataset was closed (the chunk cache is written then), so a committed
-// file could hold rows of zeros. It runs in a child process, so that the limit reaches no other test, which ends
-// with _exit: libhdf5 keeps the failed file's chunk cache, which LeakSanitizer would report at a normal exit. That
+// file could hold rows of zeros. It runs in a child process (testing::exit_status_under_file_size_limit), so that
+// the limit reaches no other test; the child ends with _exit: libhdf5 keeps the failed file's chunk cache, which
+// LeakSanitizer would report at a normal exit. That
 // the process then exits normally (libhdf5's exit-time cleanup used to segfault after a failed write) is
 // tests/cli_features.sh's part, through the CLI.
 TEST(Hdf5, AFullDiskIsAnErrorOnEveryWritePathAndLeavesNoFile) {
   const std::string path = temp_path("full.h5"), report = temp_path("full.txt");
   std::filesystem::remove(path);
-  std::fflush(nullptr);
-  const pid_t child = fork();
-  if (child == 0) {
-    std::signal(SIGXFSZ, SIG_IGN);
-    rlimit limit{};
-    getrlimit(RLIMIT_FSIZE, &limit);
-    limit.rlim_cur = 300000;
-    setrlimit(RLIMIT_FSIZE, &limit);
+  const int status = testing::exit_status_under_file_size_limit(300000, [&] {
     std::FILE* out = std::fopen(report.c_str(), "w");
     auto attempt = [&](const std::function<void(hdf5::Writer&)>& write) {
       try {
@@ -653,13 +646,9 @@ TEST(Hdf5, AFullDiskIsAnErrorOnEveryWritePathAndLeavesNoFile) {
     attempt([](hdf5::Writer& w) { w.dataset("x", Tensor::ones({200000})); });
     attempt([](hdf5::Writer& w) { w.append_rows("features", Tensor::ones({2, 2048})); });  // fits
     std::fclose(out);
-    _exit(0);
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "the child " << (WIFSIGNALED(status) ? "died of signal " + std::to_string(WTERMSIG(status))
-                                               : "exited with " + std::to_string(WEXITSTATUS(status)));
+    return 0;
+  });
+  EXPECT_EQ(status, 0) << "the child exited with that status (< 0: died of that signal)";
   std::vector<std::string> lines;
   {
     std::ifstream in(report);

@@ -5,16 +5,9 @@
 //                written under a temporary name and renamed into place once every image is done
 //   --strict     an unreadable image is an error; by default it is skipped with a warning (a missing path is always
 //                an error)
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cctype>
-#include <cerrno>
-#include <cstring>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include "core/autograd.h"
@@ -29,8 +22,6 @@
 namespace graft::cli {
 namespace {
 
-namespace fs = std::filesystem;
-
 struct PredictArgs {
   std::string checkpoint, weights, arch, device = "auto", csv;
   std::vector<std::string> images;
@@ -38,56 +29,7 @@ struct PredictArgs {
   bool strict = false;
 };
 
-// The CSV file, written under FILE.tmp-graft-<pid>-<n> (io/temporary_file.h) and renamed over FILE only by
-// commit(): a failed run leaves FILE as it was. The temporary is created exclusively and written through that very
-// descriptor (nothing planted at its name is followed), which holds its flock until the end.
-class CsvOutput {
- public:
-  explicit CsvOutput(std::string path) : path_(std::move(path)), tmp_(temporary_path_for(path_)) {
-    remove_dead_temporaries(path_);
-    std::error_code ec;
-    fs::remove(tmp_, ec);  // (O_EXCL below refuses anything planted at the name; this clears a leftover of ours)
-    const int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    GRAFT_CHECK(fd >= 0, "predict: cannot create '", tmp_, "' (for --csv '", path_, "'): ", std::strerror(errno));
-    hold_temporary(fd);
-    file_ = ::fdopen(fd, "w");
-    if (file_ == nullptr) {
-      ::close(fd);
-      fs::remove(tmp_, ec);
-      GRAFT_FAIL("predict: cannot write '", tmp_, "' (for --csv '", path_, "')");
-    }
-  }
-  ~CsvOutput() {
-    if (file_ != nullptr) {
-      std::fclose(file_);
-      std::error_code ec;
-      fs::remove(tmp_, ec);
-    }
-  }
-  CsvOutput(const CsvOutput&) = delete;
-  CsvOutput& operator=(const CsvOutput&) = delete;
-  void write(const std::string& text) { std::fwrite(text.data(), 1, text.size(), file_); }
-  void commit() {
-    const bool ok = std::ferror(file_) == 0 && std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
-    const bool closed = std::fclose(file_) == 0;
-    file_ = nullptr;
-    std::error_code ec;
-    if (!ok || !closed) {
-      fs::remove(tmp_, ec);
-      GRAFT_FAIL("predict: writing '", tmp_, "' failed (disk full?); '", path_, "' is as it was");
-    }
-    fs::rename(tmp_, path_, ec);
-    if (ec) {
-      std::error_code ignored;
-      fs::remove(tmp_, ignored);
-      GRAFT_FAIL("predict: cannot rename '", tmp_, "' to '", path_, "': ", ec.message());
-    }
-  }
-
- private:
-  std::string path_, tmp_;
-  std::FILE* file_ = nullptr;
-};
+void put(std::FILE* file, const std::string& text) { std::fwrite(text.data(), 1, text.size(), file); }
 
 // A CSV field: quoted when it holds a comma, a quote or a line break (RFC 4180).
 std::string csv_field(const std::string& text) {
@@ -118,8 +60,12 @@ void predict(const PredictArgs& a) {
   t.normalize = m.preprocess;
   t.antialias = m.antialias;
 
-  std::unique_ptr<CsvOutput> csv;
-  if (!a.csv.empty()) csv = std::make_unique<CsvOutput>(a.csv);
+  std::unique_ptr<TemporaryFile> csv_file;  // renamed over --csv only once every image is done
+  std::FILE* csv = nullptr;
+  if (!a.csv.empty()) {
+    csv_file = std::make_unique<TemporaryFile>(a.csv, "predict");
+    csv = csv_file->create();
+  }
   bool csv_header = false;
   NoGradGuard no_grad;
   std::int64_t predicted = 0;
@@ -132,24 +78,25 @@ void predict(const PredictArgs& a) {
           std::string header = "path";
           for (std::size_t i = 1; i <= k; ++i)
             header += ",class" + std::to_string(i) + ",probability" + std::to_string(i);
-          csv->write(header + "\n");
+          put(csv, header + "\n");
           csv_header = true;
         }
         for (std::size_t row = 0; row < rows.size(); ++row) {
           const float* prob = p.data() + row * classes;
           std::vector<std::size_t> idx(classes);
           for (std::size_t i = 0; i < classes; ++i) idx[i] = i;
-          std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
-                            [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
+          std::partial_sort(
+              idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(k), idx.end(),
+              [&](std::size_t i, std::size_t j) { return prob[i] > prob[j] || (prob[i] == prob[j] && i < j); });
           const std::string& path = paths[rows[row]];
           std::printf("%s\n", path.c_str());
-          if (csv) csv->write(csv_field(path));
+          if (csv) put(csv, csv_field(path));
           for (std::size_t i = 0; i < k; ++i) {
             const std::string name = idx[i] < names.size() ? names[idx[i]] : "?";
             std::printf("  %.4f  %s\n", prob[idx[i]], name.c_str());
-            if (csv) csv->write("," + csv_field(name) + "," + probability_text(prob[idx[i]]));
+            if (csv) put(csv, "," + csv_field(name) + "," + probability_text(prob[idx[i]]));
           }
-          if (csv) csv->write("\n");
+          if (csv) put(csv, "\n");
           ++predicted;
         }
       });
@@ -157,7 +104,7 @@ void predict(const PredictArgs& a) {
     std::fprintf(stderr, "graft: predict: %lld image(s), %lld unreadable skipped\n", static_cast<long long>(predicted),
                  static_cast<long long>(skipped));
   GRAFT_CHECK(predicted > 0, "predict: none of the ", paths.size(), " image(s) could be read");
-  if (csv) csv->commit();
+  if (csv_file) csv_file->commit();
 }
 
 }  // namespace
@@ -167,7 +114,9 @@ void register_predict(CLI::App& app) {
   auto a = std::make_shared<PredictArgs>();
   add_inference_model_options(*cmd, a->checkpoint, a->weights, a->arch);
   cmd->add_option("images", a->images, "JPEG or PNG files, or folders (every .jpg/.jpeg/.png below them)")->required();
-  cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  cmd->add_option("--device", a->device, "auto | cpu | cuda")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   cmd->add_option("--size", a->size, "input size (default: the checkpoint's, else 224)")->check(CLI::Range(8, 4096));
   cmd->add_option("--top", a->top, "classes shown per image")->capture_default_str()->check(CLI::Range(1, 1000));
   cmd->add_option("--batch", a->batch, "images per forward pass")->capture_default_str()->check(CLI::Range(1, 4096));

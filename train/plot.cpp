@@ -6,10 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <limits>
 
 #include "core/error.h"
+#include "io/temporary_file.h"
 
 namespace graft {
 
@@ -79,14 +79,14 @@ int Canvas::text_width(const std::string& text, int scale) {
 }
 
 void Canvas::write_png(const std::string& path) const {
-  std::string tmp = path + ".tmp-graft";
-  bool ok = stbi_write_png(tmp.c_str(), width_, height_, 3, pixels_.data(), width_ * 3) != 0;
-  std::error_code ec;
-  if (ok) std::filesystem::rename(tmp, path, ec);
-  if (!ok || ec) {
-    std::remove(tmp.c_str());
-    GRAFT_FAIL("plot: cannot write '", path, "' (directory missing, not writable or disk full?)");
-  }
+  TemporaryFile png(path, "plot");
+  std::FILE* out = png.create();
+  const auto put = [](void* file, void* data, int size) {
+    std::fwrite(data, 1, static_cast<std::size_t>(size), static_cast<std::FILE*>(file));
+  };
+  GRAFT_CHECK(stbi_write_png_to_func(put, out, width_, height_, 3, pixels_.data(), width_ * 3) != 0,
+              "plot: cannot encode '", path, "' (", width_, "x", height_, ")");
+  png.commit();
 }
 
 namespace {
@@ -182,7 +182,8 @@ void write_confusion_png(const std::string& path, const std::vector<std::vector<
     for (int k = 0; k < cols; ++k) {
       double share = total ? double(confusion[r][k]) / total : 0;
       auto shade = static_cast<std::uint32_t>(std::lround(255 * (1 - share)));
-      std::uint32_t color = share > 0 ? (shade << 16) | (shade << 8) | 0xFF : 0xEEEEF4;  // light grey, then white -> blue
+      std::uint32_t color =
+          share > 0 ? (shade << 16) | (shade << 8) | 0xFF : 0xEEEEF4;  // light grey, then white -> blue
       c.fill_rect(left + k * cell, top + r * cell, cell - (cell > 4), cell - (cell > 4), color);
       if (cell >= 24 && confusion[r][k]) {
         std::string t = std::to_string(confusion[r][k]);

@@ -2,11 +2,11 @@
 
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.h"
+#include "io/temporary_file.h"
 
 namespace graft {
 
@@ -43,26 +43,15 @@ void RunLog::resume(int epochs_done) {
 
 void RunLog::add(const EpochPoint& p, std::int64_t step, double lr, double images_per_s, double seconds) {
   std::string row = std::to_string(p.epoch) + "," + std::to_string(step) + "," + field(p.train_loss) + "," +
-                    field(p.train_top1) + "," + field(p.val_loss) + "," + field(p.val_top1) + "," +
-                    field(p.val_top5) + "," + field(lr) + "," + field(images_per_s, "%.1f") + "," +
-                    field(seconds, "%.2f");
+                    field(p.train_top1) + "," + field(p.val_loss) + "," + field(p.val_top1) + "," + field(p.val_top5) +
+                    "," + field(lr) + "," + field(images_per_s, "%.1f") + "," + field(seconds, "%.2f");
   rows_.push_back(row), points_.push_back(p);
   if (dir_.empty()) return;
-  const std::string path = dir_ + "/log.csv", tmp = path + ".tmp-graft";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kHeader << "\n";
-    for (const auto& r : rows_) out << r << "\n";
-    out.flush();
-    if (!out) {
-      out.close();
-      std::remove(tmp.c_str());
-      GRAFT_FAIL("fit: cannot write '", path, "' (disk full or not writable?)");
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  GRAFT_CHECK(!ec, "fit: cannot rename '", tmp, "' to '", path, "': ", ec.message());
+  TemporaryFile log(dir_ + "/log.csv", "fit");
+  std::FILE* out = log.create();
+  std::fprintf(out, "%s\n", kHeader);
+  for (const auto& r : rows_) std::fprintf(out, "%s\n", r.c_str());
+  log.commit();
   write_curves_png(dir_ + "/curves.png", points_);
 }
 

@@ -1,0 +1,136 @@
+// TemporaryFile (io/temporary_file.h): an output is written under a temporary name beside it and renamed over it by
+// commit(); anything short of a commit - a destructor, discard(), a failed write, a failed rename - leaves the
+// output as it was and no temporary behind. (The temporary names themselves, and the clean-up of dead writers'
+// temporaries, are tested with hdf5::Writer in test_weights.cpp.)
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "io/temporary_file.h"
+#include "tests/check.h"
+#include "tests/dataset_files.h"
+
+namespace graft {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+TEST(TemporaryFile, CommitReplacesTheOutputOnlyAtTheEnd) {
+  testing::ScratchDir dir;
+  const std::string path = dir / "out.csv";
+  write_text(path, "old\n");
+  TemporaryFile file(path, "test");
+  EXPECT_EQ(file.path(), path);
+  EXPECT_EQ(file.name().rfind(path + ".tmp-graft-" + std::to_string(::getpid()) + "-", 0), 0u) << file.name();
+  std::FILE* out = file.create();
+  std::fputs("new\n", out);
+  std::fflush(out);
+  EXPECT_EQ(contents(path), "old\n");  // until commit() the output is the old one
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{file.name()});
+  file.commit();
+  EXPECT_EQ(contents(path), "new\n");
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+  const std::string msg = testing::error_message([&] { file.commit(); });
+  EXPECT_NE(msg.find("test: '" + path + "' was already committed"), std::string::npos) << msg;
+}
+
+TEST(TemporaryFile, WithoutACommitTheOutputIsAsItWasAndNoTemporaryStays) {
+  testing::ScratchDir dir;
+  const std::string path = dir / "out.csv", fresh = dir / "fresh.csv";
+  write_text(path, "old\n");
+  {
+    TemporaryFile file(path, "test");
+    std::fputs("half", file.create());
+  }  // destroyed uncommitted, as when the writer throws
+  EXPECT_EQ(contents(path), "old\n");
+  {
+    TemporaryFile file(fresh, "test");
+    std::fputs("half", file.create());
+    file.discard();
+    EXPECT_EQ(testing::temporaries_beside(fresh), std::vector<std::string>{});
+  }
+  EXPECT_FALSE(fs::exists(fresh));
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+}
+
+// A link planted at a temporary name (the older fixed name, or the very name this writer picks) is removed, never
+// written through: its target is untouched.
+TEST(TemporaryFile, LinksAtTemporaryNamesAreRemovedNotFollowed) {
+  testing::ScratchDir dir;
+  const std::string path = dir / "out.png", victim = dir / "victim";
+  write_text(victim, "keep");
+  fs::create_symlink(victim, path + ".tmp-graft");
+  {
+    TemporaryFile file(path, "test");
+    EXPECT_FALSE(fs::is_symlink(path + ".tmp-graft"));
+    fs::create_symlink(victim, file.name());  // planted after the writer picked its name: O_EXCL refuses it
+    const std::string msg = testing::error_message([&] { file.create(); });
+    EXPECT_NE(msg.find("test: cannot create '" + file.name() + "'"), std::string::npos) << msg;
+  }
+  EXPECT_EQ(contents(victim), "keep");
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+  TemporaryFile file(path, "test");
+  std::fputs("png", file.create());
+  file.commit();
+  EXPECT_EQ(contents(path), "png");
+  EXPECT_EQ(contents(victim), "keep");
+}
+
+TEST(TemporaryFile, AFailedCreateOrRenameNamesTheFilesAndLeavesNothing) {
+  testing::ScratchDir dir;
+  std::string msg = testing::error_message([&] { TemporaryFile(dir / "no/such/dir/out.csv", "predict").create(); });
+  EXPECT_NE(msg.find("predict: cannot create"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("directory missing or not writable?"), std::string::npos) << msg;
+  const std::string busy = dir / "busy";  // a non-empty directory: nothing can be renamed over it
+  fs::create_directories(busy + "/inside");
+  TemporaryFile file(busy, "fit");
+  std::fputs("text", file.create());
+  msg = testing::error_message([&] { file.commit(); });
+  EXPECT_NE(msg.find("fit: cannot rename '" + file.name() + "' to '" + busy + "'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("is as it was"), std::string::npos) << msg;
+  EXPECT_TRUE(fs::is_directory(busy + "/inside"));
+  EXPECT_EQ(testing::temporaries_beside(busy), std::vector<std::string>{});
+}
+
+// Under a 64 KiB file size limit (a full disk, tests/check.h): the stream's buffered writes fail late, and commit() must see it, not rename a truncated file into place.
+TEST(TemporaryFile, AFullDiskFailsTheCommitAndLeavesTheOutputAsItWas) {
+  testing::ScratchDir dir;
+  const std::string path = dir / "big.csv";
+  write_text(path, "old\n");
+  const int status = testing::exit_status_under_file_size_limit(64 * 1024, [&] {
+    try {
+      TemporaryFile file(path, "predict");
+      std::FILE* out = file.create();
+      const std::string row(1000, 'x');
+      for (int i = 0; i < 1000; ++i) std::fputs((row + "\n").c_str(), out);
+      file.commit();
+      return 3;  // it should not have fitted
+    } catch (const Error& e) {
+      const std::string m = e.message();
+      return m.find("predict: writing") != std::string::npos && m.find("disk full?") != std::string::npos &&
+                     m.find("'" + path + "' is as it was") != std::string::npos
+                 ? 0
+                 : 4;
+    }
+  });
+  EXPECT_EQ(status, 0) << "3: the write succeeded, 4: the message was not the expected one, < 0: a signal";
+  EXPECT_TRUE(contents(path) == "old\n") << "the output now holds " << contents(path).size() << " bytes";
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+}
+
+}  // namespace
+}  // namespace graft
