@@ -303,12 +303,44 @@ void BM_batch_norm_backward_cuda(benchmark::State& state) {
     report_bandwidth(state, sets, 5 * n * kF, t, tuple_label({kBatch, hw, hw, c}) + " reduce+input");
   });
 }
+// backward of the fused bn -> relu (no residual), its relu mask y > 0 taken two ways (kernels/batch_norm.h
+// ReluMask): read from the saved output y (from_y: reduce reads dy, x, y; input reads dy, x, y, writes dx = 7*M*C
+// floats), or recomputed from x as gamma xhat + beta > 0 (from_x: 5*M*C floats, what the op does since 2026-11-27).
+// Compare the times: each row's pct_of_copy counts its own bytes.
+void BM_batch_norm_relu_backward_cuda(benchmark::State& state) {
+  guarded(state, [&] {
+    const std::int64_t hw = state.range(0), c = state.range(1), m = kBatch * hw * hw, n = m * c;
+    const bool from_x = state.range(2) != 0;
+    const std::int64_t floats = (from_x ? 5 : 7) * n;
+    const int sets = rotation_sets(7 * n * kF);
+    auto x = random_buffers(sets, n, 620), dy = random_buffers(sets, n, 621), dx = random_buffers(sets, n, 622);
+    auto y = random_buffers(sets, n, 623);
+    auto gamma = random_buffers(1, c, 624, 0.5f, 1.5f), beta = random_buffers(1, c, 625);
+    auto mean = random_buffers(1, c, 626, -0.1f, 0.1f), invstd = random_buffers(1, c, 627, 0.5f, 2.f);
+    auto dgamma = random_buffers(1, c, 628), dbeta = random_buffers(1, c, 629);
+    DeviceBuffer workspace(std::max<std::size_t>(batch_norm_workspace_cuda(m, c), 8));
+    const double t = run_timed(state, sets, [&](int s) {
+      const ReluMask relu = from_x ? ReluMask::of_input(gamma[0].f(), beta[0].f()) : ReluMask::of_output(y[s].f());
+      batch_norm_backward_reduce_cuda(dgamma[0].f(), dbeta[0].f(), dy[s].f(), x[s].f(), mean[0].f(), invstd[0].f(),
+                                      m, c, workspace.f(), relu);
+      batch_norm_backward_input_cuda(dx[s].f(), dy[s].f(), x[s].f(), mean[0].f(), invstd[0].f(), gamma[0].f(),
+                                     dbeta[0].f(), dgamma[0].f(), m, c, true, relu);
+    });
+    const std::string mask = from_x ? " relu mask from x (5 passes)" : " relu mask from y (7 passes)";
+    report_bandwidth(state, sets, floats * kF, t, tuple_label({kBatch, hw, hw, c}) + mask);
+  });
+}
+
 // (H=W, C): the bottleneck outputs of layer1, layer3, layer4, and the stem's 112x112x64.
 BENCHMARK(BM_batch_norm_forward_cuda)
     ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_batch_norm_backward_cuda)
     ->ArgNames({"hw", "c"})->Args({112, 64})->Args({56, 256})->Args({14, 1024})->Args({7, 2048})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
+// (H=W, C, from_x): the stem's bn -> relu and a layer-1 bottleneck's inner one (its 64 channels at 56x56).
+BENCHMARK(BM_batch_norm_relu_backward_cuda)
+    ->ArgNames({"hw", "c", "from_x"})->Args({112, 64, 0})->Args({112, 64, 1})->Args({56, 64, 0})->Args({56, 64, 1})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // The library reference: cuDNN's own batch norm (cudnnBatchNormalizationForwardTrainingEx / BackwardEx, batch

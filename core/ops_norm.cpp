@@ -125,11 +125,15 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
 
   if (records) {
     Tensor xs = x.detach(), gs = gamma.defined() ? gamma.detach() : Tensor();
-    Tensor ys = relu ? out.detach() : Tensor();  // relu's mask: y > 0
+    // relu's mask y > 0: read from y where a residual was added before the relu; without one, recomputed by the
+    // backward kernels from x as gamma xhat + beta > 0 (kernels/batch_norm.h ReluMask), so y is not kept for it
+    Tensor ys = relu && residual.defined() ? out.detach() : Tensor();
+    Tensor bs = relu && !residual.defined() && beta.defined() ? beta.detach() : Tensor();
+    const bool relu_from_input = relu && !residual.defined();
     autograd::record(out, residual.defined() || relu ? "batch_norm_add_relu" : "batch_norm",
                      {&x, &gamma, &beta, &residual},
-                     [xs, gs, ys, mean, invstd, m, c, use_batch_stats](const Tensor& dout_arg,
-                                                                       const std::vector<bool>& needs) {
+                     [xs, gs, bs, ys, mean, invstd, m, c, use_batch_stats, relu_from_input](
+                         const Tensor& dout_arg, const std::vector<bool>& needs) {
                        const Device d = xs.device();
                        // With relu, dz = dout (y > 0). The residual's gradient is dz itself, so then dz is written
                        // out once (on CUDA by the reduction pass itself); otherwise the batch-norm kernels mask
@@ -139,7 +143,8 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
                        // On CUDA the reduction writes dz while it sums it (one pass fewer).
                        [[maybe_unused]] const bool dz_in_reduce = d.is_cuda() && reduce && ys.defined() && needs[3];
                        Tensor dout = dout_arg, dresidual;
-                       const float* mask = nullptr;
+                       ReluMask mask = relu_from_input ? ReluMask::of_input(data_or_null(gs), data_or_null(bs))
+                                                       : ReluMask::none();
                        if (ys.defined() && needs[3]) {
                          dout = Tensor::empty(ys.shape(), d);
 #if GRAFT_HAS_CUDA
@@ -151,7 +156,7 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
 #endif
                            relu_backward_cpu(dout.data<float>(), dout_arg.data<float>(), ys.data<float>(), ys.numel());
                        } else if (ys.defined()) {
-                         mask = ys.data<float>();
+                         mask = ReluMask::of_output(ys.data<float>());
                        }
                        if (needs[3]) dresidual = dout;
                        Tensor dgamma, dbeta, dx;
@@ -164,7 +169,8 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
                            batch_norm_backward_reduce_cuda(
                                dgamma.data<float>(), dbeta.data<float>(), dy_in.data<float>(), xs.data<float>(),
                                mean.data<float>(), invstd.data<float>(), m, c, workspace.data<void>(),
-                               dz_in_reduce ? ys.data<float>() : mask, dz_in_reduce ? dout.data<float>() : nullptr);
+                               dz_in_reduce ? ReluMask::of_output(ys.data<float>()) : mask,
+                               dz_in_reduce ? dout.data<float>() : nullptr);
                          } else
 #endif
                            batch_norm_backward_reduce_cpu(dgamma.data<float>(), dbeta.data<float>(),

@@ -12,9 +12,17 @@
 namespace graft {
 namespace {
 
-// dy = dout masked by relu_out > 0 (no mask when relu_out is null), branch-free (kernels/cpu_select.h).
-inline float masked_gradient(const float* dout, const float* relu_out, std::int64_t e) {
-  return relu_out != nullptr ? keep_if(relu_out[e] > 0.f, dout[e]) : dout[e];
+// gamma xhat + beta: the forward's pre-activation, and (with ReluMask::of_input) the backward's recomputed relu mask,
+// the same expression in both so that the mask is the forward's y > 0 bit for bit (this file is compiled with
+// -ffp-contract=off: no fused multiply-add in one and not the other).
+inline float affine(float xhat, const float* gamma, const float* beta, std::int64_t j) {
+  return (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+}
+
+// dy = dout at element e (channel j, normalised input xhat) masked by `relu`, branch-free (kernels/cpu_select.h).
+inline float masked_gradient(const float* dout, const ReluMask& relu, std::int64_t e, std::int64_t j, float xhat) {
+  if (relu.from_input) return keep_if(affine(xhat, relu.gamma, relu.beta, j) > 0.f, dout[e]);
+  return relu.out != nullptr ? keep_if(relu.out[e] > 0.f, dout[e]) : dout[e];
 }
 
 }  // namespace
@@ -57,8 +65,8 @@ void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, con
   parallel_for(m, c, [&](std::int64_t r0, std::int64_t r1) {
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t j = 0; j < c; ++j) {
-        float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-        float y = (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+        const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+        float y = affine(xhat, gamma, beta, j);
         if (residual) y += residual[r * c + j];
         out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
       }
@@ -67,13 +75,13 @@ void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, con
 
 void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                     const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                    const float* relu_out) {
+                                    const ReluMask& relu) {
   std::vector<double> sums(static_cast<std::size_t>(2 * c));  // [0, c) sum dy, [c, 2c) sum dy * xhat
   row_chunk_sums(m, c, 2, sums.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t j = 0; j < c; ++j) {
-        const float dy = masked_gradient(dout, relu_out, r * c + j);
-        float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+        const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+        const float dy = masked_gradient(dout, relu, r * c + j, j, xhat);
         sum[j] += dy;
         sum[c + j] += static_cast<double>(dy) * xhat;
       }
@@ -87,7 +95,7 @@ void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* do
 void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* inp, const float* mean,
                                    const float* invstd, const float* gamma, const float* sum_dy,
                                    const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
-                                   const float* relu_out) {
+                                   const ReluMask& relu) {
   // Per channel, the factors of dx = scale * (dy - inv_m * sum_dy - xhat * (inv_m * sum_dy_xhat)), each the same
   // float operation as inline, so the rows below are a vectorizable multiply-add chain.
   const float inv_m = 1.f / static_cast<float>(m);
@@ -105,12 +113,17 @@ void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* 
       const std::int64_t row = r * c;
       if (batch_stats)
         for (std::int64_t j = 0; j < c; ++j) {
-          const float dy = masked_gradient(dout, relu_out, row + j);
           const float xhat = (inp[row + j] - mean[j]) * invstd[j];
+          const float dy = masked_gradient(dout, relu, row + j, j, xhat);
           dinp[row + j] = sc[j] * (dy - a[j] - xhat * b[j]);
         }
+      else if (relu.from_input)
+        for (std::int64_t j = 0; j < c; ++j) {
+          const float xhat = (inp[row + j] - mean[j]) * invstd[j];
+          dinp[row + j] = sc[j] * masked_gradient(dout, relu, row + j, j, xhat);
+        }
       else
-        for (std::int64_t j = 0; j < c; ++j) dinp[row + j] = sc[j] * masked_gradient(dout, relu_out, row + j);
+        for (std::int64_t j = 0; j < c; ++j) dinp[row + j] = sc[j] * masked_gradient(dout, relu, row + j, j, 0.f);
     }
   });
 }

@@ -38,6 +38,10 @@ __device__ __forceinline__ const float* offset(const float* p, std::int64_t i) {
   return p != nullptr ? p + i : nullptr;
 }
 
+// gamma xhat + beta: the forward's pre-activation, and (ReluMask::of_input) the backward's recomputed relu mask. One
+// explicit fma, so both kernels compute it to the same bits whatever the compiler would contract.
+__device__ __forceinline__ float affine(float xhat, float gamma, float beta) { return __fmaf_rn(gamma, xhat, beta); }
+
 // The vector width for these pointers (nulls ignored).
 int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {
   if (c % 4 != 0) return 1;
@@ -71,8 +75,8 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c, int width) {
 // What a partial-sums pass adds up per channel: partial (2, chunks, C) doubles, [0] = sum a, [1] = sum b over the
 // block's chunk of rows, where
 //   Stats:    a = x,  b = x^2
-//   Backward: a = dy, b = dy * xhat   (dy = dout masked by relu_out > 0 when non-null)
-//   Bias:     a = dy, b = 0           (a bias's gradient; x is not read)
+//   Backward: a = dy, b = dy * xhat   (dy = dout masked by `relu`, kernels/batch_norm.h ReluMask)
+//   Bias:     a = dy, b = 0           (a bias's gradient, masked by relu.out; x is not read)
 // With masked_out non-null (Backward, Bias) the pass also writes dy there: the masked gradient a residual
 // branch or a convolution's backward needs, without a separate pass to mask it.
 enum class Sums { Stats, Backward, Bias };
@@ -81,7 +85,7 @@ template <Sums kMode, int W>
 __global__ void __launch_bounds__(kBlockThreads)
 batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout, const float* mean,
                                const float* invstd, std::int64_t m, std::int64_t c, std::int64_t rows_per_chunk,
-                               const float* relu_out, float* masked_out) {
+                               ReluMask relu, float* masked_out) {
   extern __shared__ double shared[];  // [2][gy][gx * W]
   const int tx = threadIdx.x, ty = threadIdx.y, gx = blockDim.x, gy = blockDim.y;
   const std::int64_t ch0 = (static_cast<std::int64_t>(blockIdx.x) * gx + tx) * W;  // this thread's first channel
@@ -90,8 +94,11 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
   const std::int64_t r1 = min(m, r0 + rows_per_chunk);
   double a[W] = {}, b[W] = {};
   if (ch0 < c) {
-    [[maybe_unused]] Vec<W> mu{}, is{};
-    if constexpr (kMode == Sums::Backward) mu = load<W>(mean + ch0), is = load<W>(invstd + ch0);
+    [[maybe_unused]] Vec<W> mu{}, is{}, g{}, bt{};
+    if constexpr (kMode == Sums::Backward) {
+      mu = load<W>(mean + ch0), is = load<W>(invstd + ch0);
+      if (relu.from_input) g = load_or<W>(offset(relu.gamma, ch0), 1.f), bt = load_or<W>(offset(relu.beta, ch0), 0.f);
+    }
 #pragma unroll 4
     for (std::int64_t r = r0 + ty; r < r1; r += gy) {
       const std::int64_t e = r * c + ch0;
@@ -99,14 +106,19 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
         const Vec<W> x = load<W>(inp + e);
         for (int k = 0; k < W; ++k) a[k] += x.v[k], b[k] += static_cast<double>(x.v[k]) * x.v[k];
       } else {
-        const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu_out, e), 1.f);
+        const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu.out, e), 1.f);
+        [[maybe_unused]] Vec<W> x{};
+        if constexpr (kMode == Sums::Backward) x = load<W>(inp + e);
         Vec<W> dy;
-        for (int k = 0; k < W; ++k) dy.v[k] = y.v[k] > 0.f ? d.v[k] : 0.f, a[k] += dy.v[k];
-        if (masked_out) store<W>(masked_out + e, dy);
-        if constexpr (kMode == Sums::Backward) {
-          const Vec<W> x = load<W>(inp + e);
-          for (int k = 0; k < W; ++k) b[k] += static_cast<double>(dy.v[k]) * ((x.v[k] - mu.v[k]) * is.v[k]);
+        for (int k = 0; k < W; ++k) {
+          [[maybe_unused]] float xhat = 0.f;
+          if constexpr (kMode == Sums::Backward) xhat = (x.v[k] - mu.v[k]) * is.v[k];
+          const bool pass = relu.from_input ? affine(xhat, g.v[k], bt.v[k]) > 0.f : y.v[k] > 0.f;
+          dy.v[k] = pass ? d.v[k] : 0.f;
+          a[k] += dy.v[k];
+          if constexpr (kMode == Sums::Backward) b[k] += static_cast<double>(dy.v[k]) * xhat;
         }
+        if (masked_out) store<W>(masked_out + e, dy);
       }
     }
   }
@@ -217,7 +229,7 @@ __global__ void batch_norm_forward_kernel(float* out, const float* inp, const fl
     Vec<W> y;
     for (int k = 0; k < W; ++k) {
       const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
-      float v = g.v[k] * xhat + b.v[k];
+      float v = affine(xhat, g.v[k], b.v[k]);
       if (residual) v += r.v[k];
       y.v[k] = relu ? (v > 0.f ? v : 0.f) : v;
     }
@@ -229,24 +241,32 @@ template <int W, typename Index>
 __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout, const float* inp, const float* mean,
                                                  const float* invstd, const float* gamma, const float* sum_dy,
                                                  const float* sum_dy_xhat, Index groups, Index c_groups, float inv_m,
-                                                 bool batch_stats, const float* relu_out) {
+                                                 bool batch_stats, ReluMask relu) {
   for (Index i = last_block_first<Index>(); i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = (i % c_groups) * W, e = i * W;
-    const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu_out, e), 1.f);
+    const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu.out, e), 1.f);
     const Vec<W> is = load<W>(invstd + j), g = load_or<W>(offset(gamma, j), 1.f);
+    // x is read for the batch statistics' terms and for a mask recomputed from it
+    Vec<W> x{}, mu{}, mask_g{}, mask_b{};
+    if (batch_stats || relu.from_input) x = load<W>(inp + e), mu = load<W>(mean + j);
+    if (relu.from_input) mask_g = load_or<W>(offset(relu.gamma, j), 1.f), mask_b = load_or<W>(offset(relu.beta, j), 0.f);
     Vec<W> dx;
     if (batch_stats) {
-      const Vec<W> x = load<W>(inp + e), mu = load<W>(mean + j);
       const Vec<W> sd = load<W>(sum_dy + j), sdx = load<W>(sum_dy_xhat + j);
       for (int k = 0; k < W; ++k) {
         const float scale = g.v[k] * is.v[k];
-        const float dy = y.v[k] > 0.f ? d.v[k] : 0.f;
         const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
+        const bool pass = relu.from_input ? affine(xhat, mask_g.v[k], mask_b.v[k]) > 0.f : y.v[k] > 0.f;
+        const float dy = pass ? d.v[k] : 0.f;
         dx.v[k] = scale * (dy - inv_m * sd.v[k] - xhat * (inv_m * sdx.v[k]));
       }
     } else {
-      for (int k = 0; k < W; ++k) dx.v[k] = g.v[k] * is.v[k] * (y.v[k] > 0.f ? d.v[k] : 0.f);
+      for (int k = 0; k < W; ++k) {
+        const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
+        const bool pass = relu.from_input ? affine(xhat, mask_g.v[k], mask_b.v[k]) > 0.f : y.v[k] > 0.f;
+        dx.v[k] = g.v[k] * is.v[k] * (pass ? d.v[k] : 0.f);
+      }
     }
     store<W>(dinp + e, dx);
   }
@@ -255,8 +275,8 @@ __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout,
 // Launches the partial sums and the finalize kernel of one reduction.
 template <Sums kMode, typename Finalize>
 void reduce(const float* inp, const float* dout, const float* mean, const float* invstd, std::int64_t m,
-            std::int64_t c, void* workspace, const float* relu_out, float* masked_out, Finalize finalize) {
-  const int width = width_for(c, {inp, dout, mean, invstd, relu_out, masked_out});
+            std::int64_t c, void* workspace, const ReluMask& relu, float* masked_out, Finalize finalize) {
+  const int width = width_for(c, {inp, dout, mean, invstd, relu.out, relu.gamma, relu.beta, masked_out});
   const ReduceGrid g = reduce_grid(m, c, width);
   auto* partial = static_cast<double*>(workspace);
   const dim3 block(static_cast<unsigned>(g.gx), static_cast<unsigned>(g.gy));
@@ -264,10 +284,10 @@ void reduce(const float* inp, const float* dout, const float* mean, const float*
   const std::size_t shared = 2 * sizeof(double) * static_cast<std::size_t>(g.gx) * g.gy * width;
   if (width == 4)
     batch_norm_partial_sums_kernel<kMode, 4><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out, masked_out);
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
   else
     batch_norm_partial_sums_kernel<kMode, 1><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu_out, masked_out);
+        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
   finalize(partial, g.chunks);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_kernel");
@@ -315,7 +335,7 @@ void batch_norm_stats_cuda(float* mean, float* invstd, float* running_mean, floa
     batch_norm_finalize_stats_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         mean, invstd, running_mean, running_var, partial, chunks, m, c, eps, momentum);
   };
-  reduce<Sums::Stats>(inp, nullptr, nullptr, nullptr, m, c, workspace, nullptr, nullptr, finalize);
+  reduce<Sums::Stats>(inp, nullptr, nullptr, nullptr, m, c, workspace, ReluMask::none(), nullptr, finalize);
 }
 
 void batch_norm_invstd_cuda(float* invstd, const float* var, std::int64_t c, float eps) {
@@ -357,29 +377,30 @@ void batch_norm_forward_running_cuda(float* out, const float* inp, const float* 
 
 void batch_norm_backward_reduce_cuda(float* dgamma, float* dbeta, const float* dout, const float* inp,
                                      const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
-                                     void* workspace, const float* relu_out, float* masked_out) {
+                                     void* workspace, const ReluMask& relu, float* masked_out) {
   if (c == 0) return;
   auto finalize = [&](const double* partial, std::int64_t chunks) {
     batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
         dgamma, dbeta, partial, chunks, c);
   };
-  reduce<Sums::Backward>(inp, dout, mean, invstd, m, c, workspace, relu_out, masked_out, finalize);
+  reduce<Sums::Backward>(inp, dout, mean, invstd, m, c, workspace, relu, masked_out, finalize);
 }
 
 void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float* inp, const float* mean,
                                     const float* invstd, const float* gamma, const float* sum_dy,
                                     const float* sum_dy_xhat, std::int64_t m, std::int64_t c, bool batch_stats,
-                                    const float* relu_out) {
+                                    const ReluMask& relu) {
   const std::int64_t n = m * c;
   if (n == 0) return;
   const float inv_m = 1.f / static_cast<float>(m);
-  const int w = width_for(c, {dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, relu_out});
+  const int w =
+      width_for(c, {dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, relu.out, relu.gamma, relu.beta});
   dispatch(w, n, [&](auto width, auto index) {
     constexpr int W = decltype(width)::value;
     using Index = decltype(index);
     batch_norm_backward_input_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
         dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<Index>(n / W), static_cast<Index>(c / W),
-        inv_m, batch_stats, relu_out);
+        inv_m, batch_stats, relu);
   });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
 }
@@ -409,7 +430,7 @@ void bias_relu_backward_cuda(float* dz, float* dbias, const float* dout, const f
       batch_norm_finalize_backward_kernel<<<static_cast<unsigned>(c), kFinalizeThreads, 0, cuda::stream()>>>(
           nullptr, dbias, partial, chunks, c);
   };
-  reduce<Sums::Bias>(nullptr, dout, nullptr, nullptr, m, c, workspace, y, dz, finalize);
+  reduce<Sums::Bias>(nullptr, dout, nullptr, nullptr, m, c, workspace, ReluMask::of_output(y), dz, finalize);
 }
 
 }  // namespace graft

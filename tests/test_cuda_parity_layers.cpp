@@ -125,6 +125,46 @@ TEST(LayersParity, BatchNormAddReluOp) {
   }
 }
 
+// relu(batch_norm(x)) fused, on the GPU: without a residual its backward recomputes the relu mask from x
+// (gamma xhat + beta > 0, kernels/batch_norm.h ReluMask::of_input) instead of reading y. The mask must be the
+// forward's y > 0 bit for bit, so every gradient equals the composition batch_norm -> relu (whose relu backward reads
+// y) bitwise: both statistics modes, with and without gamma/beta, both vector widths (C % 4).
+TEST(LayersParity, FusedBatchNormReluRecomputesTheMaskBitwiseOnTheGpu) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(112);
+  for (Shape shape : {Shape{3, 5, 7, 37}, Shape{2, 7, 7, 64}}) {
+    const std::int64_t c = shape.back();
+    const Tensor x0 = Tensor::randn(shape, gen, kCPU, 0.3f, 1.5f).to(kCUDA), dy = Tensor::randn(shape, gen).to(kCUDA);
+    const Tensor g0 = Tensor::uniform({c}, gen, 0.5f, 1.5f).to(kCUDA), b0 = Tensor::randn({c}, gen).to(kCUDA);
+    const Tensor rm0 = Tensor::randn({c}, gen).to(kCUDA), rv0 = Tensor::uniform({c}, gen, 0.5f, 2.f).to(kCUDA);
+    for (bool stats : {true, false})
+      for (bool affine : {true, false}) {
+        auto run = [&](bool fused) {
+          Tensor x = x0.clone(), g = g0.clone(), b = b0.clone(), rm = rm0.clone(), rv = rv0.clone();
+          x.set_requires_grad(true), g.set_requires_grad(true), b.set_requires_grad(true);
+          std::optional<Tensor> gamma = affine ? std::optional<Tensor>(g) : std::nullopt;
+          std::optional<Tensor> beta = affine ? std::optional<Tensor>(b) : std::nullopt;
+          Tensor y = fused ? batch_norm_add_relu(x, gamma, beta, rm, rv, stats, stats, 0.1f, 1e-5f, std::nullopt, true)
+                           : relu(batch_norm(x, gamma, beta, rm, rv, stats, stats, 0.1f, 1e-5f));
+          y.backward(dy);
+          std::vector<std::vector<float>> out{y.detach().to_vector(), x.grad().to_vector()};
+          if (affine) out.push_back(g.grad().to_vector()), out.push_back(b.grad().to_vector());
+          return out;
+        };
+        const auto fused = run(true), plain = run(false);
+        const std::string where = shape_str(shape) + (stats ? " batch statistics" : " running statistics") +
+                                  (affine ? " affine" : "");
+        const char* names[] = {"y", "dx", "dgamma", "dbeta"};
+        ASSERT_EQ(fused.size(), plain.size());
+        for (std::size_t i = 0; i < fused.size(); ++i)
+          EXPECT_TRUE(testing::bitwise_equal(fused[i], plain[i])) << names[i] << ", " << where;
+        const long zeros = std::count(fused[0].begin(), fused[0].end(), 0.f);  // the mask must matter
+        EXPECT_GT(zeros, 10) << where;
+        EXPECT_LT(zeros, static_cast<long>(fused[0].size()) - 10) << where;
+      }
+  }
+}
+
 // Inference (running statistics, nothing recording) runs one kernel that computes invstd itself
 // (batch_norm_forward_running_cuda); with a gradient to record the op runs invstd + forward. Both must give bitwise
 // the same output, for either vector width (C % 4), with or without gamma/beta, residual and relu; and the CPU's

@@ -218,8 +218,14 @@ TEST(Determinism, CpuKernelsAreBitwiseEqualForAnyThreadCount) {
     batch_norm_forward_cpu(y, px, mean, invstd, pc, pc, m, c, pr, true);
     float* dgamma = buffer("dgamma", c);
     float* dbeta = buffer("dbeta", c);
-    batch_norm_backward_reduce_cpu(dgamma, dbeta, pd, px, mean, invstd, m, c, y);
-    batch_norm_backward_input_cpu(buffer("bn_dx", m * c), pd, px, mean, invstd, pc, dbeta, dgamma, m, c, true, y);
+    batch_norm_backward_reduce_cpu(dgamma, dbeta, pd, px, mean, invstd, m, c, ReluMask::of_output(y));
+    batch_norm_backward_input_cpu(buffer("bn_dx", m * c), pd, px, mean, invstd, pc, dbeta, dgamma, m, c, true,
+                                  ReluMask::of_output(y));
+    // the mask recomputed from x (a forward without the residual)
+    batch_norm_backward_reduce_cpu(buffer("dgamma_mask_from_x", c), buffer("dbeta_mask_from_x", c), pd, px, mean,
+                                   invstd, m, c, ReluMask::of_input(pc, pc));
+    batch_norm_backward_input_cpu(buffer("bn_dx_mask_from_x", m * c), pd, px, mean, invstd, pc, dbeta, dgamma, m, c,
+                                  true, ReluMask::of_input(pc, pc));
     relu_backward_cpu(buffer("relu_backward", m * c), pd, px, m * c);
     unary_forward_cpu(buffer("exp", m * c), px, UnaryOp::Exp, m * c);
     binary_forward_cpu(buffer("mul_channel", m * c), px, Broadcast::Full, pc, Broadcast::Channel, BinaryOp::Mul, m * c,
@@ -280,11 +286,12 @@ TEST(Determinism, BatchNormSumsOverSeveralRowChunksAreExactForAnyThreadCount) {
     std::vector<float> dx_running(dx.size());
     batch_norm_stats_cpu(mean.data(), invstd.data(), nullptr, nullptr, x.data<float>(), m, c, 1e-5f, 0.1f);
     batch_norm_backward_reduce_cpu(dgamma.data(), dbeta.data(), dout.data<float>(), x.data<float>(), mean.data(),
-                                   invstd.data(), m, c, relu_out.data<float>());
+                                   invstd.data(), m, c, ReluMask::of_output(relu_out.data<float>()));
     batch_norm_backward_input_cpu(dx.data(), dout.data<float>(), x.data<float>(), mean.data(), invstd.data(),
-                                  gamma.data<float>(), dbeta.data(), dgamma.data(), m, c, true, relu_out.data<float>());
+                                  gamma.data<float>(), dbeta.data(), dgamma.data(), m, c, true,
+                                  ReluMask::of_output(relu_out.data<float>()));
     batch_norm_backward_input_cpu(dx_running.data(), dout.data<float>(), x.data<float>(), mean.data(), invstd.data(),
-                                  nullptr, nullptr, nullptr, m, c, false, nullptr);
+                                  nullptr, nullptr, nullptr, m, c, false, ReluMask::of_input(gamma.data<float>(), nullptr));
     std::vector<float> all = mean;
     for (const std::vector<float>* v : {&invstd, &dgamma, &dbeta, &dx, &dx_running})
       all.insert(all.end(), v->begin(), v->end());
