@@ -3,6 +3,7 @@
 // order (kernels/cpu_parallel.h row_chunk_sums). Threads take chunks in the sums and ranges of rows in the
 // elementwise passes: the same bits for any thread count.
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/batch_norm.h"
@@ -14,15 +15,47 @@ namespace {
 
 // gamma xhat + beta: the forward's pre-activation, and (with ReluMask::of_input) the backward's recomputed relu mask,
 // the same expression in both so that the mask is the forward's y > 0 bit for bit (this file is compiled with
-// -ffp-contract=off: no fused multiply-add in one and not the other).
-inline float affine(float xhat, const float* gamma, const float* beta, std::int64_t j) {
-  return (gamma ? gamma[j] : 1.f) * xhat + (beta ? beta[j] : 0.f);
+// -ffp-contract=off: no fused multiply-add in one and not the other). A null gamma or beta is 1 or 0 (the same bits).
+inline float affine(float xhat, float gamma, float beta) { return gamma * xhat + beta; }
+
+// The kind of relu mask a backward loop applies, a template argument so that each loop is branch-free and
+// vectorizes (a test inside the loop, even one that never changes, kept GCC from vectorizing it).
+enum class Mask { None, FromOutput, FromInput };
+
+// The mask resolved once per call: its kind, and for a mask from the input the per-channel gamma and beta with
+// the nulls replaced by 1 and 0.
+struct MaskTerms {
+  Mask kind = Mask::None;
+  const float* out = nullptr;
+  std::vector<float> gamma, beta;
+  MaskTerms(const ReluMask& relu, std::int64_t c) : out(relu.out) {
+    kind = relu.from_input ? Mask::FromInput : relu.out != nullptr ? Mask::FromOutput : Mask::None;
+    if (kind != Mask::FromInput) return;
+    gamma.assign(static_cast<std::size_t>(c), 1.f), beta.assign(static_cast<std::size_t>(c), 0.f);
+    for (std::int64_t j = 0; j < c; ++j) {
+      if (relu.gamma) gamma[static_cast<std::size_t>(j)] = relu.gamma[j];
+      if (relu.beta) beta[static_cast<std::size_t>(j)] = relu.beta[j];
+    }
+  }
+};
+
+// dy = dout at element e (channel j, normalised input xhat) masked, branch-free (kernels/cpu_select.h).
+template <Mask K>
+inline float masked_gradient(const float* dout, const float* out, const float* mask_gamma, const float* mask_beta,
+                             std::int64_t e, std::int64_t j, float xhat) {
+  if constexpr (K == Mask::FromInput) return keep_if(affine(xhat, mask_gamma[j], mask_beta[j]) > 0.f, dout[e]);
+  else if constexpr (K == Mask::FromOutput) return keep_if(out[e] > 0.f, dout[e]);
+  else return dout[e];
 }
 
-// dy = dout at element e (channel j, normalised input xhat) masked by `relu`, branch-free (kernels/cpu_select.h).
-inline float masked_gradient(const float* dout, const ReluMask& relu, std::int64_t e, std::int64_t j, float xhat) {
-  if (relu.from_input) return keep_if(affine(xhat, relu.gamma, relu.beta, j) > 0.f, dout[e]);
-  return relu.out != nullptr ? keep_if(relu.out[e] > 0.f, dout[e]) : dout[e];
+// Calls body(std::integral_constant<Mask, K>{}) for the mask's kind K.
+template <typename Body>
+void with_mask(Mask kind, Body body) {
+  switch (kind) {
+    case Mask::None: return body(std::integral_constant<Mask, Mask::None>{});
+    case Mask::FromOutput: return body(std::integral_constant<Mask, Mask::FromOutput>{});
+    case Mask::FromInput: return body(std::integral_constant<Mask, Mask::FromInput>{});
+  }
 }
 
 }  // namespace
@@ -66,7 +99,7 @@ void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, con
     for (std::int64_t r = r0; r < r1; ++r)
       for (std::int64_t j = 0; j < c; ++j) {
         const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-        float y = affine(xhat, gamma, beta, j);
+        float y = affine(xhat, gamma ? gamma[j] : 1.f, beta ? beta[j] : 0.f);
         if (residual) y += residual[r * c + j];
         out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
       }
@@ -77,14 +110,19 @@ void batch_norm_backward_reduce_cpu(float* dgamma, float* dbeta, const float* do
                                     const float* mean, const float* invstd, std::int64_t m, std::int64_t c,
                                     const ReluMask& relu) {
   std::vector<double> sums(static_cast<std::size_t>(2 * c));  // [0, c) sum dy, [c, 2c) sum dy * xhat
-  row_chunk_sums(m, c, 2, sums.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
-    for (std::int64_t r = r0; r < r1; ++r)
-      for (std::int64_t j = 0; j < c; ++j) {
-        const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
-        const float dy = masked_gradient(dout, relu, r * c + j, j, xhat);
-        sum[j] += dy;
-        sum[c + j] += static_cast<double>(dy) * xhat;
-      }
+  const MaskTerms mask(relu, c);
+  const float *out = mask.out, *mg = mask.gamma.data(), *mb = mask.beta.data();
+  with_mask(mask.kind, [&](auto kind) {
+    constexpr Mask K = decltype(kind)::value;
+    row_chunk_sums(m, c, 2, sums.data(), [&](std::int64_t r0, std::int64_t r1, double* sum) {
+      for (std::int64_t r = r0; r < r1; ++r)
+        for (std::int64_t j = 0; j < c; ++j) {
+          const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
+          const float dy = masked_gradient<K>(dout, out, mg, mb, r * c + j, j, xhat);
+          sum[j] += dy;
+          sum[c + j] += static_cast<double>(dy) * xhat;
+        }
+    });
   });
   for (std::int64_t j = 0; j < c; ++j) {
     dgamma[j] = static_cast<float>(sums[c + j]);
@@ -108,23 +146,26 @@ void batch_norm_backward_input_cpu(float* dinp, const float* dout, const float* 
   const float* sc = scale.data();
   const float* a = mean_dy.data();
   const float* b = mean_dy_xhat.data();
-  parallel_for(m, c, [=](std::int64_t r0, std::int64_t r1) {
-    for (std::int64_t r = r0; r < r1; ++r) {
-      const std::int64_t row = r * c;
-      if (batch_stats)
-        for (std::int64_t j = 0; j < c; ++j) {
-          const float xhat = (inp[row + j] - mean[j]) * invstd[j];
-          const float dy = masked_gradient(dout, relu, row + j, j, xhat);
-          dinp[row + j] = sc[j] * (dy - a[j] - xhat * b[j]);
-        }
-      else if (relu.from_input)
-        for (std::int64_t j = 0; j < c; ++j) {
-          const float xhat = (inp[row + j] - mean[j]) * invstd[j];
-          dinp[row + j] = sc[j] * masked_gradient(dout, relu, row + j, j, xhat);
-        }
-      else
-        for (std::int64_t j = 0; j < c; ++j) dinp[row + j] = sc[j] * masked_gradient(dout, relu, row + j, j, 0.f);
-    }
+  const MaskTerms mask(relu, c);
+  const float *out = mask.out, *mg = mask.gamma.data(), *mb = mask.beta.data();
+  with_mask(mask.kind, [&](auto kind) {
+    constexpr Mask K = decltype(kind)::value;
+    parallel_for(m, c, [=](std::int64_t r0, std::int64_t r1) {
+      for (std::int64_t r = r0; r < r1; ++r) {
+        const std::int64_t row = r * c;
+        if (batch_stats)
+          for (std::int64_t j = 0; j < c; ++j) {
+            const float xhat = (inp[row + j] - mean[j]) * invstd[j];
+            const float dy = masked_gradient<K>(dout, out, mg, mb, row + j, j, xhat);
+            dinp[row + j] = sc[j] * (dy - a[j] - xhat * b[j]);
+          }
+        else  // running statistics: x is read only for a mask recomputed from it
+          for (std::int64_t j = 0; j < c; ++j) {
+            const float xhat = K == Mask::FromInput ? (inp[row + j] - mean[j]) * invstd[j] : 0.f;
+            dinp[row + j] = sc[j] * masked_gradient<K>(dout, out, mg, mb, row + j, j, xhat);
+          }
+      }
+    });
   });
 }
 
