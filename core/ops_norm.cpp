@@ -126,7 +126,9 @@ Tensor batch_norm_add_relu(const Tensor& x, const std::optional<Tensor>& gamma_a
   if (records) {
     Tensor xs = x.detach(), gs = gamma.defined() ? gamma.detach() : Tensor();
     // relu's mask y > 0: read from y where a residual was added before the relu; without one, recomputed by the
-    // backward kernels from x as gamma xhat + beta > 0 (kernels/batch_norm.h ReluMask), so y is not kept for it
+    // backward kernels from x as gamma xhat + beta > 0 (kernels/batch_norm.h ReluMask), so y is not kept for it.
+    // gamma and beta are read as they are at the backward (as gamma already was for dx): changing them in place
+    // between a forward and its backward is not supported.
     Tensor ys = relu && residual.defined() ? out.detach() : Tensor();
     Tensor bs = relu && !residual.defined() && beta.defined() ? beta.detach() : Tensor();
     const bool relu_from_input = relu && !residual.defined();

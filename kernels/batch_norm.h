@@ -31,7 +31,10 @@ namespace graft {
 //   of_input(gamma, beta)   recomputed: gamma xhat + beta > 0, with the forward kernel's own float expression on the
 //                           same device, so the same mask bit for bit without reading y; gamma and beta as in the
 //                           forward (null: 1 and 0)
+// The kernels take the kind as a template argument (each loop without a test; on the GPU no registers for a mask it
+// does not apply). With of_input, the backward reads inp and mean also with running statistics.
 struct ReluMask {
+  enum class Kind { None, FromOutput, FromInput };
   const float* out = nullptr;
   bool from_input = false;
   const float* gamma = nullptr;
@@ -39,6 +42,7 @@ struct ReluMask {
   static ReluMask none() { return {}; }
   static ReluMask of_output(const float* y) { return {y, false, nullptr, nullptr}; }
   static ReluMask of_input(const float* gamma, const float* beta) { return {nullptr, true, gamma, beta}; }
+  Kind kind() const { return from_input ? Kind::FromInput : out != nullptr ? Kind::FromOutput : Kind::None; }
 };
 
 // inp (M,C) -> mean, invstd (C); when running_mean/running_var are non-null they are updated in place.

@@ -18,9 +18,9 @@ namespace {
 // -ffp-contract=off: no fused multiply-add in one and not the other). A null gamma or beta is 1 or 0 (the same bits).
 inline float affine(float xhat, float gamma, float beta) { return gamma * xhat + beta; }
 
-// The kind of relu mask a backward loop applies, a template argument so that each loop is branch-free and
+// The kind of relu mask a backward loop applies is a template argument so that each loop is branch-free and
 // vectorizes (a test inside the loop, even one that never changes, kept GCC from vectorizing it).
-enum class Mask { None, FromOutput, FromInput };
+using Mask = ReluMask::Kind;
 
 // The mask resolved once per call: its kind, and for a mask from the input the per-channel gamma and beta with
 // the nulls replaced by 1 and 0.
@@ -28,8 +28,7 @@ struct MaskTerms {
   Mask kind = Mask::None;
   const float* out = nullptr;
   std::vector<float> gamma, beta;
-  MaskTerms(const ReluMask& relu, std::int64_t c) : out(relu.out) {
-    kind = relu.from_input ? Mask::FromInput : relu.out != nullptr ? Mask::FromOutput : Mask::None;
+  MaskTerms(const ReluMask& relu, std::int64_t c) : kind(relu.kind()), out(relu.out) {
     if (kind != Mask::FromInput) return;
     gamma.assign(static_cast<std::size_t>(c), 1.f), beta.assign(static_cast<std::size_t>(c), 0.f);
     for (std::int64_t j = 0; j < c; ++j) {

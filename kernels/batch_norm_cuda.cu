@@ -42,6 +42,33 @@ __device__ __forceinline__ const float* offset(const float* p, std::int64_t i) {
 // explicit fma, so both kernels compute it to the same bits whatever the compiler would contract.
 __device__ __forceinline__ float affine(float xhat, float gamma, float beta) { return __fmaf_rn(gamma, xhat, beta); }
 
+using Mask = ReluMask::Kind;
+
+// Whether the gradient passes a relu mask of kind K at one element: y is the saved output (FromOutput), xhat, gamma
+// and beta the forward's pre-activation recomputed (FromInput).
+template <Mask K>
+__device__ __forceinline__ bool passes(float y, float xhat, float gamma, float beta) {
+  if constexpr (K == Mask::FromInput) return affine(xhat, gamma, beta) > 0.f;
+  else if constexpr (K == Mask::FromOutput) return y > 0.f;
+  else return true;
+}
+
+// Calls launch(std::integral_constant<Mask, K>{}) for the mask kind K of `relu` (kernels built only for the kinds a
+// pass can take: a mask from the input needs the backward's xhat).
+template <bool kFromInputAllowed, typename Launch>
+void with_mask_kind(const ReluMask& relu, Launch launch) {
+  const Mask kind = relu.kind();
+  if (kind == Mask::FromOutput) {
+    launch(std::integral_constant<Mask, Mask::FromOutput>{});
+  } else if (kind == Mask::FromInput) {
+    GRAFT_CHECK(kFromInputAllowed, "batch_norm: a relu mask recomputed from the input needs the backward's xhat; this "
+                "pass reads no input (bias_relu_backward_cuda takes the mask from its output)");
+    if constexpr (kFromInputAllowed) launch(std::integral_constant<Mask, Mask::FromInput>{});
+  } else {
+    launch(std::integral_constant<Mask, Mask::None>{});
+  }
+}
+
 // The vector width for these pointers (nulls ignored).
 int width_for(std::int64_t c, std::initializer_list<const void*> pointers) {
   if (c % 4 != 0) return 1;
@@ -81,11 +108,14 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c, int width) {
 // branch or a convolution's backward needs, without a separate pass to mask it.
 enum class Sums { Stats, Backward, Bias };
 
-template <Sums kMode, int W>
-__global__ void __launch_bounds__(kBlockThreads)
+// Without a mask the kernel is held to 64 registers, 4 blocks of 256 per SM (what it compiled to before the mask
+// kinds, at 94-99% of the copy on an H100); with one, up to 85 (3 blocks): ptxas takes 80, where a cap of 64 spills.
+template <Sums kMode, int W, Mask K>
+__global__ void __launch_bounds__(kBlockThreads, K == Mask::None ? 4 : 3)
 batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout, const float* mean,
                                const float* invstd, std::int64_t m, std::int64_t c, std::int64_t rows_per_chunk,
                                ReluMask relu, float* masked_out) {
+  static_assert(K != Mask::FromInput || kMode == Sums::Backward, "a mask from the input needs the backward's xhat");
   extern __shared__ double shared[];  // [2][gy][gx * W]
   const int tx = threadIdx.x, ty = threadIdx.y, gx = blockDim.x, gy = blockDim.y;
   const std::int64_t ch0 = (static_cast<std::int64_t>(blockIdx.x) * gx + tx) * W;  // this thread's first channel
@@ -95,10 +125,9 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
   double a[W] = {}, b[W] = {};
   if (ch0 < c) {
     [[maybe_unused]] Vec<W> mu{}, is{}, g{}, bt{};
-    if constexpr (kMode == Sums::Backward) {
-      mu = load<W>(mean + ch0), is = load<W>(invstd + ch0);
-      if (relu.from_input) g = load_or<W>(offset(relu.gamma, ch0), 1.f), bt = load_or<W>(offset(relu.beta, ch0), 0.f);
-    }
+    if constexpr (kMode == Sums::Backward) mu = load<W>(mean + ch0), is = load<W>(invstd + ch0);
+    if constexpr (K == Mask::FromInput)
+      g = load_or<W>(offset(relu.gamma, ch0), 1.f), bt = load_or<W>(offset(relu.beta, ch0), 0.f);
 #pragma unroll 4
     for (std::int64_t r = r0 + ty; r < r1; r += gy) {
       const std::int64_t e = r * c + ch0;
@@ -106,19 +135,24 @@ batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* d
         const Vec<W> x = load<W>(inp + e);
         for (int k = 0; k < W; ++k) a[k] += x.v[k], b[k] += static_cast<double>(x.v[k]) * x.v[k];
       } else {
-        const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu.out, e), 1.f);
-        [[maybe_unused]] Vec<W> x{};
-        if constexpr (kMode == Sums::Backward) x = load<W>(inp + e);
+        // the order of the loads and sums as before the mask kinds (fewer live registers): dy and its sum first,
+        // then x and sum dy * xhat; a mask from the input reads x first
+        const Vec<W> d = load<W>(dout + e);
+        [[maybe_unused]] Vec<W> x{}, y{};
+        if constexpr (K == Mask::FromOutput) y = load<W>(relu.out + e);
+        if constexpr (K == Mask::FromInput) x = load<W>(inp + e);
         Vec<W> dy;
         for (int k = 0; k < W; ++k) {
           [[maybe_unused]] float xhat = 0.f;
-          if constexpr (kMode == Sums::Backward) xhat = (x.v[k] - mu.v[k]) * is.v[k];
-          const bool pass = relu.from_input ? affine(xhat, g.v[k], bt.v[k]) > 0.f : y.v[k] > 0.f;
-          dy.v[k] = pass ? d.v[k] : 0.f;
+          if constexpr (K == Mask::FromInput) xhat = (x.v[k] - mu.v[k]) * is.v[k];
+          dy.v[k] = passes<K>(y.v[k], xhat, g.v[k], bt.v[k]) ? d.v[k] : 0.f;
           a[k] += dy.v[k];
-          if constexpr (kMode == Sums::Backward) b[k] += static_cast<double>(dy.v[k]) * xhat;
         }
         if (masked_out) store<W>(masked_out + e, dy);
+        if constexpr (kMode == Sums::Backward) {
+          if constexpr (K != Mask::FromInput) x = load<W>(inp + e);
+          for (int k = 0; k < W; ++k) b[k] += static_cast<double>(dy.v[k]) * ((x.v[k] - mu.v[k]) * is.v[k]);
+        }
       }
     }
   }
@@ -237,7 +271,7 @@ __global__ void batch_norm_forward_kernel(float* out, const float* inp, const fl
   }
 }
 
-template <int W, typename Index>
+template <int W, typename Index, Mask K>
 __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout, const float* inp, const float* mean,
                                                  const float* invstd, const float* gamma, const float* sum_dy,
                                                  const float* sum_dy_xhat, Index groups, Index c_groups, float inv_m,
@@ -245,27 +279,29 @@ __global__ void batch_norm_backward_input_kernel(float* dinp, const float* dout,
   for (Index i = last_block_first<Index>(); i < groups;
        i += static_cast<Index>(gridDim.x) * blockDim.x) {
     const Index j = (i % c_groups) * W, e = i * W;
-    const Vec<W> d = load<W>(dout + e), y = load_or<W>(offset(relu.out, e), 1.f);
+    const Vec<W> d = load<W>(dout + e);
     const Vec<W> is = load<W>(invstd + j), g = load_or<W>(offset(gamma, j), 1.f);
-    // x is read for the batch statistics' terms and for a mask recomputed from it
-    Vec<W> x{}, mu{}, mask_g{}, mask_b{};
-    if (batch_stats || relu.from_input) x = load<W>(inp + e), mu = load<W>(mean + j);
-    if (relu.from_input) mask_g = load_or<W>(offset(relu.gamma, j), 1.f), mask_b = load_or<W>(offset(relu.beta, j), 0.f);
+    [[maybe_unused]] Vec<W> y{}, mask_g{}, mask_b{};
+    if constexpr (K == Mask::FromOutput) y = load<W>(relu.out + e);
+    if constexpr (K == Mask::FromInput)
+      mask_g = load_or<W>(offset(relu.gamma, j), 1.f), mask_b = load_or<W>(offset(relu.beta, j), 0.f);
     Vec<W> dx;
     if (batch_stats) {
+      const Vec<W> x = load<W>(inp + e), mu = load<W>(mean + j);
       const Vec<W> sd = load<W>(sum_dy + j), sdx = load<W>(sum_dy_xhat + j);
       for (int k = 0; k < W; ++k) {
         const float scale = g.v[k] * is.v[k];
         const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
-        const bool pass = relu.from_input ? affine(xhat, mask_g.v[k], mask_b.v[k]) > 0.f : y.v[k] > 0.f;
-        const float dy = pass ? d.v[k] : 0.f;
+        const float dy = passes<K>(y.v[k], xhat, mask_g.v[k], mask_b.v[k]) ? d.v[k] : 0.f;
         dx.v[k] = scale * (dy - inv_m * sd.v[k] - xhat * (inv_m * sdx.v[k]));
       }
     } else {
+      // running statistics: x is read only for a mask recomputed from it
+      [[maybe_unused]] Vec<W> x{}, mu{};
+      if constexpr (K == Mask::FromInput) x = load<W>(inp + e), mu = load<W>(mean + j);
       for (int k = 0; k < W; ++k) {
         const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
-        const bool pass = relu.from_input ? affine(xhat, mask_g.v[k], mask_b.v[k]) > 0.f : y.v[k] > 0.f;
-        dx.v[k] = g.v[k] * is.v[k] * (pass ? d.v[k] : 0.f);
+        dx.v[k] = g.v[k] * is.v[k] * (passes<K>(y.v[k], xhat, mask_g.v[k], mask_b.v[k]) ? d.v[k] : 0.f);
       }
     }
     store<W>(dinp + e, dx);
@@ -282,12 +318,15 @@ void reduce(const float* inp, const float* dout, const float* mean, const float*
   const dim3 block(static_cast<unsigned>(g.gx), static_cast<unsigned>(g.gy));
   const dim3 grid(static_cast<unsigned>(g.blocks_c), static_cast<unsigned>(g.chunks));
   const std::size_t shared = 2 * sizeof(double) * static_cast<std::size_t>(g.gx) * g.gy * width;
-  if (width == 4)
-    batch_norm_partial_sums_kernel<kMode, 4><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
-  else
-    batch_norm_partial_sums_kernel<kMode, 1><<<grid, block, shared, cuda::stream()>>>(
-        partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
+  with_mask_kind<kMode == Sums::Backward>(relu, [&](auto kind) {
+    constexpr Mask K = decltype(kind)::value;
+    if (width == 4)
+      batch_norm_partial_sums_kernel<kMode, 4, K><<<grid, block, shared, cuda::stream()>>>(
+          partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
+    else
+      batch_norm_partial_sums_kernel<kMode, 1, K><<<grid, block, shared, cuda::stream()>>>(
+          partial, inp, dout, mean, invstd, m, c, g.rows_per_chunk, relu, masked_out);
+  });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_partial_sums_kernel");
   finalize(partial, g.chunks);
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_finalize_kernel");
@@ -398,9 +437,12 @@ void batch_norm_backward_input_cuda(float* dinp, const float* dout, const float*
   dispatch(w, n, [&](auto width, auto index) {
     constexpr int W = decltype(width)::value;
     using Index = decltype(index);
-    batch_norm_backward_input_kernel<W, Index><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
-        dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<Index>(n / W), static_cast<Index>(c / W),
-        inv_m, batch_stats, relu);
+    with_mask_kind<true>(relu, [&](auto kind) {
+      constexpr Mask K = decltype(kind)::value;
+      batch_norm_backward_input_kernel<W, Index, K><<<cuda::grid_for(n / W), cuda::kBlock, 0, cuda::stream()>>>(
+          dinp, dout, inp, mean, invstd, gamma, sum_dy, sum_dy_xhat, static_cast<Index>(n / W),
+          static_cast<Index>(c / W), inv_m, batch_stats, relu);
+    });
   });
   GRAFT_CUDA_CHECK_LAUNCH("batch_norm_backward_input_kernel");
 }

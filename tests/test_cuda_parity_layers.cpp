@@ -5,8 +5,11 @@
 // Op-level tests run forward + backward through autograd on both devices (dispatch, workspaces, saved tensors).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "core/autograd.h"
@@ -126,9 +129,33 @@ TEST(LayersParity, BatchNormAddReluOp) {
 }
 
 // relu(batch_norm(x)) fused, on the GPU: without a residual its backward recomputes the relu mask from x
-// (gamma xhat + beta > 0, kernels/batch_norm.h ReluMask::of_input) instead of reading y. The mask must be the
-// forward's y > 0 bit for bit, so every gradient equals the composition batch_norm -> relu (whose relu backward reads
-// y) bitwise: both statistics modes, with and without gamma/beta, both vector widths (C % 4).
+// (gamma xhat + beta > 0, kernels/batch_norm.h ReluMask::of_input) instead of reading y. Every output and gradient
+// must equal the composition batch_norm -> relu (whose relu backward reads y) bitwise. Returns the fused op's y.
+std::vector<float> expect_fused_bn_relu_equals_composition(const Tensor& x0, const Tensor& dy, const Tensor& g0,
+                                                           const Tensor& b0, const Tensor& rm0, const Tensor& rv0,
+                                                           bool stats, bool has_gamma, bool has_beta, float eps,
+                                                           const std::string& where) {
+  auto run = [&](bool fused) {
+    Tensor x = x0.clone(), g = g0.clone(), b = b0.clone(), rm = rm0.clone(), rv = rv0.clone();
+    x.set_requires_grad(true), g.set_requires_grad(true), b.set_requires_grad(true);
+    std::optional<Tensor> gamma = has_gamma ? std::optional<Tensor>(g) : std::nullopt;
+    std::optional<Tensor> beta = has_beta ? std::optional<Tensor>(b) : std::nullopt;
+    Tensor y = fused ? batch_norm_add_relu(x, gamma, beta, rm, rv, stats, stats, 0.1f, eps, std::nullopt, true)
+                     : relu(batch_norm(x, gamma, beta, rm, rv, stats, stats, 0.1f, eps));
+    y.backward(dy);
+    std::vector<std::vector<float>> out{y.detach().to_vector(), x.grad().to_vector()};
+    out.push_back(has_gamma ? g.grad().to_vector() : std::vector<float>{});
+    out.push_back(has_beta ? b.grad().to_vector() : std::vector<float>{});
+    return out;
+  };
+  const auto fused = run(true), plain = run(false);
+  const char* names[] = {"y", "dx", "dgamma", "dbeta"};
+  for (std::size_t i = 0; i < fused.size(); ++i)
+    EXPECT_TRUE(testing::bitwise_equal(fused[i], plain[i])) << names[i] << ", " << where;
+  return fused[0];
+}
+
+// Random data: both statistics modes, gamma and beta each present or not, both vector widths (C % 4).
 TEST(LayersParity, FusedBatchNormReluRecomputesTheMaskBitwiseOnTheGpu) {
   GRAFT_REQUIRE_CUDA();
   Generator gen(112);
@@ -138,31 +165,47 @@ TEST(LayersParity, FusedBatchNormReluRecomputesTheMaskBitwiseOnTheGpu) {
     const Tensor g0 = Tensor::uniform({c}, gen, 0.5f, 1.5f).to(kCUDA), b0 = Tensor::randn({c}, gen).to(kCUDA);
     const Tensor rm0 = Tensor::randn({c}, gen).to(kCUDA), rv0 = Tensor::uniform({c}, gen, 0.5f, 2.f).to(kCUDA);
     for (bool stats : {true, false})
-      for (bool affine : {true, false}) {
-        auto run = [&](bool fused) {
-          Tensor x = x0.clone(), g = g0.clone(), b = b0.clone(), rm = rm0.clone(), rv = rv0.clone();
-          x.set_requires_grad(true), g.set_requires_grad(true), b.set_requires_grad(true);
-          std::optional<Tensor> gamma = affine ? std::optional<Tensor>(g) : std::nullopt;
-          std::optional<Tensor> beta = affine ? std::optional<Tensor>(b) : std::nullopt;
-          Tensor y = fused ? batch_norm_add_relu(x, gamma, beta, rm, rv, stats, stats, 0.1f, 1e-5f, std::nullopt, true)
-                           : relu(batch_norm(x, gamma, beta, rm, rv, stats, stats, 0.1f, 1e-5f));
-          y.backward(dy);
-          std::vector<std::vector<float>> out{y.detach().to_vector(), x.grad().to_vector()};
-          if (affine) out.push_back(g.grad().to_vector()), out.push_back(b.grad().to_vector());
-          return out;
-        };
-        const auto fused = run(true), plain = run(false);
+      for (int affine = 0; affine < 4; ++affine) {
+        const bool has_gamma = affine & 1, has_beta = affine & 2;
         const std::string where = shape_str(shape) + (stats ? " batch statistics" : " running statistics") +
-                                  (affine ? " affine" : "");
-        const char* names[] = {"y", "dx", "dgamma", "dbeta"};
-        ASSERT_EQ(fused.size(), plain.size());
-        for (std::size_t i = 0; i < fused.size(); ++i)
-          EXPECT_TRUE(testing::bitwise_equal(fused[i], plain[i])) << names[i] << ", " << where;
-        const long zeros = std::count(fused[0].begin(), fused[0].end(), 0.f);  // the mask must matter
+                                  (has_gamma ? " gamma" : "") + (has_beta ? " beta" : "");
+        const std::vector<float> y =
+            expect_fused_bn_relu_equals_composition(x0, dy, g0, b0, rm0, rv0, stats, has_gamma, has_beta, 1e-5f, where);
+        const long zeros = std::count(y.begin(), y.end(), 0.f);  // the mask must matter
         EXPECT_GT(zeros, 10) << where;
-        EXPECT_LT(zeros, static_cast<long>(fused[0].size()) - 10) << where;
+        EXPECT_LT(zeros, static_cast<long>(y.size()) - 10) << where;
       }
   }
+}
+
+// Pre-activations that are a rounding error away from 0, where a forward and a backward that round gamma xhat + beta
+// differently (one fused multiply-add, one multiply then add) would disagree on the mask. Running statistics 0 and 1
+// with eps 0 make xhat = x exactly; every other row holds x = v_c in channel c, and beta_c = -fl(gamma_c v_c), so the
+// forward's fma leaves gamma_c v_c - fl(gamma_c v_c): the product's rounding error, positive in about half the
+// channels (a multiply then add would give exactly 0 there).
+TEST(LayersParity, FusedBatchNormReluMaskAgreesWherePreActivationsRoundToZero) {
+  GRAFT_REQUIRE_CUDA();
+  Generator gen(113);
+  const std::int64_t rows = 64, c = 64;
+  std::vector<float> x = Tensor::randn({rows, c}, gen).to_vector(), v = Tensor::randn({c}, gen).to_vector();
+  std::vector<float> g = Tensor::uniform({c}, gen, 0.5f, 1.5f).to_vector(), b(static_cast<std::size_t>(c));
+  for (std::int64_t j = 0; j < c; ++j) {
+    const float product = g[j] * v[j];  // rounded to float here (no contraction across the statement)
+    b[j] = -product;
+    for (std::int64_t r = 0; r < rows; r += 2) x[r * c + j] = v[j];
+  }
+  const Tensor x0 = Tensor::from_vector(x, {rows / 16, 4, 4, c}).to(kCUDA);
+  const Tensor dy = Tensor::randn({rows / 16, 4, 4, c}, gen).to(kCUDA);
+  const Tensor g0 = Tensor::from_vector(g, {c}).to(kCUDA), b0 = Tensor::from_vector(b, {c}).to(kCUDA);
+  const Tensor rm0 = Tensor::zeros({c}, kCUDA), rv0 = Tensor::ones({c}, kCUDA);
+  const std::vector<float> y =
+      expect_fused_bn_relu_equals_composition(x0, dy, g0, b0, rm0, rv0, false, true, true, 0.f, "crafted");
+  long positive = 0, zero = 0;
+  for (std::int64_t r = 0; r < rows; r += 2)
+    for (std::int64_t j = 0; j < c; ++j) positive += y[r * c + j] > 0.f, zero += y[r * c + j] == 0.f;
+  // the crafted elements must straddle 0, or the test checks nothing
+  EXPECT_GT(positive, 100) << "crafted pre-activations > 0 (the forward's fma left a rounding error)";
+  EXPECT_GT(zero, 100) << "crafted pre-activations clipped to 0";
 }
 
 // Inference (running statistics, nothing recording) runs one kernel that computes invstd itself

@@ -106,7 +106,8 @@ TEST(TemporaryFile, AFailedCreateOrRenameNamesTheFilesAndLeavesNothing) {
   EXPECT_EQ(testing::temporaries_beside(busy), std::vector<std::string>{});
 }
 
-// Under a 64 KiB file size limit (a full disk, tests/check.h): the stream's buffered writes fail late, and commit() must see it, not rename a truncated file into place.
+// Under a 64 KiB file size limit (a full disk, tests/check.h): the stream's buffered writes fail late, and commit()
+// must see it, not rename a truncated file into place.
 TEST(TemporaryFile, AFullDiskFailsTheCommitAndLeavesTheOutputAsItWas) {
   testing::ScratchDir dir;
   const std::string path = dir / "big.csv";
