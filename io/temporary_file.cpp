@@ -2,12 +2,14 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/random.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
@@ -57,12 +59,46 @@ void remove_if_abandoned(const std::string& path, long pid) {
   ::close(fd);
 }
 
+// 64 random bits from the kernel; should getrandom fail, the time and a count still make the name new in this
+// process.
+unsigned long long random_tag() {
+  static std::atomic<unsigned long long> count{0};
+  unsigned long long tag = 0;
+  if (::getrandom(&tag, sizeof tag, 0) != static_cast<ssize_t>(sizeof tag))
+    tag = static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count()) * 1000003ULL;
+  return tag ^ count++;
+}
+
 }  // namespace
 
 std::string temporary_path_for(const std::string& path) {
-  static std::atomic<unsigned long long> count{0};
-  return path + kSuffix + "-" + std::to_string(::getpid()) + "-" + std::to_string(count++);
+  return path + kSuffix + "-" + std::to_string(::getpid()) + "-" + std::to_string(random_tag());
 }
+
+namespace {
+
+// Syncs the file at `path` to disk (for a file another library wrote and closed: HDF5's); false with errno set.
+bool sync_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return false;
+  const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
+// Best effort: makes a rename in `folder` durable (some file systems refuse fsync on a directory: then nothing).
+void sync_folder_of(const std::string& path) {
+  const std::filesystem::path target(path);
+  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
+  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+}  // namespace
 
 void hold_temporary(int fd) {
   ::flock(fd, LOCK_EX | LOCK_NB);  // best effort: a file system without flock leaves only the process id
@@ -91,7 +127,6 @@ void remove_dead_temporaries(const std::string& path) {
 TemporaryFile::TemporaryFile(std::string path, std::string who)
     : path_(std::move(path)), who_(std::move(who)), name_(temporary_path_for(path_)) {
   remove_dead_temporaries(path_);
-  ::unlink(name_.c_str());  // the name is new to this process: whatever is there was left over, or planted
 }
 
 TemporaryFile::~TemporaryFile() {
@@ -100,37 +135,59 @@ TemporaryFile::~TemporaryFile() {
 
 std::FILE* TemporaryFile::create() {
   GRAFT_CHECK(file_ == nullptr && !finished_, who_, ": the temporary for '", path_, "' was already created");
-  const int fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  GRAFT_CHECK(fd >= 0, who_, ": cannot create '", name_, "' (for '", path_, "'): ", std::strerror(errno),
-              " (directory missing or not writable?)");
+  int fd = -1;
+  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+    fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EEXIST) name_ = temporary_path_for(path_);  // taken (or planted): never opened, drawn again
+    else if (fd < 0) break;
+  }
+  if (fd < 0) {
+    const int err = errno;
+    finished_ = true;  // nothing of ours to remove
+    GRAFT_FAIL(who_, ": cannot create '", name_, "' (for '", path_, "'): ", std::strerror(err),
+               err == EEXIST ? "" : " (directory missing or not writable?)");
+  }
   hold_temporary(fd);
   file_ = ::fdopen(fd, "w");
   if (file_ == nullptr) {
+    const int err = errno;
     ::close(fd);
-    ::unlink(name_.c_str());
-    GRAFT_FAIL(who_, ": cannot write '", name_, "' (for '", path_, "'): ", std::strerror(errno));
+    discard();
+    GRAFT_FAIL(who_, ": cannot write '", name_, "' (for '", path_, "'): ", std::strerror(err));
   }
   return file_;
 }
 
 void TemporaryFile::commit() {
   GRAFT_CHECK(!finished_, who_, ": '", path_, "' was already committed or discarded");
+  std::string failure;  // the first step that failed, with the system's reason
+  auto failed = [&failure](const char* step) {
+    if (failure.empty()) failure = std::string(step) + ": " + std::strerror(errno);
+  };
   if (file_ != nullptr) {
-    const bool written = std::ferror(file_) == 0 && std::fflush(file_) == 0 && ::fsync(::fileno(file_)) == 0;
+    // a buffered write that failed leaves only the error flag (glibc drops the buffer: fflush then succeeds)
+    if (std::ferror(file_)) failure = "a write was refused (disk full?)";
+    else if (std::fflush(file_) != 0) failed("flush");
+    else if (::fsync(::fileno(file_)) != 0) failed("fsync");
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
-    if (!written || !closed) {
-      discard();
-      GRAFT_FAIL(who_, ": writing '", name_, "' failed (disk full?); '", path_, "' is as it was");
-    }
+    if (!closed) failed("close");
+  } else if (!sync_file(name_)) {  // written and closed by another library (HDF5)
+    failed("fsync");
+  }
+  if (!failure.empty()) {
+    discard();
+    GRAFT_FAIL(who_, ": writing '", name_, "' failed: ", failure, "; '", path_, "' is as it was");
   }
   std::error_code ec;
   std::filesystem::rename(name_, path_, ec);
   if (ec) {
     discard();
-    GRAFT_FAIL(who_, ": cannot rename '", name_, "' to '", path_, "': ", ec.message(), "; '", path_, "' is as it was");
+    GRAFT_FAIL(who_, ": cannot rename '", name_, "' to '", path_, "': ", ec.message(), "; '", path_,
+               "' is as it was");
   }
   finished_ = true;
+  sync_folder_of(path_);
 }
 
 void TemporaryFile::discard() {

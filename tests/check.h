@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
@@ -126,13 +127,17 @@ inline void expect_error(const std::function<void()>& f, const std::vector<std::
 
 // Runs `body` in a child process whose files may not grow past `bytes`: a write past that fails with EFBIG, as on a
 // full disk (SIGXFSZ is ignored), and the limit reaches no other test. Returns the child's exit status - what `body`
-// returned - or minus the signal that killed it. The child ends with _exit: no destructors, no exit-time clean-up
-// (libhdf5 keeps a failed file's chunk cache, which LeakSanitizer would report at a normal exit).
+// returned - or minus the signal that killed it (-SIGALRM: it ran past 120 s; -1000: fork or waitpid failed). The
+// child ends with _exit: no destructors, no exit-time clean-up (libhdf5 keeps a failed file's chunk cache, which
+// LeakSanitizer would report at a normal exit). The child is a fork of a process that may run threads: `body` should
+// stay on its one thread (a lock another thread held at the fork would never be released); the alarm ends a child
+// that hangs anyway. EXPECT_* inside `body` reach nobody: return a status instead.
 inline int exit_status_under_file_size_limit(rlim_t bytes, const std::function<int()>& body) {
   std::fflush(nullptr);  // what the parent buffered is not written twice
   const pid_t child = fork();
   if (child < 0) return -1000;
   if (child == 0) {
+    alarm(120);
     std::signal(SIGXFSZ, SIG_IGN);
     rlimit limit{};
     getrlimit(RLIMIT_FSIZE, &limit);
@@ -147,7 +152,11 @@ inline int exit_status_under_file_size_limit(rlim_t bytes, const std::function<i
     _exit(code);
   }
   int status = 0;
-  if (waitpid(child, &status, 0) != child) return -1000;
+  pid_t waited;
+  do {
+    waited = waitpid(child, &status, 0);
+  } while (waited < 0 && errno == EINTR);
+  if (waited != child) return -1000;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
 

@@ -85,7 +85,8 @@ env --default-signal=INT "$graft" features --checkpoint "$checkpoint" --batch 1 
   "$work/many" >"$work/int.out" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do  # until the first rows are in the temporary file (its first chunk: 256 KiB)
-  [ "$(stat -c %s "$work/int.h5.tmp-graft-$pid-0" 2>/dev/null || echo 0)" -gt 200000 ] && break
+  size=$(stat -c %s "$work/int.h5.tmp-graft-$pid-"* 2>/dev/null | head -n 1)  # (its name ends in a random number)
+  [ "${size:-0}" -gt 200000 ] && break
   kill -0 $pid 2>/dev/null || break
   sleep 0.05
 done

@@ -67,27 +67,67 @@ TEST(TemporaryFile, WithoutACommitTheOutputIsAsItWasAndNoTemporaryStays) {
   EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
 }
 
-// A link planted at a temporary name (the older fixed name, or the very name this writer picks) is removed, never
-// written through: its target is untouched.
+// A link planted at a temporary name (the older fixed name, or the very name this writer drew) is never written
+// through: its target is untouched.
 TEST(TemporaryFile, LinksAtTemporaryNamesAreRemovedNotFollowed) {
   testing::ScratchDir dir;
   const std::string path = dir / "out.png", victim = dir / "victim";
   write_text(victim, "keep");
   fs::create_symlink(victim, path + ".tmp-graft");
+  std::string planted;
   {
     TemporaryFile file(path, "test");
     EXPECT_FALSE(fs::is_symlink(path + ".tmp-graft"));
-    fs::create_symlink(victim, file.name());  // planted after the writer picked its name: O_EXCL refuses it
-    const std::string msg = testing::error_message([&] { file.create(); });
-    EXPECT_NE(msg.find("test: cannot create '" + file.name() + "'"), std::string::npos) << msg;
+    planted = file.name();
+    fs::create_symlink(victim, planted);  // planted after the writer drew its name: O_EXCL refuses it, and it draws
+    std::fputs("png", file.create());     // another
+    EXPECT_NE(file.name(), planted);
+    file.commit();
   }
-  EXPECT_EQ(contents(victim), "keep");
-  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
-  TemporaryFile file(path, "test");
-  std::fputs("png", file.create());
-  file.commit();
   EXPECT_EQ(contents(path), "png");
   EXPECT_EQ(contents(victim), "keep");
+  EXPECT_TRUE(fs::is_symlink(planted));  // not ours: left to the next writer, which removes links at such names
+  TemporaryFile next(path, "test");
+  EXPECT_FALSE(fs::is_symlink(planted));
+  EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{});
+  EXPECT_EQ(contents(victim), "keep");
+}
+
+// Two names drawn for one output differ, also across processes that share a process id (pid namespaces: graft as
+// pid 1 in two containers writing one shared folder): the number after the pid is random.
+TEST(TemporaryFile, NamesAreDrawnAtRandom) {
+  const std::string a = temporary_path_for("/x/out.h5"), b = temporary_path_for("/x/out.h5");
+  EXPECT_NE(a, b);
+  const std::string prefix = "/x/out.h5.tmp-graft-" + std::to_string(::getpid()) + "-";
+  ASSERT_EQ(a.rfind(prefix, 0), 0u) << a;
+  ASSERT_EQ(b.rfind(prefix, 0), 0u) << b;
+  // not a count from 0: two of 64 random bits are below 1000 with probability ~1e-16
+  EXPECT_FALSE(std::stoull(a.substr(prefix.size())) < 1000 && std::stoull(b.substr(prefix.size())) < 1000) << a;
+}
+
+// Every path closes what it opened: no descriptor is left behind by a commit, a discard, or a destruction.
+TEST(TemporaryFile, LeavesNoDescriptorOpen) {
+  testing::ScratchDir dir;
+  auto open_descriptors = [] {
+    std::size_t n = 0;
+    for ([[maybe_unused]] const auto& entry : fs::directory_iterator("/proc/self/fd")) ++n;
+    return n;
+  };
+  const std::size_t before = open_descriptors();
+  {
+    TemporaryFile kept(dir / "a", "test"), dropped(dir / "b", "test"), discarded(dir / "c", "test");
+    std::fputs("a", kept.create());
+    std::fputs("b", dropped.create());
+    std::fputs("c", discarded.create());
+    EXPECT_EQ(open_descriptors(), before + 3);
+    kept.commit();
+    discarded.discard();
+    EXPECT_EQ(open_descriptors(), before + 1);
+  }
+  EXPECT_EQ(open_descriptors(), before);
+  EXPECT_TRUE(fs::exists(dir / "a"));
+  EXPECT_FALSE(fs::exists(dir / "b"));
+  EXPECT_FALSE(fs::exists(dir / "c"));
 }
 
 TEST(TemporaryFile, AFailedCreateOrRenameNamesTheFilesAndLeavesNothing) {
@@ -95,7 +135,7 @@ TEST(TemporaryFile, AFailedCreateOrRenameNamesTheFilesAndLeavesNothing) {
   std::string msg = testing::error_message([&] { TemporaryFile(dir / "no/such/dir/out.csv", "predict").create(); });
   EXPECT_NE(msg.find("predict: cannot create"), std::string::npos) << msg;
   EXPECT_NE(msg.find("directory missing or not writable?"), std::string::npos) << msg;
-  const std::string busy = dir / "busy";  // a non-empty directory: nothing can be renamed over it
+  const std::string busy = dir / "busy";  // a directory: a file cannot be renamed over it
   fs::create_directories(busy + "/inside");
   TemporaryFile file(busy, "fit");
   std::fputs("text", file.create());

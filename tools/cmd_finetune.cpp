@@ -37,6 +37,7 @@
 #include "io/dataset.h"
 #include "io/hdf5_write.h"
 #include "io/preprocess.h"
+#include "io/temporary_file.h"
 #include "io/weights.h"
 #include "kernels/cuda_device.h"
 #include "layers/batch_norm.h"
@@ -429,9 +430,11 @@ void finetune(const FinetuneArgs& a) {
                std::to_string(resumed.step) +
                ", device " + device.str() + ", deterministic " + (a.deterministic ? "on" : "off") + "\n";
   }
-  auto write_run = [&](const std::string& extra) {
-    std::ofstream f(a.out + "/run.txt", std::ios::trunc);
-    f << history << extra;
+  auto write_run = [&](const std::string& extra) {  // all or nothing (io/temporary_file.h), as every output
+    TemporaryFile file(a.out + "/run.txt", "finetune");
+    const std::string text = history + extra;
+    std::fwrite(text.data(), 1, text.size(), file.create());
+    file.commit();
   };
   write_run("");
   reset_peak_memory(device);

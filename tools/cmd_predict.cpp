@@ -63,7 +63,7 @@ void predict(const PredictArgs& a) {
   std::unique_ptr<TemporaryFile> csv_file;  // renamed over --csv only once every image is done
   std::FILE* csv = nullptr;
   if (!a.csv.empty()) {
-    csv_file = std::make_unique<TemporaryFile>(a.csv, "predict");
+    csv_file = std::make_unique<TemporaryFile>(a.csv, "predict --csv");
     csv = csv_file->create();
   }
   bool csv_header = false;
