@@ -15,24 +15,42 @@ graft then loads it with load_weights(model, "resnet50.h5") into make_model("res
 import argparse
 import os
 import sys
+import tempfile
 
 import h5py
 import numpy as np
 
 
 def export_state_dict(state_dict, path, arch=None):
-    """Writes `state_dict` (key -> tensor) to `path`; the file appears complete or not at all."""
-    tmp = path + ".partial"
-    with h5py.File(tmp, "w") as f:
-        for key, value in state_dict.items():
-            array = value.detach().cpu().numpy()
-            if value.is_floating_point():
-                array = array.astype(np.float32)
-            f.create_dataset(key, data=array)
-        f.attrs["graft_format"] = "torchvision-state-dict"
-        if arch:
-            f.attrs["arch"] = arch
-    os.replace(tmp, path)
+    """Writes `state_dict` (key -> tensor) to `path`; the file appears complete or not at all.
+
+    It is written under a new temporary name beside `path` (created exclusively: nothing planted there is
+    followed, and two exports of one file never share it), removed if anything fails, and renamed over `path` at
+    the end."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=os.path.basename(path) + ".partial-")
+    os.close(fd)
+    try:
+        with h5py.File(tmp, "w") as f:
+            for key, value in state_dict.items():
+                array = value.detach().cpu().numpy()
+                if value.is_floating_point():
+                    array = array.astype(np.float32)
+                f.create_dataset(key, data=array)
+            f.attrs["graft_format"] = "torchvision-state-dict"
+            if arch:
+                f.attrs["arch"] = arch
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def main(argv=None):
