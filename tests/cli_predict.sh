@@ -2,7 +2,8 @@
 # graft predict on folders: every image below them, in batches, with a CSV; an unreadable image is skipped with a
 # warning (an error with --strict); batches of 1 and 4 print the same 4-decimal probabilities for this small model
 # (a GEMM's last bits may depend on the batch: larger models can differ in the 4th decimal); CSV fields with commas
-# are quoted; the CSV appears only when the run succeeds, and --csv naming an image is refused.
+# are quoted; the CSV appears only when the run succeeds (a full disk leaves the old one), and --csv naming an image
+# is refused.
 #   cli_predict.sh GRAFT CHECKPOINT FOLDER WORK_DIR   (FOLDER: tests/make_tiny_data.py's folder, one corrupt.png)
 set -u
 graft=$1 checkpoint=$2 folder=$3 work=$4
@@ -47,4 +48,16 @@ before=$(md5sum <"$work/keep.png")
   && fail "--csv IMAGE accepted"
 grep -q "names an image file" "$work/csvimg.out" || { cat "$work/csvimg.out"; fail "no message for --csv IMAGE"; }
 [ "$(md5sum <"$work/keep.png")" = "$before" ] || fail "--csv IMAGE changed the image"
+# A full disk (a file-size limit of 512 bytes, SIGXFSZ ignored; the CSV is ~1.9 KB): status 1, a message saying the
+# CSV is as it was, the old CSV untouched and no temporary left.
+echo old >"$work/full.csv"
+( ulimit -f 1; trap '' XFSZ; exec "$graft" predict --checkpoint "$checkpoint" --top 2 --csv "$work/full.csv" \
+    "$folder" ) >/dev/null 2>"$work/full.err"
+status=$?
+[ "$status" = 1 ] || { cat "$work/full.err"; fail "a full disk ended with status $status, not 1"; }
+grep -q "predict --csv: writing .* failed: .*; '$work/full.csv' is as it was" "$work/full.err" \
+  || { cat "$work/full.err"; fail "full disk message"; }
+[ "$(cat "$work/full.csv")" = old ] && [ -z "$(ls "$work" | grep -F full.csv.tmp-graft)" ] \
+  || fail "a full disk changed the CSV or left its temporary"
+
 echo "ok: $readable images predicted in batches of 4 and 1 alike, corrupt.png skipped, CSV written and quoted"

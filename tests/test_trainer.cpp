@@ -29,6 +29,7 @@
 #include "train/class_weights.h"
 #include "train/feature_cache.h"
 #include "train/run_lock.h"
+#include "train/run_log.h"
 #include "train/plot.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -1044,6 +1045,27 @@ TEST(Trainer, ProgressLineShowsSpeedLossAndEta) {
   std::string line = ProgressBar::render("epoch 1/3", 50, 100, 123.0, 0.5, 75);
   EXPECT_EQ(line, "epoch 1/3 [============>           ] 50/100  123.0 img/s  loss 0.5000  ETA 1:15");
   EXPECT_EQ(ProgressBar::render("x", 0, 4, 0, NAN, NAN), "x [>                       ] 0/4  0.0 img/s  ETA ?");
+}
+
+// log.csv and curves.png are rewritten whole at each epoch (io/temporary_file.h): a folder that has gone away is an
+// error naming the log, and a resumed log keeps the rows up to the checkpoint's epoch.
+TEST(Trainer, RunLogRewritesItsFilesWholeAndSaysWhichFailed) {
+  std::string dir = temp_dir("runlog");
+  RunLog log(dir);
+  log.add({1, 1.5, 0.25, 1.2, 0.5, 0.9}, 10, 0.1, 100.0, 2.0);
+  log.add({2, 1.0, 0.5, 0.9, 0.75, 1.0}, 20, 0.1, 100.0, 2.0);
+  for (const char* f : {"log.csv", "curves.png"}) {
+    EXPECT_TRUE(fs::exists(dir + "/" + f)) << f;
+    EXPECT_EQ(testing::temporaries_beside(dir + "/" + f), std::vector<std::string>{}) << f;
+  }
+  RunLog resumed(dir);
+  resumed.resume(1);
+  ASSERT_EQ(resumed.points().size(), 1u);
+  EXPECT_EQ(resumed.points()[0].epoch, 1);
+  fs::remove_all(dir);
+  const std::string msg = testing::error_message([&] { log.add({3, 0.8, 0.6, 0.8, 0.8, 1.0}, 30, 0.1, 100.0, 2.0); });
+  EXPECT_NE(msg.find("fit: cannot create"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("(for '" + dir + "/log.csv')"), std::string::npos) << msg;
 }
 
 TEST(Trainer, CanvasDrawsTextLinesAndWritesPng) {

@@ -99,6 +99,9 @@ void predict(const PredictArgs& a) {
           if (csv) put(csv, "\n");
           ++predicted;
         }
+        // a full disk stops the run here, not after the last image (the temporary is removed, --csv is as it was)
+        GRAFT_CHECK(csv == nullptr || std::ferror(csv) == 0, "predict --csv: writing '", csv_file->name(),
+                    "' failed (disk full?); '", a.csv, "' is as it was");
       });
   if (skipped > 0)
     std::fprintf(stderr, "graft: predict: %lld image(s), %lld unreadable skipped\n", static_cast<long long>(predicted),
