@@ -33,14 +33,13 @@ run_graft() {  # run_graft ROW VARIANT ENGINES(0|1) [extra graft bench flags]
          --device cuda --iters "$iters" --warmup 3 "${@:4}" 2>&1 | tail -1)
   echo "graft $line arch_row=$arch mode_row=$mode batch_row=$batch variant=$2" | tee -a "$raw"
 }
-# One untimed graft run first, so that no timed row is the first process to touch the card and the host's file
-# cache. (On the H100 on 2026-11-27, ResNet-50 training at 128 took 55.1 ms as the script's first row and 43.4 ms
-# as its second row in a later run; inference at 64 went 8.74 -> 6.09 ms between the same two runs, so graft's
-# eager rows, bound partly by the host's launch speed, also vary with the host: compare rows of one run only.)
-first_row=${rows%%,*}
-IFS=: read -r warm_arch warm_mode warm_batch _ <<<"$first_row"
-timeout 300 "$graft" bench --arch "$warm_arch" --batch "$warm_batch" --size 224 --mode "$warm_mode" --device cuda \
-  --iters "$iters" --warmup 3 >/dev/null 2>&1
+# The first row is run once more first, as the row "first-process", so that no other row is the first process to
+# touch the card and the host's file cache. (On the H100 on 2026-11-27, ResNet-50 training at 128 took 55.1 ms as
+# the script's first row and 43.4 ms as its second row in a later run; inference at 64 went 8.74 -> 6.09 ms between
+# the same two runs, so graft's eager rows, bound partly by the host's launch speed, also vary with the host: compare
+# rows of one run only.) Its raw line's conv_algos fingerprint, beside the eager row's, says whether cuDNN's
+# algorithm search chose other kernels in the first process (a cold card timing its candidates) or the same ones.
+run_graft "${rows%%,*}" first-process 0
 for row in ${rows//,/ }; do run_graft "$row" eager 0; done
 for row in ${graph_rows//,/ }; do run_graft "$row" graph 0 --graph; done
 for row in ${engine_rows//,/ }; do

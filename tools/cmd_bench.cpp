@@ -2,8 +2,10 @@
 //             [--graph] [--profile]
 // Prints one machine-readable line:
 //   arch=resnet50 dialect=torchvision mode=train device=cpu threads=2 batch=8 size=224 iters=3 graph=0 ms_per_batch=...
-//   images_per_s=... peak_mem_mb=... first_step_ms=...   (all on one line; first_step_ms is the first step's wall
-//   time, where cuDNN's algorithm search for each new convolution shape happens)
+//   images_per_s=... peak_mem_mb=... first_step_ms=... conv_algos=...   (all on one line; first_step_ms is the
+//   first step's wall time, where cuDNN's algorithm search for each new convolution shape happens; conv_algos is a
+//   fingerprint of the algorithms that search chose, 8 hex digits, "-" on the CPU: two runs whose fingerprints
+//   differ ran different convolution kernels)
 // --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
 // GPU's own time per kernel over the timed steps first (tools/kernel_profile.h), then the cuDNN algorithm chosen
 // for every convolution.
@@ -13,6 +15,7 @@
 // the device during the timed steps (with --graph: during the capture, whose allocations are the graph's memory).
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <functional>
 #include <optional>
@@ -28,8 +31,8 @@
 #include "core/rng.h"
 #include "tools/cli_common.h"
 #include "tools/kernel_profile.h"
+#include "kernels/cuda_device.h"  // (conv_algorithms_report: "" in a CPU-only build)
 #if GRAFT_HAS_CUDA
-#include "kernels/cuda_device.h"
 #include "kernels/cuda_graph.h"
 #endif
 
@@ -43,6 +46,17 @@ struct BenchArgs {
   bool profile = false;  // print the GPU kernels of the timed steps (tools/kernel_profile.h)
   bool graph = false;    // time replays of the step captured once as a CUDA graph (kernels/cuda_graph.h)
 };
+
+// FNV-1a of the cuDNN algorithm report (kernels/cuda_device.h conv_algorithms_report): "-" when it is empty.
+std::string conv_algorithms_fingerprint() {
+  const std::string report = cuda::conv_algorithms_report();
+  if (report.empty()) return "-";
+  std::uint32_t hash = 2166136261u;
+  for (unsigned char ch : report) hash = (hash ^ ch) * 16777619u;
+  char text[16];
+  std::snprintf(text, sizeof text, "%08x", hash);
+  return text;
+}
 
 void sync(Device d) {
 #if GRAFT_HAS_CUDA
@@ -129,11 +143,12 @@ void run_bench(const BenchArgs& a) {
   double median = ms[ms.size() / 2];
   std::printf(
       "arch=%s dialect=%s mode=%s device=%s threads=%d batch=%d size=%d iters=%d graph=%d ms_per_batch=%.2f "
-      "images_per_s=%.2f peak_mem_mb=%.1f first_step_ms=%.1f\n",
+      "images_per_s=%.2f peak_mem_mb=%.1f first_step_ms=%.1f conv_algos=%s\n",
       a.model.arch.c_str(), built_dialect(a.model).c_str(), a.mode.c_str(), device.str().c_str(), cpu_threads(), a.batch,
       a.size, a.iters,
       a.graph ? 1 : 0,
-      median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0, first_step_ms);
+      median, a.batch * 1000.0 / median, memory_stats(device).peak_bytes / 1048576.0, first_step_ms,
+      device.is_cuda() ? conv_algorithms_fingerprint().c_str() : "-");
   if (device.is_cpu()) std::printf("cpu_gemm=%s\n", cpu_gemm_kernels().c_str());
 }
 
