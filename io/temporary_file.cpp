@@ -77,11 +77,18 @@ std::string temporary_path_for(const std::string& path) {
 
 namespace {
 
+// fsync, where a file system that cannot sync (some FUSE and network mounts answer EINVAL or ENOTSUP) counts as
+// synced: durability there is the file system's, and refusing to write would help nobody.
+bool sync_descriptor(int fd) {
+  if (::fsync(fd) == 0) return true;
+  return errno == EINVAL || errno == ENOTSUP || errno == ENOSYS;  // (EOPNOTSUPP is ENOTSUP on Linux)
+}
+
 // Syncs the file at `path` to disk (for a file another library wrote and closed: HDF5's); false with errno set.
 bool sync_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) return false;
-  const bool ok = ::fsync(fd) == 0;
+  const bool ok = sync_descriptor(fd);
   const int err = errno;
   ::close(fd);
   errno = err;
@@ -168,7 +175,7 @@ void TemporaryFile::commit() {
     // a buffered write that failed leaves only the error flag (glibc drops the buffer: fflush then succeeds)
     if (std::ferror(file_)) failure = "a write was refused (disk full?)";
     else if (std::fflush(file_) != 0) failed("flush");
-    else if (::fsync(::fileno(file_)) != 0) failed("fsync");
+    else if (!sync_descriptor(::fileno(file_))) failed("fsync");
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
     if (!closed) failed("close");
