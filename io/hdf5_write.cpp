@@ -58,9 +58,7 @@ Writer::Writer(const std::string& path) : path_(path), tmp_(path, "hdf5") {
   // H5F_ACC_EXCL: fails if anything is at the temporary name (a link planted there would be followed)
   file_ = H5Fcreate(tmp_.name().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
   GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
-  void* handle = nullptr;  // the POSIX descriptor of the default (sec2) driver
-  if (H5Fget_vfd_handle(file_, H5P_DEFAULT, &handle) >= 0 && handle != nullptr)
-    hold_temporary(*static_cast<int*>(handle));  // other writers of `path` leave this temporary alone
+  tmp_.mark_created();  // ours from now on, and held (locked) until commit() renames it: other writers leave it alone
 }
 
 Writer::~Writer() {

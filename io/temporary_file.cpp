@@ -38,8 +38,9 @@ long writer_pid(const std::string& tag) {
 bool process_is_gone(long pid) { return pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH; }
 
 // Removes the temporary at `path` (written by process `pid`, or -1 for the older fixed name) unless a writer may
-// still be at work on it: one holds its flock (hold_temporary), or it is younger than a minute and its process is
-// alive here (the instants before a writer locks it, or between closing and renaming it).
+// still be at work on it: one holds its flock (TemporaryFile holds it from creating the file until it is renamed),
+// or it is younger than a minute and its process is alive here (the instants between a writer's creating and
+// locking it). A writer in another pid namespace whose number is dead here is exposed in those instants only.
 void remove_if_abandoned(const std::string& path, long pid) {
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) return;
@@ -52,7 +53,7 @@ void remove_if_abandoned(const std::string& path, long pid) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) return;
   if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
-    if (gone || !fresh) ::unlink(path.c_str());  // nobody holds it: abandoned (unless just created or just closed)
+    if (gone || !fresh) ::unlink(path.c_str());  // nobody holds it: abandoned (unless just created)
   } else if (errno != EWOULDBLOCK && gone) {
     ::unlink(path.c_str());  // a file system without flock: the process id is all there is to go by
   }
@@ -84,16 +85,6 @@ bool sync_descriptor(int fd) {
   return errno == EINVAL || errno == ENOTSUP || errno == ENOSYS;  // (EOPNOTSUPP is ENOTSUP on Linux)
 }
 
-// Syncs the file at `path` to disk (for a file another library wrote and closed: HDF5's); false with errno set.
-bool sync_file(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) return false;
-  const bool ok = sync_descriptor(fd);
-  const int err = errno;
-  ::close(fd);
-  errno = err;
-  return ok;
-}
 
 // Best effort: makes a rename in `folder` durable (some file systems refuse fsync on a directory: then nothing).
 void sync_folder_of(const std::string& path) {
@@ -141,23 +132,26 @@ TemporaryFile::~TemporaryFile() {
 }
 
 std::FILE* TemporaryFile::create() {
-  GRAFT_CHECK(file_ == nullptr && !finished_, who_, ": the temporary for '", path_, "' was already created");
-  int fd = -1;
-  for (int attempt = 0; attempt < 8 && fd < 0; ++attempt) {
+  GRAFT_CHECK(file_ == nullptr && !finished_ && !created_, who_, ": the temporary for '", path_,
+              "' was already created");
+  int fd = -1, err = 0;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    if (attempt > 0) name_ = temporary_path_for(path_);  // taken (or planted) and never opened: drawn again
     fd = ::open(name_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno == EEXIST) name_ = temporary_path_for(path_);  // taken (or planted): never opened, drawn again
-    else if (fd < 0) break;
+    err = errno;
+    if (fd >= 0 || err != EEXIST) break;
   }
   if (fd < 0) {
-    const int err = errno;
     finished_ = true;  // nothing of ours to remove
     GRAFT_FAIL(who_, ": cannot create '", name_, "' (for '", path_, "'): ", std::strerror(err),
                err == EEXIST ? "" : " (directory missing or not writable?)");
   }
+  created_ = true;
   hold_temporary(fd);
+  held_ = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);  // shares the open file, and with it the flock, past fclose
   file_ = ::fdopen(fd, "w");
   if (file_ == nullptr) {
-    const int err = errno;
+    err = errno;
     ::close(fd);
     discard();
     GRAFT_FAIL(who_, ": cannot write '", name_, "' (for '", path_, "'): ", std::strerror(err));
@@ -165,8 +159,20 @@ std::FILE* TemporaryFile::create() {
   return file_;
 }
 
+void TemporaryFile::mark_created() {
+  GRAFT_CHECK(file_ == nullptr && !finished_ && !created_, who_, ": the temporary for '", path_,
+              "' was already created");
+  created_ = true;
+  // A descriptor of our own on the file the other library writes, locked until the rename: that library closes
+  // its descriptor (and with it any lock on it) before commit() renames. (Another open file description: its
+  // flock excludes the library's, which then goes without; one is enough.)
+  held_ = ::open(name_.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (held_ >= 0) hold_temporary(held_);
+}
+
 void TemporaryFile::commit() {
   GRAFT_CHECK(!finished_, who_, ": '", path_, "' was already committed or discarded");
+  GRAFT_CHECK(created_, who_, ": nothing was written to '", path_, "'");
   std::string failure;  // the first step that failed, with the system's reason
   auto failed = [&failure](const char* step) {
     if (failure.empty()) failure = std::string(step) + ": " + std::strerror(errno);
@@ -175,33 +181,44 @@ void TemporaryFile::commit() {
     // a buffered write that failed leaves only the error flag (glibc drops the buffer: fflush then succeeds)
     if (std::ferror(file_)) failure = "a write was refused (disk full?)";
     else if (std::fflush(file_) != 0) failed("flush");
-    else if (!sync_descriptor(::fileno(file_))) failed("fsync");
     const bool closed = std::fclose(file_) == 0;
     file_ = nullptr;
     if (!closed) failed("close");
-  } else if (!sync_file(name_)) {  // written and closed by another library (HDF5)
-    failed("fsync");
   }
+  // written and closed (by us or another library): synced through our own descriptor, which holds the flock until
+  // the rename, so that no other writer of the output takes the temporary for abandoned in between
+  if (failure.empty() && held_ < 0) {  // (its dup or open failed earlier: once more)
+    held_ = ::open(name_.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (held_ < 0) failed("open");
+  }
+  if (failure.empty() && !sync_descriptor(held_)) failed("fsync");
+  std::error_code renamed;
+  if (failure.empty()) std::filesystem::rename(name_, path_, renamed);
   if (!failure.empty()) {
     discard();
     GRAFT_FAIL(who_, ": writing '", name_, "' failed: ", failure, "; '", path_, "' is as it was");
   }
-  std::error_code ec;
-  std::filesystem::rename(name_, path_, ec);
-  if (ec) {
+  if (renamed) {
     discard();
-    GRAFT_FAIL(who_, ": cannot rename '", name_, "' to '", path_, "': ", ec.message(), "; '", path_,
+    GRAFT_FAIL(who_, ": cannot rename '", name_, "' to '", path_, "': ", renamed.message(), "; '", path_,
                "' is as it was");
   }
   finished_ = true;
+  release_hold();
   sync_folder_of(path_);
 }
 
 void TemporaryFile::discard() {
   if (file_ != nullptr) std::fclose(file_);
   file_ = nullptr;
-  ::unlink(name_.c_str());
+  if (created_ && !finished_) ::unlink(name_.c_str());  // only a file this writer created, and not yet renamed
   finished_ = true;
+  release_hold();
+}
+
+void TemporaryFile::release_hold() {
+  if (held_ >= 0) ::close(held_);
+  held_ = -1;
 }
 
 }  // namespace graft

@@ -3,11 +3,12 @@
 // and n keep two writers of the same output at once from sharing (and removing, or renaming) one another's
 // temporary - also writers in other pid namespaces (containers, where graft may be pid 1) or on other machines
 // sharing the folder: each finishes its own file and the last rename wins, as with cp. A writer holds an flock on its
-// temporary while it writes (hold_temporary); the next writer of the same output removes the temporaries nobody
-// holds - those of writers that died without cleaning up (kill -9, a power cut) - and the name older versions used,
-// OUT.tmp-graft. A temporary younger than a minute whose process is alive here is left alone even unlocked (the
-// instants before its writer locks it, or between closing and renaming it). On file systems without flock a
-// temporary counts as abandoned when kill(pid, 0) finds no such process.
+// temporary from creating it until it is renamed (hold_temporary); the next writer of the same output removes the
+// temporaries nobody holds - those of writers that died without cleaning up (kill -9, a power cut) - and the name
+// older versions used, OUT.tmp-graft. A temporary younger than a minute is left alone even unlocked (the instants
+// before its writer locks it; its process id may look dead here and belong to a writer in another pid namespace).
+// On file systems without flock a temporary counts as abandoned when it is older than a minute and kill(pid, 0)
+// finds no such process.
 #pragma once
 #include <cstdio>
 #include <string>
@@ -21,8 +22,8 @@ std::string temporary_path_for(const std::string& path);
 void hold_temporary(int fd);
 
 // Removes OUT.tmp-graft and every OUT.tmp-graft-<pid>[-<n>] beside `path` that no writer holds (see above), and
-// links at those names. Errors are ignored: at worst a stale temporary stays. (A writer still removes its own name
-// before creating it exclusively: a link planted there must never be followed.)
+// links at those names. Errors are ignored: at worst a stale temporary stays. (A writer creates its own name
+// exclusively, so a link planted there is never followed.)
 void remove_dead_temporaries(const std::string& path);
 
 // An output written under a temporary name beside it and renamed over it by commit(): a writer that fails, throws or
@@ -40,9 +41,12 @@ class TemporaryFile {
   TemporaryFile& operator=(const TemporaryFile&) = delete;
 
   const std::string& path() const { return path_; }
-  // The temporary's name, for a writer that creates the file itself (exclusively: HDF5's H5F_ACC_EXCL) and then
-  // marks its descriptor with hold_temporary.
+  // The temporary's name, for a writer that creates the file itself (exclusively: HDF5's H5F_ACC_EXCL), then calls
+  // mark_created() and marks its descriptor with hold_temporary.
   const std::string& name() const { return name_; }
+  // The writer created the file at name() itself: from now on it is this object's to rename or remove (before, a
+  // file at that name is someone else's and is never removed).
+  void mark_created();
   // Creates the temporary exclusively (O_EXCL: nothing planted at the name is followed; a name already taken is
   // drawn again), holds its flock, and returns a stream writing to it, owned by this object.
   std::FILE* create();
@@ -55,8 +59,11 @@ class TemporaryFile {
 
  private:
   std::string path_, who_, name_;
+  void release_hold();
   std::FILE* file_ = nullptr;
-  bool finished_ = false;
+  int held_ = -1;          // our descriptor on the temporary, holding its flock until the rename (or removal)
+  bool created_ = false;   // the file at name_ is ours (create() or mark_created())
+  bool finished_ = false;  // renamed or removed: nothing left to do
 };
 
 }  // namespace graft

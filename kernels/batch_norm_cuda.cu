@@ -108,10 +108,12 @@ ReduceGrid reduce_grid(std::int64_t m, std::int64_t c, int width) {
 // branch or a convolution's backward needs, without a separate pass to mask it.
 enum class Sums { Stats, Backward, Bias };
 
-// Without a mask the kernel is held to 64 registers, 4 blocks of 256 per SM (what it compiled to before the mask
-// kinds, at 94-99% of the copy on an H100); with one, up to 85 (3 blocks): ptxas takes 80, where a cap of 64 spills.
+// The backward pass without a mask is held to 64 registers, 4 blocks of 256 per SM (what it compiled to before the
+// mask kinds, at 94-99% of the copy on an H100); with one, to 85 (3 blocks: sm_90 takes 80 without spilling; sm_80
+// spills a few bytes). The statistics and bias passes get no minimum (0): any minimum changes ptxas's choices, and
+// theirs compiled to fewer registers without one.
 template <Sums kMode, int W, Mask K>
-__global__ void __launch_bounds__(kBlockThreads, K == Mask::None ? 4 : 3)
+__global__ void __launch_bounds__(kBlockThreads, kMode != Sums::Backward ? 0 : K == Mask::None ? 4 : 3)
 batch_norm_partial_sums_kernel(double* partial, const float* inp, const float* dout, const float* mean,
                                const float* invstd, std::int64_t m, std::int64_t c, std::int64_t rows_per_chunk,
                                ReluMask relu, float* masked_out) {
