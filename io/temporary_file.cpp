@@ -164,8 +164,9 @@ void TemporaryFile::mark_created() {
               "' was already created");
   created_ = true;
   // A descriptor of our own on the file the other library writes, locked until the rename: that library closes
-  // its descriptor (and with it any lock on it) before commit() renames. (Another open file description: its
-  // flock excludes the library's, which then goes without; one is enough.)
+  // its descriptor (and with it any lock on it) before commit() renames. While the library has the file open the
+  // lock may be its own (libhdf5 1.10+ flocks the files it writes): ours then waits for commit() (hold_temporary
+  // fails without blocking), which takes it the moment the library's is gone.
   held_ = ::open(name_.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (held_ >= 0) hold_temporary(held_);
 }
@@ -173,6 +174,7 @@ void TemporaryFile::mark_created() {
 void TemporaryFile::commit() {
   GRAFT_CHECK(!finished_, who_, ": '", path_, "' was already committed or discarded");
   GRAFT_CHECK(created_, who_, ": nothing was written to '", path_, "'");
+  if (held_ >= 0) hold_temporary(held_);  // (a no-op if held already; see mark_created)
   std::string failure;  // the first step that failed, with the system's reason
   auto failed = [&failure](const char* step) {
     if (failure.empty()) failure = std::string(step) + ": " + std::strerror(errno);
@@ -190,6 +192,7 @@ void TemporaryFile::commit() {
   if (failure.empty() && held_ < 0) {  // (its dup or open failed earlier: once more)
     held_ = ::open(name_.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (held_ < 0) failed("open");
+    else hold_temporary(held_);
   }
   if (failure.empty() && !sync_descriptor(held_)) failed("fsync");
   std::error_code renamed;
