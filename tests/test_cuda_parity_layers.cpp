@@ -179,33 +179,52 @@ TEST(LayersParity, FusedBatchNormReluRecomputesTheMaskBitwiseOnTheGpu) {
 }
 
 // Pre-activations that are a rounding error away from 0, where a forward and a backward that round gamma xhat + beta
-// differently (one fused multiply-add, one multiply then add) would disagree on the mask. Running statistics 0 and 1
-// with eps 0 make xhat = x exactly; every other row holds x = v_c in channel c, and beta_c = -fl(gamma_c v_c), so the
-// forward's fma leaves gamma_c v_c - fl(gamma_c v_c): the product's rounding error, positive in about half the
-// channels (a multiply then add would give exactly 0 there).
+// differently (one fused multiply-add, one multiply then add) would disagree on the mask. Crafted rows hold x = v_c
+// in channel c, with xhat known exactly on the host, and beta_c = -fl(gamma_c xhat_c), so the forward's fma leaves
+// gamma_c xhat_c - fl(gamma_c xhat_c): the product's rounding error, positive in about half the channels (a multiply
+// then add would give exactly 0 there). Both statistics modes, both vector widths (C = 64 and 63), eps 0:
+// - running statistics 0 and 1: invstd is exactly 1 and xhat = x; every other row is crafted, the rest random;
+// - batch statistics: rows 0, 4, 8, ... hold v_c, rows 2, 6, ... hold -v_c, the odd rows 0, with v_c on a grid of
+//   1/1024 (12 significant bits): the mean is exactly 0 and the variance exactly v_c^2 / 2 in any order of summation
+//   (every partial sum is a small multiple of v_c or of v_c^2, exact in double); invstd is float(1 / sqrt(v_c^2 / 2))
+//   as the statistics kernel rounds it, and xhat = fl(v_c invstd) on the crafted rows.
 TEST(LayersParity, FusedBatchNormReluMaskAgreesWherePreActivationsRoundToZero) {
   GRAFT_REQUIRE_CUDA();
   Generator gen(113);
-  const std::int64_t rows = 64, c = 64;
-  std::vector<float> x = Tensor::randn({rows, c}, gen).to_vector(), v = Tensor::randn({c}, gen).to_vector();
-  std::vector<float> g = Tensor::uniform({c}, gen, 0.5f, 1.5f).to_vector(), b(static_cast<std::size_t>(c));
-  for (std::int64_t j = 0; j < c; ++j) {
-    const float product = g[j] * v[j];  // rounded to float here (no contraction across the statement)
-    b[j] = -product;
-    for (std::int64_t r = 0; r < rows; r += 2) x[r * c + j] = v[j];
-  }
-  const Tensor x0 = Tensor::from_vector(x, {rows / 16, 4, 4, c}).to(kCUDA);
-  const Tensor dy = Tensor::randn({rows / 16, 4, 4, c}, gen).to(kCUDA);
-  const Tensor g0 = Tensor::from_vector(g, {c}).to(kCUDA), b0 = Tensor::from_vector(b, {c}).to(kCUDA);
-  const Tensor rm0 = Tensor::zeros({c}, kCUDA), rv0 = Tensor::ones({c}, kCUDA);
-  const std::vector<float> y =
-      expect_fused_bn_relu_equals_composition(x0, dy, g0, b0, rm0, rv0, false, true, true, 0.f, "crafted");
-  long positive = 0, zero = 0;
-  for (std::int64_t r = 0; r < rows; r += 2)
-    for (std::int64_t j = 0; j < c; ++j) positive += y[r * c + j] > 0.f, zero += y[r * c + j] == 0.f;
-  // the crafted elements must straddle 0, or the test checks nothing
-  EXPECT_GT(positive, 100) << "crafted pre-activations > 0 (the forward's fma left a rounding error)";
-  EXPECT_GT(zero, 100) << "crafted pre-activations clipped to 0";
+  const std::int64_t rows = 64;
+  for (std::int64_t c : {64, 63})
+    for (bool stats : {false, true}) {
+      std::vector<float> x = Tensor::randn({rows, c}, gen).to_vector(), v = Tensor::randn({c}, gen).to_vector();
+      std::vector<float> g = Tensor::uniform({c}, gen, 0.5f, 1.5f).to_vector(), b(static_cast<std::size_t>(c));
+      auto crafted = [stats](std::int64_t r) { return stats ? r % 4 == 0 : r % 2 == 0; };
+      for (std::int64_t j = 0; j < c; ++j) {
+        float& vj = v[static_cast<std::size_t>(j)];
+        vj = static_cast<float>(std::round(vj * 1024.0) / 1024.0);
+        if (std::fabs(vj) < 0.0625f) vj = 0.5f;
+        for (std::int64_t r = 0; r < rows; ++r) {
+          if (crafted(r)) x[r * c + j] = vj;
+          else if (stats) x[r * c + j] = r % 2 == 0 ? -vj : 0.f;
+        }
+        const double variance = 32.0 * (static_cast<double>(vj) * vj) / 64.0;  // as E[x^2] - mean^2 with mean 0
+        const float invstd = stats ? static_cast<float>(1.0 / std::sqrt(variance + 0.0)) : 1.f;
+        const float xhat = vj * invstd;    // rounded to float here, as the kernels round (x - 0) * invstd
+        const float product = g[j] * xhat;  // (no contraction across statements)
+        b[j] = -product;
+      }
+      const Shape shape{rows / 16, 4, 4, c};
+      const Tensor x0 = Tensor::from_vector(x, shape).to(kCUDA), dy = Tensor::randn(shape, gen).to(kCUDA);
+      const Tensor g0 = Tensor::from_vector(g, {c}).to(kCUDA), b0 = Tensor::from_vector(b, {c}).to(kCUDA);
+      const Tensor rm0 = Tensor::zeros({c}, kCUDA), rv0 = Tensor::ones({c}, kCUDA);
+      const std::string where = "crafted, C " + std::to_string(c) + (stats ? ", batch statistics" : ", running");
+      const std::vector<float> y =
+          expect_fused_bn_relu_equals_composition(x0, dy, g0, b0, rm0, rv0, stats, true, true, 0.f, where);
+      long positive = 0, zero = 0;
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (std::int64_t j = 0; j < c && crafted(r); ++j) positive += y[r * c + j] > 0.f, zero += y[r * c + j] == 0.f;
+      // the crafted elements must straddle 0, or the test checks nothing
+      EXPECT_GT(positive, 100) << where << ": crafted pre-activations > 0 (the forward's fma left a rounding error)";
+      EXPECT_GT(zero, 100) << where << ": crafted pre-activations clipped to 0";
+    }
 }
 
 // Inference (running statistics, nothing recording) runs one kernel that computes invstd itself
