@@ -70,13 +70,11 @@ unsigned long long random_tag() {
   return tag ^ count++;
 }
 
-}  // namespace
-
-std::string temporary_path_for(const std::string& path) {
-  return path + kSuffix + "-" + std::to_string(::getpid()) + "-" + std::to_string(random_tag());
+// The folder holding `path` ("." for a bare name).
+std::filesystem::path folder_of(const std::string& path) {
+  const std::filesystem::path target(path);
+  return target.has_parent_path() ? target.parent_path() : std::filesystem::path(".");
 }
-
-namespace {
 
 // fsync, where a file system that cannot sync (some FUSE and network mounts answer EINVAL or ENOTSUP) counts as
 // synced: durability there is the file system's, and refusing to write would help nobody.
@@ -85,12 +83,10 @@ bool sync_descriptor(int fd) {
   return errno == EINVAL || errno == ENOTSUP || errno == ENOSYS;  // (EOPNOTSUPP is ENOTSUP on Linux)
 }
 
-
-// Best effort: makes a rename in `folder` durable (some file systems refuse fsync on a directory: then nothing).
+// Best effort: makes a rename in `path`'s folder durable (some file systems refuse fsync on a directory: then
+// nothing).
 void sync_folder_of(const std::string& path) {
-  const std::filesystem::path target(path);
-  const std::string folder = target.has_parent_path() ? target.parent_path().string() : ".";
-  const int fd = ::open(folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int fd = ::open(folder_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return;
   ::fsync(fd);
   ::close(fd);
@@ -98,17 +94,19 @@ void sync_folder_of(const std::string& path) {
 
 }  // namespace
 
+std::string temporary_path_for(const std::string& path) {
+  return path + kSuffix + "-" + std::to_string(::getpid()) + "-" + std::to_string(random_tag());
+}
+
 void hold_temporary(int fd) {
   ::flock(fd, LOCK_EX | LOCK_NB);  // best effort: a file system without flock leaves only the process id
 }
 
 void remove_dead_temporaries(const std::string& path) {
   namespace fs = std::filesystem;
-  const fs::path target(path);
-  const std::string prefix = target.filename().string() + kSuffix;
-  const fs::path folder = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  const std::string prefix = fs::path(path).filename().string() + kSuffix;
   std::error_code ec;
-  fs::directory_iterator it(folder, ec), end;
+  fs::directory_iterator it(folder_of(path), ec), end;
   for (; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;

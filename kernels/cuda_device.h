@@ -36,17 +36,21 @@ void synchronize();
 // TF32 tensor-core math for convolutions and GEMMs (default on; off = strict FP32).
 bool tf32_allowed();
 void set_tf32_allowed(bool allowed);
-// set_tf32_allowed for one scope: the previous setting is restored on exit (also when the scope throws).
-class Tf32Scope {
+// A process-wide on/off switch (read with Get, set with Set) set for one scope: the previous setting is restored on
+// exit (also when the scope throws).
+template <bool (*Get)(), void (*Set)(bool)>
+class ScopedSwitch {
  public:
-  explicit Tf32Scope(bool allowed) : saved_(tf32_allowed()) { set_tf32_allowed(allowed); }
-  ~Tf32Scope() { set_tf32_allowed(saved_); }
-  Tf32Scope(const Tf32Scope&) = delete;
-  Tf32Scope& operator=(const Tf32Scope&) = delete;
+  explicit ScopedSwitch(bool on) : saved_(Get()) { Set(on); }
+  ~ScopedSwitch() { Set(saved_); }
+  ScopedSwitch(const ScopedSwitch&) = delete;
+  ScopedSwitch& operator=(const ScopedSwitch&) = delete;
 
  private:
   bool saved_;
 };
+// set_tf32_allowed for one scope.
+using Tf32Scope = ScopedSwitch<tf32_allowed, set_tf32_allowed>;
 
 // Deterministic mode (default off): cuDNN convolutions use only algorithms that cudnnFind reports as
 // CUDNN_DETERMINISTIC (choices are cached per mode), so a training step gives bitwise identical results run after

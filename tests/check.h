@@ -51,23 +51,11 @@ inline ::testing::AssertionResult all_close(const Tensor& a, const Tensor& ref, 
 // TF32 for convolutions and GEMMs, and deterministic cuDNN algorithm choice (kernels/cuda_device.h).
 using Tf32Guard = cuda::Tf32Scope;
 // conv2d_cudnn_set_engine_search(on) for one scope (kernels/conv2d.h).
-class EngineSearchGuard {
+using EngineSearchGuard = cuda::ScopedSwitch<conv2d_cudnn_engine_search, conv2d_cudnn_set_engine_search>;
+// cuda::set_deterministic(true) for one scope.
+class DeterministicMode : public cuda::ScopedSwitch<cuda::deterministic, cuda::set_deterministic> {
  public:
-  explicit EngineSearchGuard(bool on) : saved_(conv2d_cudnn_engine_search()) { conv2d_cudnn_set_engine_search(on); }
-  ~EngineSearchGuard() { conv2d_cudnn_set_engine_search(saved_); }
-  EngineSearchGuard(const EngineSearchGuard&) = delete;
-  EngineSearchGuard& operator=(const EngineSearchGuard&) = delete;
-
- private:
-  bool saved_;
-};
-class DeterministicMode {
- public:
-  DeterministicMode() : saved_(cuda::deterministic()) { cuda::set_deterministic(true); }
-  ~DeterministicMode() { cuda::set_deterministic(saved_); }
-
- private:
-  bool saved_;
+  DeterministicMode() : ScopedSwitch(true) {}
 };
 #endif
 
