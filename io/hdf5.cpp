@@ -9,31 +9,15 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
+#include "io/hdf5_handle.h"
 #include "io/hdf5_isolation.h"
 
 namespace graft::hdf5 {
 
 static_assert(std::is_same_v<hid_t, std::int64_t>, "graft needs HDF5 >= 1.10 (64-bit hid_t)");
+static_assert(std::is_same_v<herr_t, int>, "io/hdf5_handle.h spells herr_t as int");
 
 namespace {
-
-// Owns one identifier and closes it with the matching H5*close.
-class Handle {
- public:
-  using Closer = herr_t (*)(hid_t);
-  Handle(hid_t id, Closer closer) : id_(id), closer_(closer) {}
-  ~Handle() {
-    if (id_ >= 0) closer_(id_);
-  }
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
-
- private:
-  hid_t id_;
-  Closer closer_;
-};
 
 // HDF5 reports its own errors on a stack; the innermost entry names the actual cause
 // ("truncated file: eof = ...", "file signature not found").
@@ -48,7 +32,6 @@ std::string hdf5_reason() {
   H5Eclear2(H5E_DEFAULT);
   return reason.empty() ? std::string("HDF5 gave no reason") : reason;
 }
-
 
 [[noreturn]] void fail(const std::string& file, const std::string& what) {
   GRAFT_FAIL("hdf5: ", what, " in '", file, "': ", hdf5_reason());

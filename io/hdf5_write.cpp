@@ -50,24 +50,34 @@ H5T_cset_t string_cset(const std::vector<std::string>& values) {
   return H5T_CSET_UTF8;
 }
 
+// A fixed-length, NUL-terminated string type of `width` bytes.
+Handle string_type(std::size_t width, H5T_cset_t cset) {
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), width);
+  H5Tset_cset(type.get(), cset);
+  return type;
+}
+
+// Link-creation properties that create missing groups on the way to a new object.
+Handle intermediate_groups() {
+  Handle links(H5Pcreate(H5P_LINK_CREATE), H5Pclose);
+  H5Pset_create_intermediate_group(links.get(), 1);
+  return links;
+}
+
 }  // namespace
 
 Writer::Writer(const std::string& path) : path_(path), tmp_(path, "hdf5") {
   check_replaceable_file(path, "hdf5:");  // commit() renames the finished file over `path`
   prepare_library();
   // H5F_ACC_EXCL: fails if anything is at the temporary name (a link planted there would be followed)
-  file_ = H5Fcreate(tmp_.name().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT);
-  GRAFT_CHECK(file_ >= 0, "hdf5: cannot create '", path, "' (directory missing or not writable?)");
+  file_ = Handle(H5Fcreate(tmp_.name().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT), H5Fclose);
+  GRAFT_CHECK(file_.valid(), "hdf5: cannot create '", path, "' (directory missing or not writable?)");
   tmp_.mark_created();  // ours from now on, and held (locked) until commit() renames it: other writers leave it alone
 }
 
-Writer::~Writer() {
-  if (file_ >= 0) H5Fclose(file_);  // then tmp_ removes the unfinished file
-}
-
 void Writer::fail(const std::string& what) {
-  H5Fclose(file_);
-  file_ = -1;
+  file_.close();
   tmp_.discard();
   GRAFT_FAIL("hdf5: writing '", path_, "' failed at ", what, "; no file was left behind");
 }
@@ -75,16 +85,17 @@ void Writer::fail(const std::string& what) {
 void Writer::write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type, const Shape& dims,
                            const void* data) {
   std::vector<hsize_t> extent(dims.begin(), dims.end());
-  hid_t space = extent.empty() ? H5Screate(H5S_SCALAR)
-                               : H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr);
-  hid_t links = H5Pcreate(H5P_LINK_CREATE);
-  H5Pset_create_intermediate_group(links, 1);
-  hid_t set = space >= 0 ? H5Dcreate2(file_, name.c_str(), file_type, space, links, H5P_DEFAULT, H5P_DEFAULT) : -1;
-  const bool created = set >= 0;
-  bool ok = created && H5Dwrite(set, memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
-  if (set >= 0 && H5Dclose(set) < 0) ok = false;
-  H5Pclose(links);
-  if (space >= 0) H5Sclose(space);
+  const Handle space(extent.empty() ? H5Screate(H5S_SCALAR)
+                                    : H5Screate_simple(static_cast<int>(extent.size()), extent.data(), nullptr),
+                     H5Sclose);
+  const Handle links = intermediate_groups();
+  Handle set(space.valid()
+                 ? H5Dcreate2(file_.get(), name.c_str(), file_type, space.get(), links.get(), H5P_DEFAULT, H5P_DEFAULT)
+                 : -1,
+             H5Dclose);
+  const bool created = set.valid();
+  bool ok = created && H5Dwrite(set.get(), memory_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0;
+  if (!set.close()) ok = false;
   if (!ok)
     fail("dataset '" + name + (created ? "' (disk full or not writable?)" : "' (a name written twice, or not valid?)"));
 }
@@ -102,9 +113,9 @@ void Writer::append_rows(const std::string& name, const Tensor& rows) {
   Tensor host = rows.detach().to(kCPU);
   const std::vector<hsize_t> shape(host.shape().begin(), host.shape().end());
   const int rank = static_cast<int>(shape.size());
-  hid_t set = -1;
-  if (H5Lexists(file_, name.c_str(), H5P_DEFAULT) > 0) {
-    set = H5Dopen2(file_, name.c_str(), H5P_DEFAULT);
+  Handle set;
+  if (H5Lexists(file_.get(), name.c_str(), H5P_DEFAULT) > 0) {
+    set = Handle(H5Dopen2(file_.get(), name.c_str(), H5P_DEFAULT), H5Dclose);
   } else {
     std::vector<hsize_t> empty(shape), unlimited(shape), chunk(shape);
     empty[0] = 0;
@@ -118,31 +129,31 @@ void Writer::append_rows(const std::string& name, const Tensor& rows) {
       room /= chunk[i];
     }
     chunk[0] = std::max<hsize_t>(room, 1);
-    hid_t space = H5Screate_simple(rank, empty.data(), unlimited.data());
-    hid_t links = H5Pcreate(H5P_LINK_CREATE);
-    H5Pset_create_intermediate_group(links, 1);
-    hid_t create = H5Pcreate(H5P_DATASET_CREATE);
-    const bool chunked = H5Pset_chunk(create, rank, chunk.data()) >= 0;
-    if (space >= 0 && chunked) set = H5Dcreate2(file_, name.c_str(), H5T_IEEE_F32LE, space, links, create, H5P_DEFAULT);
-    H5Pclose(create);
-    H5Pclose(links);
-    if (space >= 0) H5Sclose(space);
-    if (set < 0) fail("dataset '" + name + "' (a name written twice, or not valid?)");
+    const Handle space(H5Screate_simple(rank, empty.data(), unlimited.data()), H5Sclose);
+    const Handle links = intermediate_groups();
+    const Handle create(H5Pcreate(H5P_DATASET_CREATE), H5Pclose);
+    const bool chunked = H5Pset_chunk(create.get(), rank, chunk.data()) >= 0;
+    if (space.valid() && chunked)
+      set = Handle(
+          H5Dcreate2(file_.get(), name.c_str(), H5T_IEEE_F32LE, space.get(), links.get(), create.get(), H5P_DEFAULT),
+          H5Dclose);
+    if (!set.valid()) fail("dataset '" + name + "' (a name written twice, or not valid?)");
   }
-  if (set < 0) fail("dataset '" + name + "' (cannot open it to append)");
+  if (!set.valid()) fail("dataset '" + name + "' (cannot open it to append)");
   // The dataset's current extent: the trailing axes must match the rows'.
-  hid_t space = H5Dget_space(set);
-  std::vector<hsize_t> extent(std::max(H5Sget_simple_extent_ndims(space), 0)), max_extent(extent.size());
-  H5Sget_simple_extent_dims(space, extent.data(), max_extent.data());
-  H5Sclose(space);
+  std::vector<hsize_t> extent, max_extent;
+  {
+    const Handle space(H5Dget_space(set.get()), H5Sclose);
+    extent.resize(std::max(H5Sget_simple_extent_ndims(space.get()), 0));
+    max_extent.resize(extent.size());
+    H5Sget_simple_extent_dims(space.get(), extent.data(), max_extent.data());
+  }
   const Shape have(extent.begin(), extent.end());
   if (extent.size() != shape.size() || !std::equal(extent.begin() + 1, extent.end(), shape.begin() + 1)) {
-    H5Dclose(set);
     GRAFT_FAIL("hdf5: append_rows '", name, "' in '", path_, "': rows of shape ", shape_str(host.shape()),
                " do not continue a dataset of shape ", shape_str(have), " (the axes after the first must match)");
   }
   if (max_extent[0] != H5S_UNLIMITED) {
-    H5Dclose(set);
     GRAFT_FAIL("hdf5: append_rows '", name, "' in '", path_, "': the dataset of shape ", shape_str(have),
                " was written whole, not by append_rows, and cannot grow");
   }
@@ -151,17 +162,16 @@ void Writer::append_rows(const std::string& name, const Tensor& rows) {
     std::vector<hsize_t> grown(extent), start(rank, 0);
     grown[0] += shape[0];
     start[0] = extent[0];
-    ok = H5Dset_extent(set, grown.data()) >= 0;
-    hid_t file_space = ok ? H5Dget_space(set) : -1;
-    hid_t memory_space = H5Screate_simple(rank, shape.data(), nullptr);
-    ok = ok && file_space >= 0 &&
-         H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start.data(), nullptr, shape.data(), nullptr) >= 0 &&
-         H5Dwrite(set, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, host.data<float>()) >= 0;
-    if (file_space >= 0) H5Sclose(file_space);
-    H5Sclose(memory_space);
+    ok = H5Dset_extent(set.get(), grown.data()) >= 0;
+    const Handle file_space(ok ? H5Dget_space(set.get()) : -1, H5Sclose);
+    const Handle memory_space(H5Screate_simple(rank, shape.data(), nullptr), H5Sclose);
+    ok = ok && file_space.valid() && memory_space.valid() &&
+         H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, shape.data(), nullptr) >= 0 &&
+         H5Dwrite(set.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT, host.data<float>()) >=
+             0;
   }
   // Closing writes the chunk cache out (about one chunk per call): a full disk shows here as often as in H5Dwrite.
-  if (H5Dclose(set) < 0) ok = false;
+  if (!set.close()) ok = false;
   if (!ok) fail("appending to dataset '" + name + "' (disk full or not writable?)");
 }
 
@@ -169,11 +179,8 @@ void Writer::string_dataset(const std::string& name, const std::vector<std::stri
   GRAFT_CHECK(!values.empty(), "hdf5: dataset '", name, "' in '", path_, "': no strings to write");
   std::size_t width = 0;
   const std::vector<char> packed = pack_fixed_strings(values, width);
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, width);
-  H5Tset_cset(type, string_cset(values));
-  write_dataset(name, type, type, {static_cast<std::int64_t>(values.size())}, packed.data());
-  H5Tclose(type);
+  const Handle type = string_type(width, string_cset(values));
+  write_dataset(name, type.get(), type.get(), {static_cast<std::int64_t>(values.size())}, packed.data());
 }
 
 void Writer::int64_scalar(const std::string& name, std::int64_t value) {
@@ -182,15 +189,14 @@ void Writer::int64_scalar(const std::string& name, std::int64_t value) {
 
 // Attributes live in their object's header, which HDF5 caps at 64 KiB: a checkpoint's class_names (one line per
 // class) reaches that at several thousand classes. A failed write says so when the value was that large.
-void Writer::write_attribute(const std::string& object, const std::string& name, std::int64_t type, std::int64_t space,
-                             const void* data, std::size_t bytes) {
-  hid_t attr = space >= 0 ? H5Acreate_by_name(file_, object.c_str(), name.c_str(), type, space, H5P_DEFAULT,
-                                              H5P_DEFAULT, H5P_DEFAULT)
-                          : -1;
-  bool ok = attr >= 0 && H5Awrite(attr, type, data) >= 0;
-  if (attr >= 0) H5Aclose(attr);
-  if (space >= 0) H5Sclose(space);
-  H5Tclose(type);
+void Writer::write_attribute(const std::string& object, const std::string& name, const Handle& type,
+                             const Handle& space, const void* data, std::size_t bytes) {
+  Handle attr(space.valid() ? H5Acreate_by_name(file_.get(), object.c_str(), name.c_str(), type.get(), space.get(),
+                                                H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)
+                            : -1,
+              H5Aclose);
+  bool ok = attr.valid() && H5Awrite(attr.get(), type.get(), data) >= 0;
+  if (!attr.close()) ok = false;
   if (!ok)
     fail("attribute '" + name + "' of '" + object + "' " +
          (bytes > 60000 ? "(" + std::to_string(bytes) + " bytes: HDF5 keeps attributes in a 64 KiB object header)"
@@ -201,10 +207,8 @@ void Writer::write_attribute(const std::string& object, const std::string& name,
 // HDF5's global heap, and libhdf5 1.10's H5HG_read trusts the heap's object sizes: a damaged checkpoint crashed it
 // inside H5Aread (memcpy of ~2^62 bytes; found by tests/fuzz/fuzz_checkpoint). Readers accept both kinds.
 void Writer::attribute(const std::string& name, const std::string& value) {
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, value.size() + 1);
-  H5Tset_cset(type, string_cset({value}));
-  write_attribute("/", name, type, H5Screate(H5S_SCALAR), value.c_str(), value.size() + 1);
+  write_attribute("/", name, string_type(value.size() + 1, string_cset({value})),
+                  Handle(H5Screate(H5S_SCALAR), H5Sclose), value.c_str(), value.size() + 1);
 }
 
 void Writer::string_list_attribute(const std::string& object, const std::string& name,
@@ -213,16 +217,14 @@ void Writer::string_list_attribute(const std::string& object, const std::string&
               "': an empty string list has no fixed-length string type; write at least one string");
   std::size_t width = 0;
   const std::vector<char> packed = pack_fixed_strings(values, width);
-  hid_t type = H5Tcopy(H5T_C_S1);
-  H5Tset_size(type, width);
   const hsize_t count = values.size();
-  write_attribute(object, name, type, H5Screate_simple(1, &count, nullptr), packed.data(), packed.size());
+  write_attribute(object, name, string_type(width, H5T_CSET_ASCII),
+                  Handle(H5Screate_simple(1, &count, nullptr), H5Sclose), packed.data(), packed.size());
 }
 
 void Writer::commit() {
-  GRAFT_CHECK(file_ >= 0, "hdf5: '", path_, "' was already committed");
-  bool ok = H5Fclose(file_) >= 0;  // closing flushes: a full disk shows here
-  file_ = -1;
+  GRAFT_CHECK(file_.valid(), "hdf5: '", path_, "' was already committed");
+  const bool ok = file_.close();  // closing flushes: a full disk shows here
   if (!ok) {
     tmp_.discard();
     GRAFT_FAIL("hdf5: writing '", path_, "' failed while flushing (disk full?); no file was left behind");

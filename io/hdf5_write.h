@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/hdf5_handle.h"
 #include "io/temporary_file.h"
 
 namespace graft::hdf5 {
@@ -16,7 +17,7 @@ namespace graft::hdf5 {
 class Writer {
  public:
   explicit Writer(const std::string& path);
-  ~Writer();  // without commit(): the temporary file is removed
+  ~Writer() = default;  // without commit(): the file is closed, then the temporary removed
   Writer(const Writer&) = delete;
   Writer& operator=(const Writer&) = delete;
 
@@ -47,11 +48,11 @@ class Writer {
   // `data` of `memory_type` into it (hid_t values).
   void write_dataset(const std::string& name, std::int64_t file_type, std::int64_t memory_type, const Shape& dims,
                      const void* data);
-  void write_attribute(const std::string& object, const std::string& name, std::int64_t type, std::int64_t space,
+  void write_attribute(const std::string& object, const std::string& name, const Handle& type, const Handle& space,
                        const void* data, std::size_t bytes);
   std::string path_;
-  TemporaryFile tmp_;  // destroyed after the file is closed: removes the temporary unless committed
-  std::int64_t file_ = -1;
+  TemporaryFile tmp_;  // destroyed after file_ (members go in reverse order): removes the temporary unless committed
+  Handle file_;
 };
 
 // Refuses (graft::Error "<who> '<path>' is ...") a path that a finished file cannot be renamed over safely: a

@@ -415,9 +415,19 @@ std::string temp_path(const std::string& name) {
   return (dir / name).string();
 }
 
+// How many objects libhdf5 has open in this process, by kind: files, datasets, groups, attributes. (Transient
+// identifiers - dataspaces, datatypes, property lists - cannot be counted through the public API.)
+std::vector<ssize_t> open_hdf5_objects() {
+  std::vector<ssize_t> counts;
+  for (unsigned kind : {H5F_OBJ_FILE, H5F_OBJ_DATASET, H5F_OBJ_GROUP, H5F_OBJ_ATTR})
+    counts.push_back(H5Fget_obj_count(H5F_OBJ_ALL, kind));
+  return counts;
+}
+
 TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
   const std::string path = temp_path("writer.h5");
   std::filesystem::remove(path);
+  const std::vector<ssize_t> objects = open_hdf5_objects();
   auto refused = [&](const std::function<void(hdf5::Writer&)>& write, const std::string& expected) {
     std::string msg = testing::error_message([&] {
       hdf5::Writer writer(path);
@@ -427,6 +437,8 @@ TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
     EXPECT_NE(msg.find(expected), std::string::npos) << msg;
     EXPECT_FALSE(std::filesystem::exists(path)) << expected;
     EXPECT_EQ(testing::temporaries_beside(path), std::vector<std::string>{}) << expected;
+    // and the writer's file and datasets are closed again, whichever call failed
+    EXPECT_EQ(open_hdf5_objects(), objects) << expected;
   };
   refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", {}); }, "an empty string list");
   refused([](hdf5::Writer& w) { w.string_list_attribute("/", "names", std::vector<std::string>(7000, "n00000001")); },
@@ -439,6 +451,24 @@ TEST(Hdf5, WriterRefusesWhatItCannotStoreByNameAndLeavesNoFile) {
         w.dataset("x", Tensor::zeros({2}));
       },
       "dataset 'x' (a name written twice");
+  refused(
+      [](hdf5::Writer& w) {
+        w.string_dataset("names", {"a", "bb"});
+        w.string_dataset("names", {"a"});
+      },
+      "dataset 'names' (a name written twice");
+  refused(
+      [](hdf5::Writer& w) {
+        w.append_rows("rows", Tensor::zeros({2, 3}));
+        w.append_rows("rows", Tensor::zeros({2, 4}));
+      },
+      "do not continue a dataset of shape (2,3)");
+  refused(
+      [](hdf5::Writer& w) {
+        w.dataset("whole", Tensor::zeros({2, 3}));
+        w.append_rows("whole", Tensor::zeros({2, 3}));
+      },
+      "was written whole, not by append_rows");
   // What does fit: a scalar in a new group, a list read back as written.
   {
     hdf5::Writer writer(path);
