@@ -266,7 +266,7 @@ BENCHMARK(BM_gemm_cpu)
     ->UseRealTime()                   // OpenBLAS runs its own threads: the calling thread's CPU time undercounts
     ->Unit(benchmark::kMillisecond);
 
-// ---- layer kernels at ResNet-50 shapes, batch 8 (the GPU versions: bench_layers_cuda.cpp) --------------------
+// ---- layer kernels at ResNet-50 shapes, batch 8 (GPU: bench_conv_cuda.cpp, bench_layers_cuda.cpp) ----
 
 // Batch 8, square input and kernel, "same" padding, from Args (in C, out K, kernel, stride, input H=W, groups).
 Conv2dGeometry bench_conv_geometry(const benchmark::State& state) {

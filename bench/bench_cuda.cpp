@@ -284,9 +284,8 @@ BENCHMARK_CAPTURE(BM_gemm_cuda, cublas_fp32, GemmImpl::CublasFp32)
 BENCHMARK_CAPTURE(BM_gemm_cuda, cublas_tf32, GemmImpl::CublasTf32)
     ->Arg(1024)->Arg(2048)->Arg(4096)->UseManualTime()->Unit(benchmark::kMillisecond);
 
-// ==== Layer kernels (conv2d via cuDNN vs cuDNN's best algorithm, batch norm, pooling, dropout, pad/concat) ====
-// belong in bench/bench_layers_cuda.cpp (using bench/cuda_bench.h), added to graft_bench_cuda in
-// bench/CMakeLists.txt when those kernels are ready.
+// ==== Layer kernels: the convolutions in bench/bench_conv_cuda.cpp, batch norm, pooling and the optimizer step in
+// bench/bench_layers_cuda.cpp (both with bench/cuda_bench.h's helpers).
 
 }  // namespace
 }  // namespace graft::bench

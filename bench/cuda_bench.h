@@ -1,4 +1,4 @@
-// Shared helpers of the CUDA benchmarks (bench_cuda*.cpp, and bench_layers_cuda.cpp later): device buffers from
+// Shared helpers of the CUDA benchmarks (bench_cuda*.cpp, bench_conv_cuda.cpp, bench_layers_cuda.cpp): device buffers from
 // graft's pool, CUDA-event timing on graft's compute stream, buffer rotation against L2, the skip-when-no-GPU
 // guard and the counters. Conventions: bench/README.md.
 #pragma once

@@ -129,7 +129,7 @@ bool conv2d_cudnn_engine_search();
 
 // ---- CUDA (hand-written, the kernel lab) -------------------------------------------------------------------------
 // Forward only, strict FP32 (every product an fmaf, no tensor cores), on graft::cuda::stream(); kept to study and to
-// measure against cuDNN's strict-FP32 forward (bench/bench_layers_cuda.cpp). The conv2d op never calls them.
+// measure against cuDNN's strict-FP32 forward (bench/bench_conv_cuda.cpp). The conv2d op never calls them.
 // kernels/conv2d_cuda_lab.cu says how each works and what limits it.
 //   direct: implicit GEMM - output tiles accumulate slabs of taps gathered straight from the input (no im2col
 //           buffer); any geometry, groups included.

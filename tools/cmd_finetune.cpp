@@ -294,7 +294,7 @@ void finetune(const FinetuneArgs& a) {
   lo.transform.size = a.size;
   lo.transform.exact_resize = small_fixed_images(a.data);
   lo.transform.normalize = preprocess_of_weights(a.resume ? last : a.weights, a.model.arch, parse_dialect(a.model.dialect));
-  // A resumed run goes on as it began (a run begun before graft antialiased goes on without: trainer.h).
+  // A resumed run goes on as it began (a run begun before graft antialiased goes on without: train/run_settings.h).
   if (a.resume) lo.transform.antialias = trained_with_antialias(resumed);
   LoaderOptions vo = lo;
   vo.shuffle = false;
@@ -363,7 +363,7 @@ void finetune(const FinetuneArgs& a) {
   to.checkpoint.train_state["preprocess"] = preprocess_name(lo.transform.normalize);
   to.checkpoint.train_state["image_size"] = std::to_string(a.size);
   to.checkpoint.train_state["resize"] = lo.transform.exact_resize ? "exact" : "crop";
-  // What shapes the run besides fit's own settings (train/trainer.h run_settings): a --resume must repeat them.
+  // What shapes the run besides fit's own settings (train/run_settings.h): a --resume must repeat them.
   auto num = [](auto v) {  // the shortest text that reads back as v
     char buf[64];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);

@@ -51,7 +51,7 @@ void inspect(const std::string& path) {
     };
     std::printf("input: preprocess %s, image size %s, resize %s\n", state("preprocess").c_str(),
                 state("image_size").c_str(), state("resize").c_str());
-    // The settings of the run that wrote it (train/trainer.h run_settings): what a --resume must repeat.
+    // The settings of the run that wrote it (train/run_settings.h): what a --resume must repeat.
     std::string settings;
     for (const auto& [key, value] : m.train_state)
       if (key.rfind("setting.", 0) == 0)

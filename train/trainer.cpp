@@ -1,4 +1,4 @@
-// fit() and evaluate(): see train/trainer.h. The loop is written once over a "batch source" so the uncached path
+// fit(): see train/trainer.h. The loop is written once over a "batch source" so the uncached path
 // (the Loader through the whole model) and the feature-cache path (cached backbone features through the head)
 // share the step, the fault checks, the checkpoints and the logs.
 #include "train/trainer.h"
@@ -35,71 +35,6 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// ---- scoring -----------------------------------------------------------------------------------------------------
-void check_outputs(std::int64_t outputs, int classes, const char* what) {
-  GRAFT_CHECK(outputs >= classes, what, ": the data has ", classes, " classes (labels 0..", classes - 1,
-              ") but the model has ", outputs, " outputs; build it with num_classes >= ", classes);
-}
-
-// Adds one batch to the running totals; returns the number of top-1 hits.
-std::int64_t score(const Tensor& logits, const Tensor& labels, EvalResult* result) {
-  std::vector<float> v = logits.to_vector();
-  std::vector<std::int32_t> y = labels.to_int_vector();
-  const std::size_t c = static_cast<std::size_t>(logits.dim(1));
-  std::int64_t top1 = 0;
-  for (std::size_t i = 0; i < y.size(); ++i) {
-    GRAFT_CHECK(y[i] >= 0 && static_cast<std::size_t>(y[i]) < c, "evaluate: label ", y[i], " at row ", i,
-                " is outside [0, ", c, ") for logits ", shape_str(logits.shape()));
-    const float* row = &v[i * c];
-    const auto label = static_cast<std::size_t>(y[i]);
-    // rank of the true class: entries above it, ties broken by index (as argmax takes the first maximum)
-    std::size_t rank = 0, best = 0;
-    for (std::size_t j = 0; j < c; ++j) {
-      if (row[j] > row[label] || (row[j] == row[label] && j < label)) ++rank;
-      if (row[j] > row[best]) best = j;
-    }
-    top1 += rank == 0;
-    if (result) {
-      result->top1 += rank == 0;
-      result->top5 += rank < 5;
-      if (label < result->confusion.size()) ++result->confusion[label][best];
-    }
-  }
-  return top1;
-}
-
-void finish(EvalResult& r, double loss_sum) {
-  if (r.images == 0) return;
-  r.loss = loss_sum / static_cast<double>(r.images);
-  r.top1 /= static_cast<double>(r.images);
-  r.top5 /= static_cast<double>(r.images);
-}
-
-void add_batch(EvalResult& r, double& loss_sum, const Tensor& logits, const Tensor& labels, int classes) {
-  if (r.confusion.empty()) {
-    check_outputs(logits.dim(1), classes, "evaluate");
-    r.confusion.assign(static_cast<std::size_t>(classes), std::vector<std::int64_t>(logits.dim(1), 0));
-  }
-  loss_sum += static_cast<double>(softmax_cross_entropy(logits, labels).item()) * labels.numel();
-  r.images += labels.numel();
-  score(logits, labels, &r);
-}
-
-EvalResult evaluate_cache(Module& head, const FeatureCache& cache, int classes, std::int64_t batch) {
-  bool was_training = head.is_training();
-  head.eval();
-  NoGradGuard no_grad;
-  EvalResult r;
-  double loss_sum = 0;
-  for (std::int64_t begin = 0; begin < cache.size(); begin += batch) {
-    std::int64_t end = std::min(begin + batch, cache.size());
-    add_batch(r, loss_sum, head(cache.features.slice(begin, end)), cache.labels_tensor(begin, end), classes);
-  }
-  finish(r, loss_sum);
-  head.train(was_training);
-  return r;
-}
-
 std::string hex(double v) {
   char buf[64];
   std::snprintf(buf, sizeof buf, "%a", v);
@@ -110,114 +45,7 @@ double parse_double(const std::map<std::string, std::string>& m, const std::stri
   return it == m.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
 }
 
-constexpr const char* kSetting = "setting.";
-
-// The shortest text that reads back as the same float: exact and readable (0.1, not 0.100000001).
-std::string number(float v) {
-  char buf[64];
-  return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
-}
-
-// The "setting.*" entries of a train_state, without the prefix.
-std::map<std::string, std::string> recorded_settings(const std::map<std::string, std::string>& train_state) {
-  std::map<std::string, std::string> out;
-  const std::string prefix = kSetting;
-  for (const auto& [key, value] : train_state)
-    if (key.rfind(prefix, 0) == 0) out[key.substr(prefix.size())] = value;
-  return out;
-}
-
 }  // namespace
-
-std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options) {
-  std::map<std::string, std::string> s = recorded_settings(options.checkpoint.train_state);
-  const LoaderOptions& lo = train.options();
-  const TransformOptions& t = lo.transform;
-  // The training data by what it holds, not where it lies: a run may resume on another machine.
-  const Dataset& data = *train.dataset();
-  std::uint64_t labels = 14695981039346656037ull;  // FNV-1a of the labels in order
-  for (std::int64_t i = 0; i < data.size(); ++i) labels = (labels ^ static_cast<std::uint32_t>(data.label(i))) * 1099511628211ull;
-  char hash[32];
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(labels));
-  s["train-examples"] = std::to_string(data.size());
-  s["train-classes"] = std::to_string(data.num_classes());
-  s["train-labels"] = hash;
-  std::uint64_t names = 14695981039346656037ull;  // FNV-1a of the class names, each ended by a 0 byte
-  for (const std::string& name : data.class_names())
-    for (const char ch : name + '\0') names = (names ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(names));
-  s["train-class-names"] = hash;
-  s["batch"] = std::to_string(lo.batch_size);
-  s["shuffle"] = lo.shuffle ? "on" : "off";
-  s["drop-last"] = lo.drop_last ? "on" : "off";
-  s["seed"] = std::to_string(lo.seed);
-  s["size"] = std::to_string(t.size);
-  s["random-crop"] = t.random_resized_crop ? "scale " + number(t.crop_scale_min) + "-" + number(t.crop_scale_max) : "off";
-  s["random-flip"] = t.random_flip ? "on" : "off";
-  s["antialias"] = t.antialias ? "on" : "off";
-  s["preprocess"] = preprocess_name(t.normalize);
-  s["epochs"] = std::to_string(options.epochs);
-  s["accumulate"] = std::to_string(options.accumulate);
-  std::string weights;
-  for (float w : options.class_weights) weights += (weights.empty() ? "" : ",") + number(w);
-  s["class-weights"] = weights.empty() ? "none" : weights;
-  s["label-smoothing"] = number(options.label_smoothing);
-  s["clip-grad-norm"] = number(options.clip_grad_norm);
-  s["patience"] = std::to_string(options.patience);
-  return s;
-}
-
-bool trained_with_antialias(const CheckpointMeta& meta) {
-  auto it = meta.train_state.find(std::string(kSetting) + "antialias");
-  if (it != meta.train_state.end()) return it->second == "on";
-  return meta.train_state.count("batch_in_epoch") == 0;
-}
-
-void check_resume_settings(const std::string& what, const std::string& checkpoint,
-                           const std::map<std::string, std::string>& settings) {
-  const std::map<std::string, std::string> recorded = recorded_settings(read_checkpoint_meta(checkpoint).train_state);
-  auto shown = [](const std::string& v) {  // long lists (a weight per class) shortened
-    return v.empty() ? std::string("(none)") : v.size() <= 80 ? v : v.substr(0, 60) + "... (" + std::to_string(v.size()) + " characters)";
-  };
-  // Settings only one side knows (a checkpoint of an older graft, a setting the caller added later) are not compared.
-  std::string differences;
-  for (const auto& [key, now] : settings) {
-    auto it = recorded.find(key);
-    if (it != recorded.end() && it->second != now)
-      differences += "\n  " + key + ": " + shown(it->second) + " in the checkpoint, " + shown(now) + " now";
-  }
-  GRAFT_CHECK(differences.empty(), what, ": cannot resume from '", checkpoint,
-              "': it was written by a run with other settings (a resumed run continues the same run):", differences,
-              "\nresume with the checkpoint's settings, or start a new run from its weights");
-}
-
-std::vector<double> EvalResult::per_class_accuracy() const {
-  std::vector<double> out;
-  for (std::size_t r = 0; r < confusion.size(); ++r) {
-    std::int64_t total = 0;
-    for (std::int64_t v : confusion[r]) total += v;
-    out.push_back(total ? static_cast<double>(confusion[r][r < confusion[r].size() ? r : 0]) / total : NAN);
-    if (r >= confusion[r].size()) out.back() = total ? 0.0 : NAN;
-  }
-  return out;
-}
-
-EvalResult evaluate(Module& model, Loader& loader) {
-  bool was_training = model.is_training();
-  model.eval();
-  NoGradGuard no_grad;
-  EvalResult r;
-  double loss_sum = 0;
-  const int classes = loader.dataset()->num_classes();
-  loader.start_epoch(0);
-  while (auto batch = loader.next()) {
-    if (batch->labels.numel() == 0) continue;
-    add_batch(r, loss_sum, model(batch->images), batch->labels, classes);
-  }
-  finish(r, loss_sum);
-  model.train(was_training);
-  return r;
-}
 
 TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
                 LRSchedule* schedule) {
@@ -354,7 +182,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       seeds += std::to_string(d->generator().seed());
     }
     if (!seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
-    for (const auto& [name, value] : settings) meta.train_state[kSetting + name] = value;
+    for (const auto& [name, value] : settings) meta.train_state[kSettingPrefix + name] = value;
     meta.train_state["batch_in_epoch"] = std::to_string(batch);
     meta.train_state["best_top1"] = hex(best_top1);
     meta.train_state["best_epoch"] = std::to_string(result.best_epoch);
@@ -453,7 +281,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
         group_denominator += denominator, group_loss += static_cast<double>(value) * denominator;
         loss_sum += static_cast<double>(value) * n;
         epoch_images += n, bar_images += n, images_this_call += n;
-        epoch_correct += score(logits.detach(), b->labels, nullptr);
+        epoch_correct += count_top1(logits.detach(), b->labels);
         if (pending < accumulate && batch < batches_per_epoch) {
           bar.update(batch, bar_images, loss_sum / epoch_images);
           continue;
@@ -495,7 +323,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
                      epoch_images ? double(epoch_correct) / epoch_images : NAN, NAN, NAN, NAN};
     bool improved = false;
     if (validation) {
-      result.last_validation = head ? evaluate_cache(*head, val_cache, validation->dataset()->num_classes(),
+      result.last_validation = head ? evaluate_features(*head, val_cache, validation->dataset()->num_classes(),
                                                      validation->options().batch_size)
                                     : evaluate(model, *validation);
       point.val_loss = result.last_validation.loss;

@@ -18,7 +18,7 @@
 // (stopped_by_signal = true); a second Ctrl-C kills the process as usual. The previous SIGINT handler is restored
 // when fit returns. resume = true continues from out_dir/last.h5 (model, optimizer, schedule position, epoch,
 // batch within the epoch, running totals) with train.start_epoch(epoch, batch) to the same result, bit for bit on
-// the CPU, as an uninterrupted run; a resume with other settings (run_settings below) is refused before anything
+// the CPU, as an uninterrupted run; a resume with other settings (train/run_settings.h) is refused before anything
 // changes. With accumulate > 1, SIGINT stops after the group's step: a stop never splits a group.
 // Dropout: before every training batch each Dropout module's generator is set to (its seed, (step * accumulate + k)
 // << 32) for the step's k-th batch (step << 32 without accumulation), so the masks depend only on the seeds and the
@@ -40,20 +40,10 @@
 #include "io/checkpoint.h"
 #include "io/loader.h"
 #include "layers/module.h"
+#include "train/evaluate.h"
+#include "train/run_settings.h"
 
 namespace graft {
-
-struct EvalResult {
-  double loss = 0, top1 = 0, top5 = 0;  // accuracies in [0, 1]
-  std::int64_t images = 0;
-  std::vector<std::vector<std::int64_t>> confusion;  // [true class][predicted class]
-  std::vector<double> per_class_accuracy() const;
-};
-
-// Runs the model in eval mode without grad over every batch of `loader` (epoch 0, in order). The confusion matrix
-// has one row per dataset class and one column per model output; a model with fewer outputs than the dataset
-// has classes is an error. top5 counts a hit within the min(5, outputs) best.
-EvalResult evaluate(Module& model, Loader& loader);
 
 // What fit() reports after every optimizer step (tests use it to inject faults: poison a weight, raise SIGINT).
 struct StepInfo {
@@ -118,27 +108,6 @@ struct TrainResult {
   double first_epoch_seconds = 0;   // the first epoch this call ran (on the cache when used), for comparisons
   std::int64_t skipped_images = 0;  // unreadable examples dropped by the train loader (non-strict)
 };
-
-// The settings that shape a run's course, which resume must not change: the train data (its size, classes and labels
-// in order - not its path), the train loader's batch size, shuffle, drop_last, seed and transform (size, random crop,
-// flip, antialiasing, preprocessing), and epochs,
-// accumulate, class_weights, label_smoothing, clip_grad_norm and patience - plus every "setting.NAME" entry the
-// caller put in TrainOptions::checkpoint.train_state (graft finetune adds its data, freezing, optimizer and schedule
-// options). fit records them in every checkpoint's train_state as "setting.NAME" = value. Not settings: max_steps,
-// progress, keep_best, cache_features, grad_check_every, out_dir, the device - a run stopped by max_steps or Ctrl-C
-// may resume with other values of these.
-std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options);
-
-// Whether the model in a checkpoint was trained on antialiased resizes (io/transforms.h): its setting.antialias;
-// without one, a checkpoint fit() wrote (graft before antialiasing) was not, and any other (weights converted from
-// torchvision or Keras: ImageNet-trained through PIL's antialiased resize) was.
-bool trained_with_antialias(const CheckpointMeta& meta);
-
-// Throws graft::Error ("<what>: cannot resume from '<checkpoint>' ...", each differing setting with both values)
-// unless every setting both the checkpoint and `settings` name has the same value (a setting only one side names -
-// a checkpoint of an older graft, a setting added since - is not compared). fit calls it before a resume changes anything; graft finetune calls it before it writes anything.
-void check_resume_settings(const std::string& what, const std::string& checkpoint,
-                           const std::map<std::string, std::string>& settings);
 
 // Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step. The optimizer must hold
 // the model's own parameter tensors. A model with fewer outputs than the train data has classes is an error
