@@ -16,7 +16,6 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
-#include "io/preprocess.h"
 #include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
@@ -45,10 +44,7 @@ double parse_double(const std::map<std::string, std::string>& m, const std::stri
   return it == m.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
 }
 
-}  // namespace
-
-TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
-                LRSchedule* schedule) {
+void check_options(const TrainOptions& options, const Loader* validation) {
   GRAFT_CHECK(options.epochs >= 1, "fit: epochs is ", options.epochs, ", must be >= 1");
   GRAFT_CHECK(options.label_smoothing >= 0.f && options.label_smoothing < 1.f, "fit: label smoothing is ",
               options.label_smoothing, ", must be in [0, 1)");
@@ -62,6 +58,162 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   GRAFT_CHECK(options.accumulate >= 1, "fit: accumulate is ", options.accumulate,
               ", must be >= 1 (batches per optimizer step)");
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
+}
+
+// Where the loop stands and its running totals: what every checkpoint records (hexadecimal floats, read back
+// exactly), so that a resumed run goes on bit for bit as an uninterrupted one.
+struct LoopState {
+  // The position a checkpoint records (fit's loop keeps its own and hands it to each checkpoint): the epoch to run
+  // next (0-based), and the batches of it already done (unreadable ones the loader skipped included).
+  int epoch = 0;
+  std::int64_t batch = 0;
+  std::int64_t step = 0;                 // optimizer steps done
+  double best_top1 = -1;                 // the best validation top-1 so far (-1: none yet)
+  double loss_sum = 0;                   // this epoch's training loss so far, summed over its images
+  std::int64_t images = 0, correct = 0;  // this epoch's training images so far, and their top-1 hits
+};
+
+LoopState resumed_state(const CheckpointMeta& meta, TrainResult& result) {
+  const auto& s = meta.train_state;
+  LoopState state;
+  state.epoch = static_cast<int>(meta.epoch);
+  state.batch = static_cast<std::int64_t>(parse_double(s, "batch_in_epoch", 0));
+  state.step = meta.step;
+  state.best_top1 = parse_double(s, "best_top1", -1);
+  state.loss_sum = parse_double(s, "epoch_loss_sum", 0);
+  state.images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
+  state.correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
+  result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
+  result.best_validation.top1 = std::max(state.best_top1, 0.0);
+  result.best_validation.top5 = parse_double(s, "best_top5", 0);
+  return state;
+}
+
+void record_state(const LoopState& state, const TrainResult& result, std::map<std::string, std::string>& train_state) {
+  train_state["batch_in_epoch"] = std::to_string(state.batch);
+  train_state["best_top1"] = hex(state.best_top1);
+  train_state["best_epoch"] = std::to_string(result.best_epoch);
+  train_state["best_top5"] = hex(result.best_validation.top5);
+  train_state["epoch_loss_sum"] = hex(state.loss_sum);
+  train_state["epoch_images"] = std::to_string(state.images);
+  train_state["epoch_correct"] = std::to_string(state.correct);
+}
+
+// The batches fit() trains on: the Loader's through the whole model, or the cached backbone features
+// (train/feature_cache.h) through the head alone, batched in the order the Loader would give (its seed, its
+// shuffle).
+class BatchSource {
+ public:
+  explicit BatchSource(Loader& train) : train_(train) {}
+  void use_cache(FeatureCache cache) {
+    cache_ = std::move(cache);
+    cached_ = true;
+  }
+  std::int64_t batches_per_epoch() const {
+    const LoaderOptions& o = train_.options();
+    return cached_ ? cache_.batches(o.batch_size, o.drop_last) : train_.batches_per_epoch();
+  }
+  void start_epoch(int epoch, std::int64_t batch) {
+    if (!cached_) return train_.start_epoch(epoch, batch);
+    order_ = epoch_order(cache_.size(), train_.options().seed, epoch, train_.options().shuffle);
+    cursor_ = batch;
+  }
+  std::optional<TrainBatch> next() {
+    if (!cached_) {
+      auto b = train_.next();
+      if (!b) return std::nullopt;
+      return TrainBatch{b->images, b->labels, b->index};
+    }
+    if (cursor_ >= batches_per_epoch()) return std::nullopt;
+    const std::int64_t size = train_.options().batch_size, begin = cursor_ * size;
+    TrainBatch out = cache_.gather(order_, begin, std::min(begin + size, cache_.size()));
+    out.index = cursor_++;
+    return out;
+  }
+
+ private:
+  Loader& train_;
+  FeatureCache cache_;
+  bool cached_ = false;
+  std::vector<std::int64_t> order_;  // the epoch's order of the cached rows
+  std::int64_t cursor_ = 0;          // the next batch of the epoch
+};
+
+// Every Dropout module's generator. Before each training batch each is set to (its seed, an offset fixed by the
+// batch's place): batch k of an optimizer step's group starts its own 2^32 counters, so the masks depend only on
+// the seeds, the step and k (accumulate 1: step << 32).
+class DropoutStreams {
+ public:
+  DropoutStreams(Module& model, std::int64_t accumulate) : accumulate_(accumulate) {
+    for (auto& [name, m] : model.named_modules())
+      if (auto* d = dynamic_cast<Dropout*>(m)) dropouts_.push_back(d);
+  }
+  std::uint64_t offset(std::int64_t step, std::int64_t k) const {
+    return static_cast<std::uint64_t>(step * accumulate_ + k) << 32;
+  }
+  void position_for(std::int64_t step, std::int64_t k) {
+    for (Dropout* d : dropouts_) d->generator().set_state(d->generator().seed(), offset(step, k));
+  }
+  std::uint64_t first_seed() const { return dropouts_.empty() ? 0 : dropouts_.front()->generator().seed(); }
+  // The seeds as a checkpoint keeps them: "s1,s2,..." ("" without dropout); restore_seeds takes that text back.
+  std::string seeds() const {
+    std::string list;
+    for (Dropout* d : dropouts_) list += (list.empty() ? "" : ",") + std::to_string(d->generator().seed());
+    return list;
+  }
+  void restore_seeds(const std::string& list) {
+    std::vector<std::uint64_t> seeds;
+    std::stringstream in(list);
+    for (std::string item; std::getline(in, item, ',');) {
+      std::uint64_t seed = 0;
+      const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), seed);
+      GRAFT_CHECK(error == std::errc() && end == item.data() + item.size(), "fit: the checkpoint's dropout seed '",
+                  item, "' is not a number");
+      seeds.push_back(seed);
+    }
+    GRAFT_CHECK(seeds.size() == dropouts_.size(), "fit: the checkpoint has ", seeds.size(),
+                " dropout generators, the model ", dropouts_.size());
+    for (std::size_t i = 0; i < dropouts_.size(); ++i) dropouts_[i]->generator().set_state(seeds[i], 0);
+  }
+
+ private:
+  std::vector<Dropout*> dropouts_;
+  std::int64_t accumulate_;
+};
+
+// What one batch backpropagates and adds to its step's loss. The plain case (no accumulation, no class weights)
+// backpropagates the batch's mean loss. Otherwise each batch backpropagates its loss SUM (rows weighted by their
+// labels' class weights) and the step divides the gradients by the group's denominator (its examples, or their
+// labels' total weight): the gradient of the group's mean loss, exactly as if its batches were one (torch's
+// cross_entropy over them, weight= included), whatever their sizes.
+struct BatchLoss {
+  Tensor backprop;
+  float mean = 0;          // the batch's mean loss (weighted mean with class weights; 0 if all weigh 0)
+  double denominator = 0;  // its share of the group's denominator
+};
+
+BatchLoss batch_loss(const Tensor& logits, const Tensor& labels, const TrainOptions& options, bool plain) {
+  BatchLoss out;
+  if (options.class_weights.empty()) {
+    Tensor mean = softmax_cross_entropy(logits, labels, options.label_smoothing);
+    out.mean = mean.item();
+    out.denominator = static_cast<double>(labels.numel());
+    out.backprop = plain ? mean : mul(mean, static_cast<float>(labels.numel()));
+  } else {
+    WeightedLoss parts = weighted_cross_entropy_parts(logits, labels, options.class_weights, options.label_smoothing);
+    const float total = parts.sum.item();
+    out.mean = parts.label_weight > 0 ? static_cast<float>(total / parts.label_weight) : total * 0.f;
+    out.denominator = parts.label_weight;
+    out.backprop = parts.sum;
+  }
+  return out;
+}
+
+}  // namespace
+
+TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
+                LRSchedule* schedule) {
+  check_options(options, validation);
   // One run at a time writes a run directory (train/run_lock.h): taken before anything there is read or written.
   std::optional<RunDirectoryLock> run_lock;
   if (!options.out_dir.empty()) run_lock.emplace(options.out_dir, "fit");
@@ -70,126 +222,74 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   TrainResult result;
   RunLog log(options.out_dir);
 
-  // ---- where to start ----
-  int first_epoch = 0;
-  std::int64_t first_batch = 0, step = 0;
-  double best_top1 = -1, loss_sum = 0;
-  std::int64_t epoch_images = 0, epoch_correct = 0;
-  std::vector<std::uint64_t> resumed_dropout_seeds;
+  // ---- where to start: the beginning, or where out_dir/last.h5 left off ----
+  LoopState state;
+  std::string resumed_dropout_seeds;
   if (options.resume) {
     const std::string last = options.out_dir + "/last.h5";
     GRAFT_CHECK(fs::exists(last), "fit: cannot resume: no checkpoint '", last, "'");
     check_resume_settings("fit", last, settings);
-    CheckpointMeta meta = load_checkpoint(last, model, &optimizer);
-    first_epoch = static_cast<int>(meta.epoch);
-    step = meta.step;
+    const CheckpointMeta meta = load_checkpoint(last, model, &optimizer);
+    state = resumed_state(meta, result);
     if (schedule) schedule->set_last_step(meta.schedule_step);
-    const auto& s = meta.train_state;
-    first_batch = static_cast<std::int64_t>(parse_double(s, "batch_in_epoch", 0));
-    best_top1 = parse_double(s, "best_top1", -1);
-    result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
-    result.best_validation.top1 = std::max(best_top1, 0.0);
-    result.best_validation.top5 = parse_double(s, "best_top5", 0);
-    loss_sum = parse_double(s, "epoch_loss_sum", 0);
-    epoch_images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
-    epoch_correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
-    if (s.count("dropout_seeds")) {
-      std::stringstream list(s.at("dropout_seeds"));
-      for (std::string item; std::getline(list, item, ',');) resumed_dropout_seeds.push_back(std::stoull(item));
-    }
-    log.resume(first_epoch);
-    GRAFT_CHECK(first_epoch <= options.epochs, "fit: '", last, "' is at epoch ", first_epoch, ", past the ",
+    if (auto it = meta.train_state.find("dropout_seeds"); it != meta.train_state.end())
+      resumed_dropout_seeds = it->second;
+    log.resume(state.epoch);
+    GRAFT_CHECK(state.epoch <= options.epochs, "fit: '", last, "' is at epoch ", state.epoch, ", past the ",
                 options.epochs, " epochs asked for");
   }
   if (!options.out_dir.empty()) fs::create_directories(options.out_dir);
+  const int first_epoch = state.epoch;
+  const std::int64_t first_batch = state.batch;
   // Early stopping: after `epochs_done` epochs, the last `patience` of them brought no better validation top-1.
   auto patience_ran_out = [&](int epochs_done) {
     return options.patience > 0 && result.best_epoch > 0 && epochs_done - result.best_epoch >= options.patience;
   };
   if (first_batch == 0 && patience_ran_out(first_epoch)) {  // resumed from where a run stopped early: nothing to do
     result.stopped_early = true;
-    result.steps = step;
+    result.steps = state.step;
     return result;
   }
-  if (options.max_steps > 0 && step >= options.max_steps) {  // resumed at or past max_steps: nothing to do
-    result.steps = step;
+  if (options.max_steps > 0 && state.step >= options.max_steps) {  // resumed at or past max_steps: nothing to do
+    result.steps = state.step;
     return result;
   }
 
-  // ---- the batch source: the whole model on loader batches, or the head on cached features ----
+  // ---- the batches: the whole model on the loader's, or the head on cached features ----
   model.train();
   const int classes = train.dataset()->num_classes();
-  std::string head_name = feature_cache_head(model, train, options);
+  const std::string head_name = feature_cache_head(model, train, options);
   std::shared_ptr<Module> head;
-  FeatureCache train_cache, val_cache;
+  BatchSource source(train);
+  FeatureCache val_cache;
   if (!head_name.empty()) {
     auto t = Clock::now();
     head = module_at(model, head_name);
-    train_cache = extract_features(model, head_name, train, options.progress, "features (train)");
+    source.use_cache(extract_features(model, head_name, train, options.progress, "features (train)"));
     if (validation) val_cache = extract_features(model, head_name, *validation, options.progress, "features (val)");
     result.used_feature_cache = true;
     result.cache_seconds = since(t);
     model.train();
   }
   Module& net = head ? *head : model;
-  const std::int64_t batches_per_epoch =
-      head ? train_cache.batches(train.options().batch_size, train.options().drop_last) : train.batches_per_epoch();
-  std::vector<std::int64_t> order;
-  std::int64_t cursor = 0;
-  auto start_epoch = [&](int epoch, std::int64_t batch) {
-    if (!head) return train.start_epoch(epoch, batch);
-    order = epoch_order(train_cache.size(), train.options().seed, epoch, train.options().shuffle);
-    cursor = batch;
-  };
-  auto next_batch = [&]() -> std::optional<TrainBatch> {
-    if (!head) {
-      auto b = train.next();
-      if (!b) return std::nullopt;
-      return TrainBatch{b->images, b->labels, b->index};
-    }
-    if (cursor >= batches_per_epoch) return std::nullopt;
-    std::int64_t bs = train.options().batch_size, begin = cursor * bs;
-    std::int64_t end = std::min(begin + bs, train_cache.size());
-    TrainBatch out = train_cache.gather(order, begin, end);
-    out.index = cursor++;
-    return out;
-  };
+  const std::int64_t batches_per_epoch = source.batches_per_epoch();
 
-  // Each batch's dropout masks come from (seed, offset): batch k of an optimizer step's group starts its own 2^32
-  // counters, so the masks depend only on the step, the batch's place in it and the seeds (accumulate 1: step << 32).
-  auto dropout_offset = [&](std::int64_t optimizer_step, std::int64_t k) {
-    return static_cast<std::uint64_t>(optimizer_step * options.accumulate + k) << 32;
-  };
-  std::vector<Dropout*> dropouts;
-  for (auto& [name, m] : model.named_modules())
-    if (auto* d = dynamic_cast<Dropout*>(m)) dropouts.push_back(d);
-  if (!resumed_dropout_seeds.empty()) {  // the masks continue as in the run that wrote the checkpoint
-    GRAFT_CHECK(resumed_dropout_seeds.size() == dropouts.size(), "fit: the checkpoint has ",
-                resumed_dropout_seeds.size(), " dropout generators, the model ", dropouts.size());
-    for (std::size_t i = 0; i < dropouts.size(); ++i) dropouts[i]->generator().set_state(resumed_dropout_seeds[i], 0);
-  }
+  DropoutStreams dropout(model, options.accumulate);
+  if (!resumed_dropout_seeds.empty()) dropout.restore_seeds(resumed_dropout_seeds);  // the masks go on as they were
+  // A checkpoint of the state after `epoch` epochs and `batch` batches of the next.
   auto save = [&](const std::string& file, int epoch, std::int64_t batch) {
     if (options.out_dir.empty()) return;
     CheckpointMeta meta = options.checkpoint;
     meta.epoch = epoch;
-    meta.step = step;
+    meta.step = state.step;
     meta.schedule_step = schedule ? schedule->last_step() : 0;
-    meta.rng_seed = dropouts.empty() ? 0 : dropouts.front()->generator().seed();
-    meta.rng_offset = dropout_offset(step, 0);
-    std::string seeds;
-    for (Dropout* d : dropouts) {
-      if (!seeds.empty()) seeds += ',';
-      seeds += std::to_string(d->generator().seed());
-    }
-    if (!seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
+    meta.rng_seed = dropout.first_seed();
+    meta.rng_offset = dropout.offset(state.step, 0);
+    if (const std::string seeds = dropout.seeds(); !seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
     for (const auto& [name, value] : settings) meta.train_state[kSettingPrefix + name] = value;
-    meta.train_state["batch_in_epoch"] = std::to_string(batch);
-    meta.train_state["best_top1"] = hex(best_top1);
-    meta.train_state["best_epoch"] = std::to_string(result.best_epoch);
-    meta.train_state["best_top5"] = hex(result.best_validation.top5);
-    meta.train_state["epoch_loss_sum"] = hex(loss_sum);
-    meta.train_state["epoch_images"] = std::to_string(epoch_images);
-    meta.train_state["epoch_correct"] = std::to_string(epoch_correct);
+    LoopState at = state;
+    at.batch = batch;
+    record_state(at, result, meta.train_state);
     save_checkpoint(options.out_dir + "/" + file, model, &optimizer, meta);
   };
 
@@ -209,8 +309,8 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   auto fault = [&](const char* what, float v, int epoch, std::int64_t batch) {
     optimizer.zero_grad();
     const char* text = std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
-    GRAFT_FAIL("finetune: ", what, " is ", text, " at epoch ", epoch + 1, " step ", step + 1, " (batch ", batch + 1,
-               " of ", batches_per_epoch, "); training stopped before applying it",
+    GRAFT_FAIL("finetune: ", what, " is ", text, " at epoch ", epoch + 1, " step ", state.step + 1, " (batch ",
+               batch + 1, " of ", batches_per_epoch, "); training stopped before applying it",
                options.out_dir.empty() ? std::string()
                                        : "; " + options.out_dir + "/last.h5 holds the last good state (if any)");
   };
@@ -223,67 +323,49 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     }
     const auto epoch_start = Clock::now();
     std::int64_t batch = epoch == first_epoch ? first_batch : 0;
-    if (epoch != first_epoch) loss_sum = 0, epoch_images = 0, epoch_correct = 0;
-    start_epoch(epoch, batch);
+    if (epoch != first_epoch) state.loss_sum = 0, state.images = 0, state.correct = 0;
+    source.start_epoch(epoch, batch);
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(options.epochs), batches_per_epoch,
                     options.progress);
     std::int64_t bar_images = 0;
-    // One optimizer step per group of `accumulate` batches (the epoch's last group may be shorter). The plain case
-    // (no accumulation, no class weights) backpropagates the batch's mean loss. Otherwise each batch backpropagates
-    // its loss SUM (rows weighted by their labels' class weights) and the step divides the gradients by the group's
-    // denominator (its examples, or their labels' total weight): the gradient of the group's mean loss, exactly as
-    // if its batches were one (torch's cross_entropy over them, weight= included), whatever their sizes.
+    // One optimizer step per group of `accumulate` batches (the epoch's last group may be shorter; batch_loss says
+    // what each batch backpropagates).
     const bool plain = accumulate == 1 && options.class_weights.empty();
     std::int64_t pending = 0;
     double group_denominator = 0, group_loss = 0;
     while (true) {
-      std::optional<TrainBatch> b = next_batch();
+      std::optional<TrainBatch> b = source.next();
       if (b) {
         const std::int64_t n = b->labels.numel();
         if (n == 0) continue;  // (loaders skip unreadable batches themselves; an empty one would have no mean)
-        for (Dropout* d : dropouts) d->generator().set_state(d->generator().seed(), dropout_offset(step, pending));
+        dropout.position_for(state.step, pending);
         Tensor logits = net(b->inputs);
         if (!checked_outputs) {
           check_outputs(logits.dim(1), classes, "fit");
-          GRAFT_CHECK(options.class_weights.empty() ||
-                          static_cast<std::int64_t>(options.class_weights.size()) == logits.dim(1),
-                      "fit: ", options.class_weights.size(), " class weights for a model with ", logits.dim(1),
-                      " outputs (one weight per output)");
+          GRAFT_CHECK(
+              options.class_weights.empty() || static_cast<std::int64_t>(options.class_weights.size()) == logits.dim(1),
+              "fit: ", options.class_weights.size(), " class weights for a model with ", logits.dim(1),
+              " outputs (one weight per output)");
           checked_outputs = true;
         }
-        Tensor loss;               // what this batch backpropagates
-        float value = 0;           // the batch's mean loss (weighted mean with class weights; 0 if all weigh 0)
-        double denominator = 0;    // its share of the group's denominator
-        if (options.class_weights.empty()) {
-          Tensor mean = softmax_cross_entropy(logits, b->labels, options.label_smoothing);
-          value = mean.item();
-          denominator = static_cast<double>(n);
-          loss = plain ? mean : mul(mean, static_cast<float>(n));
-        } else {
-          WeightedLoss parts =
-              weighted_cross_entropy_parts(logits, b->labels, options.class_weights, options.label_smoothing);
-          const float total = parts.sum.item();
-          value = parts.label_weight > 0 ? static_cast<float>(total / parts.label_weight) : total * 0.f;
-          denominator = parts.label_weight;
-          loss = parts.sum;
-        }
-        if (!std::isfinite(value)) {
+        const BatchLoss loss = batch_loss(logits, b->labels, options, plain);
+        if (!std::isfinite(loss.mean)) {
           // On the GPU a label outside [0, classes) makes the loss NaN (core/ops.h): name it if that is the cause.
           const std::vector<std::int32_t> y = b->labels.to_int_vector();
           for (std::size_t i = 0; i < y.size(); ++i)
             GRAFT_CHECK(y[i] >= 0 && y[i] < logits.dim(1), "finetune: label ", y[i], " at row ", i, " of epoch ",
-                        epoch + 1, " step ", step + 1, " is outside [0, ", logits.dim(1), ")");
-          fault("loss", value, epoch, b->index);
+                        epoch + 1, " step ", state.step + 1, " is outside [0, ", logits.dim(1), ")");
+          fault("loss", loss.mean, epoch, b->index);
         }
-        loss.backward();
+        loss.backprop.backward();
         ++pending;
         batch = b->index + 1;  // the position in the epoch's batches (unreadable ones skipped by the loader count)
-        group_denominator += denominator, group_loss += static_cast<double>(value) * denominator;
-        loss_sum += static_cast<double>(value) * n;
-        epoch_images += n, bar_images += n, images_this_call += n;
-        epoch_correct += count_top1(logits.detach(), b->labels);
+        group_denominator += loss.denominator, group_loss += static_cast<double>(loss.mean) * loss.denominator;
+        state.loss_sum += static_cast<double>(loss.mean) * n;
+        state.images += n, bar_images += n, images_this_call += n;
+        state.correct += count_top1(logits.detach(), b->labels);
         if (pending < accumulate && batch < batches_per_epoch) {
-          bar.update(batch, bar_images, loss_sum / epoch_images);
+          bar.update(batch, bar_images, state.loss_sum / state.images);
           continue;
         }
       } else if (pending == 0) {
@@ -291,7 +373,8 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       }  // else: the epoch's batches ended before the group was full (unreadable batches): its step is taken now
       const bool update = plain || group_denominator > 0;  // a group whose labels all weigh 0 changes nothing
       if (!plain && update) scale_grads(params, static_cast<float>(1.0 / group_denominator));
-      if (options.clip_grad_norm > 0 || (options.grad_check_every > 0 && (step + 1) % options.grad_check_every == 0)) {
+      if (options.clip_grad_norm > 0 ||
+          (options.grad_check_every > 0 && (state.step + 1) % options.grad_check_every == 0)) {
         float norm = clip_grad_norm(params, clip);
         if (!std::isfinite(norm)) fault("the gradient norm", norm, epoch, batch - 1);
       }
@@ -299,15 +382,15 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       optimizer.zero_grad();
       if (schedule) schedule->step();
       const double step_loss = group_denominator > 0 ? group_loss / group_denominator : 0.0;
-      ++step, pending = 0, group_denominator = 0, group_loss = 0;
-      bar.update(batch, bar_images, loss_sum / epoch_images);
-      if (options.on_step) options.on_step({epoch, step, batch, step_loss});
+      ++state.step, pending = 0, group_denominator = 0, group_loss = 0;
+      bar.update(batch, bar_images, state.loss_sum / state.images);
+      if (options.on_step) options.on_step({epoch, state.step, batch, step_loss});
       bool stop_signal = interrupted();
-      if (stop_signal || (options.max_steps > 0 && step >= options.max_steps)) {
+      if (stop_signal || (options.max_steps > 0 && state.step >= options.max_steps)) {
         bar.finish();
         save("last.h5", epoch, batch);
         result.stopped_by_signal = stop_signal;
-        result.steps = step;
+        result.steps = state.step;
         result.seconds = since(start);
         result.images_per_second = images_this_call / std::max(since(train_start), 1e-9);
         if (head) model.train();
@@ -319,18 +402,22 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (!head) result.skipped_images += train.skipped_this_epoch();
 
     // ---- end of epoch: validation, checkpoints, log ----
-    EpochPoint point{epoch + 1, epoch_images ? loss_sum / epoch_images : NAN,
-                     epoch_images ? double(epoch_correct) / epoch_images : NAN, NAN, NAN, NAN};
+    EpochPoint point{epoch + 1,
+                     state.images ? state.loss_sum / state.images : NAN,
+                     state.images ? double(state.correct) / state.images : NAN,
+                     NAN,
+                     NAN,
+                     NAN};
     bool improved = false;
     if (validation) {
       result.last_validation = head ? evaluate_features(*head, val_cache, validation->dataset()->num_classes(),
-                                                     validation->options().batch_size)
+                                                        validation->options().batch_size)
                                     : evaluate(model, *validation);
       point.val_loss = result.last_validation.loss;
       point.val_top1 = result.last_validation.top1;
       point.val_top5 = result.last_validation.top5;
-      if (point.val_top1 > best_top1) {
-        best_top1 = point.val_top1, improved = true;
+      if (point.val_top1 > state.best_top1) {
+        state.best_top1 = point.val_top1, improved = true;
         result.best_validation = result.last_validation;
         result.best_epoch = epoch + 1;
       }
@@ -339,17 +426,17 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (result.epochs_done == 0) result.first_epoch_seconds = epoch_seconds;
     result.epochs_done += 1;
     result.epoch_train_loss.push_back(point.train_loss);
-    loss_sum = 0, epoch_images = 0, epoch_correct = 0;  // the checkpoint marks the start of the next epoch
+    state.loss_sum = 0, state.images = 0, state.correct = 0;  // the checkpoint marks the start of the next epoch
     save("last.h5", epoch + 1, 0);
     if (improved && options.keep_best) save("best.h5", epoch + 1, 0);
-    log.add(point, step, optimizer.param_groups().front().lr, epoch_seconds > 0 ? bar_images / epoch_seconds : 0,
+    log.add(point, state.step, optimizer.param_groups().front().lr, epoch_seconds > 0 ? bar_images / epoch_seconds : 0,
             since(start));
     if (interrupted()) {
       result.stopped_by_signal = true;
       break;
     }
   }
-  result.steps = step;
+  result.steps = state.step;
   result.seconds = since(start);
   result.images_per_second = images_this_call / std::max(since(train_start), 1e-9);
   if (head) model.train();
