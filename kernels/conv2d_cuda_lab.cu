@@ -1,4 +1,4 @@
-// Hand-written forward convolutions for the kernel lab (issue 6, bench/bench_layers_cuda.cpp): NHWC input, weights
+// Hand-written forward convolutions for the kernel lab (issue 6, bench/bench_conv_cuda.cpp): NHWC input, weights
 // (K,R,S,C/groups), strict FP32 (fmaf, no tensor cores). The math is in kernels/conv2d.h; the engine's conv2d op runs
 // cuDNN (kernels/conv2d_cudnn.cpp) and never these. Both read the convolution as a GEMM, per group:
 //   out (M, Kg) = taps (M, L) x W^T (L, Kg),   M = N*P*Q output pixels, L = R*S*Cg taps, row m of `taps` holding

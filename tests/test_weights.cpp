@@ -418,6 +418,7 @@ std::string temp_path(const std::string& name) {
 // How many objects libhdf5 has open in this process, by kind: files, datasets, groups, attributes. (Transient
 // identifiers - dataspaces, datatypes, property lists - cannot be counted through the public API.)
 std::vector<ssize_t> open_hdf5_objects() {
+  hdf5::prepare_library();  // as graft starts the library (exit-time clean-up off), even when this call is the first
   std::vector<ssize_t> counts;
   for (unsigned kind : {H5F_OBJ_FILE, H5F_OBJ_DATASET, H5F_OBJ_GROUP, H5F_OBJ_ATTR})
     counts.push_back(H5Fget_obj_count(H5F_OBJ_ALL, kind));

@@ -58,7 +58,7 @@ struct InferenceModel {
   Preprocess preprocess = Preprocess::Torch;
   int image_size = 224;
   bool exact_resize = false;  // resize whole to size x size (small fixed-size images) instead of resize + crop
-  bool antialias = true;      // what it was trained with (train/trainer.h trained_with_antialias)
+  bool antialias = true;      // what it was trained with (train/run_settings.h trained_with_antialias)
 };
 InferenceModel load_inference_model(const std::string& checkpoint, const std::string& weights, const std::string& arch);
 void add_inference_model_options(CLI::App& cmd, std::string& checkpoint, std::string& weights, std::string& arch);

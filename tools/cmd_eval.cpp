@@ -145,7 +145,7 @@ void eval(const EvalArgs& a) {
     // Without class names, classes are positions: a checkpoint trained on a class subset (graft finetune --classes)
     // brings its subset along unless --classes is given.
     std::string subset = a.classes;
-    const auto recorded = m.meta.train_state.find("setting.classes");
+    const auto recorded = m.meta.train_state.find(std::string(kSettingPrefix) + "classes");
     if (subset.empty() && recorded != m.meta.train_state.end() && !recorded->second.empty()) {
       subset = recorded->second;
       std::printf("eval: the checkpoint was trained on classes %s of its data: evaluating on those\n", subset.c_str());

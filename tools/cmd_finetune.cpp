@@ -43,6 +43,7 @@
 #include "layers/batch_norm.h"
 #include "layers/linear.h"
 #include "tools/cli_common.h"
+#include "tools/finetune_setup.h"
 #include "train/class_weights.h"
 #include "train/run_lock.h"
 #include "train/trainer.h"
@@ -64,122 +65,6 @@ struct FinetuneArgs {
   bool deterministic = false;
   std::int64_t max_steps = 0;
 };
-
-// --class-weights W0,W1,...: finite values >= 0, not all 0.
-std::vector<float> parse_class_weights(const std::string& text) {
-  std::vector<float> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    std::size_t used = 0;
-    float w = NAN;
-    try {
-      w = std::stof(item, &used);
-    } catch (const std::exception&) {
-    }
-    GRAFT_CHECK(used == item.size() && std::isfinite(w) && w >= 0, "finetune: --class-weights '", text,
-                "': '", item, "' is not a weight >= 0 (expected balanced or W0,W1,... one per class)");
-    out.push_back(w);
-  }
-  GRAFT_CHECK(!out.empty() && std::any_of(out.begin(), out.end(), [](float w) { return w > 0; }),
-              "finetune: --class-weights '", text, "' needs a positive weight");
-  return out;
-}
-
-// The weights of --class-weights for a model with `outputs` classes: "balanced" from the training labels' counts.
-std::vector<float> class_weights_for(const std::string& spec, const Dataset& train, int outputs) {
-  if (spec.empty()) return {};
-  std::vector<std::int64_t> counts(static_cast<std::size_t>(outputs), 0);
-  for (std::int64_t i = 0; i < train.size(); ++i) ++counts[static_cast<std::size_t>(train.label(i))];
-  if (spec == "balanced") return balanced_class_weights(counts);
-  std::vector<float> w = parse_class_weights(spec);
-  GRAFT_CHECK(static_cast<int>(w.size()) == outputs, "finetune: --class-weights has ", w.size(),
-              " weights for ", outputs, " classes (one per class, in the order of the class names)");
-  bool any = false;
-  for (std::size_t c = 0; c < w.size(); ++c) any |= w[c] > 0 && counts[c] > 0;
-  GRAFT_CHECK(any, "finetune: --class-weights '", spec, "' gives weight 0 to every class of ", train.describe(),
-              ": nothing would train");
-  return w;
-}
-
-std::vector<int> parse_classes(const std::string& text) {
-  std::vector<int> out;
-  std::stringstream ss(text);
-  for (std::string item; std::getline(ss, item, ',');) {
-    try {
-      std::size_t used = 0;
-      int v = std::stoi(item, &used);
-      if (used == item.size() && v >= 0) {
-        out.push_back(v);
-        continue;
-      }
-    } catch (const std::exception&) {
-    }
-    GRAFT_FAIL("--classes '", text, "': '", item, "' is not a class index (expected e.g. 5,6,7)");
-  }
-  GRAFT_CHECK(!out.empty(), "--classes is empty");
-  return out;
-}
-
-// Fixed-size small images (28x28 Fashion-MNIST, 32x32 CIFAR) are resized whole; photos get torchvision's
-// resize-and-center-crop.
-bool small_fixed_images(const std::string& spec) {
-  return spec.rfind("fashion-mnist", 0) == 0 || spec.rfind("cifar", 0) == 0;
-}
-
-// The weight file's preprocessing: torchvision's files use torch, Keras's caffe (tf for the V2 ResNets).
-Preprocess preprocess_of_weights(const std::string& path, const std::string& arch, Dialect dialect) {
-  if (path.empty()) return preprocess_for(arch, dialect);
-  if (is_checkpoint(path)) {
-    CheckpointMeta m = read_checkpoint_meta(path);
-    auto it = m.train_state.find("preprocess");
-    return it != m.train_state.end() ? parse_preprocess(it->second) : preprocess_for(m.arch, parse_dialect(m.dialect));
-  }
-  return preprocess_for(inspect_weights(path));
-}
-
-std::int64_t warmup_steps(const std::string& text, std::int64_t steps_per_epoch) {
-  const std::string suffix = "steps";
-  try {
-    std::size_t used = 0;
-    if (text.size() > suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0) {
-      long long v = std::stoll(text, &used);
-      if (used == text.size() - suffix.size() && v >= 0) return v;
-    } else {
-      double v = std::stod(text, &used);
-      if (used == text.size() && v >= 0 && std::isfinite(v)) return std::llround(v * steps_per_epoch);
-    }
-  } catch (const std::exception&) {
-  }
-  GRAFT_FAIL("--warmup '", text, "': expected epochs (e.g. 1 or 0.5) or steps (e.g. 200steps)");
-}
-
-// Another class list than the --weights checkpoint's: `model` takes everything but the head from `from`, and of the
-// head (a Linear: weight (K, D), bias (K)) the rows of the classes `from` knows by name; the other rows stay fresh.
-// A checkpoint's head rows are its classes by name, never by position: the same count of other or reordered classes
-// must not inherit them. Returns how many of `names` were found.
-int take_all_but_the_head(Module& model, Module& from, const std::string& head, const std::vector<std::string>& names,
-                          const std::vector<std::string>& from_names, int from_outputs) {
-  NoGradGuard no_grad;
-  auto fresh = model.state();
-  auto source = from.state();
-  for (auto& [name, t] : source)
-    if (name.rfind(head + ".", 0) != 0) fresh.at(name).copy_from(t);
-  int kept = 0;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    const auto found = std::find(from_names.begin(), from_names.end(), names[i]);
-    if (found == from_names.end() || found - from_names.begin() >= from_outputs) continue;
-    const std::int64_t j = found - from_names.begin();
-    for (const char* part : {".weight", ".bias"}) {
-      if (!fresh.count(head + part) || !source.count(head + part)) continue;
-      Tensor to = fresh.at(head + part), from_rows = source.at(head + part);
-      if (std::int64_t(i) >= to.dim(0)) continue;
-      const std::int64_t row = to.numel() / to.dim(0);
-      std::copy_n(from_rows.data<float>() + j * row, row, to.data<float>() + std::int64_t(i) * row);
-    }
-    ++kept;
-  }
-  return kept;
-}
 
 void finetune(const FinetuneArgs& a) {
   GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
@@ -368,7 +253,7 @@ void finetune(const FinetuneArgs& a) {
     char buf[64];
     return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
   };
-  // (the data itself is compared by what it holds: train/trainer.h run_settings)
+  // (the data itself is compared by what it holds: train/run_settings.h)
   std::vector<std::string> unfreeze_sorted = a.unfreeze;  // each pattern unfreezes its parameters: order is moot
   std::sort(unfreeze_sorted.begin(), unfreeze_sorted.end());
   std::string unfreeze, classes;
@@ -383,7 +268,7 @@ void finetune(const FinetuneArgs& a) {
       {"lr", num(a.lr)}, {"backbone-lr", num(backbone_group.lr)}, {"weight-decay", num(a.weight_decay)},
       {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
-  for (const auto& [name, value] : cli_settings) to.checkpoint.train_state["setting." + name] = value;
+  for (const auto& [name, value] : cli_settings) to.checkpoint.train_state[kSettingPrefix + name] = value;
   if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));
   // The checkpoints are renamed into place at each epoch's end: a link or device there is refused now, not after
   // the first epoch's training.

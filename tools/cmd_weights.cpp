@@ -9,6 +9,7 @@
 //   and the number of classes always come from the file.
 #include <array>
 #include <cstdio>
+#include <string_view>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -17,6 +18,7 @@
 #include "io/hdf5_write.h"
 #include "io/weights.h"
 #include "tools/cli_common.h"
+#include "train/run_settings.h"
 
 namespace graft::cli {
 namespace {
@@ -54,8 +56,8 @@ void inspect(const std::string& path) {
     // The settings of the run that wrote it (train/run_settings.h): what a --resume must repeat.
     std::string settings;
     for (const auto& [key, value] : m.train_state)
-      if (key.rfind("setting.", 0) == 0)
-        settings += "\n  " + key.substr(8) + ": " +
+      if (key.rfind(kSettingPrefix, 0) == 0)
+        settings += "\n  " + key.substr(std::string_view(kSettingPrefix).size()) + ": " +
                     (value.empty() ? "(none)" : value.size() <= 100 ? value : value.substr(0, 80) + "...");
     if (!settings.empty()) std::printf("training settings:%s\n", settings.c_str());
     return;

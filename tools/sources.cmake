@@ -1,7 +1,7 @@
 # Executables: graft (the CLI) and graft_demo (a 2-layer MLP trained end to end).
 add_executable(graft_cli tools/graft.cpp tools/cli_app.cpp tools/cli_common.cpp tools/cmd_summary.cpp tools/cmd_bench.cpp tools/cmd_weights.cpp
                          tools/cmd_finetune.cpp tools/cmd_eval.cpp tools/cmd_predict.cpp tools/cmd_features.cpp
-                         tools/image_batches.cpp
+                         tools/finetune_setup.cpp tools/image_batches.cpp
                          tools/kernel_profile.cpp)
 set_target_properties(graft_cli PROPERTIES OUTPUT_NAME graft)
 target_link_libraries(graft_cli PRIVATE graft)
