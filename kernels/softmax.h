@@ -5,6 +5,11 @@
 //                 loss_r = -sum_c q_c log p_c,  p = softmax(logits_r); probs keeps p for the backward
 //                 dlogits = (p - q) * dloss[0] * scale     (dloss is a one-element device/host buffer, scale = 1/N)
 //                 zero-target terms are left out, so a masked logit (-inf) leaves the loss finite when s = 0
+// Precision: the CPU reference shifts and sums in double, the CUDA kernels in float. They differ beyond rounding only
+// for finite logits more than FLT_MAX apart with s > 0, where x - max overflows in float: the CUDA loss is +inf, the
+// CPU's finite when it is below FLT_MAX. Taking that term in double on the GPU (tried 2026-11-27) costs registers on
+// every row - ptxas, sm_90: the block path (cols > 1024) 32 -> 40-47, the small-row paths 25-32 -> 26-40, fewer
+// blocks per SM - so it is left so: such logits have lost all meaning long before.
 // Labels: the op checks CPU labels before the kernel runs; labels already on the GPU are checked by the kernel
 // itself (a label outside [0, cols) gives a NaN loss), since reading them back would synchronise every step.
 #pragma once

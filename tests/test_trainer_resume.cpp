@@ -34,6 +34,36 @@ TEST(Trainer, ResumeAfterMaxStepsIsBitExact) {
   }
 }
 
+// A checkpoint whose dropout seeds cannot be what fit wrote is refused with an error naming the file, before the
+// run directory changes: a seed that is not a number, or more seeds than the model has dropout layers.
+TEST(Trainer, ADamagedDropoutSeedListIsRefused) {
+  const std::string dir = temp_dir("damaged_seeds");
+  {
+    Pipeline first;
+    TrainOptions o = quiet(dir, 3);
+    o.max_steps = 2;
+    first.fit(o);
+    CheckpointMeta meta = read_checkpoint_meta(dir + "/last.h5");
+    ASSERT_EQ(meta.train_state.count("dropout_seeds"), 1u);
+    meta.train_state["dropout_seeds"] = "12,x";
+    save_checkpoint(dir + "/bad_number.h5", *first.net, &first.opt, meta);
+    meta.train_state["dropout_seeds"] = "12,13";
+    save_checkpoint(dir + "/two_seeds.h5", *first.net, &first.opt, meta);
+  }
+  for (const auto& [file, message] : std::vector<std::pair<std::string, std::string>>{
+           {"bad_number.h5", "is damaged: its dropout seed 'x' is not a number"},
+           {"two_seeds.h5", "the checkpoint has 2 dropout generators, the model 1"}}) {
+    SCOPED_TRACE(file);
+    fs::copy_file(dir + "/" + file, dir + "/last.h5", fs::copy_options::overwrite_existing);
+    const std::string before = file_bytes(dir + "/last.h5");
+    Pipeline second;
+    TrainOptions o = quiet(dir, 3);
+    o.resume = true;
+    expect_error([&] { second.fit(o); }, {"fit: ", message});
+    EXPECT_EQ(file_bytes(dir + "/last.h5"), before);
+  }
+}
+
 // SIGINT at its default action for a test's duration: a process started with SIGINT ignored (a background job of a
 // shell without job control) keeps ignoring it inside fit() (train/interrupt.h), so the tests that raise it set the
 // default first, whatever the test runner was started with.

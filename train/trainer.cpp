@@ -60,37 +60,61 @@ void check_options(const TrainOptions& options, const Loader* validation) {
   GRAFT_CHECK(!options.resume || !options.out_dir.empty(), "fit: resume needs out_dir (where last.h5 is)");
 }
 
-// Where the loop stands and its running totals: what every checkpoint records (hexadecimal floats, read back
-// exactly), so that a resumed run goes on bit for bit as an uninterrupted one.
+// The loop's running state besides its position: what every checkpoint records with the position (hexadecimal
+// floats, read back exactly), so that a resumed run goes on bit for bit as an uninterrupted one. The best epoch and
+// its validation scores are kept in TrainResult.
 struct LoopState {
-  // The position a checkpoint records (fit's loop keeps its own and hands it to each checkpoint): the epoch to run
-  // next (0-based), and the batches of it already done (unreadable ones the loader skipped included).
-  int epoch = 0;
-  std::int64_t batch = 0;
   std::int64_t step = 0;                 // optimizer steps done
   double best_top1 = -1;                 // the best validation top-1 so far (-1: none yet)
   double loss_sum = 0;                   // this epoch's training loss so far, summed over its images
   std::int64_t images = 0, correct = 0;  // this epoch's training images so far, and their top-1 hits
 };
 
-LoopState resumed_state(const CheckpointMeta& meta, TrainResult& result) {
-  const auto& s = meta.train_state;
+// Where a resumed run starts: the epoch to run next (0-based) and the batches of it already done (unreadable ones the
+// loader skipped included), the loop's state there, and the dropout generators' seeds (empty: none recorded).
+struct ResumePoint {
+  int epoch = 0;
+  std::int64_t batch = 0;
   LoopState state;
-  state.epoch = static_cast<int>(meta.epoch);
-  state.batch = static_cast<std::int64_t>(parse_double(s, "batch_in_epoch", 0));
-  state.step = meta.step;
-  state.best_top1 = parse_double(s, "best_top1", -1);
-  state.loss_sum = parse_double(s, "epoch_loss_sum", 0);
-  state.images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
-  state.correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
-  result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
-  result.best_validation.top1 = std::max(state.best_top1, 0.0);
-  result.best_validation.top5 = parse_double(s, "best_top5", 0);
-  return state;
+  std::vector<std::uint64_t> dropout_seeds;
+};
+
+// "s1,s2,...", as DropoutStreams::seeds() writes them.
+std::vector<std::uint64_t> parse_seeds(const std::string& list, const std::string& checkpoint) {
+  std::vector<std::uint64_t> seeds;
+  std::stringstream in(list);
+  for (std::string item; std::getline(in, item, ',');) {
+    std::uint64_t seed = 0;
+    const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), seed);
+    GRAFT_CHECK(error == std::errc() && end == item.data() + item.size(), "fit: '", checkpoint,
+                "' is damaged: its dropout seed '", item, "' is not a number");
+    seeds.push_back(seed);
+  }
+  return seeds;
 }
 
-void record_state(const LoopState& state, const TrainResult& result, std::map<std::string, std::string>& train_state) {
-  train_state["batch_in_epoch"] = std::to_string(state.batch);
+// The resume point a checkpoint records; the best validation so far goes into `result` (best_epoch, top-1, top-5).
+ResumePoint resume_point(const CheckpointMeta& meta, const std::string& checkpoint, TrainResult& result) {
+  const auto& s = meta.train_state;
+  ResumePoint at;
+  at.epoch = static_cast<int>(meta.epoch);
+  at.batch = static_cast<std::int64_t>(parse_double(s, "batch_in_epoch", 0));
+  at.state.step = meta.step;
+  at.state.best_top1 = parse_double(s, "best_top1", -1);
+  at.state.loss_sum = parse_double(s, "epoch_loss_sum", 0);
+  at.state.images = static_cast<std::int64_t>(parse_double(s, "epoch_images", 0));
+  at.state.correct = static_cast<std::int64_t>(parse_double(s, "epoch_correct", 0));
+  if (auto it = s.find("dropout_seeds"); it != s.end()) at.dropout_seeds = parse_seeds(it->second, checkpoint);
+  result.best_epoch = static_cast<int>(parse_double(s, "best_epoch", -1));
+  result.best_validation.top1 = std::max(at.state.best_top1, 0.0);
+  result.best_validation.top5 = parse_double(s, "best_top5", 0);
+  return at;
+}
+
+// The train_state entries of a checkpoint taken after `batch` batches of an epoch (its number is CheckpointMeta's).
+void record_state(const LoopState& state, std::int64_t batch, const TrainResult& result,
+                  std::map<std::string, std::string>& train_state) {
+  train_state["batch_in_epoch"] = std::to_string(batch);
   train_state["best_top1"] = hex(state.best_top1);
   train_state["best_epoch"] = std::to_string(result.best_epoch);
   train_state["best_top5"] = hex(result.best_validation.top5);
@@ -155,22 +179,13 @@ class DropoutStreams {
     for (Dropout* d : dropouts_) d->generator().set_state(d->generator().seed(), offset(step, k));
   }
   std::uint64_t first_seed() const { return dropouts_.empty() ? 0 : dropouts_.front()->generator().seed(); }
-  // The seeds as a checkpoint keeps them: "s1,s2,..." ("" without dropout); restore_seeds takes that text back.
+  // The seeds as a checkpoint keeps them: "s1,s2,..." ("" without dropout); restore_seeds takes them back.
   std::string seeds() const {
     std::string list;
     for (Dropout* d : dropouts_) list += (list.empty() ? "" : ",") + std::to_string(d->generator().seed());
     return list;
   }
-  void restore_seeds(const std::string& list) {
-    std::vector<std::uint64_t> seeds;
-    std::stringstream in(list);
-    for (std::string item; std::getline(in, item, ',');) {
-      std::uint64_t seed = 0;
-      const auto [end, error] = std::from_chars(item.data(), item.data() + item.size(), seed);
-      GRAFT_CHECK(error == std::errc() && end == item.data() + item.size(), "fit: the checkpoint's dropout seed '",
-                  item, "' is not a number");
-      seeds.push_back(seed);
-    }
+  void restore_seeds(const std::vector<std::uint64_t>& seeds) {
     GRAFT_CHECK(seeds.size() == dropouts_.size(), "fit: the checkpoint has ", seeds.size(),
                 " dropout generators, the model ", dropouts_.size());
     for (std::size_t i = 0; i < dropouts_.size(); ++i) dropouts_[i]->generator().set_state(seeds[i], 0);
@@ -223,24 +238,22 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   RunLog log(options.out_dir);
 
   // ---- where to start: the beginning, or where out_dir/last.h5 left off ----
-  LoopState state;
-  std::string resumed_dropout_seeds;
+  ResumePoint start_at;  // the beginning, unless resumed
   if (options.resume) {
     const std::string last = options.out_dir + "/last.h5";
     GRAFT_CHECK(fs::exists(last), "fit: cannot resume: no checkpoint '", last, "'");
     check_resume_settings("fit", last, settings);
     const CheckpointMeta meta = load_checkpoint(last, model, &optimizer);
-    state = resumed_state(meta, result);
+    start_at = resume_point(meta, last, result);
     if (schedule) schedule->set_last_step(meta.schedule_step);
-    if (auto it = meta.train_state.find("dropout_seeds"); it != meta.train_state.end())
-      resumed_dropout_seeds = it->second;
-    log.resume(state.epoch);
-    GRAFT_CHECK(state.epoch <= options.epochs, "fit: '", last, "' is at epoch ", state.epoch, ", past the ",
+    log.resume(start_at.epoch);
+    GRAFT_CHECK(start_at.epoch <= options.epochs, "fit: '", last, "' is at epoch ", start_at.epoch, ", past the ",
                 options.epochs, " epochs asked for");
   }
   if (!options.out_dir.empty()) fs::create_directories(options.out_dir);
-  const int first_epoch = state.epoch;
-  const std::int64_t first_batch = state.batch;
+  const int first_epoch = start_at.epoch;
+  const std::int64_t first_batch = start_at.batch;
+  LoopState state = start_at.state;
   // Early stopping: after `epochs_done` epochs, the last `patience` of them brought no better validation top-1.
   auto patience_ran_out = [&](int epochs_done) {
     return options.patience > 0 && result.best_epoch > 0 && epochs_done - result.best_epoch >= options.patience;
@@ -275,7 +288,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   const std::int64_t batches_per_epoch = source.batches_per_epoch();
 
   DropoutStreams dropout(model, options.accumulate);
-  if (!resumed_dropout_seeds.empty()) dropout.restore_seeds(resumed_dropout_seeds);  // the masks go on as they were
+  if (!start_at.dropout_seeds.empty()) dropout.restore_seeds(start_at.dropout_seeds);  // the masks go on as they were
   // A checkpoint of the state after `epoch` epochs and `batch` batches of the next.
   auto save = [&](const std::string& file, int epoch, std::int64_t batch) {
     if (options.out_dir.empty()) return;
@@ -287,9 +300,7 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     meta.rng_offset = dropout.offset(state.step, 0);
     if (const std::string seeds = dropout.seeds(); !seeds.empty()) meta.train_state["dropout_seeds"] = seeds;
     for (const auto& [name, value] : settings) meta.train_state[kSettingPrefix + name] = value;
-    LoopState at = state;
-    at.batch = batch;
-    record_state(at, result, meta.train_state);
+    record_state(state, batch, result, meta.train_state);
     save_checkpoint(options.out_dir + "/" + file, model, &optimizer, meta);
   };
 
