@@ -119,10 +119,11 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t begin = chunk * chunk_len, end = std::min(len, begin + chunk_len);
     float acc = 0.f;
     if (col < inner) {
-      const float* p = inp + (o * len + begin + ty) * inner + col;
+      // an index, not a pointer walked past the last row: a pointer beyond the buffer is undefined even unread
+      int64_t at = (o * len + begin + ty) * inner + col;
       const int64_t step = static_cast<int64_t>(ny) * inner;
 #pragma unroll 4
-      for (int64_t l = begin + ty; l < end; l += ny, p += step) acc += *p;
+      for (int64_t l = begin + ty; l < end; l += ny, at += step) acc += inp[at];
     }
     __syncthreads();  // the previous item's tree is done reading smem
     smem[threadIdx.x] = acc;
