@@ -66,17 +66,16 @@ struct FinetuneArgs {
   std::int64_t max_steps = 0;
 };
 
-void finetune(const FinetuneArgs& a) {
-  GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
-  GRAFT_CHECK(a.val_fraction >= 0 && a.val_fraction < 1, "finetune: --val-fraction ", a.val_fraction,
-              " must be in [0, 1)");
-  GRAFT_CHECK(a.label_smoothing >= 0 && a.label_smoothing < 1, "finetune: --label-smoothing ", a.label_smoothing,
-              " must be in [0, 1)");
-  if (!a.class_weights.empty() && a.class_weights != "balanced") parse_class_weights(a.class_weights);
-  const Device device = resolve_device(a.device);
-  cuda::set_deterministic(a.deterministic);
+// The training and validation data as the options choose them, and the classes the model is built for.
+struct FinetuneData {
+  DatasetPtr train, val;      // val: null when there is none
+  bool separate_val = false;  // val is the folder's val/ (else a split of train/, or none)
+  int num_classes = 0;        // the head's outputs: --num-classes, else the data's classes
+  std::vector<float> class_weights;
+};
 
-  // ---- data ----
+FinetuneData open_data(const FinetuneArgs& a) {
+  FinetuneData d;
   ImageFolderOptions folder_options{a.strict};
   DatasetPtr train_data = open_dataset(a.data, true, folder_options), val_data;
   const bool separate_val = fs::is_directory(fs::path(a.data) / "train") && fs::is_directory(fs::path(a.data) / "val");
@@ -107,7 +106,148 @@ void finetune(const FinetuneArgs& a) {
   const int num_classes = a.model.num_classes > 0 ? a.model.num_classes : data_classes;
   GRAFT_CHECK(num_classes >= data_classes, "finetune: --num-classes ", num_classes, " is smaller than the ",
               data_classes, " classes of ", train_data->describe(), " (labels up to ", data_classes - 1, ")");
-  const std::vector<float> class_weights = class_weights_for(a.class_weights, *train_data, num_classes);
+  d.class_weights = class_weights_for(a.class_weights, *train_data, num_classes);
+  d.train = train_data, d.val = val_data, d.separate_val = separate_val, d.num_classes = num_classes;
+  return d;
+}
+
+// --weights: a graft checkpoint (of this architecture and dialect; its head kept when its classes are the data's,
+// else taken over class by class), or ImageNet weights from torchvision or Keras (the head left out unless the model
+// has their 1000 classes). `model` may be replaced by the checkpoint's.
+void start_from_weights(const FinetuneArgs& a, const ModelArgs& margs, const std::string& head,
+                        const std::vector<std::string>& names, std::shared_ptr<Module>& model) {
+  if (is_checkpoint(a.weights)) {
+    CheckpointMeta m = read_checkpoint_meta(a.weights);
+    GRAFT_CHECK(m.arch == a.model.arch, "finetune: --weights '", a.weights, "' holds a ", m.arch, ", not a ",
+                a.model.arch);
+    GRAFT_CHECK(m.dialect.empty() || m.dialect == built_dialect(a.model), "finetune: --weights '", a.weights,
+                "' holds a ", m.arch, " in the ", m.dialect, " dialect: pass --dialect ", m.dialect);
+    ModelArgs file_args = margs;
+    file_args.num_classes = m.num_classes;
+    auto from = build_model(file_args);
+    load_checkpoint(a.weights, *from, nullptr);
+    if (m.num_classes == margs.num_classes && (m.class_names.empty() || m.class_names == names)) {
+      if (m.class_names.empty())
+        std::printf("finetune: --weights '%s' names no classes: its %d outputs are taken as the data's classes in "
+                    "order\n", a.weights.c_str(), m.num_classes);
+      model = from;
+    } else {
+      const int kept = take_all_but_the_head(*model, *from, head, names, m.class_names, m.num_classes);
+      std::printf("finetune: --weights '%s' has %d output(s)%s; the head's rows of %d of the data's %zu classes are "
+                  "taken from it by name, the others start fresh\n",
+                  a.weights.c_str(), m.num_classes, m.class_names.empty() ? " and no class names" : "", kept,
+                  names.size());
+    }
+  } else {
+    LoadOptions lo;
+    if (margs.num_classes != 1000) lo.exclude = {head + ".*"};
+    load_weights(*model, a.weights, lo);
+  }
+}
+
+// --freeze, then --unfreeze, then --bn frozen.
+void apply_freezing(Module& model, const FinetuneArgs& a, const std::string& head) {
+  if (a.freeze == "all") {
+    model.freeze("*");
+    model.unfreeze(head);
+  } else if (a.freeze != "none") {
+    model.freeze(a.freeze);
+  }
+  for (const auto& p : a.unfreeze) model.unfreeze(p);
+  // --bn frozen fixes the statistics only (running mean/var, never updated, whatever train() says); gamma and
+  // beta follow --freeze/--unfreeze like every other parameter, so an unfrozen stage trains its BatchNorm affine
+  // (Keras's fine-tuning recipe: BatchNorm in inference mode, its weights trainable).
+  if (a.bn == "frozen")
+    for (auto& [name, m] : model.named_modules())
+      if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->pin_stats(false, false);
+}
+
+// The optimizer over the trainable parameters - the head's group first (its lr is the one logged), the rest at
+// --backbone-lr - and the learning-rate schedule over --epochs of optimizer steps (batches / --accumulate each).
+struct Optimization {
+  std::unique_ptr<Optimizer> optimizer;
+  std::unique_ptr<LRSchedule> schedule;  // null for --schedule none
+  float backbone_lr = 0;
+  std::int64_t warmup_steps = 0;
+};
+
+Optimization make_optimization(const FinetuneArgs& a, Module& model, const std::string& head,
+                               std::int64_t batches_per_epoch) {
+  ParamGroup head_group{{}, a.lr, a.weight_decay, "head"};
+  ParamGroup backbone_group{{}, a.backbone_lr >= 0 ? a.backbone_lr : a.lr, a.weight_decay, "backbone"};
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (!p.requires_grad()) continue;
+    (name.rfind(head + ".", 0) == 0 ? head_group : backbone_group).params.push_back(p);
+  }
+  std::vector<ParamGroup> groups;
+  for (auto* g : {&head_group, &backbone_group})
+    if (!g->params.empty()) groups.push_back(*g);
+  GRAFT_CHECK(!groups.empty(), "finetune: nothing to train (every parameter is frozen)");
+  Optimization o;
+  std::unique_ptr<Optimizer>& opt = o.optimizer;
+  if (a.optimizer == "sgd") opt = std::make_unique<SGD>(groups, SGDOptions{.momentum = a.momentum});
+  else if (a.optimizer == "adam") opt = std::make_unique<Adam>(groups, AdamOptions{});
+  else opt = std::make_unique<AdamW>(groups, AdamWOptions{});
+  const std::int64_t steps_per_epoch = (batches_per_epoch + a.accumulate - 1) / a.accumulate;
+  // The schedule spans --epochs; --max-steps only stops the run early, so a --resume continues the same run.
+  const std::int64_t total = steps_per_epoch * a.epochs;
+  const std::int64_t warmup = warmup_steps(a.warmup, steps_per_epoch);
+  GRAFT_CHECK(warmup == 0 || a.schedule == "cosine", "finetune: --warmup applies to --schedule cosine only");
+  std::unique_ptr<LRSchedule>& schedule = o.schedule;
+  // A warm-up longer than the run is cut to leave at least one cosine step.
+  if (a.schedule == "cosine")
+    schedule = std::make_unique<CosineWithWarmup>(*opt, std::min(warmup, std::max<std::int64_t>(total - 1, 0)), total);
+  else if (a.schedule == "step") schedule = std::make_unique<StepLR>(*opt, std::max<std::int64_t>(1, total / 3), 0.1f);
+  o.backbone_lr = backbone_group.lr;
+  o.warmup_steps = warmup;
+  return o;
+}
+
+// What the run did and where its files are (stdout).
+void print_summary(const FinetuneArgs& a, const Dataset& train_data, const TrainResult& r, bool augment,
+                   Device device) {
+  std::printf("finetune: %s on %s: %d epoch(s), %lld steps in %.1f s (%.1f images/s)\n", a.model.arch.c_str(),
+              train_data.describe().c_str(), r.epochs_done, static_cast<long long>(r.steps), r.seconds,
+              r.images_per_second);
+  if (r.best_epoch > 0)
+    std::printf("best validation top-1 %.2f%% (epoch %d), top-5 %.2f%%; last top-1 %.2f%%\n",
+                100 * r.best_validation.top1, r.best_epoch, 100 * r.best_validation.top5,
+                100 * r.last_validation.top1);
+  if (r.stopped_early)
+    std::printf("stopped early: no better validation top-1 in the last %d epoch%s (best: epoch %d)\n", a.patience,
+                a.patience == 1 ? "" : "s", r.best_epoch);
+  if (r.used_feature_cache)
+    std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
+                "%.0fx less than that pass)\n",
+                r.cache_seconds, r.first_epoch_seconds,
+                r.first_epoch_seconds > 0 ? r.cache_seconds / r.first_epoch_seconds : 0.0);
+  else
+    std::printf("feature cache: not used (%s)\n",
+                augment ? "random augmentation is on" : "parameters outside the head train, or BN uses batch stats");
+  if (r.skipped_images) std::printf("skipped %lld unreadable image(s)\n", static_cast<long long>(r.skipped_images));
+  std::string files;  // what the run directory holds now (a run stopped inside its first epoch has no log yet)
+  for (const char* name : {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"})
+    if (fs::exists(fs::path(a.out) / name)) files += std::string(files.empty() ? "" : ", ") + name;
+  std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (%s)\n", memory_stats(device).peak_bytes / 1048576.0,
+              device.str().c_str(), a.out.c_str(), files.c_str());
+}
+
+void finetune(const FinetuneArgs& a) {
+  GRAFT_CHECK(!(a.augment && a.no_augment), "finetune: --augment and --no-augment both given");
+  GRAFT_CHECK(a.val_fraction >= 0 && a.val_fraction < 1, "finetune: --val-fraction ", a.val_fraction,
+              " must be in [0, 1)");
+  GRAFT_CHECK(a.label_smoothing >= 0 && a.label_smoothing < 1, "finetune: --label-smoothing ", a.label_smoothing,
+              " must be in [0, 1)");
+  if (!a.class_weights.empty() && a.class_weights != "balanced") parse_class_weights(a.class_weights);
+  const Device device = resolve_device(a.device);
+  cuda::set_deterministic(a.deterministic);
+
+  const FinetuneData data = open_data(a);
+  const DatasetPtr& train_data = data.train;
+  const DatasetPtr& val_data = data.val;
+  const bool separate_val = data.separate_val;
+  const int num_classes = data.num_classes;
+  const std::vector<float>& class_weights = data.class_weights;
 
   // ---- model ----
   ModelArgs margs = a.model;
@@ -123,49 +263,8 @@ void finetune(const FinetuneArgs& a) {
   std::optional<RunDirectoryLock> run_lock;
   if (a.resume) run_lock.emplace(a.out, "finetune");
   const CheckpointMeta resumed = a.resume ? read_checkpoint_meta(last) : CheckpointMeta{};  // where a --resume starts
-  if (!weights.empty()) {
-    if (is_checkpoint(a.weights)) {
-      CheckpointMeta m = read_checkpoint_meta(a.weights);
-      GRAFT_CHECK(m.arch == a.model.arch, "finetune: --weights '", a.weights, "' holds a ", m.arch, ", not a ",
-                  a.model.arch);
-      GRAFT_CHECK(m.dialect.empty() || m.dialect == built_dialect(a.model), "finetune: --weights '", a.weights,
-                  "' holds a ", m.arch, " in the ", m.dialect, " dialect: pass --dialect ", m.dialect);
-      ModelArgs file_args = margs;
-      file_args.num_classes = m.num_classes;
-      auto from = build_model(file_args);
-      load_checkpoint(a.weights, *from, nullptr);
-      const std::vector<std::string>& names = train_data->class_names();
-      if (m.num_classes == num_classes && (m.class_names.empty() || m.class_names == names)) {
-        if (m.class_names.empty())
-          std::printf("finetune: --weights '%s' names no classes: its %d outputs are taken as the data's classes in "
-                      "order\n", a.weights.c_str(), m.num_classes);
-        model = from;
-      } else {
-        const int kept = take_all_but_the_head(*model, *from, head, names, m.class_names, m.num_classes);
-        std::printf("finetune: --weights '%s' has %d output(s)%s; the head's rows of %d of the data's %zu classes are "
-                    "taken from it by name, the others start fresh\n",
-                    a.weights.c_str(), m.num_classes, m.class_names.empty() ? " and no class names" : "", kept,
-                    names.size());
-      }
-    } else {
-      LoadOptions lo;
-      if (num_classes != 1000) lo.exclude = {head + ".*"};
-      load_weights(*model, a.weights, lo);
-    }
-  }
-  if (a.freeze == "all") {
-    model->freeze("*");
-    model->unfreeze(head);
-  } else if (a.freeze != "none") {
-    model->freeze(a.freeze);
-  }
-  for (const auto& p : a.unfreeze) model->unfreeze(p);
-  // --bn frozen fixes the statistics only (running mean/var, never updated, whatever train() says); gamma and
-  // beta follow --freeze/--unfreeze like every other parameter, so an unfrozen stage trains its BatchNorm affine
-  // (Keras's fine-tuning recipe: BatchNorm in inference mode, its weights trainable).
-  if (a.bn == "frozen")
-    for (auto& [name, m] : model->named_modules())
-      if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) bn->pin_stats(false, false);
+  if (!weights.empty()) start_from_weights(a, margs, head, train_data->class_names(), model);
+  apply_freezing(*model, a, head);
   model->to(device);
 
   // ---- loaders ----
@@ -203,31 +302,10 @@ void finetune(const FinetuneArgs& a) {
   GRAFT_CHECK(a.patience == 0 || val, "finetune: --patience ", a.patience, " watches the validation top-1, and '",
               a.data, "' gives no validation data here (no val/ folder, --val-fraction ", a.val_fraction, ")");
 
-  // ---- optimizer and schedule: the head's group first (its lr is the one logged) ----
-  ParamGroup head_group{{}, a.lr, a.weight_decay, "head"};
-  ParamGroup backbone_group{{}, a.backbone_lr >= 0 ? a.backbone_lr : a.lr, a.weight_decay, "backbone"};
-  for (const auto& [name, p] : model->named_parameters()) {
-    if (!p.requires_grad()) continue;
-    (name.rfind(head + ".", 0) == 0 ? head_group : backbone_group).params.push_back(p);
-  }
-  std::vector<ParamGroup> groups;
-  for (auto* g : {&head_group, &backbone_group})
-    if (!g->params.empty()) groups.push_back(*g);
-  GRAFT_CHECK(!groups.empty(), "finetune: nothing to train (every parameter is frozen)");
-  std::unique_ptr<Optimizer> opt;
-  if (a.optimizer == "sgd") opt = std::make_unique<SGD>(groups, SGDOptions{.momentum = a.momentum});
-  else if (a.optimizer == "adam") opt = std::make_unique<Adam>(groups, AdamOptions{});
-  else opt = std::make_unique<AdamW>(groups, AdamWOptions{});
-  const std::int64_t steps_per_epoch = (train.batches_per_epoch() + a.accumulate - 1) / a.accumulate;
-  // The schedule spans --epochs; --max-steps only stops the run early, so a --resume continues the same run.
-  const std::int64_t total = steps_per_epoch * a.epochs;
-  const std::int64_t warmup = warmup_steps(a.warmup, steps_per_epoch);
-  GRAFT_CHECK(warmup == 0 || a.schedule == "cosine", "finetune: --warmup applies to --schedule cosine only");
-  std::unique_ptr<LRSchedule> schedule;
-  // A warm-up longer than the run is cut to leave at least one cosine step.
-  if (a.schedule == "cosine")
-    schedule = std::make_unique<CosineWithWarmup>(*opt, std::min(warmup, std::max<std::int64_t>(total - 1, 0)), total);
-  else if (a.schedule == "step") schedule = std::make_unique<StepLR>(*opt, std::max<std::int64_t>(1, total / 3), 0.1f);
+  Optimization optimization = make_optimization(a, *model, head, train.batches_per_epoch());
+  Optimizer& opt = *optimization.optimizer;
+  const float backbone_lr = optimization.backbone_lr;
+  const std::int64_t warmup = optimization.warmup_steps;
 
   // ---- run ----
   TrainOptions to;
@@ -265,7 +343,7 @@ void finetune(const FinetuneArgs& a) {
       {"classes", classes}, {"per-class", std::to_string(a.per_class)},
       {"val-fraction", separate_val ? "val/ folder" : num(a.val_fraction)},
       {"freeze", a.freeze}, {"unfreeze", unfreeze}, {"bn", a.bn}, {"optimizer", a.optimizer},
-      {"lr", num(a.lr)}, {"backbone-lr", num(backbone_group.lr)}, {"weight-decay", num(a.weight_decay)},
+      {"lr", num(a.lr)}, {"backbone-lr", num(backbone_lr)}, {"weight-decay", num(a.weight_decay)},
       {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state[kSettingPrefix + name] = value;
@@ -292,7 +370,7 @@ void finetune(const FinetuneArgs& a) {
       << a.freeze << (unfreeze.empty() ? std::string() : ", unfreeze " + unfreeze) << ", bn " << a.bn
       << ", trainable parameters " << model->trainable_parameter_count() << " of "
       << model->parameter_count() << "\n  optimizer " << a.optimizer << " lr " << a.lr << " backbone lr "
-      << backbone_group.lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
+      << backbone_lr << " weight decay " << a.weight_decay << ", schedule " << a.schedule << " (warmup "
       << warmup << " steps), label smoothing " << a.label_smoothing << ", class weights " << weights_text.str()
       << ", gradient clipping "
       << clipping.str() << "\n  epochs " << a.epochs << " (early stopping "
@@ -323,7 +401,7 @@ void finetune(const FinetuneArgs& a) {
   };
   write_run("");
   reset_peak_memory(device);
-  TrainResult r = fit(*model, *opt, train, val.get(), to, schedule.get());
+  TrainResult r = fit(*model, opt, train, val.get(), to, optimization.schedule.get());
   if (r.stopped_early && r.epochs_done == 0) {  // resumed where an early stop ended the run
     std::printf("finetune: %s already stopped early (no better validation top-1 since epoch %d: %.2f%%); nothing "
                 "to train\n", a.out.c_str(), r.best_epoch, 100 * r.best_validation.top1);
@@ -341,30 +419,7 @@ void finetune(const FinetuneArgs& a) {
   std::string algos = cuda::conv_algorithms_report();
   write_run(algos.empty() ? "" : "cuDNN convolution algorithms:\n" + algos);
 
-  std::printf("finetune: %s on %s: %d epoch(s), %lld steps in %.1f s (%.1f images/s)\n", a.model.arch.c_str(),
-              train_data->describe().c_str(), r.epochs_done, static_cast<long long>(r.steps), r.seconds,
-              r.images_per_second);
-  if (r.best_epoch > 0)
-    std::printf("best validation top-1 %.2f%% (epoch %d), top-5 %.2f%%; last top-1 %.2f%%\n",
-                100 * r.best_validation.top1, r.best_epoch, 100 * r.best_validation.top5,
-                100 * r.last_validation.top1);
-  if (r.stopped_early)
-    std::printf("stopped early: no better validation top-1 in the last %d epoch%s (best: epoch %d)\n", a.patience,
-                a.patience == 1 ? "" : "s", r.best_epoch);
-  if (r.used_feature_cache)
-    std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
-                "%.0fx less than that pass)\n",
-                r.cache_seconds, r.first_epoch_seconds,
-                r.first_epoch_seconds > 0 ? r.cache_seconds / r.first_epoch_seconds : 0.0);
-  else
-    std::printf("feature cache: not used (%s)\n",
-                augment ? "random augmentation is on" : "parameters outside the head train, or BN uses batch stats");
-  if (r.skipped_images) std::printf("skipped %lld unreadable image(s)\n", static_cast<long long>(r.skipped_images));
-  std::string files;  // what the run directory holds now (a run stopped inside its first epoch has no log yet)
-  for (const char* name : {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"})
-    if (fs::exists(fs::path(a.out) / name)) files += std::string(files.empty() ? "" : ", ") + name;
-  std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (%s)\n", memory_stats(device).peak_bytes / 1048576.0,
-              device.str().c_str(), a.out.c_str(), files.c_str());
+  print_summary(a, *train_data, r, augment, device);
   if (r.stopped_by_signal) {
     std::fprintf(stderr, "graft: finetune interrupted after step %lld; %s/last.h5 saved, continue with --resume\n",
                  static_cast<long long>(r.steps), a.out.c_str());
