@@ -1,4 +1,5 @@
-"""Weight-import fixtures for tests/test_weights.cpp (and test_weights_export.cpp, test_hdf5.cpp), written into the directory given as argv[1].
+"""Weight-import fixtures for tests/test_weights.cpp (and test_weights_export.cpp, test_hdf5.cpp), written into
+the directory given as argv[1].
 
 Models come from Debian's torchvision with seeded random weights and randomised BatchNorm statistics; logits from
 torch itself (eval mode) on fixed inputs. The Keras-layout files hold the SAME torch weights converted to Keras
