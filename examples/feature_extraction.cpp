@@ -2,7 +2,6 @@
 // explains each step; without --weights the backbone is random (a smoke test).
 //   example_feature_extraction --arch resnet50|vgg16 --data DIR [--weights W.h5] [--size 224] [--epochs 3] ...
 //                              [--steps N] [--batch 16] [--lr 0.01]    (DIR: one folder of images per class)
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -16,19 +15,6 @@
 #include "models/zoo.h"
 #include "train/trainer.h"
 using namespace graft;
-
-// An exact fingerprint (FNV-1a over the bits) of the trainable or the frozen parameters' values.
-std::uint64_t fingerprint(const Module& model, bool trainable) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const Tensor& t) {
-    for (float v : t.to_vector()) h = (h ^ std::bit_cast<std::uint32_t>(v)) * 1099511628211ull;
-  };
-  for (auto& [name, p] : model.named_parameters())
-    if (p.requires_grad() == trainable) mix(p);
-  if (!trainable)
-    for (auto& [name, b] : model.named_buffers()) mix(b);  // BatchNorm statistics must not move either
-  return h;
-}
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> arg{{"--arch", "resnet50"}, {"--data", ""}, {"--weights", ""}, {"--size", "224"},
@@ -70,7 +56,8 @@ int main(int argc, char** argv) try {
   TrainOptions train_options;
   train_options.epochs = std::stoi(arg["--epochs"]), train_options.max_steps = std::stoll(arg["--steps"]);
 
-  const std::uint64_t frozen = fingerprint(*model, false), head = fingerprint(*model, true);
+  const std::uint64_t frozen = state_fingerprint(*model, StateSubset::Frozen);
+  const std::uint64_t head = state_fingerprint(*model, StateSubset::Trainable);
   const double loss_before = evaluate(*model, train_in_order).loss;
   TrainResult result = fit(*model, optimizer, train, &validation, train_options);
   const double loss_after = evaluate(*model, train_in_order).loss;
@@ -80,7 +67,8 @@ int main(int argc, char** argv) try {
 
   // The recipe's promises, checked: the backbone is untouched, the head learned.
   bool ok = result.steps > 0 && std::isfinite(loss_after) && loss_after < loss_before;
-  ok &= fingerprint(*model, false) == frozen && fingerprint(*model, true) != head;
+  ok &= state_fingerprint(*model, StateSubset::Frozen) == frozen;
+  ok &= state_fingerprint(*model, StateSubset::Trainable) != head;
   std::printf("%s\n", ok ? "ok: frozen parameters unchanged, head trained, training loss lower"
                          : "FAILED: a frozen parameter changed, or training did not lower the training loss");
   return ok ? 0 : 1;

@@ -1,10 +1,9 @@
 // Fine-tuning: the last stage of an ImageNet network trains with a 10x smaller learning rate than its new head;
 // BatchNorm keeps its ImageNet statistics (small batches). docs/tutorial.md explains each choice.
 //   example_fine_tuning --arch resnet50|vgg16 --data DIR [--weights W.h5] [--size 224] [--epochs 3] [--steps N]
-//                       [--batch 16] [--lr 0.01 (head; backbone lr/10)]     (DIR: one folder of images per class)
-//                       [--export OUT.h5]  (the fine-tuned model in its weights' own format, for PyTorch or Keras)
+//     [--batch 16] [--lr 0.01 (head; backbone lr/10)] [--export OUT.h5 (in the weights' format: PyTorch or Keras)]
+//   DIR: one folder of images per class.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -20,19 +19,6 @@
 #include "models/zoo.h"
 #include "train/trainer.h"
 using namespace graft;
-
-// An exact fingerprint (FNV-1a over the bits) of the trainable or the frozen parameters' values.
-std::uint64_t fingerprint(const Module& model, bool trainable) {
-  std::uint64_t h = 1469598103934665603ull;
-  auto mix = [&](const Tensor& t) {
-    for (float v : t.to_vector()) h = (h ^ std::bit_cast<std::uint32_t>(v)) * 1099511628211ull;
-  };
-  for (auto& [name, p] : model.named_parameters())
-    if (p.requires_grad() == trainable) mix(p);
-  if (!trainable)
-    for (auto& [name, b] : model.named_buffers()) mix(b);  // pinned BatchNorm statistics must not move either
-  return h;
-}
 
 int main(int argc, char** argv) try {
   std::map<std::string, std::string> arg{{"--arch", "resnet50"}, {"--data", ""}, {"--weights", ""}, {"--size", "224"},
@@ -84,7 +70,8 @@ int main(int argc, char** argv) try {
   const std::int64_t steps = train.batches_per_epoch() * train_options.epochs, max = train_options.max_steps;
   CosineWithWarmup schedule(optimizer, 0, max > 0 ? std::min(max, steps) : steps);  // both lrs: cosine to 0
 
-  const std::uint64_t frozen = fingerprint(*model, false), trainable = fingerprint(*model, true);
+  const std::uint64_t frozen = state_fingerprint(*model, StateSubset::Frozen);
+  const std::uint64_t trainable = state_fingerprint(*model, StateSubset::Trainable);
   const double loss_before = evaluate(*model, train_in_order).loss;
   TrainResult result = fit(*model, optimizer, train, &validation, train_options, &schedule);
   const double loss_after = evaluate(*model, train_in_order).loss;
@@ -92,21 +79,18 @@ int main(int argc, char** argv) try {
               static_cast<long long>(result.steps), loss_before, loss_after, evaluate(*model, validation).top1);
 
   bool ok = result.steps > 0 && std::isfinite(loss_after) && loss_after < loss_before;
-  ok &= fingerprint(*model, false) == frozen && fingerprint(*model, true) != trainable;
+  ok &= state_fingerprint(*model, StateSubset::Frozen) == frozen;
+  ok &= state_fingerprint(*model, StateSubset::Trainable) != trainable;
   std::printf("%s\n", ok ? "ok: frozen parameters and BatchNorm statistics unchanged, last stage and head trained"
                          : "FAILED: a frozen parameter changed, or training did not lower the training loss");
 
   // The way back: the model in the format its weights came in (PyTorch: load_state_dict; Keras: weights=OUT.h5),
   // read back here into a fresh model to show nothing was lost.
   if (const std::string out = arg["--export"]; !out.empty()) {
-    if (info.format == WeightFormat::Torchvision)
-      export_torchvision(*model, out);
-    else
-      export_keras(*model, out);
+    info.format == WeightFormat::Torchvision ? export_torchvision(*model, out) : export_keras(*model, out);
     auto again = make_model(arch, model_options);
     load_weights(*again, out);
-    bool same = true;
-    for (auto& [name, t] : model->state()) same &= t.to(kCPU).to_vector() == again->state().at(name).to_vector();
+    const bool same = state_fingerprint(*again) == state_fingerprint(*model);
     std::printf("exported to %s (%s): %s\n", out.c_str(),
                 info.format == WeightFormat::Torchvision ? "torchvision state_dict" : "Keras .h5 weights",
                 same ? "reads back bit for bit" : "FAILED: it reads back different");

@@ -1,5 +1,7 @@
 #include "layers/module.h"
 
+#include <cstring>
+
 #include "core/autograd.h"
 #include "core/error.h"
 
@@ -196,6 +198,24 @@ int Module::unfreeze(const std::string& pattern) { return set_requires_grad(patt
 
 void Module::zero_grad() {
   for (auto& [name, t] : named_parameters()) t.zero_grad();
+}
+
+std::uint64_t state_fingerprint(const Module& model, StateSubset subset) {
+  std::uint64_t hash = 14695981039346656037ull;
+  auto mix = [&](const Tensor& t) {
+    const Tensor host = t.to(kCPU);
+    const auto* bytes = static_cast<const unsigned char*>(host.data<void>());
+    for (std::int64_t i = 0; i < host.numel(); ++i) {  // float32 and int32 alike: one 4-byte word per element
+      std::uint32_t word = 0;
+      std::memcpy(&word, bytes + 4 * i, 4);
+      hash = (hash ^ word) * 1099511628211ull;
+    }
+  };
+  for (const auto& [name, p] : model.named_parameters())
+    if (subset == StateSubset::All || (subset == StateSubset::Trainable) == p.requires_grad()) mix(p);
+  if (subset != StateSubset::Trainable)
+    for (const auto& [name, b] : model.named_buffers()) mix(b);
+  return hash;
 }
 
 }  // namespace graft

@@ -5,6 +5,7 @@
 // Identity is stable: to(Device) moves a parameter's storage inside its TensorImpl, so optimizers and other
 // holders of a parameter keep seeing it after the move.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -93,5 +94,15 @@ class Module {
 
 // '*' matches any run of characters, '?' any one character.
 bool glob_match(const std::string& pattern, const std::string& text);
+
+// Which of a module's values state_fingerprint covers. Frozen: the parameters that do not require grad, and every
+// buffer (BatchNorm's running statistics: a frozen backbone's must not move either).
+enum class StateSubset { Trainable, Frozen, All };
+
+// An exact fingerprint of values: 64-bit FNV-1a over each element's bits, in named_parameters / named_buffers order
+// (device tensors are read back). Two fingerprints are equal when not one bit of those values differs (up to the hash's
+// 2^-64 collisions): a check that training left a frozen backbone and its statistics as they were and moved the rest,
+// or that a model written out reads back bit for bit.
+std::uint64_t state_fingerprint(const Module& model, StateSubset subset = StateSubset::All);
 
 }  // namespace graft

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <cmath>
 #include <set>
 
 #include "core/allocator.h"
@@ -233,6 +234,44 @@ TEST(Surgery, FreezePatternsAndTrainableParameters) {
   EXPECT_EQ(m->trainable_parameter_count(), expected);
   EXPECT_LT(expected, total);
   EXPECT_THROW(m->freeze("layer5.*"), Error);  // a typo must not silently freeze nothing
+}
+
+// state_fingerprint sees one ulp in any value of its subset and nothing outside it: a parameter of the trainable
+// part, a frozen one, a BatchNorm running statistic (a buffer, part of the frozen subset); a model loaded from
+// another's state has its fingerprint.
+TEST(Surgery, StateFingerprintSeesEveryBitOfItsSubsetAndNothingElse) {
+  auto m = model("resnet18");
+  m->freeze("*");
+  m->unfreeze("fc");
+  auto fingerprints = [&] {
+    return std::array<std::uint64_t, 3>{state_fingerprint(*m, StateSubset::Trainable),
+                                        state_fingerprint(*m, StateSubset::Frozen), state_fingerprint(*m)};
+  };
+  const auto before = fingerprints();
+  EXPECT_EQ(fingerprints(), before);  // the same values, the same fingerprints
+  auto bump = [](Tensor t, std::int64_t i) {  // the next float up at element i
+    float* v = t.data<float>() + i;
+    *v = std::nextafter(*v, INFINITY);
+  };
+  struct Case {
+    const char* name;
+    bool trainable;
+  };
+  for (const Case c : {Case{"fc.weight", true}, Case{"layer2.0.conv1.weight", false},
+                       Case{"layer3.1.bn2.running_var", false}}) {
+    SCOPED_TRACE(c.name);
+    const auto ref = fingerprints();
+    Tensor t = m->state().at(c.name);
+    bump(t, t.numel() / 2);
+    const auto now = fingerprints();
+    EXPECT_EQ(now[0] != ref[0], c.trainable) << "the trainable fingerprint";
+    EXPECT_EQ(now[1] != ref[1], !c.trainable) << "the frozen fingerprint";
+    EXPECT_NE(now[2], ref[2]) << "the whole-state fingerprint";
+  }
+  auto copy = model("resnet18");
+  EXPECT_NE(state_fingerprint(*copy), state_fingerprint(*m));
+  for (auto& [name, t] : copy->state()) t.copy_from(m->state().at(name));
+  EXPECT_EQ(state_fingerprint(*copy), state_fingerprint(*m));
 }
 
 TEST(Surgery, ReplaceHeadAndTrainOnlyIt) {
