@@ -291,6 +291,12 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
       std::ostringstream msg;
       msg << "BatchNorm eps set from " << from << " to " << *plan.bn_eps << " in " << changed
           << " layers, as the file's dialect " << dialect_name(plan.dialect) << " implies";
+      // Between the two Keras dialects the stem's max-pool differs too (the 2016 model pools unpadded, 112 -> 55):
+      // the model keeps its own, so its outputs are not the file's model's.
+      if (const Dialect built = dynamic_cast<ResNet&>(model).options().dialect; built != plan.dialect)
+        msg << "; the model keeps the " << dialect_name(built)
+            << " dialect's stem pooling, so its outputs differ from the file's model: build it with dialect "
+            << dialect_name(plan.dialect) << " (--dialect " << dialect_name(plan.dialect) << ") for those";
       report.warnings.push_back(msg.str());
     }
   }

@@ -172,7 +172,8 @@ TEST(Weights, Keras2016ResNet50SetsLegacyEpsilon) {
   // Into a keras-dialect model: same weights, BatchNorm eps switched to the file's 1e-3 with a warning.
   auto keras = build("resnet50", Dialect::Keras);
   report = load_weights(*keras, fixture("resnet50_keras_2016.h5"));
-  EXPECT_TRUE(contains(report.warnings, "eps")) << report.str();
+  EXPECT_TRUE(contains(report.warnings, "BatchNorm eps set from 1.001e-05 to 0.001")) << report.str();
+  EXPECT_TRUE(contains(report.warnings, "build it with dialect keras-legacy")) << report.str();
   for (auto& [name, m] : keras->named_modules()) {
     if (auto* bn = dynamic_cast<BatchNorm2d*>(m)) {
       EXPECT_EQ(bn->eps(), 1e-3f) << name;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <thread>
 #include <cstdlib>
 
@@ -48,6 +49,13 @@ int default_workers(int requested, Device device) {
   if (!device.is_cuda()) return 2;
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   return std::clamp(cores - 1, 2, 16);
+}
+
+LoadReport load_weights_reporting(Module& model, const std::string& path, const LoadOptions& options) {
+  LoadReport report = load_weights(model, path, options);
+  for (const std::string& warning : report.warnings)
+    std::fprintf(stderr, "graft: warning: '%s': %s\n", path.c_str(), warning.c_str());
+  return report;
 }
 
 Device resolve_device(const std::string& name) {

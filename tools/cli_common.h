@@ -8,6 +8,7 @@
 #include "core/device.h"
 #include "io/checkpoint.h"
 #include "io/preprocess.h"
+#include "io/weights.h"
 #include "layers/module.h"
 #include "models/zoo.h"
 
@@ -28,6 +29,11 @@ std::string built_dialect(const ModelArgs& args);
 
 // "auto" picks CUDA when available.
 Device resolve_device(const std::string& name);
+
+// Loads a weight file into `model` (io/weights.h load_weights) and prints each warning of its report on stderr as
+// "graft: warning: '<path>': ..." (NaN or Inf values, a BatchNorm eps switched to the file's dialect, order-based
+// matching): the library returns them, and a command line that dropped them would hide them from the user.
+LoadReport load_weights_reporting(Module& model, const std::string& path, const LoadOptions& options = {});
 
 // Decoding threads for --workers -1 (the default): on the GPU, where decoding JPEGs is what limits the step, all
 // cores but one (at most 16); on the CPU, which computes the model, 2. Results never depend on it.

@@ -37,7 +37,7 @@ int classes_in_weights(const WeightFileInfo& info) {
 
 InferenceModel load_inference_model(const std::string& checkpoint, const std::string& weights,
                                     const std::string& arch) {
-  GRAFT_CHECK(checkpoint.empty() != weights.empty(), "give either --checkpoint FILE or --weights FILE (with --arch)");
+  GRAFT_CHECK(checkpoint.empty() != weights.empty(), "give either --checkpoint FILE or --weights FILE (and --arch when the file does not tell it)");
   InferenceModel out;
   const std::string& path = checkpoint.empty() ? weights : checkpoint;
   GRAFT_CHECK(std::filesystem::is_regular_file(path), "cannot open '", path, "': no such file");
@@ -75,7 +75,7 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
   o.num_classes = classes_in_weights(info);
   o.dialect = dialect_of(a, info.dialect);
   out.model = make_model(a, o);
-  load_weights(*out.model, path);
+  load_weights_reporting(*out.model, path);
   out.meta.arch = a;
   out.meta.dialect = dialect_name(o.dialect);
   out.meta.num_classes = o.num_classes;

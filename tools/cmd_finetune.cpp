@@ -141,7 +141,7 @@ void start_from_weights(const FinetuneArgs& a, const ModelArgs& margs, const std
   } else {
     LoadOptions lo;
     if (margs.num_classes != 1000) lo.exclude = {head + ".*"};
-    load_weights(*model, a.weights, lo);
+    load_weights_reporting(*model, a.weights, lo);
   }
 }
 
@@ -216,7 +216,9 @@ void print_summary(const FinetuneArgs& a, const Dataset& train_data, const Train
   if (r.stopped_early)
     std::printf("stopped early: no better validation top-1 in the last %d epoch%s (best: epoch %d)\n", a.patience,
                 a.patience == 1 ? "" : "s", r.best_epoch);
-  if (r.used_feature_cache)
+  if (r.used_feature_cache && r.epochs_done == 0)  // stopped inside the first epoch: no epoch time to compare
+    std::printf("feature cache: used (backbone features computed once in %.3f s)\n", r.cache_seconds);
+  else if (r.used_feature_cache)
     std::printf("feature cache: used (backbone features computed once in %.3f s; an epoch on the cache took %.4f s, "
                 "%.0fx less than that pass)\n",
                 r.cache_seconds, r.first_epoch_seconds,

@@ -86,7 +86,7 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
   options.num_classes = classes_in_file(info);
   options.dialect = dialect_of(arch, info.dialect);
   auto model = make_model(arch, options);
-  load_weights(*model, path);
+  load_weights_reporting(*model, path);
   meta_out->arch = arch;
   meta_out->dialect = dialect_name(options.dialect);
   meta_out->num_classes = options.num_classes;
