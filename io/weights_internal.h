@@ -35,7 +35,8 @@ struct Plan {
   std::string arch_guess;
   bool resnet = false;  // a ResNet file: dialect below is meaningful
   Dialect dialect = Dialect::Torchvision;
-  std::optional<float> bn_eps;  // BatchNorm eps the file's dialect implies
+  bool dialect_known = true;    // false: a Keras file matched by position (no layer name tells 2016 from later)
+  std::optional<float> bn_eps;  // BatchNorm eps the file's dialect implies (when known)
   bool matched_by_order = false;
   std::vector<std::string> notes;  // become LoadReport warnings
   std::vector<Entry> entries;

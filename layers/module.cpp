@@ -203,7 +203,7 @@ void Module::zero_grad() {
 std::uint64_t state_fingerprint(const Module& model, StateSubset subset) {
   std::uint64_t hash = 14695981039346656037ull;
   auto mix = [&](const Tensor& t) {
-    const Tensor host = t.to(kCPU);
+    const Tensor host = t.detach().to(kCPU);  // (no autograd node for a parameter on the GPU)
     const auto* bytes = static_cast<const unsigned char*>(host.data<void>());
     for (std::int64_t i = 0; i < host.numel(); ++i) {  // float32 and int32 alike: one 4-byte word per element
       std::uint32_t word = 0;

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <set>
 
 #include "core/allocator.h"
@@ -12,8 +13,10 @@
 #include "core/ops.h"
 #include "core/optim.h"
 #include "layers/batch_norm.h"
+#include "layers/conv2d.h"
 #include "layers/init.h"
 #include "layers/linear.h"
+#include "layers/sequential.h"
 #include "layers/summary.h"
 #include "models/zoo.h"
 #include "tests/check.h"
@@ -240,35 +243,51 @@ TEST(Surgery, FreezePatternsAndTrainableParameters) {
 // part, a frozen one, a BatchNorm running statistic (a buffer, part of the frozen subset); a model loaded from
 // another's state has its fingerprint.
 TEST(Surgery, StateFingerprintSeesEveryBitOfItsSubsetAndNothingElse) {
-  auto m = model("resnet18");
+  auto make = [] {  // conv, batch norm (running statistics: buffers), linear; the conv and the norm frozen below
+    Generator gen(5);
+    Conv2dConfig c;
+    c.in_channels = 3, c.out_channels = 6, c.kernel_h = 3, c.kernel_w = 3;
+    return std::make_shared<Sequential>(std::vector<std::shared_ptr<Module>>{
+        std::make_shared<Conv2d>(c, gen), std::make_shared<BatchNorm2d>(6), std::make_shared<Linear>(6, 4, true, gen)});
+  };
+  auto m = make();
+  Generator gen(9);
+  for (auto& [name, t] : m->state()) t.copy_from(Tensor::uniform(t.shape(), gen, 0.5f, 2.f));
   m->freeze("*");
-  m->unfreeze("fc");
+  m->unfreeze("2");
   auto fingerprints = [&] {
     return std::array<std::uint64_t, 3>{state_fingerprint(*m, StateSubset::Trainable),
                                         state_fingerprint(*m, StateSubset::Frozen), state_fingerprint(*m)};
   };
   const auto before = fingerprints();
   EXPECT_EQ(fingerprints(), before);  // the same values, the same fingerprints
-  auto bump = [](Tensor t, std::int64_t i) {  // the next float up at element i
+  // One change at a time: the lowest mantissa bit or the sign bit, of the first, a middle or the last element.
+  auto flip = [](Tensor t, std::int64_t i, std::uint32_t bit) {
     float* v = t.data<float>() + i;
-    *v = std::nextafter(*v, INFINITY);
+    std::uint32_t word;
+    std::memcpy(&word, v, 4);
+    word ^= bit;
+    std::memcpy(v, &word, 4);
   };
   struct Case {
     const char* name;
     bool trainable;
   };
-  for (const Case c : {Case{"fc.weight", true}, Case{"layer2.0.conv1.weight", false},
-                       Case{"layer3.1.bn2.running_var", false}}) {
-    SCOPED_TRACE(c.name);
-    const auto ref = fingerprints();
+  for (const Case c : {Case{"2.weight", true}, Case{"2.bias", true}, Case{"0.weight", false}, Case{"1.weight", false},
+                       Case{"1.running_var", false}, Case{"1.running_mean", false}}) {
     Tensor t = m->state().at(c.name);
-    bump(t, t.numel() / 2);
-    const auto now = fingerprints();
-    EXPECT_EQ(now[0] != ref[0], c.trainable) << "the trainable fingerprint";
-    EXPECT_EQ(now[1] != ref[1], !c.trainable) << "the frozen fingerprint";
-    EXPECT_NE(now[2], ref[2]) << "the whole-state fingerprint";
+    for (const std::int64_t i : {std::int64_t{0}, t.numel() / 2, t.numel() - 1})
+      for (const std::uint32_t bit : {1u, 0x80000000u}) {
+        SCOPED_TRACE(std::string(c.name) + " element " + std::to_string(i) + " bit " + std::to_string(bit));
+        const auto ref = fingerprints();
+        flip(t, i, bit);
+        const auto now = fingerprints();
+        EXPECT_EQ(now[0] != ref[0], c.trainable) << "the trainable fingerprint";
+        EXPECT_EQ(now[1] != ref[1], !c.trainable) << "the frozen fingerprint";
+        EXPECT_NE(now[2], ref[2]) << "the whole-state fingerprint";
+      }
   }
-  auto copy = model("resnet18");
+  auto copy = make();
   EXPECT_NE(state_fingerprint(*copy), state_fingerprint(*m));
   for (auto& [name, t] : copy->state()) t.copy_from(m->state().at(name));
   EXPECT_EQ(state_fingerprint(*copy), state_fingerprint(*m));
