@@ -209,22 +209,18 @@ File::File(const std::string& path) : path_(path) {
   if (is_hdf5 == 0) GRAFT_FAIL("hdf5: '", path, "' is not an HDF5 file (no HDF5 signature)");
   if (is_hdf5 < 0) fail(path, "cannot read the file header");
   if (const Isolation iso = isolation(); iso.enabled) check_in_child(path, iso.timeout_seconds);
-  id_ = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (id_ < 0) fail(path, "cannot open the HDF5 file (damaged or truncated?)");
+  id_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT), H5Fclose);
+  if (!id_.valid()) fail(path, "cannot open the HDF5 file (damaged or truncated?)");
 }
 
-File::~File() {
-  if (id_ >= 0) H5Fclose(id_);
-}
 
-File::File(File&& other) noexcept : id_(std::exchange(other.id_, -1)), path_(std::move(other.path_)) {}
 
-bool File::has_group(const std::string& path) const { return object_type(id_, path) == H5I_GROUP; }
-bool File::has_dataset(const std::string& path) const { return object_type(id_, path) == H5I_DATASET; }
+bool File::has_group(const std::string& path) const { return object_type(id_.get(), path) == H5I_GROUP; }
+bool File::has_dataset(const std::string& path) const { return object_type(id_.get(), path) == H5I_DATASET; }
 
 bool File::has_attribute(const std::string& object, const std::string& name) const {
-  if (object_type(id_, object) == H5I_BADID) return false;
-  htri_t exists = H5Aexists_by_name(id_, object.c_str(), name.c_str(), H5P_DEFAULT);
+  if (object_type(id_.get(), object) == H5I_BADID) return false;
+  htri_t exists = H5Aexists_by_name(id_.get(), object.c_str(), name.c_str(), H5P_DEFAULT);
   if (exists < 0) fail(path_, "cannot look up attribute '" + name + "' of '" + object + "'");
   return exists > 0;
 }
@@ -237,31 +233,31 @@ herr_t collect_attribute_name(hid_t, const char* name, const H5A_info_t*, void* 
 }  // namespace
 
 std::vector<std::string> File::attribute_names(const std::string& object) const {
-  GRAFT_CHECK(object_type(id_, object) != H5I_BADID, "hdf5: '", path_, "' has no object '", object, "'");
+  GRAFT_CHECK(object_type(id_.get(), object) != H5I_BADID, "hdf5: '", path_, "' has no object '", object, "'");
   std::vector<std::string> names;
-  if (H5Aiterate_by_name(id_, object.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attribute_name, &names,
+  if (H5Aiterate_by_name(id_.get(), object.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attribute_name, &names,
                          H5P_DEFAULT) < 0)
     fail(path_, "cannot list the attributes of '" + object + "'");
   return names;
 }
 
 std::string File::object_identity(const std::string& path) const {
-  GRAFT_CHECK(object_type(id_, path) != H5I_BADID, "hdf5: '", path_, "' has no object '", path, "'");
+  GRAFT_CHECK(object_type(id_.get(), path) != H5I_BADID, "hdf5: '", path_, "' has no object '", path, "'");
 #if H5_VERSION_GE(1, 12, 0)
   H5O_info2_t info;
-  if (H5Oget_info_by_name3(id_, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+  if (H5Oget_info_by_name3(id_.get(), path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
     fail(path_, "cannot identify object '" + path + "'");
   return std::string(reinterpret_cast<const char*>(&info.token), sizeof info.token);
 #else
   H5O_info_t info;
-  if (H5Oget_info_by_name2(id_, path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
+  if (H5Oget_info_by_name2(id_.get(), path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
     fail(path_, "cannot identify object '" + path + "'");
   return std::to_string(info.addr);
 #endif
 }
 
 std::vector<std::string> File::children(const std::string& group) const {
-  Handle g(H5Gopen2(id_, group.c_str(), H5P_DEFAULT), H5Gclose);
+  Handle g(H5Gopen2(id_.get(), group.c_str(), H5P_DEFAULT), H5Gclose);
   if (!g.valid()) fail(path_, "cannot open group '" + group + "'");
   H5G_info_t info;
   if (H5Gget_info(g.get(), &info) < 0) fail(path_, "cannot list group '" + group + "'");
@@ -284,7 +280,7 @@ std::vector<DatasetInfo> File::datasets_below(const std::string& group) const {
     GRAFT_CHECK(depth < 64, "hdf5: groups nested deeper than 64 levels below '", g, "' in '", path_, "'");
     for (const auto& name : children(g)) {
       std::string child = join(g, name);
-      H5I_type_t type = object_type(id_, child);
+      H5I_type_t type = object_type(id_.get(), child);
       if (type == H5I_DATASET)
         out.push_back(dataset_info(child));
       else if (type == H5I_GROUP)
@@ -297,7 +293,7 @@ std::vector<DatasetInfo> File::datasets_below(const std::string& group) const {
 
 DatasetInfo File::dataset_info(const std::string& path) const {
   GRAFT_CHECK(has_dataset(path), "hdf5: '", path_, "' has no dataset '", path, "'");
-  Handle ds(H5Dopen2(id_, path.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle ds(H5Dopen2(id_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) fail(path_, "cannot open dataset '" + path + "'");
   Handle type(H5Dget_type(ds.get()), H5Tclose);
   Handle space(H5Dget_space(ds.get()), H5Sclose);
@@ -316,7 +312,7 @@ bool File::has_string_list_attribute(const std::string& object, const std::strin
 
 std::vector<std::string> File::string_list_attribute(const std::string& object, const std::string& name) const {
   auto read_one = [&](const std::string& attr_name) {
-    Handle attr(H5Aopen_by_name(id_, object.c_str(), attr_name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
+    Handle attr(H5Aopen_by_name(id_.get(), object.c_str(), attr_name.c_str(), H5P_DEFAULT, H5P_DEFAULT), H5Aclose);
     std::string what = "attribute '" + attr_name + "' of '" + object + "'";
     if (!attr.valid()) fail(path_, "cannot open " + what);
     return read_strings(attr.get(), path_, what);
@@ -338,7 +334,7 @@ void File::read_floats_into(const std::string& path, float* out, std::int64_t co
   GRAFT_CHECK(shape_numel(info.shape) == count, "hdf5: dataset '", path, "' in '", path_, "' has ",
               shape_numel(info.shape), " elements ", shape_str(info.shape), ", the caller expects ", count);
   if (count == 0) return;
-  Handle ds(H5Dopen2(id_, path.c_str(), H5P_DEFAULT), H5Dclose);
+  Handle ds(H5Dopen2(id_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
   if (!ds.valid()) fail(path_, "cannot open dataset '" + path + "'");
   check_claimed_size(ds.get(), path_, path, count);
   // HDF5 converts float64 and float16 storage to the native float on the way.
@@ -350,7 +346,7 @@ std::vector<float> File::read_floats(const std::string& path) const {
   DatasetInfo info = dataset_info(path);
   const std::int64_t count = shape_numel(info.shape);
   if (count > 0) {  // refuse before allocating
-    Handle ds(H5Dopen2(id_, path.c_str(), H5P_DEFAULT), H5Dclose);
+    Handle ds(H5Dopen2(id_.get(), path.c_str(), H5P_DEFAULT), H5Dclose);
     if (!ds.valid()) fail(path_, "cannot open dataset '" + path + "'");
     check_claimed_size(ds.get(), path_, path, count);
   }

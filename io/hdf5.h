@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "io/hdf5_handle.h"
 
 namespace graft::hdf5 {
 
@@ -37,8 +38,7 @@ class File {
   // Opens read-only. Throws graft::Error: missing file, a directory, not HDF5, truncated or unreadable, and with
   // crash isolation on (io/hdf5_isolation.h), a file that crashes or hangs libhdf5 in a check process.
   explicit File(const std::string& path);
-  ~File();
-  File(File&& other) noexcept;
+  File(File&& other) noexcept = default;  // the moved-from File holds no file
   File& operator=(File&&) = delete;
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -70,7 +70,7 @@ class File {
   void read_floats_into(const std::string& path, float* out, std::int64_t count) const;
 
  private:
-  std::int64_t id_ = -1;  // hid_t (int64_t since HDF5 1.10)
+  Handle id_;  // the open file (H5Fclose when the File goes)
   std::string path_;
 };
 
