@@ -37,7 +37,9 @@ int main(int argc, char** argv) try {
 
   // A new head for our classes; everything else comes from ImageNet and stays fixed.
   auto model = make_model(arch, model_options);
-  if (!weights.empty()) load_weights(*model, weights, {.exclude = {head_path(*model)}});
+  if (!weights.empty())  // its warnings: NaN or Inf values, layers matched by position rather than by name
+    for (const std::string& w : load_weights(*model, weights, {.exclude = {head_path(*model)}}).warnings)
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
   model->freeze("*");
   model->unfreeze(head_path(*model));
   if (resnet) freeze_batch_norm(*model);  // BN keeps ImageNet statistics under train()

@@ -42,7 +42,9 @@ int main(int argc, char** argv) try {
 
   auto model = make_model(arch, model_options);
   const std::string head = head_path(*model);  // "fc" or "classifier.6"
-  if (!weights.empty()) load_weights(*model, weights, {.exclude = {head}});
+  if (!weights.empty())  // its warnings: NaN or Inf values, layers matched by position rather than by name
+    for (const std::string& w : load_weights(*model, weights, {.exclude = {head}}).warnings)
+      std::fprintf(stderr, "warning: %s\n", w.c_str());
   model->freeze("*");
   if (resnet) freeze_batch_norm(*model);  // running statistics everywhere, also in the stage we unfreeze
   model->unfreeze(head);
