@@ -8,8 +8,8 @@
 // align_corners=False), antialiased where the image shrinks (antialias=True: what torchvision's Resize and
 // RandomResizedCrop do on PIL images, and by default on tensors since 0.17) unless TransformOptions::antialias is
 // off; values are computed in float and never rounded back to bytes.
-// Normalisation is the model dialect's preset (io/preprocess.h): caffe (BGR, mean subtraction) or torch
-// (x / 255, per-channel mean and std).
+// Normalisation is the model dialect's preset (io/preprocess.h): caffe (BGR, mean subtraction), torch
+// (x / 255, per-channel mean and std) or tf (x / 127.5 - 1, Keras's V2 ResNets).
 #pragma once
 #include <cstdint>
 #include <random>

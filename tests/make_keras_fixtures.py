@@ -6,7 +6,7 @@ have none: graft matches their layers by position).
 
     KERAS_BACKEND=jax python make_keras_fixtures.py OUTDIR
 
-Run by the ctest set-up inside a venv with keras + jax from PyPI (tests/keras_env.sh). Skips work when present.
+Run by the ctest set-up inside a venv with keras + jax from PyPI (tests/keras_fixtures.sh). Skips work when present.
 """
 import os
 import sys

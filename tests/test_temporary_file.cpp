@@ -1,7 +1,7 @@
 // TemporaryFile (io/temporary_file.h): an output is written under a temporary name beside it and renamed over it by
 // commit(); anything short of a commit - a destructor, discard(), a failed write, a failed rename - leaves the
 // output as it was and no temporary behind. (The temporary names themselves, and the clean-up of dead writers'
-// temporaries, are tested with hdf5::Writer in test_weights.cpp.)
+// temporaries, are tested with hdf5::Writer in test_hdf5.cpp.)
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <unistd.h>

@@ -1,6 +1,6 @@
-// The training loop behind `graft finetune` and `graft eval`: epochs over a Loader, per-epoch validation,
-// the best checkpoint kept, a CSV log and a training-curve PNG in the run directory, NaN/Inf detection, clean
-// stop on SIGINT, and exact resumption.
+// The training loop behind `graft finetune`: epochs over a Loader, per-epoch validation (the scoring, which
+// `graft eval` uses too, is train/evaluate.h), the best checkpoint kept, a CSV log and a training-curve PNG in the
+// run directory, NaN/Inf detection, clean stop on SIGINT, and exact resumption.
 //
 // Run directory (TrainOptions::out_dir):
 //   log.csv            epoch,step,train_loss,train_top1,val_loss,val_top1,val_top5,lr,images_per_s,seconds
