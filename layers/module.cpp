@@ -1,5 +1,6 @@
 #include "layers/module.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/autograd.h"
@@ -216,6 +217,20 @@ std::uint64_t state_fingerprint(const Module& model, StateSubset subset) {
   if (subset != StateSubset::Trainable)
     for (const auto& [name, b] : model.named_buffers()) mix(b);
   return hash;
+}
+
+std::vector<std::string> nonfinite_tensors(const Module& model) {
+  std::vector<std::string> found;
+  auto check = [&](const std::string& name, const Tensor& t) {
+    if (t.dtype() != DType::Float32) return;
+    std::int64_t nan = 0, inf = 0;
+    for (float v : t.to_vector()) nan += std::isnan(v), inf += std::isinf(v);
+    if (nan || inf)
+      found.push_back(name + " has " + std::to_string(nan) + " NaN and " + std::to_string(inf) + " Inf values");
+  };
+  for (const auto& [name, p] : model.named_parameters()) check(name, p);
+  for (const auto& [name, b] : model.named_buffers()) check(name, b);
+  return found;
 }
 
 }  // namespace graft

@@ -105,4 +105,8 @@ enum class StateSubset { Trainable, Frozen, All };
 // or that a model written out reads back bit for bit.
 std::uint64_t state_fingerprint(const Module& model, StateSubset subset = StateSubset::All);
 
+// Every float parameter or buffer holding NaN or Inf values, as "NAME has N NaN and M Inf values" (model order):
+// what a checkpoint of a diverged run, or a damaged one, brings with it. Empty when all are finite.
+std::vector<std::string> nonfinite_tensors(const Module& model);
+
 }  // namespace graft

@@ -293,6 +293,17 @@ TEST(Surgery, StateFingerprintSeesEveryBitOfItsSubsetAndNothingElse) {
   EXPECT_EQ(state_fingerprint(*copy), state_fingerprint(*m));
 }
 
+// nonfinite_tensors names each parameter or buffer holding NaN or Inf, with the counts, in model order.
+TEST(Surgery, NonfiniteTensorsNamesEachTensorWithItsCounts) {
+  auto m = model("resnet18");
+  EXPECT_EQ(nonfinite_tensors(*m), std::vector<std::string>{});
+  Tensor w = m->state().at("layer1.0.conv1.weight"), var = m->state().at("layer3.1.bn2.running_var");
+  w.data<float>()[0] = NAN, w.data<float>()[w.numel() - 1] = -INFINITY, w.data<float>()[7] = NAN;
+  var.data<float>()[2] = INFINITY;
+  EXPECT_EQ(nonfinite_tensors(*m), (std::vector<std::string>{"layer1.0.conv1.weight has 2 NaN and 1 Inf values",
+                                                              "layer3.1.bn2.running_var has 0 NaN and 1 Inf values"}));
+}
+
 TEST(Surgery, ReplaceHeadAndTrainOnlyIt) {
   for (const char* arch : {"resnet18", "vgg11"}) {
     auto m = model(arch);

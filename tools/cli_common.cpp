@@ -58,6 +58,13 @@ LoadReport load_weights_reporting(Module& model, const std::string& path, const 
   return report;
 }
 
+CheckpointMeta load_checkpoint_reporting(const std::string& path, Module& model, Optimizer* optimizer) {
+  CheckpointMeta meta = load_checkpoint(path, model, optimizer);
+  for (const std::string& warning : nonfinite_tensors(model))
+    std::fprintf(stderr, "graft: warning: '%s': %s\n", path.c_str(), warning.c_str());
+  return meta;
+}
+
 Device resolve_device(const std::string& name) {
   if (name == "auto") return cuda_available() ? kCUDA : kCPU;
   Device d = parse_device(name);

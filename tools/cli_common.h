@@ -34,6 +34,8 @@ Device resolve_device(const std::string& name);
 // "graft: warning: '<path>': ..." (NaN or Inf values, a BatchNorm eps switched to the file's dialect, order-based
 // matching): the library returns them, and a command line that dropped them would hide them from the user.
 LoadReport load_weights_reporting(Module& model, const std::string& path, const LoadOptions& options = {});
+// load_checkpoint (io/checkpoint.h), then the same warning for each tensor that holds NaN or Inf values.
+CheckpointMeta load_checkpoint_reporting(const std::string& path, Module& model, Optimizer* optimizer);
 
 // Decoding threads for --workers -1 (the default): on the GPU, where decoding JPEGs is what limits the step, all
 // cores but one (at most 16); on the CPU, which computes the model, 2. Results never depend on it.

@@ -48,7 +48,7 @@ InferenceModel load_inference_model(const std::string& checkpoint, const std::st
     o.num_classes = out.meta.num_classes;
     o.dialect = parse_dialect(out.meta.dialect);
     out.model = make_model(out.meta.arch, o);
-    load_checkpoint(path, *out.model, nullptr);
+    load_checkpoint_reporting(path, *out.model, nullptr);
     const auto& s = out.meta.train_state;
     out.preprocess =
         s.count("preprocess") ? parse_preprocess(s.at("preprocess")) : preprocess_for(out.meta.arch, o.dialect);

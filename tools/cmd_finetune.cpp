@@ -125,7 +125,7 @@ void start_from_weights(const FinetuneArgs& a, const ModelArgs& margs, const std
     ModelArgs file_args = margs;
     file_args.num_classes = m.num_classes;
     auto from = build_model(file_args);
-    load_checkpoint(a.weights, *from, nullptr);
+    load_checkpoint_reporting(a.weights, *from, nullptr);
     if (m.num_classes == margs.num_classes && (m.class_names.empty() || m.class_names == names)) {
       if (m.class_names.empty())
         std::printf("finetune: --weights '%s' names no classes: its %d outputs are taken as the data's classes in "

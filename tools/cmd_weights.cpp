@@ -75,7 +75,7 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
     options.num_classes = meta.num_classes;
     options.dialect = parse_dialect(meta.dialect);
     auto model = make_model(meta.arch, options);
-    load_checkpoint(path, *model, nullptr);
+    load_checkpoint_reporting(path, *model, nullptr);
     *meta_out = meta;
     return model;
   }
