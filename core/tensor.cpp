@@ -1,6 +1,7 @@
 #include "core/tensor.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iomanip>
 #include <ostream>
@@ -422,6 +423,15 @@ void check_same_device(const char* op, std::initializer_list<const Tensor*> tens
                 " on ", first->device().str(), " and ", shape_str(t->shape()), " on ", t->device().str(),
                 " (use .to(device) first)");
   }
+}
+
+std::pair<std::int64_t, std::int64_t> count_nonfinite(const float* values, std::int64_t n) {
+  std::int64_t nan = 0, inf = 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    nan += std::isnan(values[i]) ? 1 : 0;
+    inf += std::isinf(values[i]) ? 1 : 0;
+  }
+  return {nan, inf};
 }
 
 }  // namespace graft

@@ -7,6 +7,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/device.h"
@@ -113,5 +114,8 @@ std::ostream& operator<<(std::ostream& out, const Tensor& t);
 void check_float(const Tensor& t, const char* op, const char* arg);
 // Throws unless all defined tensors are on the same device.
 void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
+
+// How many of `n` floats are NaN, and how many infinite (what weight import and checkpoint loads warn about).
+std::pair<std::int64_t, std::int64_t> count_nonfinite(const float* values, std::int64_t n);
 
 }  // namespace graft

@@ -1,7 +1,6 @@
 // Format detection, strict matching against a model's state, and the all-or-nothing load.
 #include "io/weights.h"
 
-#include <cmath>
 #include <cstring>
 #include <map>
 #include <sstream>
@@ -9,7 +8,6 @@
 #include "core/autograd.h"
 #include "core/error.h"
 #include "io/weights_internal.h"
-#include "layers/batch_norm.h"
 #include "models/resnet_v2.h"
 #include "models/vgg.h"
 #include "models/zoo.h"
@@ -128,15 +126,6 @@ Tensor read_converted(const hdf5::File& file, const Entry& e, const Shape& shape
     weights_detail::convert_layout(out.data<float>(), raw.data(), e.info.shape, e.convert);
   }
   return out;
-}
-
-std::pair<std::int64_t, std::int64_t> count_nonfinite(const float* p, std::int64_t n) {
-  std::int64_t nan = 0, inf = 0;
-  for (std::int64_t i = 0; i < n; ++i) {
-    nan += std::isnan(p[i]) ? 1 : 0;
-    inf += std::isinf(p[i]) ? 1 : 0;
-  }
-  return {nan, inf};
 }
 
 }  // namespace
@@ -279,22 +268,6 @@ LoadReport load_weights(Module& model, const std::string& path, const LoadOption
     GRAFT_CHECK(state[name].dtype() == DType::Float32, "load_weights: model tensor ", name, " is not float32");
     assign(state[name], value);
     report.loaded.push_back(name);
-  }
-  if (plan.bn_eps && dynamic_cast<ResNet*>(&model)) {
-    int changed = 0;
-    float from = 0.f;
-    for (auto& [name, m] : model.named_modules())
-      if (auto* bn = dynamic_cast<BatchNorm2d*>(m); bn && bn->eps() != *plan.bn_eps) {
-        from = bn->eps();
-        bn->set_eps(*plan.bn_eps);
-        ++changed;
-      }
-    if (changed) {
-      std::ostringstream msg;
-      msg << "BatchNorm eps set from " << from << " to " << *plan.bn_eps << " in " << changed
-          << " layers, as the file's dialect " << dialect_name(plan.dialect) << " implies";
-      report.warnings.push_back(msg.str());
-    }
   }
   return report;
 }

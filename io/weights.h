@@ -77,9 +77,9 @@ struct LoadReport {
 };
 
 // Loads a weight file into `model` (on any device; the model's tensors keep their identity). All-or-nothing:
-// on error the model is unchanged. Also sets BatchNorm eps where the file's dialect implies it (2016 Keras
-// ResNet: 1e-3). A ResNet file of another dialect than the model's is refused, naming the dialect to build - the
-// two Keras dialects too, where the file's layer names tell them apart.
+// on error the model is unchanged. A ResNet file of another dialect than the model's is refused, naming the dialect
+// to build - the two Keras dialects too, where the file's layer names tell them apart - so the model's dialect
+// fixes what the file's implies beyond its tensors (BatchNorm eps: 1e-3 in Keras's 2016 ResNet, the stem's pooling).
 LoadReport load_weights(Module& model, const std::string& path, const LoadOptions& options = {});
 
 // The way back: writes `model`'s parameters and buffers as a torchvision state_dict file, the format load_weights

@@ -1,7 +1,6 @@
 // Internals of weight import shared by io/weights.cpp (detection, matching, loading), io/weights_torch.cpp and
 // io/weights_keras.cpp (each turns one file format into a Plan: file tensors -> graft names + layout conversion).
 #pragma once
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,8 +34,7 @@ struct Plan {
   std::string arch_guess;
   bool resnet = false;  // a ResNet file: dialect below is meaningful
   Dialect dialect = Dialect::Torchvision;
-  bool dialect_known = true;    // false: a Keras file matched by position (no layer name tells 2016 from later)
-  std::optional<float> bn_eps;  // BatchNorm eps the file's dialect implies (when known)
+  bool dialect_known = true;  // false: a Keras file matched by position (no layer name tells 2016 from later)
   bool matched_by_order = false;
   std::vector<std::string> notes;  // become LoadReport warnings
   std::vector<Entry> entries;

@@ -287,7 +287,6 @@ void build_plan(Plan& plan, const std::vector<KerasLayer>& layers, const std::st
   if (plan.resnet) {
     plan.dialect = legacy_2016 ? Dialect::KerasLegacy : Dialect::Keras;
     plan.dialect_known = any_named;
-    if (any_named) plan.bn_eps = legacy_2016 ? 1e-3f : 1.001e-5f;
   } else {
     plan.dialect = Dialect::Keras;
   }

@@ -100,7 +100,6 @@ Plan plan_torchvision(const hdf5::File& file, const std::string& model_arch) {
   }
   if (plan.arch_guess.empty()) plan.arch_guess = guess_torch_arch(keys, shapes);
   plan.resnet = is_resnet_arch(plan.arch_guess) || shapes.count("layer1.0.conv1.weight");
-  if (plan.resnet) plan.bn_eps = 1e-5f;
   const std::string& arch = model_arch.empty() ? plan.arch_guess : model_arch;
   const bool vgg = arch.rfind("vgg", 0) == 0;
 

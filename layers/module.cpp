@@ -1,6 +1,5 @@
 #include "layers/module.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "core/autograd.h"
@@ -223,8 +222,8 @@ std::vector<std::string> nonfinite_tensors(const Module& model) {
   std::vector<std::string> found;
   auto check = [&](const std::string& name, const Tensor& t) {
     if (t.dtype() != DType::Float32) return;
-    std::int64_t nan = 0, inf = 0;
-    for (float v : t.to_vector()) nan += std::isnan(v), inf += std::isinf(v);
+    const Tensor host = t.detach().to(kCPU);
+    const auto [nan, inf] = count_nonfinite(host.data<float>(), host.numel());
     if (nan || inf)
       found.push_back(name + " has " + std::to_string(nan) + " NaN and " + std::to_string(inf) + " Inf values");
   };

@@ -51,17 +51,24 @@ int default_workers(int requested, Device device) {
   return std::clamp(cores - 1, 2, 16);
 }
 
+namespace {
+
+void print_load_warnings(const std::string& path, const std::vector<std::string>& warnings) {
+  for (const std::string& warning : warnings)
+    std::fprintf(stderr, "graft: warning: '%s': %s\n", path.c_str(), warning.c_str());
+}
+
+}  // namespace
+
 LoadReport load_weights_reporting(Module& model, const std::string& path, const LoadOptions& options) {
   LoadReport report = load_weights(model, path, options);
-  for (const std::string& warning : report.warnings)
-    std::fprintf(stderr, "graft: warning: '%s': %s\n", path.c_str(), warning.c_str());
+  print_load_warnings(path, report.warnings);
   return report;
 }
 
 CheckpointMeta load_checkpoint_reporting(const std::string& path, Module& model, Optimizer* optimizer) {
   CheckpointMeta meta = load_checkpoint(path, model, optimizer);
-  for (const std::string& warning : nonfinite_tensors(model))
-    std::fprintf(stderr, "graft: warning: '%s': %s\n", path.c_str(), warning.c_str());
+  print_load_warnings(path, nonfinite_tensors(model));
   return meta;
 }
 

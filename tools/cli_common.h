@@ -31,8 +31,8 @@ std::string built_dialect(const ModelArgs& args);
 Device resolve_device(const std::string& name);
 
 // Loads a weight file into `model` (io/weights.h load_weights) and prints each warning of its report on stderr as
-// "graft: warning: '<path>': ..." (NaN or Inf values, a BatchNorm eps switched to the file's dialect, order-based
-// matching): the library returns them, and a command line that dropped them would hide them from the user.
+// "graft: warning: '<path>': ..." (NaN or Inf values, layers matched by position): the library returns them, and a
+// command line that dropped them would hide them from the user.
 LoadReport load_weights_reporting(Module& model, const std::string& path, const LoadOptions& options = {});
 // load_checkpoint (io/checkpoint.h), then the same warning for each tensor that holds NaN or Inf values.
 CheckpointMeta load_checkpoint_reporting(const std::string& path, Module& model, Optimizer* optimizer);

@@ -37,7 +37,8 @@ int classes_in_weights(const WeightFileInfo& info) {
 
 InferenceModel load_inference_model(const std::string& checkpoint, const std::string& weights,
                                     const std::string& arch) {
-  GRAFT_CHECK(checkpoint.empty() != weights.empty(), "give either --checkpoint FILE or --weights FILE (and --arch when the file does not tell it)");
+  GRAFT_CHECK(checkpoint.empty() != weights.empty(),
+              "give either --checkpoint FILE or --weights FILE (and --arch when the file does not tell it)");
   InferenceModel out;
   const std::string& path = checkpoint.empty() ? weights : checkpoint;
   GRAFT_CHECK(std::filesystem::is_regular_file(path), "cannot open '", path, "': no such file");
