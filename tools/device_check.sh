@@ -300,7 +300,20 @@ main() {
     # the time limit, memcheck and its options, the test binary (a --gtest_filter follows)
     local memcheck=(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no
                     --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1)
-    if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"
+    if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"; fi
+    # A graph that keeps an allocation, and one that writes into memory allocated before it, without graft
+    # (tools/graph_memcheck_probe.cu): what memcheck reports for each, beside the right results.
+    local probe=$BUILD/graft_graph_memcheck_probe mode pout prc
+    if [ -n "$sanitizer" ] && [ -x "$probe" ]; then
+      for mode in kept outside; do
+        pout=$(timeout 60 "$sanitizer" --tool memcheck --leak-check no --error-exitcode 9 "$probe" "$mode" 3 2>&1)
+        prc=$?
+        echo "graph_memcheck_probe $mode: memcheck exit $prc, $(grep -m1 'ERROR SUMMARY' <<<"$pout" | sed 's/^=* *//')"
+        grep -m1 '^graph_memcheck_probe' <<<"$pout"
+        grep -v 'Host Frame' <<<"$pout" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
+      done
+    fi
+    if [ -z "$sanitizer" ]; then :
     elif [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then
       # One memcheck process per test, so that every report is attributed to its test (in one process the reports
       # and gtest's output interleave, and --gtest_brief names no passing test). Each test gets the time limit.

@@ -15,3 +15,10 @@ target_compile_options(graft_demo PRIVATE ${GRAFT_WARNINGS})
 add_executable(graft_study tools/study_fashion.cpp tools/cli_common.cpp)
 target_link_libraries(graft_study PRIVATE graft)
 target_compile_options(graft_study PRIVATE ${GRAFT_WARNINGS})
+
+# graft_graph_memcheck_probe: CUDA graphs under compute-sanitizer memcheck without graft (tools/graph_memcheck_probe.cu;
+# tools/device_check.sh runs it with GRAFT_MEMCHECK=1).
+if(GRAFT_CUDA)
+  add_executable(graft_graph_memcheck_probe tools/graph_memcheck_probe.cu)
+  target_link_libraries(graft_graph_memcheck_probe PRIVATE CUDA::cudart_static)
+endif()
