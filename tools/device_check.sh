@@ -12,7 +12,8 @@
 #   5. with GRAFT_COMPARE_TORCH=1, runs bench/compare_torch.sh (graft vs PyTorch, ResNet-50 / VGG16) as well;
 #   5b. with GRAFT_PROFILE=1, bench/profile_gpu.sh for each arch:mode:batch[:graph] in GRAFT_PROFILE_ROWS (the
 #      per-kernel tables all go to one file, $OUT/profiles.txt; only their headline lines are printed);
-#   6. with GRAFT_MEMCHECK=1, runs the gpu tests once more under compute-sanitizer memcheck (GRAFT_MEMCHECK_FILTER
+#   6. with GRAFT_MEMCHECK=1, runs tools/graph_memcheck_probe.cu's three graphs (no graft code) under compute-sanitizer
+#      memcheck, then the gpu tests once more under it (GRAFT_MEMCHECK_FILTER
 #      narrows them, GRAFT_MEMCHECK_TIMEOUT caps the seconds, default 200; reported, not part of the exit code);
 #      GRAFT_MEMCHECK_EACH=1 runs one memcheck process per test (each report named by its test, the limit per test).
 # Everything printed is also written under $OUT when that is set, in at most 6 files (the device tool brings back 8):
@@ -60,6 +61,11 @@ main() {
   echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "host:    $(uname -n) $(uname -m), kernel $(uname -r)"
   echo "libc:    $( (ldd --version 2>/dev/null || true) | head -1)"
+  # The CPU and OpenBLAS's kernel for it: the gpu tests compare against CPU runs on this host.
+  echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) threads"
+  [ -x "$BUILD/graft" ] &&
+    echo "cpu gemm: $(timeout 60 "$BUILD/graft" bench --arch resnet18 --batch 1 --size 32 --iters 1 --warmup 0 \
+      --device cpu 2>&1 | grep -o 'cpu_gemm=.*')"
   echo "build:   $BUILD"
   [ -f "$BUILD/REVISION" ] && echo "graft:   $(cat "$BUILD/REVISION") (tools/pack_device_bundle.sh)"
   local missing_build=0
@@ -305,7 +311,7 @@ main() {
     # (tools/graph_memcheck_probe.cu): what memcheck reports for each, beside the right results.
     local probe=$BUILD/graft_graph_memcheck_probe mode pout prc
     if [ -n "$sanitizer" ] && [ -x "$probe" ]; then
-      for mode in kept outside; do
+      for mode in kept-last kept-first outside; do
         pout=$(timeout 60 "$sanitizer" --tool memcheck --leak-check no --error-exitcode 9 "$probe" "$mode" 3 2>&1)
         prc=$?
         echo "graph_memcheck_probe $mode: memcheck exit $prc, $(grep -m1 'ERROR SUMMARY' <<<"$pout" | sed 's/^=* *//')"

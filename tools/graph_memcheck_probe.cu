@@ -3,19 +3,22 @@
 // launch under cudaGraphInstantiateFlagAutoFreeOnLaunch), does memcheck report writes to the graph's own
 // intermediate allocations as out of bounds? graft's graph tests that keep an output were flagged that way on an
 // H100 (bench/RESULTS.md) while their replays were bitwise correct, and those writing into memory allocated before
-// the capture were clean. This program is the same pattern at its smallest, and correct by the CUDA programming
-// guide's rules for graph memory nodes:
+// the capture were clean. Three captures, each correct by the CUDA programming guide's rules for graph memory nodes:
 //
-//   capture:  out = cudaMallocAsync(kOut)        (kept:    allocated inside the capture, never freed in it)
-//                   or cudaMalloc before capture  (outside: the pattern memcheck found clean)
-//             tmp = cudaMallocAsync(kTmp); fill(tmp); sum tmp into out; cudaFreeAsync(tmp)
-//   launch the graph `launches` times; check out's value on the host after each.
+//   kept-last (graft's pattern): tmp = cudaMallocAsync(kTmp); fill(tmp); sums = cudaMallocAsync(kOut);
+//       sum tmp into sums; cudaFreeAsync(tmp); out = cudaMallocAsync(kOut); copy sums to out; cudaFreeAsync(sums)
+//       - out is kept and allocated after tmp's free, so the graph may give it tmp's addresses (printed);
+//   kept-first: out = cudaMallocAsync(kOut) first, then tmp as above, summed straight into out (run clean on the
+//       H100 of 2026-11-27 22:43: a kept allocation alone does not draw reports);
+//   outside: out = cudaMalloc before the capture, then tmp as in kept-first.
+// Then the graph is launched `launches` times and out checked on the host after each.
 //
-// Usage: graph_memcheck_probe kept|outside [launches]. Exit 0 when every launch gave the right sum.
-// tools/device_check.sh runs both under memcheck (GRAFT_MEMCHECK=1): a report for `kept` and none for `outside`,
-// with both right, shows the reports come from memcheck's view of a kept graph allocation, not from graft.
+// Usage: graph_memcheck_probe kept-last|kept-first|outside [launches]. Exit 0 when every launch gave the right sums.
+// tools/device_check.sh runs all three under memcheck (GRAFT_MEMCHECK=1): reports for kept-last alone, with its
+// results right, would show they come from memcheck's view of graph addresses shared over time, not from graft.
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -47,28 +50,44 @@ __global__ void sum_into(float* out, const float* tmp, int n) {
   out[j] = s;
 }
 
+__global__ void copy(float* out, const float* in) {
+  if (threadIdx.x < kOut) out[threadIdx.x] = in[threadIdx.x];
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool kept = argc > 1 && std::strcmp(argv[1], "kept") == 0;
-  const bool outside = argc > 1 && std::strcmp(argv[1], "outside") == 0;
+  const char* mode = argc > 1 ? argv[1] : "";
+  const bool last = std::strcmp(mode, "kept-last") == 0, first = std::strcmp(mode, "kept-first") == 0;
+  const bool outside = std::strcmp(mode, "outside") == 0;
   const int launches = argc > 2 ? std::atoi(argv[2]) : 3;
-  if (!kept && !outside) {
-    std::fprintf(stderr, "usage: graph_memcheck_probe kept|outside [launches]\n");
+  if (!last && !first && !outside) {
+    std::fprintf(stderr, "usage: graph_memcheck_probe kept-last|kept-first|outside [launches]\n");
     return 2;
   }
   cudaStream_t stream;
   PROBE_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  const std::size_t out_bytes = kOut * sizeof(float);
   float* out = nullptr;
-  if (outside) PROBE_CHECK(cudaMalloc(&out, kOut * sizeof(float)));
+  if (outside) PROBE_CHECK(cudaMalloc(&out, out_bytes));
 
   PROBE_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed));
-  if (kept) PROBE_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&out), kOut * sizeof(float), stream));
+  if (first) PROBE_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&out), out_bytes, stream));
   float* tmp = nullptr;
   PROBE_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&tmp), kTmp * sizeof(float), stream));
   fill<<<64, 256, 0, stream>>>(tmp, kTmp);
-  sum_into<<<1, 64, 0, stream>>>(out, tmp, kTmp);
-  PROBE_CHECK(cudaFreeAsync(tmp, stream));
+  if (last) {
+    float* sums = nullptr;
+    PROBE_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&sums), out_bytes, stream));
+    sum_into<<<1, 64, 0, stream>>>(sums, tmp, kTmp);
+    PROBE_CHECK(cudaFreeAsync(tmp, stream));
+    PROBE_CHECK(cudaMallocAsync(reinterpret_cast<void**>(&out), out_bytes, stream));
+    copy<<<1, 64, 0, stream>>>(out, sums);
+    PROBE_CHECK(cudaFreeAsync(sums, stream));
+  } else {
+    sum_into<<<1, 64, 0, stream>>>(out, tmp, kTmp);
+    PROBE_CHECK(cudaFreeAsync(tmp, stream));
+  }
   cudaGraph_t graph;
   PROBE_CHECK(cudaStreamEndCapture(stream, &graph));
   cudaGraphExec_t exec;
@@ -85,9 +104,10 @@ int main(int argc, char** argv) {
       if (host[j] != static_cast<float>(count)) ++wrong;
     }
   }
-  std::printf("graph_memcheck_probe %s: %d launch(es), output %s (%s)\n", kept ? "kept" : "outside", launches,
-              wrong == 0 ? "right every time" : "WRONG",
-              kept ? "allocated inside the capture and kept" : "allocated before the capture");
+  const auto at = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p); };
+  const bool shared = at(out) >= at(tmp) && at(out) < at(tmp) + kTmp * sizeof(float);
+  std::printf("graph_memcheck_probe %s: %d launch(es), output %s; out %s tmp's addresses\n", mode, launches,
+              wrong == 0 ? "right every time" : "WRONG", shared ? "inside" : "outside");
   PROBE_CHECK(cudaGraphExecDestroy(exec));
   PROBE_CHECK(cudaGraphDestroy(graph));
   PROBE_CHECK(cudaFree(out));  // a kept graph allocation is freed like any other device memory
