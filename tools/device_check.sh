@@ -61,11 +61,7 @@ main() {
   echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "host:    $(uname -n) $(uname -m), kernel $(uname -r)"
   echo "libc:    $( (ldd --version 2>/dev/null || true) | head -1)"
-  # The CPU and OpenBLAS's kernel for it: the gpu tests compare against CPU runs on this host.
   echo "cpu:     $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'), $(nproc) threads"
-  [ -x "$BUILD/graft" ] &&
-    echo "cpu gemm: $(timeout 60 "$BUILD/graft" bench --arch resnet18 --batch 1 --size 32 --iters 1 --warmup 0 \
-      --device cpu 2>&1 | grep -o 'cpu_gemm=.*')"
   echo "build:   $BUILD"
   [ -f "$BUILD/REVISION" ] && echo "graft:   $(cat "$BUILD/REVISION") (tools/pack_device_bundle.sh)"
   local missing_build=0
@@ -167,6 +163,10 @@ main() {
     return 3
   fi
   echo "all libraries of the test and benchmark binaries resolve."
+  # OpenBLAS's kernel for this host's CPU: the gpu tests compare against CPU runs here.
+  local gemm
+  gemm=$(timeout 60 "$BUILD/graft" bench --arch resnet18 --batch 1 --size 32 --iters 1 --warmup 0 --device cpu 2>&1)
+  echo "cpu gemm: $(grep -o 'cpu_gemm=.*' <<<"$gemm" || echo "? ($(tail -1 <<<"$gemm"))")"
 
   # ---- 3. the gpu tests ----------------------------------------------------------------------------------
   section "gpu tests"
@@ -299,7 +299,7 @@ main() {
   # ---- 6. optional: compute-sanitizer memcheck over the gpu tests (GRAFT_MEMCHECK=1) ---------------------------
   local memcheck_rc=-
   if [ -n "${GRAFT_MEMCHECK:-}" ] && [ "$gpu_present" = 1 ]; then
-    section "compute-sanitizer --tool memcheck on graft_gpu_tests"
+    section "compute-sanitizer --tool memcheck on graph_memcheck_probe and graft_gpu_tests"
     # API errors are not reported: the out-of-memory tests provoke cudaErrorMemoryAllocation on purpose.
     local sanitizer
     sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -307,8 +307,8 @@ main() {
     local memcheck=(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no
                     --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1)
     if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"; fi
-    # A graph that keeps an allocation, and one that writes into memory allocated before it, without graft
-    # (tools/graph_memcheck_probe.cu): what memcheck reports for each, beside the right results.
+    # Graphs that keep an allocation (made after an intermediate's free, or before it) and one that writes into
+    # memory allocated before it, without graft (tools/graph_memcheck_probe.cu): memcheck's reports beside results.
     local probe=$BUILD/graft_graph_memcheck_probe mode pout prc
     if [ -n "$sanitizer" ] && [ -x "$probe" ]; then
       for mode in kept-last kept-first outside; do
@@ -318,6 +318,8 @@ main() {
         grep -m1 '^graph_memcheck_probe' <<<"$pout"
         grep -v 'Host Frame' <<<"$pout" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
       done
+    elif [ -n "$sanitizer" ]; then
+      echo "no $probe (build and pack the graft_graph_memcheck_probe target): the probe is skipped"
     fi
     if [ -z "$sanitizer" ]; then :
     elif [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then

@@ -61,7 +61,7 @@ int main(int argc, char** argv) {
   const bool last = std::strcmp(mode, "kept-last") == 0, first = std::strcmp(mode, "kept-first") == 0;
   const bool outside = std::strcmp(mode, "outside") == 0;
   const int launches = argc > 2 ? std::atoi(argv[2]) : 3;
-  if (!last && !first && !outside) {
+  if ((!last && !first && !outside) || launches < 1) {
     std::fprintf(stderr, "usage: graph_memcheck_probe kept-last|kept-first|outside [launches]\n");
     return 2;
   }
