@@ -25,10 +25,11 @@
 // Memory: a kept output is re-allocated at the same address by every replay, and the graph may give that
 // address range to the step's intermediate tensors while it runs (their lifetimes do not overlap). That is legal,
 // and it is the likeliest reason compute-sanitizer memcheck flags such writes as out of bounds on an H100 while
-// the replays are bitwise correct: in the smallest such step the allocation memcheck names is most likely the
-// kept output, starting at the first byte of the workspace the step freed before allocating it (bench/RESULTS.md,
-// fifth run; tools/graph_memcheck_probe.cu is the pattern without graft, not yet run in that form). A step that writes its result into a tensor
-// allocated before the capture (`out.copy_from(...)`) keeps no graph memory, and memcheck finds it clean.
+// the replays are bitwise correct: in the smallest such step the allocation memcheck names starts at the first
+// byte of the workspace the step freed before allocating its kept output (bench/RESULTS.md, fifth run;
+// tools/graph_memcheck_probe.cu's kept-last mode is that pattern without graft, not yet run). A step that writes
+// its result into a tensor allocated before the capture (`out.copy_from(...)`) keeps no graph memory, and memcheck
+// finds it clean.
 // If the step throws, capture ends and nothing is run; what the step stored outside itself is then not valid.
 #pragma once
 

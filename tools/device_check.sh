@@ -56,6 +56,31 @@ show_ldd() {  # show_ldd BINARY: the dynamic libraries BINARY resolves with the 
   if command -v ldd >/dev/null 2>&1; then ldd "$1" 2>&1; else LD_TRACE_LOADED_OBJECTS=1 "$1" 2>&1; fi
 }
 
+# error_summary TEXT: memcheck's "ERROR SUMMARY: N errors" line in TEXT
+error_summary() { grep -m1 'ERROR SUMMARY' <<<"$1" | sed 's/^=* *//'; }
+# first_report TEXT: memcheck's first report in TEXT in full, without its host frames
+first_report() {
+  grep -v 'Host Frame' <<<"$1" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
+}
+
+# memcheck_probe SANITIZER: tools/graph_memcheck_probe.cu's three graphs (no graft code) under memcheck - two that
+# keep an allocation (made after an intermediate's free, or before it), one writing into memory allocated before it -
+# with the probe's own line saying whether the results were right.
+memcheck_probe() {
+  local probe=$BUILD/graft_graph_memcheck_probe mode out rc
+  if [ ! -x "$probe" ]; then
+    echo "no $probe (build and pack the graft_graph_memcheck_probe target): the probe is skipped"
+    return
+  fi
+  for mode in kept-last kept-first outside; do
+    out=$(timeout 60 "$1" --tool memcheck --leak-check no --error-exitcode 9 "$probe" "$mode" 3 2>&1)
+    rc=$?
+    echo "graph_memcheck_probe $mode: memcheck exit $rc, $(error_summary "$out")"
+    grep -m1 '^graph_memcheck_probe' <<<"$out"
+    first_report "$out"
+  done
+}
+
 main() {
   section "graft device check"
   echo "date:    $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
@@ -306,42 +331,30 @@ main() {
     # the time limit, memcheck and its options, the test binary (a --gtest_filter follows)
     local memcheck=(timeout "${GRAFT_MEMCHECK_TIMEOUT:-200}" "$sanitizer" --tool memcheck --leak-check no
                     --report-api-errors no --error-exitcode 9 "$TEST_BIN" --gtest_brief=1)
-    if [ -z "$sanitizer" ]; then echo "no compute-sanitizer on this machine: memcheck skipped"; fi
-    # Graphs that keep an allocation (made after an intermediate's free, or before it) and one that writes into
-    # memory allocated before it, without graft (tools/graph_memcheck_probe.cu): memcheck's reports beside results.
-    local probe=$BUILD/graft_graph_memcheck_probe mode pout prc
-    if [ -n "$sanitizer" ] && [ -x "$probe" ]; then
-      for mode in kept-last kept-first outside; do
-        pout=$(timeout 60 "$sanitizer" --tool memcheck --leak-check no --error-exitcode 9 "$probe" "$mode" 3 2>&1)
-        prc=$?
-        echo "graph_memcheck_probe $mode: memcheck exit $prc, $(grep -m1 'ERROR SUMMARY' <<<"$pout" | sed 's/^=* *//')"
-        grep -m1 '^graph_memcheck_probe' <<<"$pout"
-        grep -v 'Host Frame' <<<"$pout" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
-      done
-    elif [ -n "$sanitizer" ]; then
-      echo "no $probe (build and pack the graft_graph_memcheck_probe target): the probe is skipped"
-    fi
-    if [ -z "$sanitizer" ]; then :
-    elif [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then
-      # One memcheck process per test, so that every report is attributed to its test (in one process the reports
-      # and gtest's output interleave, and --gtest_brief names no passing test). Each test gets the time limit.
-      local t out rc
-      memcheck_rc=0
-      for t in $("$TEST_BIN" --gtest_list_tests ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} |
-                 awk '/^[^ ]/ {suite = $1} /^  [^ ]/ {print suite $1}'); do
-        out=$("${memcheck[@]}" --gtest_filter="$t" 2>&1)
-        rc=$?
-        echo "$t: memcheck exit $rc, $(grep -m1 'ERROR SUMMARY' <<<"$out" | sed 's/^=* *//')"
-        # the first report in full, without its host frames
-        [ "$rc" = 9 ] && grep -v 'Host Frame' <<<"$out" | grep -m1 -A5 '^========= [A-Z][a-z]* .*\(read\|write\|access\|Address\)'
-        [ "$rc" = 0 ] || memcheck_rc=$rc
-      done
-      echo "memcheck exit: $memcheck_rc (the last non-zero; 0 clean; 9 memcheck found errors; 124 ran past the time limit)"
+    if [ -z "$sanitizer" ]; then
+      echo "no compute-sanitizer on this machine: memcheck skipped"
     else
-      "${memcheck[@]}" ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
-        grep -v '^\[       OK \]' | tail -40
-      memcheck_rc=${PIPESTATUS[0]}
-      echo "memcheck exit: $memcheck_rc (0 clean; 9 memcheck found errors; 124 ran past the time limit)"
+      memcheck_probe "$sanitizer"
+      if [ -n "${GRAFT_MEMCHECK_EACH:-}" ]; then
+        # One memcheck process per test, so that every report is attributed to its test (in one process the reports
+        # and gtest's output interleave, and --gtest_brief names no passing test). Each test gets the time limit.
+        local t out rc
+        memcheck_rc=0
+        for t in $("$TEST_BIN" --gtest_list_tests ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} |
+                   awk '/^[^ ]/ {suite = $1} /^  [^ ]/ {print suite $1}'); do
+          out=$("${memcheck[@]}" --gtest_filter="$t" 2>&1)
+          rc=$?
+          echo "$t: memcheck exit $rc, $(error_summary "$out")"
+          [ "$rc" = 9 ] && first_report "$out"
+          [ "$rc" = 0 ] || memcheck_rc=$rc
+        done
+        echo "memcheck exit: $memcheck_rc (the last non-zero; 0 clean; 9 memcheck found errors; 124 ran past the time limit)"
+      else
+        "${memcheck[@]}" ${GRAFT_MEMCHECK_FILTER:+--gtest_filter=$GRAFT_MEMCHECK_FILTER} 2>&1 |
+          grep -v '^\[       OK \]' | tail -40
+        memcheck_rc=${PIPESTATUS[0]}
+        echo "memcheck exit: $memcheck_rc (0 clean; 9 memcheck found errors; 124 ran past the time limit)"
+      fi
     fi
   fi
 

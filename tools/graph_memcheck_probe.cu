@@ -23,11 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 
-namespace {
-
-constexpr int kTmp = 1 << 16;  // floats in the intermediate
-constexpr int kOut = 40;       // floats in the kept output (160 bytes, as graft's 4x10 logits)
-
+// Every CUDA call: on failure, name it and exit 2 (no graft code here, so not graft::Error).
 #define PROBE_CHECK(call)                                                                          \
   do {                                                                                             \
     const cudaError_t e = (call);                                                                  \
@@ -36,6 +32,11 @@ constexpr int kOut = 40;       // floats in the kept output (160 bytes, as graft
       std::exit(2);                                                                                \
     }                                                                                              \
   } while (0)
+
+namespace {
+
+constexpr int kTmp = 1 << 16;  // floats in the intermediate
+constexpr int kOut = 40;       // floats in the kept output (160 bytes, as graft's 4x10 logits)
 
 __global__ void fill(float* tmp, int n) {
   for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) tmp[i] = 1.f;

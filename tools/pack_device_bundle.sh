@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Packs what the device check runs into build-dev/bundle.tar.xz (~15 MB): the binaries stripped (graft, graft_study,
-# tests/graft_gpu_tests, bench/graft_bench_cuda, graft_graph_memcheck_probe: ~120 MB unpacked, over the device tool's 64 MiB carry limit) and
-# build-dev/lib. Build them first (bench/README.md). On the device:
+# tests/graft_gpu_tests, bench/graft_bench_cuda, graft_graph_memcheck_probe: ~120 MB unpacked, over the device
+# tool's 64 MiB carry limit) and build-dev/lib. Build them first (bench/README.md). On the device:
 #   tar xJf build-dev/bundle.tar.xz -C build-dev && GRAFT_NO_CTEST=1 GRAFT_COMPARE_TORCH=1 bash tools/device_check.sh
 # with carry ["build-dev/bundle.tar.xz"] (bench/README.md: the next run for issue 6, one call with all its flags).
 set -euo pipefail
