@@ -17,9 +17,7 @@
 // training data (after --classes and --per-class). Ctrl-C stops after the current step with last.h5 saved (exit
 // 130); --resume continues from OUT/last.h5.
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -29,7 +27,6 @@
 #include <sstream>
 
 #include "core/allocator.h"
-#include "core/autograd.h"
 #include "core/error.h"
 #include "core/lr_schedule.h"
 #include "core/optim.h"
@@ -44,8 +41,8 @@
 #include "layers/linear.h"
 #include "tools/cli_common.h"
 #include "tools/finetune_setup.h"
-#include "train/class_weights.h"
 #include "train/run_lock.h"
+#include "train/run_settings.h"
 #include "train/trainer.h"
 
 namespace graft::cli {
@@ -329,10 +326,6 @@ void finetune(const FinetuneArgs& a) {
   to.checkpoint.train_state["image_size"] = std::to_string(a.size);
   to.checkpoint.train_state["resize"] = lo.transform.exact_resize ? "exact" : "crop";
   // What shapes the run besides fit's own settings (train/run_settings.h): a --resume must repeat them.
-  auto num = [](auto v) {  // the shortest text that reads back as v
-    char buf[64];
-    return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
-  };
   // (the data itself is compared by what it holds: train/run_settings.h)
   std::vector<std::string> unfreeze_sorted = a.unfreeze;  // each pattern unfreezes its parameters: order is moot
   std::sort(unfreeze_sorted.begin(), unfreeze_sorted.end());
@@ -343,10 +336,11 @@ void finetune(const FinetuneArgs& a) {
   const std::map<std::string, std::string> cli_settings = {
       {"arch", a.model.arch}, {"dialect", built_dialect(a.model)}, {"num-classes", std::to_string(num_classes)},
       {"classes", classes}, {"per-class", std::to_string(a.per_class)},
-      {"val-fraction", separate_val ? "val/ folder" : num(a.val_fraction)},
+      {"val-fraction", separate_val ? "val/ folder" : shortest_text(a.val_fraction)},
       {"freeze", a.freeze}, {"unfreeze", unfreeze}, {"bn", a.bn}, {"optimizer", a.optimizer},
-      {"lr", num(a.lr)}, {"backbone-lr", num(backbone_lr)}, {"weight-decay", num(a.weight_decay)},
-      {"momentum", a.optimizer == "sgd" ? num(a.momentum) : "-"}, {"schedule", a.schedule},
+      {"lr", shortest_text(a.lr)}, {"backbone-lr", shortest_text(backbone_lr)},
+      {"weight-decay", shortest_text(a.weight_decay)},
+      {"momentum", a.optimizer == "sgd" ? shortest_text(a.momentum) : "-"}, {"schedule", a.schedule},
       {"warmup-steps", std::to_string(warmup)}, {"resize", lo.transform.exact_resize ? "exact" : "crop"}};
   for (const auto& [name, value] : cli_settings) to.checkpoint.train_state[kSettingPrefix + name] = value;
   if (a.resume) check_resume_settings("finetune", last, run_settings(train, to));

@@ -9,7 +9,6 @@
 //   and the number of classes always come from the file.
 #include <array>
 #include <cstdio>
-#include <string_view>
 
 #include "core/autograd.h"
 #include "core/error.h"
@@ -55,10 +54,9 @@ void inspect(const std::string& path) {
                 state("image_size").c_str(), state("resize").c_str());
     // The settings of the run that wrote it (train/run_settings.h): what a --resume must repeat.
     std::string settings;
-    for (const auto& [key, value] : m.train_state)
-      if (key.rfind(kSettingPrefix, 0) == 0)
-        settings += "\n  " + key.substr(std::string_view(kSettingPrefix).size()) + ": " +
-                    (value.empty() ? "(none)" : value.size() <= 100 ? value : value.substr(0, 80) + "...");
+    for (const auto& [name, value] : recorded_settings(m.train_state))
+      settings += "\n  " + name + ": " +
+                  (value.empty() ? "(none)" : value.size() <= 100 ? value : value.substr(0, 80) + "...");
     if (!settings.empty()) std::printf("training settings:%s\n", settings.c_str());
     return;
   }

@@ -9,15 +9,16 @@
 #include "train/trainer.h"
 
 namespace graft {
-namespace {
 
-// The shortest text that reads back as the same float: exact and readable (0.1, not 0.100000001).
-std::string number(float v) {
+std::string shortest_text(float v) {
+  char buf[64];
+  return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
+}
+std::string shortest_text(double v) {
   char buf[64];
   return std::string(buf, std::to_chars(buf, buf + sizeof buf, v).ptr);
 }
 
-// The "setting.*" entries of a train_state, without the prefix.
 std::map<std::string, std::string> recorded_settings(const std::map<std::string, std::string>& train_state) {
   std::map<std::string, std::string> out;
   const std::string prefix = kSettingPrefix;
@@ -25,8 +26,6 @@ std::map<std::string, std::string> recorded_settings(const std::map<std::string,
     if (key.rfind(prefix, 0) == 0) out[key.substr(prefix.size())] = value;
   return out;
 }
-
-}  // namespace
 
 std::map<std::string, std::string> run_settings(const Loader& train, const TrainOptions& options) {
   std::map<std::string, std::string> s = recorded_settings(options.checkpoint.train_state);
@@ -53,17 +52,17 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   s["seed"] = std::to_string(lo.seed);
   s["size"] = std::to_string(t.size);
   s["random-crop"] =
-      t.random_resized_crop ? "scale " + number(t.crop_scale_min) + "-" + number(t.crop_scale_max) : "off";
+      t.random_resized_crop ? "scale " + shortest_text(t.crop_scale_min) + "-" + shortest_text(t.crop_scale_max) : "off";
   s["random-flip"] = t.random_flip ? "on" : "off";
   s["antialias"] = t.antialias ? "on" : "off";
   s["preprocess"] = preprocess_name(t.normalize);
   s["epochs"] = std::to_string(options.epochs);
   s["accumulate"] = std::to_string(options.accumulate);
   std::string weights;
-  for (float w : options.class_weights) weights += (weights.empty() ? "" : ",") + number(w);
+  for (float w : options.class_weights) weights += (weights.empty() ? "" : ",") + shortest_text(w);
   s["class-weights"] = weights.empty() ? "none" : weights;
-  s["label-smoothing"] = number(options.label_smoothing);
-  s["clip-grad-norm"] = number(options.clip_grad_norm);
+  s["label-smoothing"] = shortest_text(options.label_smoothing);
+  s["clip-grad-norm"] = shortest_text(options.clip_grad_norm);
   s["patience"] = std::to_string(options.patience);
   return s;
 }

@@ -14,6 +14,14 @@ struct TrainOptions;
 // A checkpoint's train_state holds each setting NAME as "setting.NAME".
 inline constexpr const char* kSettingPrefix = "setting.";
 
+// The "setting.NAME" entries of a checkpoint's train_state, as NAME -> value.
+std::map<std::string, std::string> recorded_settings(const std::map<std::string, std::string>& train_state);
+
+// A setting's number as the shortest text that reads back as the same value: exact and readable (0.1, not
+// 0.100000001).
+std::string shortest_text(float v);
+std::string shortest_text(double v);
+
 // The settings that shape a run's course, which resume must not change: the train data (its size, classes and labels
 // in order - not its path), the train loader's batch size, shuffle, drop_last, seed and transform (size, random crop,
 // flip, antialiasing, preprocessing), and epochs,

@@ -13,7 +13,6 @@
 #include <optional>
 #include <sstream>
 
-#include "core/autograd.h"
 #include "core/error.h"
 #include "core/ops.h"
 #include "layers/basic.h"
