@@ -107,42 +107,64 @@ std::string unavailable_reason() {
 cudaStream_t stream() { return context().stream; }
 cublasHandle_t cublas_handle() { return context().cublas; }
 
+namespace {
+// Throws the out-of-memory error of a failed allocation call: what was asked, what the device and the pool hold.
+[[noreturn]] void fail_out_of_memory(const char* call, std::size_t bytes, cudaError_t err) {
+  const Context& ctx = context();
+  cudaGetLastError();  // out of memory is not sticky: clear it so the engine stays usable after the throw
+  std::size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
+  GRAFT_FAIL("cuda: out of memory: ", call, " of ", bytes, " bytes (", bytes / (1024.0 * 1024.0), " MiB) failed with ",
+             cudaGetErrorName(err), " (", cudaGetErrorString(err), "); device 0 has ", free_bytes, " bytes free of ",
+             total_bytes, " total; graft's pool holds ", pool_attribute(ctx.pool, cudaMemPoolAttrReservedMemCurrent),
+             " bytes, ", pool_attribute(ctx.pool, cudaMemPoolAttrUsedMemCurrent), " of them in use");
+}
+}  // namespace
+
 void* malloc_async(std::size_t bytes) {
   if (bytes == 0) return nullptr;
+  if (capturing()) return capture_allocate(bytes);  // the graph's own memory
   const Context& ctx = context();
   void* ptr = nullptr;
   cudaError_t err = cudaMallocAsync(&ptr, bytes, ctx.stream);
-  if (err == cudaErrorMemoryAllocation && !capturing()) {
-    // The pool (and graphs' memory cache) may hold enough freed memory in blocks of the wrong sizes: hand it back
-    // to the driver and try once more before giving up (what PyTorch's caching allocator does on OOM). Not while a
-    // graph is being captured: synchronising would invalidate the capture.
+  if (err == cudaErrorMemoryAllocation) {
+    // The pool may hold enough freed memory in blocks of the wrong sizes: hand it back to the driver and try once
+    // more before giving up (what PyTorch's caching allocator does on OOM).
     cudaGetLastError();
     release_cached_memory();
     err = cudaMallocAsync(&ptr, bytes, ctx.stream);
   }
-  if (err != cudaSuccess) {
-    cudaGetLastError();  // out of memory is not sticky: clear it so the engine stays usable after the throw
-    std::size_t free_bytes = 0, total_bytes = 0;
-    if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) cudaGetLastError();
-    GRAFT_FAIL("cuda: out of memory: cudaMallocAsync of ", bytes, " bytes (", bytes / (1024.0 * 1024.0),
-               " MiB) failed with ", cudaGetErrorName(err), " (", cudaGetErrorString(err), "); device 0 has ",
-               free_bytes, " bytes free of ", total_bytes, " total; graft's pool holds ",
-               pool_attribute(ctx.pool, cudaMemPoolAttrReservedMemCurrent), " bytes, ",
-               pool_attribute(ctx.pool, cudaMemPoolAttrUsedMemCurrent), " of them in use");
-  }
-  capture_note_alloc(ptr);
+  if (err != cudaSuccess) fail_out_of_memory("cudaMallocAsync", bytes, err);
   return ptr;
+}
+
+void* malloc_segment(std::size_t bytes) {
+  void* ptr = nullptr;
+  cudaError_t err = cudaMalloc(&ptr, bytes);
+  if (err == cudaErrorMemoryAllocation) {
+    cudaGetLastError();
+    release_cached_memory();
+    err = cudaMalloc(&ptr, bytes);
+  }
+  if (err != cudaSuccess) fail_out_of_memory("cudaMalloc (a CUDA graph's memory)", bytes, err);
+  return ptr;
+}
+
+void free_segment(void* ptr) {
+  // cudaFree does not wait for work queued on a non-blocking stream: a replay may still be writing here.
+  if (cudaStreamSynchronize(stream()) != cudaSuccess || cudaFree(ptr) != cudaSuccess) cudaGetLastError();
 }
 
 void release_cached_memory() {
   const Context& ctx = context();
-  GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  // While a graph is being captured the stream records rather than runs, and it was idle when the capture began:
+  // every free made before has completed, and waiting would end the capture.
+  if (!capturing()) GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(ctx.pool, 0));
-  GRAFT_CUDA_CHECK(cudaDeviceGraphMemTrim(0));
 }
 
 void free_async(void* ptr) {
-  if (ptr == nullptr || !capture_take_free(ptr)) return;
+  if (ptr == nullptr || graph_memory_free(ptr)) return;
   GRAFT_CUDA_CHECK(cudaFreeAsync(ptr, stream()));
 }
 

@@ -21,12 +21,17 @@ std::string unavailable_reason();
 cudaStream_t stream();           // the compute stream every kernel and copy runs on
 cublasHandle_t cublas_handle();  // bound to stream()
 
-// Stream-ordered allocation from a pool that keeps freed memory (release threshold = max).
+// Stream-ordered allocation from a pool that keeps freed memory (release threshold = max); while a CUDA graph is
+// being captured, from that graph's own memory instead (kernels/cuda_graph.h).
 void* malloc_async(std::size_t bytes);
-// Waits for the stream, then hands the memory the stream-ordered pool and graphs keep cached back to the driver
-// (the out-of-memory retry of malloc_async and Graph::replay).
-void release_cached_memory();
 void free_async(void* ptr);
+// Plain device memory (cudaMalloc): the segments of a CUDA graph's own memory. free_segment waits for the stream
+// first (a replay may still be using it) and never throws.
+void* malloc_segment(std::size_t bytes);
+void free_segment(void* ptr);
+// Hands the memory the stream-ordered pool keeps cached back to the driver, after waiting for the stream (unless a
+// graph is being captured): the out-of-memory retry of malloc_async and malloc_segment.
+void release_cached_memory();
 // Copies on the compute stream; a copy to the host waits for it.
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* dst, const void* src, std::size_t bytes);

@@ -3,12 +3,15 @@
 // which is what bounds small batches; the GPU work itself is unchanged, so a replay gives bitwise the same
 // results as running the step eagerly.
 //
-// How it works: capture() puts graft's stream in capture mode and runs the step; every kernel, copy and
-// stream-ordered allocation (cudaMallocAsync / cudaFreeAsync) is recorded instead of executed. The graph is then
-// instantiated, and launched once so the step has run exactly once when capture() returns. Memory the step
-// allocates and frees becomes part of the graph, at addresses fixed for the graph's life; memory it allocates
-// and keeps (an output tensor the caller holds) is freed and allocated again, at the same address, by each
-// replay (cudaGraphInstantiateFlagAutoFreeOnLaunch), so the caller's tensor shows the latest replay's result.
+// How it works: capture() puts graft's stream in capture mode and runs the step; every kernel and copy is recorded
+// instead of executed. The graph is then instantiated, and launched once so the step has run exactly once when
+// capture() returns. While capturing, every tensor the step allocates comes from the graph's own memory
+// (core/arena.h: segments from cudaMalloc, best fit): a tensor freed inside the step hands its block to tensors the
+// step allocates later, so the graph needs about the step's peak, not its total. The addresses are fixed when the
+// step is recorded, and every replay uses the same ones. A tensor the step allocates and keeps (an output or a
+// gradient the caller holds) stays at its address, so after each replay it holds that replay's result. The graph's
+// memory goes back to the device when the Graph is destroyed and the last tensor it kept has been freed; until
+// then no other allocation can land on it, so a replay never overwrites a tensor it does not own.
 //
 // The rules a captured step must keep (refused with a graft::Error where marked):
 //   - Run the step eagerly at least once before capturing: cuDNN's algorithm search for a new convolution shape
@@ -22,18 +25,23 @@
 //   - The step may free only memory it allocated itself: a graph replay would read memory freed before it ran.
 //     Such frees (e.g. gradients left by a step without zero_grad) are held back; the step then runs once, the
 //     held memory is freed after it, and capture is refused with the count.
-// Memory: a kept output is re-allocated at the same address by every replay, and the graph may give that
-// address range to the step's intermediate tensors while it runs (their lifetimes do not overlap). That is legal,
-// and it is the likeliest reason compute-sanitizer memcheck flags such writes as out of bounds on an H100 while
-// the replays are bitwise correct: in the smallest such step the allocation memcheck names starts at the first
-// byte of the workspace the step freed before allocating its kept output (bench/RESULTS.md, fifth run;
-// tools/graph_memcheck_probe.cu's kept-last mode is that pattern without graft, not yet run). A step that writes
-// its result into a tensor allocated before the capture (`out.copy_from(...)`) keeps no graph memory, and memcheck
-// finds it clean.
+// Memory and compute-sanitizer: graft's graphs used to record the step's allocations as the graph's own memory
+// nodes (cudaMallocAsync inside the capture). The graph could then place a kept output at addresses an intermediate
+// had used earlier in the step, and memcheck reported the intermediate's writes as out of bounds while every replay
+// was bitwise right (bench/RESULTS.md, the H100 runs of 2026-11-27). memcheck now sees the graph's segments as
+// ordinary allocations: it checks that a replay stays inside the graph's memory, not inside each tensor - the eager
+// runs of the same kernels, which the tests compare replays with bit for bit, are checked tensor by tensor.
+// (This allocator has not yet run on a GPU: bench/README.md, "The next device run".)
 // If the step throws, capture ends and nothing is run; what the step stored outside itself is then not valid.
 #pragma once
 
+#include <cstddef>
 #include <functional>
+#include <memory>
+
+namespace graft {
+class Arena;
+}
 
 namespace graft::cuda {
 
@@ -42,11 +50,12 @@ namespace graft::cuda {
 // replayed check it.
 bool capturing();
 
-// The allocator's hooks (kernels/cuda_device.cpp): capture_note_alloc records a cudaMallocAsync made while
-// capturing; capture_take_free returns false when the caller must NOT free `ptr` now (allocated before the
-// capture: it is held back, freed after the capture, and counted against it).
-void capture_note_alloc(void* ptr);
-bool capture_take_free(void* ptr);
+// The allocator's hooks (kernels/cuda_device.cpp). capture_allocate serves an allocation made while capturing from
+// the graph's memory. graph_memory_free returns true when it has taken `ptr`: a block of the graph being captured,
+// memory allocated before the capture (held back, freed after it, and counted against it), or a block a finished
+// capture left allocated; false for ordinary pool memory, which the caller frees.
+void* capture_allocate(std::size_t bytes);
+bool graph_memory_free(void* ptr);
 
 class Graph {
  public:
@@ -58,6 +67,7 @@ class Graph {
 
   void replay();  // one launch of the whole step on graft's stream (asynchronous, like any kernel)
   int nodes() const { return nodes_; }
+  std::size_t memory_bytes() const;  // the device memory the graph holds (its segments)
 
   Graph(Graph&& other) noexcept;
   Graph& operator=(Graph&& other) noexcept;
@@ -70,6 +80,7 @@ class Graph {
   void* graph_ = nullptr;  // cudaGraph_t
   void* exec_ = nullptr;   // cudaGraphExec_t
   int nodes_ = 0;
+  std::shared_ptr<Arena> memory_;  // shared with the blocks the step kept (kernels/cuda_graph.cpp)
 };
 #else
 inline bool capturing() { return false; }

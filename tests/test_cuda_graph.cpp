@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,52 @@ TEST(CudaGraph, AStepKeepingASmallOutputReplaysWithItsIntermediatesFreed) {
     graph.replay();
     EXPECT_EQ(output.item(), static_cast<float>(n * (i + 1))) << "replay " << i;
   }
+#endif
+}
+
+// The graph's memory (kernels/cuda_graph.h) lives until the Graph is destroyed and the last tensor the step kept is
+// freed, and nothing else is placed in it meanwhile: a kept output freed by the caller is not handed to new tensors
+// that a replay would then overwrite. Device-wide free memory (cudaMemGetInfo) shows when the segments go back.
+TEST(CudaGraph, ItsMemoryLivesUntilTheGraphAndItsKeptTensorsAreGone) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  constexpr std::int64_t n = 16 * 1024 * 1024;  // a 64 MiB intermediate
+  auto free_mib = [] {
+    cuda::synchronize();
+    std::size_t free_bytes = 0, total = 0;
+    GRAFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return static_cast<double>(free_bytes) / (1 << 20);
+  };
+  Tensor input = Tensor::full({n}, 1.f, kCUDA);
+  {  // eager first: the stream-ordered pool keeps this memory from here on, so only the graph's changes free memory
+    sum(add(input, 1.f));
+    Tensor refill = Tensor::full({n}, 5.f, kCUDA);
+    std::vector<Tensor> small;
+    for (int i = 0; i < 8; ++i) small.push_back(Tensor::full({1024}, 0.f, kCUDA));
+  }
+  const double before = free_mib();
+  Tensor output;
+  std::optional<cuda::Graph> graph;
+  graph.emplace(cuda::Graph::capture([&] { output = add(sum(add(input, 1.f)), 0.f); }));
+  const double graph_mib = static_cast<double>(graph->memory_bytes()) / (1 << 20);
+  EXPECT_GE(graph_mib, 64.0);
+  EXPECT_LE(graph_mib, 72.0) << "the output and the sum's workspace fit beside the intermediate, or in its place";
+  EXPECT_NEAR(free_mib(), before - graph_mib, 4.0) << "the graph's segments are device memory of their own";
+  output = Tensor();  // the graph still replays into the freed output's block
+  std::vector<Tensor> newer;
+  for (int i = 0; i < 8; ++i) newer.push_back(Tensor::full({1024}, static_cast<float>(i), kCUDA));
+  input.copy_from(Tensor::full({n}, 5.f, kCUDA));
+  graph->replay();
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(sum(newer[i]).item(), 1024.f * i) << "a replay overwrote tensor " << i;
+  newer.clear();
+  Tensor kept;
+  graph.emplace(cuda::Graph::capture([&] { kept = add(sum(add(input, 1.f)), 0.f); }));  // the first graph goes
+  EXPECT_NEAR(free_mib(), before - graph_mib, 4.0) << "the first graph's memory went back when it was destroyed";
+  graph.reset();
+  EXPECT_NEAR(free_mib(), before - graph_mib, 4.0) << "the kept output holds the second graph's memory";
+  EXPECT_EQ(kept.item(), sum(add(input, 1.f)).item()) << "the kept output holds the replay's result";
+  kept = Tensor();
+  EXPECT_NEAR(free_mib(), before, 4.0) << "all of it back once the kept output is freed";
 #endif
 }
 

@@ -117,7 +117,8 @@ void run_bench(const BenchArgs& a) {
   std::optional<cuda::Graph> graph;
   if (a.graph) {
     graph.emplace(cuda::Graph::capture(step));
-    std::fprintf(stderr, "bench: captured the step as a CUDA graph of %d nodes\n", graph->nodes());
+    std::fprintf(stderr, "bench: captured the step as a CUDA graph of %d nodes holding %.1f MiB of device memory\n",
+                 graph->nodes(), graph->memory_bytes() / 1048576.0);
     timed = [&] { graph->replay(); };
   }
 #endif
