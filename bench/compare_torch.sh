@@ -58,17 +58,19 @@ awk '
   /^graft / { base = val("arch_row") " " val("mode_row") " " val("batch_row")
               v = val("variant"); key = base (v == "eager" ? "" : " " v); order[++n] = key; base_of[key] = base
               g_ms[key] = val("ms_per_batch"); g_mb[key] = val("peak_mem_mb"); if (g_ms[key] == "") g_ms[key] = "ERR"
+              if (v ~ /graph/ && val("graph_mem_mb") != "") g_mb[key] = sprintf("%d/%d", g_mb[key], val("graph_mem_mb"))
               g_first[key] = val("first_step_ms"); if (g_first[key] == "") g_first[key] = "-" }
   /^torch / { key = val("arch") " " val("mode") " " val("batch"); l = val("layout"); ms = val("ms_per_batch")
               t_ms[key, l] = (ms == "" ? "ERR" : ms); t_mb[key, l] = val("peak_mb") }
   /^# torch/ { print }
   END {
-    printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s %12s\n", "row (224x224)", "graft ms", "torch ms", "torch-CL ms",
+    # graft MiB of a graph row: the peak of its tensors / the device memory the graph holds (kernels/cuda_graph.h)
+    printf "%-34s %10s %10s %10s %11s %9s %9s %10s %10s %12s\n", "row (224x224)", "graft ms", "torch ms", "torch-CL ms",
            "graft MiB", "torch MiB", "CL MiB", "g/t", "g/t-CL", "graft 1st ms"
     for (i = 1; i <= n; i++) { k = order[i]; b = base_of[k]
       r1 = (g_ms[k] + 0 > 0 && t_ms[b, "nchw"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "nchw"]) : "-"
       r2 = (g_ms[k] + 0 > 0 && t_ms[b, "channels_last"] + 0 > 0) ? sprintf("%.2f", g_ms[k] / t_ms[b, "channels_last"]) : "-"
-      printf "%-34s %10s %10s %10s %9s %9s %9s %10s %10s %12s\n", k, g_ms[k], t_ms[b, "nchw"], t_ms[b, "channels_last"],
+      printf "%-34s %10s %10s %10s %11s %9s %9s %10s %10s %12s\n", k, g_ms[k], t_ms[b, "nchw"], t_ms[b, "channels_last"],
              g_mb[k], t_mb[b, "nchw"], t_mb[b, "channels_last"], r1, r2, g_first[k] }
   }' "$raw" | tee "$raw.table"
 if [ -n "${OUT:-}" ]; then cat "$raw" "$raw.table" >"$OUT/compare_torch.txt"; fi
