@@ -39,7 +39,10 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(DeviceBuffer&&) = delete;
   ~DeviceBuffer() {
-    if (ptr_ != nullptr) cudaFreeAsync(ptr_, cuda::stream());  // no throw from a destructor
+    try {
+      cuda::free_async(ptr_);  // graft's own free: the buffer may be a captured graph's memory
+    } catch (const Error&) {  // no throw from a destructor
+    }
   }
   float* f() const { return static_cast<float*>(ptr_); }
   template <typename T>

@@ -1,6 +1,7 @@
 // Device memory with byte counters.
 // CPU: 64-byte aligned host memory. CUDA: the stream-ordered allocator (cudaMallocAsync on graft's compute
-// stream) with a pool that keeps freed memory, so steady-state training does not call the driver.
+// stream) with a pool that keeps freed memory, so steady-state training does not call the driver - except while a
+// CUDA graph is being captured, when the graph's own memory serves it (kernels/cuda_graph.h).
 // Every allocation is counted: current and peak bytes per device are public, so tests and benchmarks can
 // measure what a step costs (e.g. that a frozen backbone saves no activations).
 #pragma once

@@ -3,6 +3,7 @@ set(GRAFT_CORE_SOURCES
   core/device.cpp
   core/allocator.cpp
   core/arena.cpp
+  core/capture_memory.cpp
   core/rng.cpp
   core/tensor.cpp
   core/autograd.cpp

@@ -151,8 +151,11 @@ void* malloc_segment(std::size_t bytes) {
 }
 
 void free_segment(void* ptr) {
-  // cudaFree does not wait for work queued on a non-blocking stream: a replay may still be writing here.
-  if (cudaStreamSynchronize(stream()) != cudaSuccess || cudaFree(ptr) != cudaSuccess) cudaGetLastError();
+  // cudaFree does not wait for work queued on a non-blocking stream: a replay may still be writing here. Errors (a
+  // context already broken, a driver shutting down at exit) are cleared, not thrown.
+  const cudaError_t synced = cudaStreamSynchronize(stream());
+  const cudaError_t freed = cudaFree(ptr);
+  if (synced != cudaSuccess || freed != cudaSuccess) cudaGetLastError();
 }
 
 void release_cached_memory() {

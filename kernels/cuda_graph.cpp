@@ -1,123 +1,52 @@
 // See kernels/cuda_graph.h.
 #include "kernels/cuda_graph.h"
 
-#include <atomic>
 #include <memory>
-#include <mutex>
-#include <unordered_map>
 #include <utility>
-#include <vector>
 
-#include "core/arena.h"
+#include "core/capture_memory.h"
 #include "kernels/cuda_device.h"
 
 namespace graft::cuda {
 namespace {
-std::atomic<bool> g_capturing{false};
-
-// The bookkeeping, guarded by `mutex`; no Arena is ever destroyed while it is held. Never destroyed itself: tensors
-// freed by static destructors at exit still find it, and no graph memory is released into a driver shutting down.
-struct State {
-  std::mutex mutex;
-  std::shared_ptr<Arena> recording;  // the memory of the graph being captured
-  std::vector<void*> held_frees;     // frees of older memory, held back until capture ends
-  // Blocks a finished capture left allocated (outputs, gradients, optimizer state the caller holds), each with the
-  // memory it lives in: freeing the last one lets that memory go once its Graph is gone too.
-  std::unordered_map<void*, std::shared_ptr<Arena>> kept;
-  std::vector<void*> segments_to_free;  // of graph memory that died while a capture was recording
-};
-State& state() {
-  static State* const s = new State;
-  return *s;
+// Never destroyed: tensors freed by static destructors at exit still find it.
+CaptureMemory& capture_memory() {
+  static CaptureMemory* const memory = new CaptureMemory(malloc_segment, free_segment);
+  return *memory;
 }
 
-// A graph memory's segments go back to the device when it dies - after the capture, if one is recording (freeing
-// device memory cannot be recorded, and waiting for the stream would end the capture).
-void release_segment(void* segment) {
-  if (capturing()) {
-    std::lock_guard<std::mutex> lock(state().mutex);
-    state().segments_to_free.push_back(segment);
-    return;
-  }
-  free_segment(segment);
-}
-
-struct EndedCapture {
-  std::vector<void*> held_frees;  // for the caller to free once nothing recorded can still read them
-  std::vector<void*> segments_to_free;
-};
-// Ends the capture's bookkeeping: what the step kept moves to State::kept, with its memory.
-EndedCapture end_capture_bookkeeping() {
-  EndedCapture ended;
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  g_capturing = false;
-  for (void* block : s.recording->allocated_blocks()) s.kept.emplace(block, s.recording);
-  s.recording.reset();  // Graph::capture still holds it: it does not die under the lock
-  ended.held_frees.swap(s.held_frees);
-  ended.segments_to_free.swap(s.segments_to_free);
-  return ended;
-}
 // After the recorded work has run (or nothing was recorded).
-void release(const EndedCapture& ended) {
+void release(const CaptureMemory::Ended& ended) {
   for (void* ptr : ended.held_frees) free_async(ptr);
   for (void* segment : ended.segments_to_free) free_segment(segment);
 }
 }  // namespace
 
-bool capturing() { return g_capturing.load(std::memory_order_relaxed); }
-
-void* capture_allocate(std::size_t bytes) {
-  State& s = state();
-  std::lock_guard<std::mutex> lock(s.mutex);
-  GRAFT_CHECK(s.recording != nullptr, "cuda graph: capture_allocate called while no capture is recording");
-  return s.recording->allocate(bytes);
-}
-
-bool graph_memory_free(void* ptr) {
-  State& s = state();
-  std::shared_ptr<Arena> memory;  // declared before the lock: if this was the last user, it dies after the unlock
-  std::lock_guard<std::mutex> lock(s.mutex);
-  if (capturing()) {
-    if (s.recording->allocated(ptr)) {
-      s.recording->free(ptr);  // an intermediate: its block serves what the step allocates next
-    } else {
-      s.held_frees.push_back(ptr);
-    }
-    return true;
-  }
-  auto kept = s.kept.find(ptr);
-  if (kept == s.kept.end()) return false;
-  memory = std::move(kept->second);
-  s.kept.erase(kept);
-  memory->free(ptr);  // the graph replays into it still: the block is never handed out again
-  return true;
-}
+bool capturing() { return capture_memory().capturing(); }
+void* capture_allocate(std::size_t bytes) { return capture_memory().allocate(bytes); }
+bool graph_memory_free(void* ptr) { return capture_memory().free(ptr); }
 
 Graph Graph::capture(const std::function<void()>& step) {
   GRAFT_CHECK(!capturing(), "cuda graph: capture called while another capture is recording");
   synchronize();  // work queued before the capture runs now, not inside the graph
-  auto memory = std::make_shared<Arena>(malloc_segment, release_segment);
   // Relaxed: graft's own calls inside a step are all stream-ordered; this mode does not refuse the benign
   // driver queries libraries make (device attributes, memory info) while the stream records, nor the cudaMalloc
   // of a new segment of the graph's memory.
-  GRAFT_CUDA_CHECK(cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed));
-  {
-    std::lock_guard<std::mutex> lock(state().mutex);
-    state().recording = memory;
-    g_capturing = true;
-  }
+  const std::shared_ptr<Arena> memory = capture_memory().begin();
+  const cudaError_t began = cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed);
+  if (began != cudaSuccess) capture_memory().end();
+  GRAFT_CUDA_CHECK(began);
   cudaGraph_t graph = nullptr;
   try {
     step();
   } catch (...) {
     if (cudaStreamEndCapture(stream(), &graph) == cudaSuccess && graph != nullptr) cudaGraphDestroy(graph);
     cudaGetLastError();  // an invalidated capture leaves an error behind: clear it so the engine stays usable
-    release(end_capture_bookkeeping());
+    release(capture_memory().end());
     throw;
   }
   const cudaError_t ended = cudaStreamEndCapture(stream(), &graph);
-  const EndedCapture bookkeeping = end_capture_bookkeeping();
+  const CaptureMemory::Ended bookkeeping = capture_memory().end();
   Graph out;
   out.graph_ = graph;  // from here on `out` destroys the graph (if one was made), whatever throws
   out.memory_ = memory;
