@@ -8,12 +8,13 @@
 // capture() returns. While capturing, every tensor the step allocates comes from the graph's own memory
 // (core/capture_memory.h; core/arena.h: segments from cudaMalloc, best fit): a tensor freed inside the step hands
 // its block to tensors the step allocates later, so the graph needs the step's peak plus what best fit cannot reuse,
-// not its total (replaying CPU allocation traces of ResNet-50 training steps through the arena: 1.13-1.19x the
-// tensors' peak; VGG16 1.4x; small inference steps up to 2x, segments being 2 MiB at least). The addresses are fixed
-// when the step is recorded, and every replay uses the same ones. A tensor the step allocates and keeps (an output
-// or a gradient the caller holds) stays at its address, so after each replay it holds that replay's result. The
-// graph's memory goes back to the device when the Graph is destroyed and the last tensor it kept has been freed;
-// until then no other allocation can land on it, so a replay never overwrites a tensor it does not own.
+// not its total (CPU allocation traces of ResNet-50 training steps replayed through the arena: 1.10-1.19x the
+// tensors' peak; VGG16 1.4x; small inference steps up to 2x, segments being 2 MiB at least; bench/RESULTS.md). The
+// addresses are fixed when the step is recorded, and every replay uses the same ones. A tensor the step allocates
+// and keeps (an output or a gradient the caller holds) stays at its address, so after each replay it holds that
+// replay's result. The graph's memory goes back to the device when the Graph is destroyed and the last tensor it
+// kept has been freed; until then no other allocation can land on it, so a replay never overwrites a tensor it does
+// not own.
 //
 // The rules a captured step must keep (refused with a graft::Error where marked):
 //   - Run the step eagerly at least once before capturing: cuDNN's algorithm search for a new convolution shape
