@@ -15,6 +15,7 @@ std::shared_ptr<Arena> CaptureMemory::begin() {
   std::lock_guard<std::mutex> lock(mutex_);
   GRAFT_CHECK(!capturing(), "cuda graph: capture begun while another capture is recording");
   recording_ = arena;
+  std::lock_guard<std::mutex> segments_lock(segments_mutex_);  // not while release_segment frees one
   capturing_ = true;
   return arena;
 }
@@ -47,16 +48,16 @@ bool CaptureMemory::free(void* ptr) {
 CaptureMemory::Ended CaptureMemory::end() {
   Ended ended;
   std::shared_ptr<Arena> arena;  // the capture's, released after the unlock (the caller normally still holds it)
+  std::lock_guard<std::mutex> lock(mutex_);
+  GRAFT_CHECK(capturing(), "cuda graph: capture ended while none is recording");
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    GRAFT_CHECK(capturing(), "cuda graph: capture ended while none is recording");
+    std::lock_guard<std::mutex> segments_lock(segments_mutex_);
     capturing_ = false;
-    arena = std::move(recording_);
-    for (void* block : arena->allocated_blocks()) kept_.emplace(block, arena);
-    ended.held_frees.swap(held_frees_);
+    ended.segments_to_free.swap(segments_to_free_);
   }
-  std::lock_guard<std::mutex> lock(segments_mutex_);
-  ended.segments_to_free.swap(segments_to_free_);
+  arena = std::move(recording_);
+  for (void* block : arena->allocated_blocks()) kept_.emplace(block, arena);
+  ended.held_frees.swap(held_frees_);
   return ended;
 }
 
@@ -65,13 +66,15 @@ std::size_t CaptureMemory::kept_blocks() const {
   return kept_.size();
 }
 
+// Decided and done under segments_mutex_, which begin() and end() hold to change capturing_: no capture can begin
+// while a segment is being freed (freeing waits for the stream, which would end it).
 void CaptureMemory::release_segment(void* segment) {
+  std::lock_guard<std::mutex> lock(segments_mutex_);
   if (capturing()) {
-    std::lock_guard<std::mutex> lock(segments_mutex_);
     segments_to_free_.push_back(segment);
-    return;
+  } else {
+    free_segment_(segment);
   }
-  free_segment_(segment);
 }
 
 }  // namespace graft

@@ -62,7 +62,8 @@ class CaptureMemory {
   std::shared_ptr<Arena> recording_;
   std::vector<void*> held_frees_;
   std::unordered_map<void*, std::shared_ptr<Arena>> kept_;
-  // A lock of its own: an arena hands back a bad segment from inside allocate(), under mutex_ (taken after it).
+  // Guards segments_to_free_ and every change of capturing_ (begin() and end() take it after mutex_). A lock of its
+  // own: an arena hands back a bad segment from inside allocate(), under mutex_.
   std::mutex segments_mutex_;
   std::vector<void*> segments_to_free_;
 };

@@ -102,7 +102,8 @@ void conv2d_backward_filter_cpu_direct(float* dweight, const float* dout, const 
 // All on graft::cuda::stream(); outputs are overwritten (beta = 0). TF32 tensor-core math when
 // graft::cuda::tf32_allowed(), strict FP32 (CUDNN_FMA_MATH) otherwise. The algorithm is found with
 // cudnnFind*AlgorithmEx the first time a (geometry, direction, math mode, pointer alignment) is seen and cached;
-// workspace comes from graft's stream-ordered pool (graft::cuda::malloc_async).
+// workspace comes from graft's allocator (graft::cuda::malloc_async: the stream-ordered pool, or a captured graph's
+// own memory while one is being captured).
 void conv2d_forward_cudnn(float* out, const float* inp, const float* weight, const float* bias,
                           const Conv2dGeometry& g);
 // accumulate: dinp += the input gradient (cuDNN's beta = 1, in the convolution's own output pass) instead of

@@ -34,7 +34,7 @@ Graph Graph::capture(const std::function<void()>& step) {
   // of a new segment of the graph's memory.
   const std::shared_ptr<Arena> memory = capture_memory().begin();
   const cudaError_t began = cudaStreamBeginCapture(stream(), cudaStreamCaptureModeRelaxed);
-  if (began != cudaSuccess) capture_memory().end();
+  if (began != cudaSuccess) release(capture_memory().end());
   GRAFT_CUDA_CHECK(began);
   cudaGraph_t graph = nullptr;
   try {

@@ -95,19 +95,24 @@ TEST(Arena, MergesFreedNeighboursWithinASegment) {
   EXPECT_EQ(arena.segments(), 1u);
 }
 
+// Freed in both orders: the second segment's block must merge neither into the first's (its previous neighbour)
+// nor take the first's in (its next neighbour).
 TEST(Arena, NeverMergesAcrossSegments) {
-  Segments memory(16 * kMiB);
-  Arena arena(memory.reserve(), memory.release());
-  void* first = arena.allocate(2 * kMiB);
-  void* second = arena.allocate(2 * kMiB);
-  ASSERT_EQ(static_cast<char*>(second), static_cast<char*>(first) + 2 * kMiB) << "adjacent segments";
-  arena.free(second);
-  arena.free(first);
-  void* both = arena.allocate(3 * kMiB);
-  EXPECT_EQ(static_cast<char*>(both), memory.base() + 4 * kMiB) << "a new segment, not the two free ones joined";
-  EXPECT_EQ(arena.segments(), 3u);
-  EXPECT_EQ(arena.allocate(2 * kMiB), first);
-  EXPECT_EQ(arena.allocate(2 * kMiB), second);
+  for (const bool second_first : {true, false}) {
+    SCOPED_TRACE(second_first ? "second segment freed first" : "first segment freed first");
+    Segments memory(16 * kMiB);
+    Arena arena(memory.reserve(), memory.release());
+    void* first = arena.allocate(2 * kMiB);
+    void* second = arena.allocate(2 * kMiB);
+    ASSERT_EQ(static_cast<char*>(second), static_cast<char*>(first) + 2 * kMiB) << "adjacent segments";
+    arena.free(second_first ? second : first);
+    arena.free(second_first ? first : second);
+    void* both = arena.allocate(3 * kMiB);
+    EXPECT_EQ(static_cast<char*>(both), memory.base() + 4 * kMiB) << "a new segment, not the two free ones joined";
+    EXPECT_EQ(arena.segments(), 3u);
+    EXPECT_EQ(arena.allocate(2 * kMiB), first);
+    EXPECT_EQ(arena.allocate(2 * kMiB), second);
+  }
 }
 
 TEST(Arena, ALargeRequestGetsASegmentOfItsSizeRoundedTo2MiB) {
@@ -172,8 +177,16 @@ TEST(Arena, ARandomSequenceKeepsBlocksApartAndMergesBackToWholeSegments) {
   std::map<char*, std::size_t> live;  // block -> requested bytes
   std::map<char*, unsigned char> stamp;
   std::size_t rounded_total = 0;
-  auto check_block = [&](char* p, std::size_t bytes) {
+  auto check_placement = [&](char* p, std::size_t bytes) {
     EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % Arena::kAlignment, 0u);
+    char* segment = memory.base();  // segments lie one after another from base(), in reserve order
+    std::size_t s = 0;
+    while (s < memory.sizes.size() && segment + memory.sizes[s] <= p) segment += memory.sizes[s++];
+    ASSERT_LT(s, memory.sizes.size()) << "outside every segment";
+    EXPECT_LE(p + bytes, segment + memory.sizes[s]) << "runs past the end of segment " << s;
+  };
+  auto check_block = [&](char* p, std::size_t bytes) {
+    check_placement(p, bytes);
     EXPECT_EQ(static_cast<unsigned char>(p[0]), stamp[p]);
     EXPECT_EQ(static_cast<unsigned char>(p[bytes - 1]), stamp[p]);
   };
@@ -189,6 +202,7 @@ TEST(Arena, ARandomSequenceKeepsBlocksApartAndMergesBackToWholeSegments) {
       if (after != live.begin()) {
         ASSERT_LE(std::prev(after)->first + std::prev(after)->second, p) << "overlaps the block before";
       }
+      check_placement(p, bytes);
       live[p] = bytes;
       stamp[p] = static_cast<unsigned char>(i);
       p[0] = p[bytes - 1] = static_cast<char>(i);

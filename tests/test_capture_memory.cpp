@@ -121,6 +121,8 @@ TEST(CaptureMemory, FreesOfOlderMemoryDuringACaptureAreHeldBack) {
   EXPECT_FALSE(device.memory.free(&pool_memory)) << "the caller frees pool memory itself";
   EXPECT_TRUE(device.memory.free(first_output));
   EXPECT_EQ(device.freed.size(), 1u) << "the first graph's segment, now";
+  std::shared_ptr<Arena> third = device.memory.begin();
+  EXPECT_TRUE(device.memory.end().held_frees.empty()) << "end() handed them over once";
 }
 
 TEST(CaptureMemory, AnArenaThatDiesDuringAnotherCaptureHandsItsSegmentsToThatCapturesEnd) {
@@ -137,6 +139,8 @@ TEST(CaptureMemory, AnArenaThatDiesDuringAnotherCaptureHandsItsSegmentsToThatCap
   for (void* segment : ended.segments_to_free) device.free_segment(segment);
   second.reset();  // no capture recording: freed at once (it has no segment: nothing to free)
   EXPECT_EQ(device.freed, std::vector<void*>{first_segment});
+  std::shared_ptr<Arena> third = device.memory.begin();
+  EXPECT_TRUE(device.memory.end().segments_to_free.empty()) << "end() handed it over once";
 }
 
 // A segment the arena must refuse (misaligned) is handed back while the capture's lock is held: deferred to end(),

@@ -2,10 +2,11 @@
 //             [--graph] [--profile]
 // Prints one machine-readable line:
 //   arch=resnet50 dialect=torchvision mode=train device=cpu threads=2 batch=8 size=224 iters=3 graph=0 ms_per_batch=...
-//   images_per_s=... peak_mem_mb=... first_step_ms=... conv_algos=...   (all on one line; first_step_ms is the
-//   first step's wall time, where cuDNN's algorithm search for each new convolution shape happens; conv_algos is a
-//   fingerprint of the algorithms that search chose, 8 hex digits, "-" on the CPU: two runs whose fingerprints
-//   differ ran different convolution kernels)
+//   images_per_s=... peak_mem_mb=... graph_mem_mb=... first_step_ms=... conv_algos=...   (all on one line;
+//   graph_mem_mb is the device memory a --graph capture holds, 0.0 otherwise; first_step_ms is the first step's wall
+//   time, where cuDNN's algorithm search for each new convolution shape happens; conv_algos is a fingerprint of the
+//   algorithms that search chose, 8 hex digits, "-" on the CPU: two runs whose fingerprints differ ran different
+//   convolution kernels)
 // --graph times replays of the step captured once as a CUDA graph (kernels/cuda_graph.h); --profile prints the
 // GPU's own time per kernel over the timed steps first (tools/kernel_profile.h), then the cuDNN algorithm chosen
 // for every convolution.
