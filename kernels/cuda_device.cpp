@@ -143,7 +143,10 @@ void* malloc_segment(std::size_t bytes) {
   cudaError_t err = cudaMalloc(&ptr, bytes);
   if (err == cudaErrorMemoryAllocation) {
     cudaGetLastError();
-    release_cached_memory();
+    try {
+      release_cached_memory();  // called while a graph is being captured: if the driver refuses the trim then,
+    } catch (const Error&) {    // the out-of-memory error below is still the one to report
+    }
     err = cudaMalloc(&ptr, bytes);
   }
   if (err != cudaSuccess) fail_out_of_memory("cudaMalloc (a CUDA graph's memory)", bytes, err);

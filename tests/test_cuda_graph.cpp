@@ -150,6 +150,33 @@ TEST(CudaGraph, ItsMemoryLivesUntilTheGraphAndItsKeptTensorsAreGone) {
 #endif
 }
 
+// A step asking for more than the card holds: the graph's memory cannot reserve the segment (after handing the
+// stream-ordered pool's cached memory back, inside the capture), the capture ends with the out-of-memory error, and
+// the engine - capture included - stays usable.
+TEST(CudaGraph, AStepAllocatingMoreThanTheCardIsRefusedAndTheEngineStaysUsable) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  std::size_t free_bytes = 0, total_bytes = 0;
+  GRAFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  const std::int64_t n = static_cast<std::int64_t>(total_bytes / 4) + (std::int64_t{1} << 28);  // the card + 1 GiB
+  Tensor small = Tensor::full({1024}, 1.f, kCUDA);
+  sum(add(small, 1.f));  // eager first
+  const std::string why = testing::error_message([&] {
+    cuda::Graph::capture([&] {
+      const Tensor step_memory = add(small, 1.f);  // a segment reserved before the one that fails
+      Tensor::empty({n}, kCUDA);
+    });
+  });
+  EXPECT_NE(why.find("out of memory: cudaMalloc (a CUDA graph's memory)"), std::string::npos) << why;
+  EXPECT_FALSE(cuda::capturing());
+  Tensor out;
+  cuda::Graph graph = cuda::Graph::capture([&] { out = sum(add(small, 1.f)); });
+  small.copy_from(Tensor::full({1024}, 2.f, kCUDA));
+  graph.replay();
+  EXPECT_EQ(out.item(), 3072.f);
+#endif
+}
+
 // In deterministic mode: cuDNN's fastest backward algorithms add with atomics, so two eager runs differ too (the
 // H100 run of 2026-11-26 without this mode: 102 tensors differed, while the forward-only test above was exact).
 TEST(CudaGraph, TrainingStepReplaysEqualEagerStepsBitwise) {
