@@ -57,6 +57,12 @@ class DeterministicMode : public cuda::ScopedSwitch<cuda::deterministic, cuda::s
  public:
   DeterministicMode() : ScopedSwitch(true) {}
 };
+// A float count whose bytes exceed the whole card by 1 GiB: a tensor no allocation on this device can serve.
+inline std::int64_t floats_beyond_the_card() {
+  std::size_t free_bytes = 0, total_bytes = 0;
+  GRAFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return static_cast<std::int64_t>(total_bytes / 4) + (std::int64_t{1} << 28);
+}
 #endif
 
 // The same bits, element for element (memcmp: +0 and -0 differ, NaNs compare by payload).

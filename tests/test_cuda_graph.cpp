@@ -156,9 +156,7 @@ TEST(CudaGraph, ItsMemoryLivesUntilTheGraphAndItsKeptTensorsAreGone) {
 TEST(CudaGraph, AStepAllocatingMoreThanTheCardIsRefusedAndTheEngineStaysUsable) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
-  std::size_t free_bytes = 0, total_bytes = 0;
-  GRAFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const std::int64_t n = static_cast<std::int64_t>(total_bytes / 4) + (std::int64_t{1} << 28);  // the card + 1 GiB
+  const std::int64_t n = testing::floats_beyond_the_card();
   Tensor small = Tensor::full({1024}, 1.f, kCUDA);
   sum(add(small, 1.f));  // eager first
   const std::string why = testing::error_message([&] {

@@ -149,13 +149,11 @@ TEST(CudaRuntime, MemoryStatsFollowAllocationsAndThePoolKeepsMemory) {
 TEST(CudaRuntime, AllocatingMoreThanTheCardThrowsAndTheEngineStaysUsable) {
   GRAFT_REQUIRE_CUDA();
 #if GRAFT_HAS_CUDA
-  std::size_t free_bytes = 0, total_bytes = 0;
-  GRAFT_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-  const std::int64_t n = static_cast<std::int64_t>(total_bytes / 4) + (std::int64_t{1} << 28);  // the card + 1 GiB
+  const std::int64_t n = testing::floats_beyond_the_card();
   const std::int64_t before = cuda_bytes();
   try {
     Tensor too_big = Tensor::empty({n}, kCUDA);
-    ADD_FAILURE() << "allocating " << 4 * n << " bytes on a " << total_bytes << "-byte card did not throw";
+    ADD_FAILURE() << "allocating " << 4 * n << " bytes (more than the card) did not throw";
   } catch (const Error& e) {
     const std::string message = e.what();
     EXPECT_NE(message.find(std::to_string(4 * n)), std::string::npos) << message;
