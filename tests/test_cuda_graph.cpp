@@ -69,7 +69,7 @@ TEST(CudaGraph, InferenceReplaysEqualEagerRunsBitwise) {
 }
 
 // The same step writing its logits into a tensor allocated before the capture: the step keeps nothing of the
-// graph's memory. (With graph memory nodes, the allocator before session 16, memcheck flagged the test above and
+// graph's memory. (With graph memory nodes, graft's graph memory until 2026-11-28, memcheck flagged the test above and
 // found this one clean on the H100: bench/RESULTS.md, 2026-11-27.)
 TEST(CudaGraph, InferenceIntoAnOutputAllocatedBeforeCaptureReplaysBitwise) {
   GRAFT_REQUIRE_CUDA();
