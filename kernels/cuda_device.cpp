@@ -119,6 +119,13 @@ namespace {
              total_bytes, " total; graft's pool holds ", pool_attribute(ctx.pool, cudaMemPoolAttrReservedMemCurrent),
              " bytes, ", pool_attribute(ctx.pool, cudaMemPoolAttrUsedMemCurrent), " of them in use");
 }
+
+// Waits for the stream, then hands the memory the stream-ordered pool keeps cached back to the driver.
+void release_cached_memory() {
+  const Context& ctx = context();
+  GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(ctx.pool, 0));
+}
 }  // namespace
 
 void* malloc_async(std::size_t bytes) {
@@ -142,11 +149,11 @@ void* malloc_segment(std::size_t bytes) {
   void* ptr = nullptr;
   cudaError_t err = cudaMalloc(&ptr, bytes);
   if (err == cudaErrorMemoryAllocation) {
+    // Segments are reserved while a graph is being captured, which began with the stream idle: every free made
+    // before it has completed, so the pool's cached memory goes back without waiting (waiting would end the
+    // capture). Best effort: if the driver refuses the trim there, the out-of-memory error below is the one to report.
     cudaGetLastError();
-    try {
-      release_cached_memory();  // called while a graph is being captured: if the driver refuses the trim then,
-    } catch (const Error&) {    // the out-of-memory error below is still the one to report
-    }
+    if (cudaMemPoolTrimTo(context().pool, 0) != cudaSuccess) cudaGetLastError();
     err = cudaMalloc(&ptr, bytes);
   }
   if (err != cudaSuccess) fail_out_of_memory("cudaMalloc (a CUDA graph's memory)", bytes, err);
@@ -159,14 +166,6 @@ void free_segment(void* ptr) {
   const cudaError_t synced = cudaStreamSynchronize(stream());
   const cudaError_t freed = cudaFree(ptr);
   if (synced != cudaSuccess || freed != cudaSuccess) cudaGetLastError();
-}
-
-void release_cached_memory() {
-  const Context& ctx = context();
-  // While a graph is being captured the stream records rather than runs, and it was idle when the capture began:
-  // every free made before has completed, and waiting would end the capture.
-  if (!capturing()) GRAFT_CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-  GRAFT_CUDA_CHECK(cudaMemPoolTrimTo(ctx.pool, 0));
 }
 
 void free_async(void* ptr) {

@@ -25,13 +25,11 @@ cublasHandle_t cublas_handle();  // bound to stream()
 // being captured, from that graph's own memory instead (kernels/cuda_graph.h).
 void* malloc_async(std::size_t bytes);
 void free_async(void* ptr);
-// Plain device memory (cudaMalloc): the segments of a CUDA graph's own memory. free_segment waits for the stream
-// first (a replay may still be using it) and never throws.
+// Plain device memory (cudaMalloc): the segments of a CUDA graph's own memory, reserved while it is captured (on out
+// of memory the pool's cached memory goes back to the driver and the allocation is tried once more, as in
+// malloc_async). free_segment waits for the stream first (a replay may still be using it) and never throws.
 void* malloc_segment(std::size_t bytes);
 void free_segment(void* ptr);
-// Hands the memory the stream-ordered pool keeps cached back to the driver, after waiting for the stream (unless a
-// graph is being captured): the out-of-memory retry of malloc_async and malloc_segment.
-void release_cached_memory();
 // Copies on the compute stream; a copy to the host waits for it.
 void copy_to_device(void* dst, const void* src, std::size_t bytes);
 void copy_to_host(void* dst, const void* src, std::size_t bytes);

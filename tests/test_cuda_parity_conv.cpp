@@ -1,9 +1,9 @@
 // CPU-vs-CUDA parity of conv2d: cuDNN (forward + bias, backward-data, backward-filter) against the CPU im2col/GEMM
-// path, on every distinct conv shape of ResNet-50 (torchvision: stride on the 3x3 conv) and VGG16 at 224x224 input, with channel counts,
-// kernel, stride and padding exact and the spatial size scaled down to keep the CPU side fast (224->57, 112->29,
-// 56->15; 28, 14 and 7 kept), plus odd shapes (groups, depthwise, dilation, 5x5, asymmetric); each in TF32 and in
-// strict-FP32 mode. Then the op through autograd on both devices, the record of the chosen algorithms, and the kernel
-// lab's hand-written forwards (strict FP32) on the same cases.
+// path, on every distinct conv shape of ResNet-50 (torchvision: stride on the 3x3 conv) and VGG16 at 224x224 input,
+// with channel counts, kernel, stride and padding exact and the spatial size scaled down to keep the CPU side fast
+// (224->57, 112->29, 56->15; 28, 14 and 7 kept), plus odd shapes (groups, depthwise, dilation, 5x5, asymmetric);
+// each in TF32 and in strict-FP32 mode. Then the op through autograd on both devices, the record of the chosen
+// algorithms, and the kernel lab's hand-written forwards (strict FP32) on the same cases.
 #include <gtest/gtest.h>
 
 #include <algorithm>

@@ -345,8 +345,10 @@ main() {
           out=$("${memcheck[@]}" --gtest_filter="$t" 2>&1)
           rc=$?
           echo "$t: memcheck exit $rc, $(error_summary "$out")"
-          [ "$rc" = 0 ] || first_report "$out"  # also a report made before the time limit cut it off
-          [ "$rc" = 0 ] || memcheck_rc=$rc
+          if [ "$rc" != 0 ]; then
+            first_report "$out"  # also a report made before the time limit cut memcheck off
+            memcheck_rc=$rc
+          fi
         done
         echo "memcheck exit: $memcheck_rc (the last non-zero; 0 clean; 9 memcheck found errors; 124 ran past the time limit)"
       else

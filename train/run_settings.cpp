@@ -51,8 +51,9 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   s["drop-last"] = lo.drop_last ? "on" : "off";
   s["seed"] = std::to_string(lo.seed);
   s["size"] = std::to_string(t.size);
-  s["random-crop"] =
-      t.random_resized_crop ? "scale " + shortest_text(t.crop_scale_min) + "-" + shortest_text(t.crop_scale_max) : "off";
+  s["random-crop"] = t.random_resized_crop
+                         ? "scale " + shortest_text(t.crop_scale_min) + "-" + shortest_text(t.crop_scale_max)
+                         : "off";
   s["random-flip"] = t.random_flip ? "on" : "off";
   s["antialias"] = t.antialias ? "on" : "off";
   s["preprocess"] = preprocess_name(t.normalize);
