@@ -4,6 +4,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "core/fingerprint.h"
 
 namespace graft {
 
@@ -201,21 +202,21 @@ void Module::zero_grad() {
 }
 
 std::uint64_t state_fingerprint(const Module& model, StateSubset subset) {
-  std::uint64_t hash = 14695981039346656037ull;
+  Fnv1a hash;
   auto mix = [&](const Tensor& t) {
     const Tensor host = t.detach().to(kCPU);  // (no autograd node for a parameter on the GPU)
     const auto* bytes = static_cast<const unsigned char*>(host.data<void>());
     for (std::int64_t i = 0; i < host.numel(); ++i) {  // float32 and int32 alike: one 4-byte word per element
       std::uint32_t word = 0;
       std::memcpy(&word, bytes + 4 * i, 4);
-      hash = (hash ^ word) * 1099511628211ull;
+      hash.add(word);
     }
   };
   for (const auto& [name, p] : model.named_parameters())
     if (subset == StateSubset::All || (subset == StateSubset::Trainable) == p.requires_grad()) mix(p);
   if (subset != StateSubset::Trainable)
     for (const auto& [name, b] : model.named_buffers()) mix(b);
-  return hash;
+  return hash.value();
 }
 
 std::vector<std::string> nonfinite_tensors(const Module& model) {

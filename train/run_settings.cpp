@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.h"
+#include "core/fingerprint.h"
 #include "io/preprocess.h"
 #include "train/trainer.h"
 
@@ -33,18 +34,17 @@ std::map<std::string, std::string> run_settings(const Loader& train, const Train
   const TransformOptions& t = lo.transform;
   // The training data by what it holds, not where it lies: a run may resume on another machine.
   const Dataset& data = *train.dataset();
-  std::uint64_t labels = 14695981039346656037ull;  // FNV-1a of the labels in order
-  for (std::int64_t i = 0; i < data.size(); ++i)
-    labels = (labels ^ static_cast<std::uint32_t>(data.label(i))) * 1099511628211ull;
+  Fnv1a labels;  // the labels in order
+  for (std::int64_t i = 0; i < data.size(); ++i) labels.add(static_cast<std::uint32_t>(data.label(i)));
   char hash[32];
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(labels));
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(labels.value()));
   s["train-examples"] = std::to_string(data.size());
   s["train-classes"] = std::to_string(data.num_classes());
   s["train-labels"] = hash;
-  std::uint64_t names = 14695981039346656037ull;  // FNV-1a of the class names, each ended by a 0 byte
+  Fnv1a names;  // the class names' bytes, each name ended by a 0 byte
   for (const std::string& name : data.class_names())
-    for (const char ch : name + '\0') names = (names ^ static_cast<unsigned char>(ch)) * 1099511628211ull;
-  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(names));
+    for (const char ch : name + '\0') names.add(static_cast<unsigned char>(ch));
+  std::snprintf(hash, sizeof hash, "%016llx", static_cast<unsigned long long>(names.value()));
   s["train-class-names"] = hash;
   s["batch"] = std::to_string(lo.batch_size);
   s["shuffle"] = lo.shuffle ? "on" : "off";
