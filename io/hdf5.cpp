@@ -126,13 +126,13 @@ bool link_exists(hid_t file, const std::string& path) {
   return true;
 }
 
-H5I_type_t object_type(hid_t file, const std::string& path) {
+// The kind of object at `path` in the file `file_path`: H5I_BADID when no link of that name exists. A link whose
+// object cannot be opened (a damaged object header, a dangling soft or external link) is an error naming it: a damaged
+// tensor must never look like a missing one, nor drop out of a listing (datasets_below) and so out of a load.
+H5I_type_t object_type(hid_t file, const std::string& file_path, const std::string& path) {
   if (!link_exists(file, path)) return H5I_BADID;
   Handle object(H5Oopen(file, path.c_str(), H5P_DEFAULT), H5Oclose);
-  if (!object.valid()) {
-    H5Eclear2(H5E_DEFAULT);
-    return H5I_BADID;
-  }
+  if (!object.valid()) fail(file_path, "cannot open object '" + path + "' (damaged file?)");
   return H5Iget_type(object.get());
 }
 
@@ -215,11 +215,11 @@ File::File(const std::string& path) : path_(path) {
 
 
 
-bool File::has_group(const std::string& path) const { return object_type(id_.get(), path) == H5I_GROUP; }
-bool File::has_dataset(const std::string& path) const { return object_type(id_.get(), path) == H5I_DATASET; }
+bool File::has_group(const std::string& path) const { return object_type(id_.get(), path_, path) == H5I_GROUP; }
+bool File::has_dataset(const std::string& path) const { return object_type(id_.get(), path_, path) == H5I_DATASET; }
 
 bool File::has_attribute(const std::string& object, const std::string& name) const {
-  if (object_type(id_.get(), object) == H5I_BADID) return false;
+  if (object_type(id_.get(), path_, object) == H5I_BADID) return false;
   htri_t exists = H5Aexists_by_name(id_.get(), object.c_str(), name.c_str(), H5P_DEFAULT);
   if (exists < 0) fail(path_, "cannot look up attribute '" + name + "' of '" + object + "'");
   return exists > 0;
@@ -233,7 +233,7 @@ herr_t collect_attribute_name(hid_t, const char* name, const H5A_info_t*, void* 
 }  // namespace
 
 std::vector<std::string> File::attribute_names(const std::string& object) const {
-  GRAFT_CHECK(object_type(id_.get(), object) != H5I_BADID, "hdf5: '", path_, "' has no object '", object, "'");
+  GRAFT_CHECK(object_type(id_.get(), path_, object) != H5I_BADID, "hdf5: '", path_, "' has no object '", object, "'");
   std::vector<std::string> names;
   if (H5Aiterate_by_name(id_.get(), object.c_str(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect_attribute_name, &names,
                          H5P_DEFAULT) < 0)
@@ -242,7 +242,7 @@ std::vector<std::string> File::attribute_names(const std::string& object) const 
 }
 
 std::string File::object_identity(const std::string& path) const {
-  GRAFT_CHECK(object_type(id_.get(), path) != H5I_BADID, "hdf5: '", path_, "' has no object '", path, "'");
+  GRAFT_CHECK(object_type(id_.get(), path_, path) != H5I_BADID, "hdf5: '", path_, "' has no object '", path, "'");
 #if H5_VERSION_GE(1, 12, 0)
   H5O_info2_t info;
   if (H5Oget_info_by_name3(id_.get(), path.c_str(), &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0)
@@ -280,7 +280,7 @@ std::vector<DatasetInfo> File::datasets_below(const std::string& group) const {
     GRAFT_CHECK(depth < 64, "hdf5: groups nested deeper than 64 levels below '", g, "' in '", path_, "'");
     for (const auto& name : children(g)) {
       std::string child = join(g, name);
-      H5I_type_t type = object_type(id_.get(), child);
+      H5I_type_t type = object_type(id_.get(), path_, child);
       if (type == H5I_DATASET)
         out.push_back(dataset_info(child));
       else if (type == H5I_GROUP)

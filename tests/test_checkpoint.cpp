@@ -17,6 +17,7 @@
 #include "layers/sequential.h"
 #include "models/zoo.h"
 #include "tests/check.h"
+#include "tests/hdf5_damage.h"
 
 namespace graft {
 namespace {
@@ -200,6 +201,28 @@ TEST(Checkpoint, AnInterruptedWriteLeavesThePreviousFileIntact) {
   auto other = small_cnn(6);
   EXPECT_NO_THROW(load_checkpoint(path, *other, nullptr));
   EXPECT_THROW(save_checkpoint(temp_path("no/such/dir/x.h5"), *net, nullptr, {}), Error);
+}
+
+// A damaged tensor is an error naming it, never a missing one: an optimizer buffer whose object header is damaged
+// (one byte) used to drop out of the file's listing, so the run resumed without that momentum and said nothing.
+TEST(Checkpoint, ADamagedTensorIsAnErrorNamingItNotALeftOutOne) {
+  auto net = small_cnn(3);
+  SGD opt(net->parameters(), {.lr = 0.1f, .momentum = 0.9f});
+  train_steps(*net, opt, 0, 2);
+  for (const std::string group : {"/optimizer/", "/model/"}) {
+    const std::string path = temp_path("damaged.h5");
+    save_checkpoint(path, *net, &opt, {.arch = "small_cnn", .num_classes = 3, .step = 2});
+    const std::string victim =
+        group + (group == "/model/" ? net->state().begin()->first : opt.state().rbegin()->first);
+    testing::damage_object_header(path, victim);
+    auto other = small_cnn(4);
+    SGD other_opt(other->parameters(), {.lr = 0.1f, .momentum = 0.9f});
+    const auto before = values(*other);
+    const std::string msg = testing::error_message([&] { load_checkpoint(path, *other, &other_opt); });
+    EXPECT_NE(msg.find("'" + victim + "' (damaged file?)"), std::string::npos) << msg;
+    EXPECT_EQ(values(*other), before) << "nothing loaded";
+    EXPECT_TRUE(other_opt.state().empty()) << "nothing loaded";
+  }
 }
 
 TEST(Checkpoint, NonCheckpointsAreRefused) {

@@ -2,6 +2,7 @@
 // lists) and its errors; the all-or-nothing Writer - what it refuses and leaves behind (nothing, no open object),
 // symbolic links, concurrent writers of one file, UTF-8 typing, datasets grown a batch at a time, a full disk.
 #include "tests/weights_setup.h"
+#include "tests/hdf5_damage.h"
 
 namespace graft {
 namespace {
@@ -46,6 +47,24 @@ TEST(Hdf5, ErrorsNameTheFileAndTheObject) {
   EXPECT_NE(msg.find("has no dataset '/data/missing'"), std::string::npos) << msg;
   msg = testing::error_message([&] { f.string_list_attribute("/data", "layer_names"); });
   EXPECT_NE(msg.find("no attribute 'layer_names'"), std::string::npos) << msg;
+}
+
+// A dataset whose header is damaged is an error naming it wherever it is met - listed, probed or read - never absent.
+TEST(Hdf5, ADamagedObjectIsAnErrorNamingItNeverAbsent) {
+  const std::string path = temp_path("damaged_object.h5");
+  hdf5::write_float_datasets(path, {{"a", Tensor::ones({2})}, {"b", Tensor::ones({3})}});
+  testing::damage_object_header(path, "/b");
+  hdf5::File f(path);
+  EXPECT_EQ(f.children("/"), (std::vector<std::string>{"a", "b"}));  // the link is intact
+  for (const auto& use : std::vector<std::function<void()>>{[&] { f.datasets_below("/"); },
+                                                           [&] { f.has_dataset("/b"); },
+                                                           [&] { f.read_floats("/b"); }}) {
+    const std::string msg = testing::error_message(use);
+    EXPECT_NE(msg.find("cannot open object '/b' (damaged file?)"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("damaged_object.h5"), std::string::npos) << msg;
+  }
+  EXPECT_TRUE(f.has_dataset("/a"));
+  EXPECT_FALSE(f.has_dataset("/c"));  // a missing one is still just missing
 }
 
 // The id of a process that has ended (a child that exited and was reaped).
