@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <thread>
 #include <cstdlib>
+#include <filesystem>
 
 #include "core/error.h"
 
@@ -70,6 +71,14 @@ CheckpointMeta load_checkpoint_reporting(const std::string& path, Module& model,
   CheckpointMeta meta = load_checkpoint(path, model, optimizer);
   print_load_warnings(path, nonfinite_tensors(model));
   return meta;
+}
+
+void check_not_an_input(const std::string& out, const std::vector<std::string>& inputs, const char* what,
+                        const char* option) {
+  std::error_code ec;  // an input that does not exist (yet) is not the output
+  for (const std::string& file : inputs)
+    GRAFT_CHECK(file.empty() || !std::filesystem::equivalent(out, file, ec), what, ": ", option, " '", out, "' is ",
+                file, ", an input; give the output file's name after ", option);
 }
 
 Device resolve_device(const std::string& name) {

@@ -27,6 +27,11 @@ std::shared_ptr<Module> build_model(const ModelArgs& args);
 // CLI's output report.
 std::string built_dialect(const ModelArgs& args);
 
+// Refuses an output file (`option`, e.g. "--output") that is one of `inputs`, by any path (links, "./", ".."):
+// writing it would replace a file the command reads. Empty names in `inputs` are passed over.
+void check_not_an_input(const std::string& out, const std::vector<std::string>& inputs, const char* what,
+                        const char* option);
+
 // "auto" picks CUDA when available.
 Device resolve_device(const std::string& name);
 

@@ -96,6 +96,7 @@ std::shared_ptr<Module> model_from_file(const std::string& path, std::string arc
 // `to` "graft": a native checkpoint; "torchvision": a state_dict file PyTorch loads; "keras": a legacy .h5 weights
 // file Keras loads (io/weights.h: export_torchvision, export_keras).
 void convert(const std::string& arch, const std::string& to, const std::string& in, const std::string& out) {
+  check_not_an_input(out, {in}, "weights convert", "OUT");
   CheckpointMeta meta;
   auto model = model_from_file(in, arch, &meta);
   if (to == "torchvision")
@@ -116,6 +117,7 @@ struct RunArgs {
 };
 
 void run(const RunArgs& a) {
+  check_not_an_input(a.output, {a.weights, a.input}, "run", "--output");
   CheckpointMeta meta;
   auto model = model_from_file(a.weights, a.arch, &meta);
 

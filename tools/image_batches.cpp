@@ -13,6 +13,7 @@
 #include "io/dataset.h"
 #include "io/hdf5_write.h"
 #include "kernels/cpu_parallel.h"
+#include "tools/cli_common.h"
 #include "train/interrupt.h"
 
 namespace graft::cli {
@@ -45,15 +46,13 @@ std::vector<std::string> image_paths(const std::vector<std::string>& args, bool 
 void check_output_file(const std::string& out, const std::vector<std::string>& inputs,
                        const std::vector<std::string>& model_files, const char* what, const char* option) {
   GRAFT_CHECK(!out.empty(), what, ": ", option, " needs a file name");
-  std::error_code ec;
-  for (const std::vector<std::string>* files : {&inputs, &model_files})
-    for (const std::string& file : *files)
-      GRAFT_CHECK(file.empty() || !fs::equivalent(out, file, ec), what, ": ", option, " '", out, "' is ", file,
-                  ", an input; give the output file's name after ", option);
+  check_not_an_input(out, inputs, what, option);
+  check_not_an_input(out, model_files, what, option);
   std::string ext = fs::path(out).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
   GRAFT_CHECK(ext != ".jpg" && ext != ".jpeg" && ext != ".png", what, ": ", option, " '", out,
               "' names an image file; give the output file's name after ", option);
+  std::error_code ec;
   GRAFT_CHECK(!fs::is_directory(out, ec), what, ": ", option, " '", out, "' is a folder");
   hdf5::check_replaceable_file(out, std::string(what) + ": " + option);  // written aside, renamed over `out`
   const fs::path parent = fs::path(out).parent_path();
