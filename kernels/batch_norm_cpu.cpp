@@ -9,6 +9,7 @@
 #include "kernels/batch_norm.h"
 #include "kernels/cpu_parallel.h"
 #include "kernels/cpu_select.h"
+#include "kernels/host_device.h"
 
 namespace graft {
 namespace {
@@ -100,7 +101,7 @@ void batch_norm_forward_cpu(float* out, const float* inp, const float* mean, con
         const float xhat = (inp[r * c + j] - mean[j]) * invstd[j];
         float y = affine(xhat, gamma ? gamma[j] : 1.f, beta ? beta[j] : 0.f);
         if (residual) y += residual[r * c + j];
-        out[r * c + j] = relu ? (y > 0.f ? y : 0.f) : y;
+        out[r * c + j] = relu ? relu_value(y) : y;
       }
   });
 }

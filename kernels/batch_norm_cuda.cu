@@ -17,6 +17,7 @@
 
 #include "kernels/batch_norm.h"
 #include "kernels/cuda_device.h"
+#include "kernels/host_device.h"
 #include "kernels/pack.cuh"
 
 namespace graft {
@@ -267,7 +268,7 @@ __global__ void batch_norm_forward_kernel(float* out, const float* inp, const fl
       const float xhat = (x.v[k] - mu.v[k]) * is.v[k];
       float v = affine(xhat, g.v[k], b.v[k]);
       if (residual) v += r.v[k];
-      y.v[k] = relu ? (v > 0.f ? v : 0.f) : v;
+      y.v[k] = relu ? relu_value(v) : v;
     }
     store<W>(out + e, y);
   }
@@ -355,7 +356,7 @@ __global__ void bias_relu_forward_kernel(float* y, const float* bias, Index grou
     const Vec<W> b = load_or<W>(offset(bias, (i % c_groups) * W), 0.f);
     for (int k = 0; k < W; ++k) {
       const float z = v.v[k] + b.v[k];
-      v.v[k] = z > 0.f ? z : 0.f;
+      v.v[k] = relu_value(z);
     }
     store<W>(y + e, v);
   }

@@ -1,6 +1,6 @@
 // Elementwise kernels. Raw pointers, outputs first; no Tensor, no autograd, no allocation.
 //   binary:  out[i] = a[ia(i)] (op) b[ib(i)]   op in {+, -, *, /}
-//   unary:   out = -x | max(x,0) | e^x | ln x
+//   unary:   out = -x | max(x,0) | e^x | ln x      (relu keeps a NaN: kernels/host_device.h relu_value)
 //   scale_shift: out = x*scale + shift
 //   relu backward: dinp = dout * [out > 0]
 // Broadcast says how an operand is indexed for output element i of n elements laid out as rows of `channels`:

@@ -5,6 +5,7 @@
 #include "kernels/cpu_parallel.h"
 #include "kernels/cpu_select.h"
 #include "kernels/elementwise.h"
+#include "kernels/host_device.h"
 
 namespace graft {
 
@@ -64,7 +65,7 @@ void binary_forward_cpu(float* out, const float* a, Broadcast ia, const float* b
 void unary_forward_cpu(float* out, const float* inp, UnaryOp op, std::int64_t n) {
   switch (op) {
     case UnaryOp::Neg: return each_element(n, [&](std::int64_t i) { out[i] = -inp[i]; });
-    case UnaryOp::Relu: return each_element(n, [&](std::int64_t i) { out[i] = inp[i] > 0.f ? inp[i] : 0.f; });
+    case UnaryOp::Relu: return each_element(n, [&](std::int64_t i) { out[i] = relu_value(inp[i]); });
     case UnaryOp::Exp: return each_element(n, [&](std::int64_t i) { out[i] = std::exp(inp[i]); });
     case UnaryOp::Log: return each_element(n, [&](std::int64_t i) { out[i] = std::log(inp[i]); });
   }

@@ -8,6 +8,7 @@
 
 #include "kernels/cuda_device.h"
 #include "kernels/elementwise.h"
+#include "kernels/host_device.h"
 
 namespace graft {
 namespace {
@@ -83,7 +84,7 @@ template <UnaryOp Op>
 struct UnaryFn {
   __device__ float operator()(float x, float, int64_t) const {
     if constexpr (Op == UnaryOp::Neg) return -x;
-    if constexpr (Op == UnaryOp::Relu) return x > 0.f ? x : 0.f;
+    if constexpr (Op == UnaryOp::Relu) return relu_value(x);
     if constexpr (Op == UnaryOp::Exp) return expf(x);
     if constexpr (Op == UnaryOp::Log) return logf(x);
     return x;

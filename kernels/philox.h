@@ -12,11 +12,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define GRAFT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define GRAFT_HOST_DEVICE inline
-#endif
+#include "kernels/host_device.h"
 
 namespace graft {
 

@@ -13,13 +13,7 @@
 #pragma once
 #include <cstdint>
 
-#ifndef GRAFT_HOST_DEVICE  // as in kernels/philox.h: the window arithmetic below is shared by host and device
-#if defined(__CUDACC__)
-#define GRAFT_HOST_DEVICE __host__ __device__ __forceinline__
-#else
-#define GRAFT_HOST_DEVICE inline
-#endif
-#endif
+#include "kernels/host_device.h"  // the window arithmetic below is shared by host and device
 
 namespace graft {
 

@@ -177,6 +177,51 @@ TEST(CudaOpParity, Conv2dRelu) {
 #endif
 }
 
+// A NaN passes every relu on the GPU as on the CPU (kernels/host_device.h relu_value; PyTorch's relu keeps it too):
+// relu, conv2d's bias + relu epilogue (bias_relu_forward_cuda), and batch norm's fused epilogue with running
+// statistics, with batch statistics (the NaN's channel is NaN throughout) and with a residual. The NaNs must sit at the
+// same places on both devices and every other value agree to 1e-5 (1e-4 after the convolution's sums).
+TEST(CudaOpParity, EveryReluKeepsANaNAsTheCpuDoes) {
+  GRAFT_REQUIRE_CUDA();
+#if GRAFT_HAS_CUDA
+  Tf32Guard strict(false);
+  Generator gen(213);
+  Tensor x = rand_cpu({2, 3, 5, 8}, gen, -1.f, 1.f);  // 8 channels: the vectorised kernels
+  Tensor residual = rand_cpu(x.shape(), gen, -1.f, 1.f);
+  x.data<float>()[3] = NAN, x.data<float>()[42] = NAN, x.data<float>()[17] = -0.f;
+  Tensor weight = rand_cpu({8, 3, 3, 8}, gen, -0.3f, 0.3f), bias = rand_cpu({8}, gen, -0.5f, 0.5f);
+  weight.data<float>()[2 * 72 + 5] = NAN;  // filter 2
+  Tensor gamma = rand_cpu({8}, gen, 0.5f, 1.5f), beta = rand_cpu({8}, gen, -0.5f, 0.5f);
+  Tensor mean = rand_cpu({8}, gen, -0.2f, 0.2f), var = rand_cpu({8}, gen, 0.5f, 1.5f);
+  auto bn = [&](const Tensor& in, bool batch_stats, bool add, Device d) {
+    Tensor m = mean.to(d), v = var.to(d);
+    return batch_norm_add_relu(in, gamma.to(d), beta.to(d), m, v, batch_stats, false, 0.1f, 1e-5f,
+                               add ? std::optional<Tensor>(residual.to(d)) : std::nullopt, true);
+  };
+  const std::vector<std::pair<const char*, std::function<Tensor(Device)>>> ops{
+      {"relu", [&](Device d) { return relu(x.to(d)); }},
+      {"conv2d_relu",
+       [&](Device d) { return conv2d_relu(x.to(d), weight.to(d), bias.to(d), {.pad_h = 1, .pad_w = 1}); }},
+      {"batch norm + relu, running statistics", [&](Device d) { return bn(x.to(d), false, false, d); }},
+      {"batch norm + relu, batch statistics", [&](Device d) { return bn(x.to(d), true, false, d); }},
+      {"batch norm + residual + relu", [&](Device d) { return bn(x.to(d), false, true, d); }}};
+  for (const auto& [name, op] : ops) {
+    const std::vector<float> cpu = op(kCPU).to_vector(), gpu = op(kCUDA).to(kCPU).to_vector();
+    ASSERT_EQ(cpu.size(), gpu.size()) << name;
+    std::size_t nans = 0;
+    for (std::size_t i = 0; i < cpu.size(); ++i) {
+      nans += std::isnan(cpu[i]) ? 1 : 0;
+      ASSERT_EQ(std::isnan(gpu[i]), std::isnan(cpu[i])) << name << ", element " << i << ": " << gpu[i] << " vs "
+                                                        << cpu[i];
+      if (!std::isnan(cpu[i])) {
+        ASSERT_NEAR(gpu[i], cpu[i], 1e-4f + 1e-5f * std::fabs(cpu[i])) << name << ", element " << i;
+      }
+    }
+    EXPECT_GT(nans, 0u) << name << ": the NaN reached the output";
+  }
+#endif
+}
+
 // Tolerances of the kernel test; the backward also inherits the forward's error in y: softmax dx = y (w - dot)
 // is off by ~1e-5 y, log-softmax dx = w - e^y sum(w) by e^y sum(w) dy with sum(w) ~ cols, p*cols ~ O(1).
 TEST(CudaOpParity, SoftmaxAndLogSoftmax) {

@@ -304,6 +304,45 @@ TEST(Surgery, NonfiniteTensorsNamesEachTensorWithItsCounts) {
                                                               "layer3.1.bn2.running_var has 0 NaN and 1 Inf values"}));
 }
 
+// A NaN reaches the output through every relu, as PyTorch's relu lets it (torch.relu(nan) is nan): relu, the conv +
+// bias + relu epilogue and batch norm's fused relu all used to turn it into a 0. -0 still gives +0.
+TEST(NaNs, EveryReluKeepsANaNAndMakesMinusZeroPlusZero) {
+  const Tensor x = Tensor::from_vector(std::vector<float>{NAN, -0.f, -2.f, 3.f, INFINITY, -INFINITY}, {1, 1, 1, 6});
+  const std::vector<float> y = relu(x).to_vector();
+  EXPECT_TRUE(std::isnan(y[0]));
+  EXPECT_EQ(y[1], 0.f);
+  EXPECT_FALSE(std::signbit(y[1])) << "+0, as before";
+  EXPECT_EQ(std::vector<float>(y.begin() + 2, y.end()), (std::vector<float>{0.f, 3.f, INFINITY, 0.f}));
+
+  Tensor mean = Tensor::zeros({6}), var = Tensor::ones({6});
+  const std::vector<float> bn =
+      batch_norm_add_relu(x, std::nullopt, std::nullopt, mean, var, false, false, 0.1f, 0.f, std::nullopt, true)
+          .to_vector();
+  EXPECT_TRUE(std::isnan(bn[0])) << "batch norm + relu (inference, running statistics)";
+  EXPECT_EQ(std::vector<float>(bn.begin() + 1, bn.end()), (std::vector<float>{0.f, 0.f, 3.f, INFINITY, 0.f}));
+
+  // conv + bias + relu: a NaN in one filter makes its output channel NaN, the other stays finite and >= 0
+  Tensor image = Tensor::ones({1, 3, 3, 2});
+  Tensor weight = Tensor::full({2, 1, 1, 2}, 0.5f);
+  weight.data<float>()[1] = NAN;  // filter 0
+  const std::vector<float> conv = conv2d_relu(image, weight, Tensor::full({2}, -0.25f)).to_vector();
+  for (std::size_t i = 0; i < conv.size(); i += 2) {
+    EXPECT_TRUE(std::isnan(conv[i])) << i;
+    EXPECT_EQ(conv[i + 1], 0.75f) << i;
+  }
+}
+
+// The user's view of the above: a weight file with one NaN gives NaN logits, as PyTorch does with it, instead of
+// finite logits that hide the damage.
+TEST(NaNs, OneNaNWeightMakesEveryLogitNaN) {
+  auto m = model("resnet18", Dialect::Torchvision, 10);
+  m->eval();
+  m->state().at("layer1.0.conv1.weight").data<float>()[0] = NAN;
+  NoGradGuard no_grad;
+  Generator gen(5);
+  for (float logit : (*m)(Tensor::randn({2, 32, 32, 3}, gen)).to_vector()) EXPECT_TRUE(std::isnan(logit));
+}
+
 TEST(Surgery, ReplaceHeadAndTrainOnlyIt) {
   for (const char* arch : {"resnet18", "vgg11"}) {
     auto m = model(arch);
