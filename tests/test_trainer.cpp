@@ -322,5 +322,58 @@ TEST(Trainer, EvaluateScoresTopKAndTheConfusionMatrix) {
   EXPECT_GT(r.loss, 0);
 }
 
+// Bands(8, 3, 8, 1) whose examples 6-9 cannot be read: in order, in batches of 5, batch 1 (examples 5-9) is left with
+// example 5 alone.
+class BandsLeavingALoneExample : public Bands {
+ public:
+  BandsLeavingALoneExample() : Bands(8, 3, 8, 1) {}
+  Example get(std::int64_t i) const override {
+    GRAFT_CHECK(i < 6 || i > 9, "example ", i, " is unreadable");
+    return Bands::get(i);
+  }
+};
+
+// The same Bands without examples 5-9: in batches of 5, the batches above that are not batch 1.
+class BandsWithoutTheLoneBatch : public Dataset {
+ public:
+  std::int64_t size() const override { return bands_.size() - 5; }
+  int label(std::int64_t i) const override { return bands_.label(source(i)); }
+  Example get(std::int64_t i) const override { return bands_.get(source(i)); }
+  const std::vector<std::string>& class_names() const override { return bands_.class_names(); }
+  std::string describe() const override { return "bands without examples 5-9"; }
+
+ private:
+  static std::int64_t source(std::int64_t i) { return i < 5 ? i : i + 5; }
+  Bands bands_{8, 3, 8, 1};
+};
+
+// A batch that unreadable examples leave with one example is passed over when the model normalises with batch
+// statistics: here BatchNorm sees 1x1 outputs, where one example gives one value per channel and no statistics (it
+// stopped training with batch_norm's error). The run equals, bit for bit, one on the data without that batch.
+TEST(Trainer, ABatchLeftWithOneExampleIsPassedOverUnderBatchStatistics) {
+  auto run = [](DatasetPtr data) {
+    Generator gen(4);
+    auto net = std::make_shared<Sequential>();
+    net->push_back(std::make_shared<Conv2d>(Conv2dConfig{.in_channels = 3, .out_channels = 4, .kernel_h = 8,
+                                                         .kernel_w = 8},
+                                            gen));  // 8x8 -> 1x1
+    net->push_back(std::make_shared<BatchNorm2d>(4));
+    net->push_back(std::make_shared<ReLU>());
+    net->push_back(std::make_shared<Flatten>());
+    net->push_back(std::make_shared<Linear>(4, 3, true, gen));
+    Loader train(std::move(data), loader_options(5, false));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    const TrainResult r = fit(*net, opt, train, nullptr, quiet("", 2));
+    return std::make_pair(r, values(*net));
+  };
+  const auto [lone, lone_values] = run(std::make_shared<BandsLeavingALoneExample>());
+  const auto [without, without_values] = run(std::make_shared<BandsWithoutTheLoneBatch>());
+  EXPECT_EQ(lone.lone_examples_skipped, 2);  // once an epoch
+  EXPECT_EQ(lone.skipped_images, 8);
+  EXPECT_EQ(lone.steps, 8);
+  EXPECT_EQ(without.steps, 8);
+  EXPECT_EQ(lone_values, without_values);
+}
+
 }  // namespace
 }  // namespace graft

@@ -224,6 +224,9 @@ void print_summary(const FinetuneArgs& a, const Dataset& train_data, const Train
     std::printf("feature cache: not used (%s)\n",
                 augment ? "random augmentation is on" : "parameters outside the head train, or BN uses batch stats");
   if (r.skipped_images) std::printf("skipped %lld unreadable image(s)\n", static_cast<long long>(r.skipped_images));
+  if (r.lone_examples_skipped)
+    std::printf("passed over %lld batch(es) that unreadable images left with one image (BatchNorm with batch "
+                "statistics)\n", static_cast<long long>(r.lone_examples_skipped));
   std::string files;  // what the run directory holds now (a run stopped inside its first epoch has no log yet)
   for (const char* name : {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"})
     if (fs::exists(fs::path(a.out) / name)) files += std::string(files.empty() ? "" : ", ") + name;

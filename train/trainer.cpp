@@ -285,6 +285,12 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   }
   Module& net = head ? *head : model;
   const std::int64_t batches_per_epoch = source.batches_per_epoch();
+  // BatchNorm with batch statistics cannot normalise a batch of one example where a layer's output is 1x1 (one value
+  // per channel), and gives a step of doubtful worth elsewhere: a training batch that unreadable examples left with
+  // one is passed over, with a warning, as the CLI leaves out an epoch's last batch of one (drop_last).
+  bool batch_statistics = false;
+  for (auto& [name, m] : net.named_modules())
+    if (const auto* bn = dynamic_cast<const BatchNorm2d*>(m); bn && bn->use_batch_stats()) batch_statistics = true;
 
   DropoutStreams dropout(model, options.accumulate);
   if (!start_at.dropout_seeds.empty()) dropout.restore_seeds(start_at.dropout_seeds);  // the masks go on as they were
@@ -348,6 +354,13 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       if (b) {
         const std::int64_t n = b->labels.numel();
         if (n == 0) continue;  // (loaders skip unreadable batches themselves; an empty one would have no mean)
+        if (n == 1 && batch_statistics && train.options().batch_size > 1) {
+          if (result.lone_examples_skipped++ == 0)
+            std::fprintf(stderr, "graft: warning: epoch %d, batch %lld of %lld: the only readable example of its batch "
+                         "is passed over (BatchNorm with batch statistics cannot normalise one example)\n", epoch + 1,
+                         static_cast<long long>(b->index + 1), static_cast<long long>(batches_per_epoch));
+          continue;
+        }
         dropout.position_for(state.step, pending);
         Tensor logits = net(b->inputs);
         if (!checked_outputs) {

@@ -107,6 +107,9 @@ struct TrainResult {
   double cache_seconds = 0;         // feature cache: time to compute the features (train + validation)
   double first_epoch_seconds = 0;   // the first epoch this call ran (on the cache when used), for comparisons
   std::int64_t skipped_images = 0;  // unreadable examples dropped by the train loader (non-strict)
+  // Training batches left with one example (the rest of their batch unreadable) that were passed over because the
+  // model normalises with batch statistics, which one example cannot give (see fit).
+  std::int64_t lone_examples_skipped = 0;
 };
 
 // Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step. The optimizer must hold
