@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # graft finetune --resume continues the same run: a run stopped by --max-steps and resumed ends with the weights of
 # a straight run; a resume with other settings is refused, naming them, before any file of the run changes; run.txt
-# keeps the first run's record and notes the resume.
+# keeps the first run's record and notes the resume; a new run into the directory moves the old run's files aside.
 #   cli_finetune_resume.sh GRAFT DATA_DIR WORK_DIR PYTHON (with h5py and numpy)
 set -u
 graft=$1 data=$2 work=$3 python=$4
@@ -67,4 +67,15 @@ for extra in "" "--max-steps 3"; do
   grep -q "is at epoch 2 of 2, step 8: nothing to train" "$work/again.out" || { cat "$work/again.out"; fail "message ($extra)"; }
   [ "$(sums)" = "$before" ] || fail "a resume with nothing to train changed the run"
 done
-echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights, nothing more after"
+# A new run (no --resume) into the finished run's directory first moves that run's files to previous/, unchanged:
+# stopped after one step, the new run leaves its own run.txt and last.h5 there and none of the old run's files.
+old_files=$(cd "$work/run" && find . -maxdepth 1 -type f ! -name .graft-lock | sort | xargs md5sum)
+"$graft" "${args[@]}" --batch 8 --epochs 1 --lr 0.05 --workers 0 --out "$work/run" --max-steps 1 >"$work/new.out" 2>&1 \
+  || { cat "$work/new.out"; fail "a new run into the old run's directory"; }
+grep -qF "held an earlier run's files (log.csv, curves.png, last.h5, best.h5, run.txt): moved to '$work/run/previous'" \
+  "$work/new.out" || { cat "$work/new.out"; fail "no note of the files moved"; }
+[ "$(cd "$work/run/previous" && find . -type f | sort | xargs md5sum)" = "$old_files" ] || fail "previous/ differs"
+[ "$(ls "$work/run" | tr '\n' ' ')" = "last.h5 previous run.txt " ] || { ls -la "$work/run"; fail "the new run's files"; }
+grep -q "batch 8" "$work/run/run.txt" || fail "run.txt is not the new run's"
+echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights, nothing more after;" \
+  "a new run moved the old run's files to previous/"

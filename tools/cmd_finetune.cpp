@@ -48,6 +48,9 @@
 namespace graft::cli {
 namespace {
 
+// The files a run writes in its run directory (train/trainer.h).
+constexpr const char* kRunFiles[] = {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"};
+
 namespace fs = std::filesystem;
 
 struct FinetuneArgs {
@@ -228,10 +231,38 @@ void print_summary(const FinetuneArgs& a, const Dataset& train_data, const Train
     std::printf("passed over %lld batch(es) that unreadable images left with one image (BatchNorm with batch "
                 "statistics)\n", static_cast<long long>(r.lone_examples_skipped));
   std::string files;  // what the run directory holds now (a run stopped inside its first epoch has no log yet)
-  for (const char* name : {"log.csv", "curves.png", "last.h5", "best.h5", "run.txt"})
+  for (const char* name : kRunFiles)
     if (fs::exists(fs::path(a.out) / name)) files += std::string(files.empty() ? "" : ", ") + name;
   std::printf("peak memory: %.1f MB (%s)\nrun directory: %s (%s)\n", memory_stats(device).peak_bytes / 1048576.0,
               device.str().c_str(), a.out.c_str(), files.c_str());
+}
+
+// A new run in a directory where an earlier run wrote: that run's files move to DIR/previous/ (which first loses the
+// ones an earlier move left there, so it holds one run's files), and a note says so. The directory then never holds
+// two runs' files side by side: a new run stopped inside its first epoch used to leave the old log.csv, curves.png
+// and best.h5 beside its own run.txt and last.h5.
+void set_aside_previous_run(const std::string& dir) {
+  const fs::path out(dir), previous = out / "previous";
+  std::error_code ec;
+  std::vector<const char*> found;
+  for (const char* name : kRunFiles)
+    if (fs::exists(fs::symlink_status(out / name, ec))) found.push_back(name);
+  if (found.empty()) return;
+  fs::create_directories(previous, ec);
+  GRAFT_CHECK(!ec, "finetune: cannot create '", previous.string(), "' for the earlier run's files: ", ec.message());
+  for (const char* name : kRunFiles) {
+    fs::remove(previous / name, ec);
+    GRAFT_CHECK(!ec, "finetune: cannot remove '", (previous / name).string(), "': ", ec.message());
+  }
+  std::string moved;
+  for (const char* name : found) {
+    fs::rename(out / name, previous / name, ec);
+    GRAFT_CHECK(!ec, "finetune: cannot move the earlier run's '", (out / name).string(), "' to '", previous.string(),
+                "': ", ec.message());
+    moved += std::string(moved.empty() ? "" : ", ") + name;
+  }
+  std::printf("note: '%s' held an earlier run's files (%s): moved to '%s' (use --resume to continue that run)\n",
+              dir.c_str(), moved.c_str(), previous.string().c_str());
 }
 
 void finetune(const FinetuneArgs& a) {
@@ -352,6 +383,7 @@ void finetune(const FinetuneArgs& a) {
   for (const char* name : {"last.h5", "best.h5"})
     hdf5::check_replaceable_file((fs::path(a.out) / name).string(), "finetune:");
   if (!run_lock) run_lock.emplace(a.out, "finetune");
+  if (!a.resume) set_aside_previous_run(a.out);
   std::ostringstream clipping;
   if (a.clip > 0)
     clipping << "at norm " << a.clip;
