@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <charconv>
+#include <cstring>
 #include <cstdlib>
 #include <functional>
 #include <thread>
@@ -12,25 +14,42 @@
 namespace graft {
 namespace {
 
+// GRAFT_NUM_THREADS is graft's own: a value that is not a whole number from 1 to kMaxCpuThreads is an error, not
+// ignored. OPENBLAS_NUM_THREADS and OMP_NUM_THREADS belong to other libraries, which ignore values they cannot use:
+// so does graft.
 int default_threads() {
-  for (const char* name : {"GRAFT_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
-    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::atoi(v);
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (const char* v = std::getenv("GRAFT_NUM_THREADS"); v && *v) {
+    int threads = 0;
+    const char* end = v + std::strlen(v);
+    const auto [ptr, ec] = std::from_chars(v, end, threads);
+    GRAFT_CHECK(ec == std::errc() && ptr == end && threads >= 1 && threads <= kMaxCpuThreads, "GRAFT_NUM_THREADS='", v,
+                "' is not a whole number from 1 to ", kMaxCpuThreads, " (the CPU threads graft computes with)");
+    return threads;
+  }
+  for (const char* name : {"OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"})
+    if (const char* v = std::getenv(name); v && std::atoi(v) > 0) return std::min(std::atoi(v), kMaxCpuThreads);
+  return static_cast<int>(std::clamp(std::thread::hardware_concurrency(), 1u, unsigned{kMaxCpuThreads}));
 }
 
-std::atomic<int>& thread_setting() {
-  static std::atomic<int> threads{default_threads()};
-  return threads;
-}
+std::atomic<int> g_threads{0};  // 0: not chosen yet (the environment is read at the first use, unless set first)
 
 }  // namespace
 
 void set_cpu_threads(int threads) {
-  GRAFT_CHECK(threads >= 1, "set_cpu_threads: need at least 1 thread, got ", threads);
-  thread_setting() = threads;
+  GRAFT_CHECK(threads >= 1 && threads <= kMaxCpuThreads, "set_cpu_threads: ", threads,
+              " threads; a whole number from 1 to ", kMaxCpuThreads, " is needed");
+  g_threads = threads;
 }
 
-int cpu_threads() { return thread_setting(); }
+int cpu_threads() {
+  int threads = g_threads.load(std::memory_order_relaxed);
+  if (threads == 0) {
+    int expected = 0;
+    threads = default_threads();
+    if (!g_threads.compare_exchange_strong(expected, threads)) threads = expected;  // set meanwhile: that wins
+  }
+  return threads;
+}
 
 void parallel_for(std::int64_t n, std::int64_t work_per_item,
                   const std::function<void(std::int64_t, std::int64_t)>& body) {

@@ -18,8 +18,10 @@
 
 namespace graft {
 
-// Threads the CPU backend uses (default: GRAFT_NUM_THREADS, else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else
-// the hardware's). Changing it changes speed, never results.
+// Threads the CPU backend uses, 1 to kMaxCpuThreads (default, read at the first use unless set before:
+// GRAFT_NUM_THREADS - a graft::Error when it is not such a number -, else OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS,
+// else the hardware's). Changing it changes speed, never results.
+constexpr int kMaxCpuThreads = 1024;
 void set_cpu_threads(int threads);
 int cpu_threads();
 

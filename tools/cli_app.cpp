@@ -20,7 +20,7 @@ std::unique_ptr<CLI::App> make_app() {
   app->add_option_function<int>("--threads", [](int threads) { set_cpu_threads(threads); },
                                 "CPU threads for compute (default: GRAFT_NUM_THREADS, else OPENBLAS_NUM_THREADS or "
                                 "OMP_NUM_THREADS, else all cores); results are bitwise the same for any count")
-      ->check(CLI::Range(1, 1024))
+      ->check(CLI::Range(1, kMaxCpuThreads))
       ->trigger_on_parse();
   register_summary(*app);
   register_bench(*app);

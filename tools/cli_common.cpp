@@ -1,6 +1,7 @@
 #include "tools/cli_common.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <thread>
@@ -21,11 +22,21 @@ const CLI::Validator kNonNegativeNumber(
     },
     "NONNEGATIVE");
 
+const CLI::Validator kSeed(
+    [](std::string& text) {
+      std::uint64_t v = 0;
+      const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+      if (text.empty() || ec != std::errc() || end != text.data() + text.size())
+        return "'" + text + "' is not a seed (a whole number from 0 to 18446744073709551615)";
+      return std::string();
+    },
+    "SEED");
+
 void add_model_options(CLI::App& cmd, ModelArgs& args) {
   cmd.add_option("--arch", args.arch, std::string("architecture: ") + kArchitectures)->capture_default_str();
   cmd.add_option("--dialect", args.dialect, "ResNet dialect: torchvision, keras or keras-legacy")->capture_default_str();
   cmd.add_option("--num-classes", args.num_classes, "classifier outputs")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd.add_option("--seed", args.seed, "seed of the initial weights")->capture_default_str();
+  cmd.add_option("--seed", args.seed, "seed of the initial weights")->capture_default_str()->check(kSeed);
 }
 
 std::shared_ptr<Module> build_model(const ModelArgs& args) {

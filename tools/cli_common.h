@@ -49,6 +49,8 @@ int default_workers(int requested, Device device);
 // CLI::NonNegativeNumber with a short message ("'abc' is not a number >= 0"; CLI11's own prints the range up to the
 // largest double in 300 digits).
 extern const CLI::Validator kNonNegativeNumber;
+// A seed: a whole number from 0 to 2^64 - 1 in decimal digits ("-1" or "1e3" would otherwise wrap or round).
+extern const CLI::Validator kSeed;
 
 // The whole CLI (tools/cli_app.cpp): an App with every subcommand registered, and parse-and-run with every error
 // turned into one line on stderr (exit 2 for usage errors, 1 for failures, 0 on success).

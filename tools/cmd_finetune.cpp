@@ -496,7 +496,9 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--batch", a->batch, "batch size")->capture_default_str()->check(CLI::Range(1, 65536));
   cmd->add_option("--size", a->size, "input image size (square)")->capture_default_str()->check(CLI::Range(8, 4096));
   cmd->add_option("--device", a->device, "auto | cpu | cuda")->capture_default_str()->check(CLI::IsMember({"auto", "cpu", "cuda"}));
-  cmd->add_option("--seed", a->model.seed, "seed (initial head, split, sampling, shuffling, augmentation)")->capture_default_str();
+  cmd->add_option("--seed", a->model.seed, "seed (initial head, split, sampling, shuffling, augmentation)")
+      ->capture_default_str()
+      ->check(kSeed);
   cmd->add_option("--out", a->out, "run directory")->capture_default_str();
   cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5 (the same settings; --weights is not read)");
   cmd->add_option("--workers", a->workers, "decoding threads (default: all cores but one, at most 16, on the GPU; 2 on the CPU)")
@@ -509,7 +511,8 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--strict", a->strict, "an unreadable image is an error (default: skipped with a warning)");
   cmd->add_option("--max-steps", a->max_steps,
                   "stop after N optimizer steps in all, last.h5 saved (the schedule still spans --epochs: --resume "
-                  "continues the same run)");
+                  "continues the same run); 0: no limit")
+      ->check(kNonNegativeNumber);
   cmd->add_flag("--no-progress", a->no_progress, "no progress bar");
   cmd->add_flag("--deterministic", a->deterministic, "GPU: deterministic cuDNN algorithms (recorded in run.txt)");
   cmd->callback([a] { finetune(*a); });
