@@ -477,7 +477,8 @@ void register_finetune(CLI::App& app) {
   cmd->add_option("--weight-decay", a->weight_decay, "weight decay")->capture_default_str()->check(kNonNegativeNumber);
   cmd->add_option("--momentum", a->momentum, "SGD momentum")->capture_default_str()->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--label-smoothing", a->label_smoothing, "training targets (1-S) onehot + S/classes, S in [0, 1)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegativeNumber);
   cmd->add_option("--patience", a->patience, "stop after N epochs without a better validation top-1 (0: off)")
       ->capture_default_str()
       ->check(kNonNegativeNumber);
@@ -503,7 +504,9 @@ void register_finetune(CLI::App& app) {
   cmd->add_flag("--resume", a->resume, "continue from OUT/last.h5 (the same settings; --weights is not read)");
   cmd->add_option("--workers", a->workers, "decoding threads (default: all cores but one, at most 16, on the GPU; 2 on the CPU)")
       ->check(CLI::Range(0, 256));
-  cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")->capture_default_str();
+  cmd->add_option("--val-fraction", a->val_fraction, "validation share of the training data (no val/ folder)")
+      ->capture_default_str()
+      ->check(kNonNegativeNumber);
   cmd->add_option("--classes", a->classes, "class subset, e.g. 5,6,7 (relabelled 0..k-1)");
   cmd->add_option("--per-class", a->per_class, "at most N images per class (few-shot; the validation share is taken from them)")->check(CLI::PositiveNumber);
   cmd->add_flag("--augment", a->augment, "random resized crop + flip (default unless --freeze all)");
