@@ -8,6 +8,7 @@
 //   (N,classes) of logits. The architecture defaults to the file's guess, the ResNet dialect (and BatchNorm eps)
 //   and the number of classes always come from the file.
 #include <array>
+#include <cmath>
 #include <cstdio>
 
 #include "core/autograd.h"
@@ -34,6 +35,29 @@ int classes_in_file(const WeightFileInfo& info) {
              "...' has no classifier layer: graft run needs a file with its top (fc / predictions)");
 }
 
+// Reads every tensor of a checkpoint: a damaged one is an error naming it (io/hdf5.h), NaN and Inf values are
+// counted and named, as for weight files.
+void print_checkpoint_tensors(const std::string& path) {
+  hdf5::File file(path);
+  std::size_t counts[2] = {0, 0};
+  std::int64_t values = 0;
+  std::string nonfinite;
+  const char* const groups[2] = {"/model", "/optimizer"};
+  for (int g = 0; g < 2; ++g) {
+    if (!file.has_group(groups[g])) continue;
+    for (const hdf5::DatasetInfo& info : file.datasets_below(groups[g])) {
+      std::int64_t nan = 0, inf = 0;
+      const std::vector<float> tensor = file.read_floats(info.path);
+      for (const float v : tensor) nan += std::isnan(v) ? 1 : 0, inf += std::isinf(v) ? 1 : 0;
+      values += static_cast<std::int64_t>(tensor.size());
+      ++counts[g];
+      if (nan || inf) nonfinite += detail::concat("\n  ", info.path, " has ", nan, " NaN and ", inf, " Inf values");
+    }
+  }
+  std::printf("tensors: %zu of the model, %zu of the optimizer, %lld values%s\n", counts[0], counts[1],
+              static_cast<long long>(values), nonfinite.empty() ? ", all finite" : nonfinite.c_str());
+}
+
 void inspect(const std::string& path) {
   if (is_checkpoint(path)) {
     CheckpointMeta m = read_checkpoint_meta(path);
@@ -58,6 +82,7 @@ void inspect(const std::string& path) {
       settings += "\n  " + name + ": " +
                   (value.empty() ? "(none)" : value.size() <= 100 ? value : value.substr(0, 80) + "...");
     if (!settings.empty()) std::printf("training settings:%s\n", settings.c_str());
+    print_checkpoint_tensors(path);
     return;
   }
   WeightFileInfo info = inspect_weights(path);
