@@ -330,7 +330,7 @@ std::vector<std::string> File::string_list_attribute(const std::string& object, 
 void File::read_floats_into(const std::string& path, float* out, std::int64_t count) const {
   DatasetInfo info = dataset_info(path);
   GRAFT_CHECK(info.value_class == ValueClass::Float, "hdf5: dataset '", path, "' in '", path_, "' holds ", info.dtype,
-              " values ", shape_str(info.shape), "; weights must be floating point (float16/32/64)");
+              " values ", shape_str(info.shape), " where floating-point values (float16/32/64) are expected");
   GRAFT_CHECK(shape_numel(info.shape) == count, "hdf5: dataset '", path, "' in '", path_, "' has ",
               shape_numel(info.shape), " elements ", shape_str(info.shape), ", the caller expects ", count);
   if (count == 0) return;

@@ -150,7 +150,7 @@ void run(const RunArgs& a) {
   GRAFT_CHECK(input.has_dataset("/input"), "run: '", a.input, "' has no dataset 'input'");
   Shape shape = input.dataset_info("/input").shape;
   GRAFT_CHECK(shape.size() == 4 && shape[3] == 3 && shape[0] > 0, "run: dataset 'input' of '", a.input,
-              "' has shape ", shape_str(shape), ", expected (N,H,W,3) images");
+              "' has shape ", shape_str(shape), ", expected (N,H,W,3) images with N >= 1");
   Tensor images = Tensor::from_vector(input.read_floats("/input"), shape);
 
   Device device = resolve_device(a.device);
