@@ -45,6 +45,10 @@ class File {
 
   const std::string& path() const { return path_; }
 
+  // False when no link of that name exists (also when the path runs through a dataset). A link whose object cannot
+  // be opened - a damaged object header, a dangling soft or external link - is a graft::Error naming it, here and in
+  // every call below that meets it (datasets_below: anywhere in the group), never an absent object: a damaged tensor
+  // must not look like a missing one.
   bool has_group(const std::string& path) const;
   bool has_dataset(const std::string& path) const;
   bool has_attribute(const std::string& object, const std::string& name) const;

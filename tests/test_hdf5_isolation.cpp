@@ -23,6 +23,7 @@
 #include "io/hdf5_write.h"
 #include "io/weights.h"
 #include "tests/check.h"
+#include "tests/hdf5_damage.h"
 
 using namespace graft;
 
@@ -175,6 +176,21 @@ TEST(Hdf5Isolation, TheCheckReadsEveryObjectOnceAtAnyDepthAndThroughCycles) {
   EXPECT_EQ(file.object_identity("/shared"), file.object_identity("/g/g"));
   EXPECT_EQ(file.object_identity(deep + "/back_to_root"), file.object_identity("/"));
   EXPECT_EQ(hdf5::read_everything(file), static_cast<std::size_t>(1 + kDepth + 1)) << "root, the groups, the dataset";
+  std::filesystem::remove(path);
+}
+
+// A damaged object header on the way does not end the check's walk: the objects after it are read too (it used to
+// stop there, once a link whose object cannot be opened became an error, leaving the rest of the file unchecked).
+TEST(Hdf5Isolation, TheCheckWalksPastADamagedObject) {
+  const std::string path = ::testing::TempDir() + "/graft_isolation_damaged_" + std::to_string(::getpid()) + ".h5";
+  hdf5::write_float_datasets(path, {{"a", Tensor::ones({2})}, {"b", Tensor::ones({3})}, {"c", Tensor::ones({4})}});
+  {
+    hdf5::File intact(path);
+    EXPECT_EQ(hdf5::read_everything(intact), 4u) << "root, a, b, c";
+  }
+  graft::testing::damage_object_header(path, "/a");
+  hdf5::File file(path);
+  EXPECT_EQ(hdf5::read_everything(file), 3u) << "root, b, c: a is passed over, the walk goes on";
   std::filesystem::remove(path);
 }
 
