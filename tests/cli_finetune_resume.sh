@@ -67,15 +67,21 @@ for extra in "" "--max-steps 3"; do
   grep -q "is at epoch 2 of 2, step 8: nothing to train" "$work/again.out" || { cat "$work/again.out"; fail "message ($extra)"; }
   [ "$(sums)" = "$before" ] || fail "a resume with nothing to train changed the run"
 done
-# A new run (no --resume) into the finished run's directory first moves that run's files to previous/, unchanged:
-# stopped after one step, the new run leaves its own run.txt and last.h5 there and none of the old run's files.
+# A new run (no --resume) into the finished run's directory first moves that run's files to previous-1/, unchanged:
+# stopped after one step, the new run leaves its own run.txt and last.h5 there and none of the old run's files; a
+# third run moves the second's to previous-2/ and deletes nothing.
 old_files=$(cd "$work/run" && find . -maxdepth 1 -type f ! -name .graft-lock | sort | xargs md5sum)
 "$graft" "${args[@]}" --batch 8 --epochs 1 --lr 0.05 --workers 0 --out "$work/run" --max-steps 1 >"$work/new.out" 2>&1 \
   || { cat "$work/new.out"; fail "a new run into the old run's directory"; }
-grep -qF "held an earlier run's files (log.csv, curves.png, last.h5, best.h5, run.txt): moved to '$work/run/previous'" \
+grep -qF "held an earlier run's files (log.csv, curves.png, last.h5, best.h5, run.txt): moved to '$work/run/previous-1'" \
   "$work/new.out" || { cat "$work/new.out"; fail "no note of the files moved"; }
-[ "$(cd "$work/run/previous" && find . -type f | sort | xargs md5sum)" = "$old_files" ] || fail "previous/ differs"
-[ "$(ls "$work/run" | tr '\n' ' ')" = "last.h5 previous run.txt " ] || { ls -la "$work/run"; fail "the new run's files"; }
+[ "$(cd "$work/run/previous-1" && find . -type f | sort | xargs md5sum)" = "$old_files" ] || fail "previous-1/ differs"
+[ "$(ls "$work/run" | tr '\n' ' ')" = "last.h5 previous-1 run.txt " ] || { ls -la "$work/run"; fail "the new run's files"; }
 grep -q "batch 8" "$work/run/run.txt" || fail "run.txt is not the new run's"
+second_files=$(cd "$work/run" && find . -maxdepth 1 -type f ! -name .graft-lock | sort | xargs md5sum)
+"$graft" "${args[@]}" --batch 8 --epochs 1 --lr 0.05 --workers 0 --out "$work/run" --max-steps 1 >"$work/third.out" 2>&1 \
+  || { cat "$work/third.out"; fail "a third run"; }
+[ "$(cd "$work/run/previous-1" && find . -type f | sort | xargs md5sum)" = "$old_files" ] || fail "previous-1/ changed"
+[ "$(cd "$work/run/previous-2" && find . -type f | sort | xargs md5sum)" = "$second_files" ] || fail "previous-2/ differs"
 echo "ok: stopped at step 2, refused 8 changed settings, resumed to the straight run's weights, nothing more after;" \
-  "a new run moved the old run's files to previous/"
+  "new runs moved the earlier runs' files to previous-1/ and previous-2/"

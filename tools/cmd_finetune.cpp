@@ -237,23 +237,24 @@ void print_summary(const FinetuneArgs& a, const Dataset& train_data, const Train
               device.str().c_str(), a.out.c_str(), files.c_str());
 }
 
-// A new run in a directory where an earlier run wrote: that run's files move to DIR/previous/ (which first loses the
-// ones an earlier move left there, so it holds one run's files), and a note says so. The directory then never holds
+// A new run in a directory where an earlier run wrote: that run's files move to a folder of their own in it,
+// DIR/previous-N with the first N not taken, and a note says so. Nothing is deleted, and the directory never holds
 // two runs' files side by side: a new run stopped inside its first epoch used to leave the old log.csv, curves.png
 // and best.h5 beside its own run.txt and last.h5.
 void set_aside_previous_run(const std::string& dir) {
-  const fs::path out(dir), previous = out / "previous";
+  const fs::path out(dir);
   std::error_code ec;
   std::vector<const char*> found;
   for (const char* name : kRunFiles)
     if (fs::exists(fs::symlink_status(out / name, ec))) found.push_back(name);
   if (found.empty()) return;
-  fs::create_directories(previous, ec);
-  GRAFT_CHECK(!ec, "finetune: cannot create '", previous.string(), "' for the earlier run's files: ", ec.message());
-  for (const char* name : kRunFiles) {
-    fs::remove(previous / name, ec);
-    GRAFT_CHECK(!ec, "finetune: cannot remove '", (previous / name).string(), "': ", ec.message());
+  fs::path previous;
+  for (int n = 1;; ++n) {
+    previous = out / ("previous-" + std::to_string(n));
+    if (!fs::exists(fs::symlink_status(previous, ec))) break;
   }
+  fs::create_directory(previous, ec);
+  GRAFT_CHECK(!ec, "finetune: cannot create '", previous.string(), "' for the earlier run's files: ", ec.message());
   std::string moved;
   for (const char* name : found) {
     fs::rename(out / name, previous / name, ec);
@@ -261,7 +262,7 @@ void set_aside_previous_run(const std::string& dir) {
                 "': ", ec.message());
     moved += std::string(moved.empty() ? "" : ", ") + name;
   }
-  std::printf("note: '%s' held an earlier run's files (%s): moved to '%s' (use --resume to continue that run)\n",
+  std::printf("note: '%s' held an earlier run's files (%s): moved to '%s' (move them back to --resume that run)\n",
               dir.c_str(), moved.c_str(), previous.string().c_str());
 }
 
