@@ -373,6 +373,15 @@ TEST(Trainer, ABatchLeftWithOneExampleIsPassedOverUnderBatchStatistics) {
   EXPECT_EQ(lone.steps, 8);
   EXPECT_EQ(without.steps, 8);
   EXPECT_EQ(lone_values, without_values);
+
+  // A batch of one by design - the epoch's last of 24 examples in batches of 23 - is trained on (BatchNorm sees 8x8
+  // values per channel here): no skip, two steps an epoch.
+  auto net = small_net(5, false);
+  Loader natural(std::make_shared<Bands>(8, 3, 8, 1), loader_options(23, false));
+  SGD opt(net->parameters(), SGDOptions{.lr = 0.1f});
+  const TrainResult r = fit(*net, opt, natural, nullptr, quiet("", 2));
+  EXPECT_EQ(r.lone_examples_skipped, 0);
+  EXPECT_EQ(r.steps, 4);
 }
 
 }  // namespace

@@ -286,8 +286,9 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
   Module& net = head ? *head : model;
   const std::int64_t batches_per_epoch = source.batches_per_epoch();
   // BatchNorm with batch statistics cannot normalise a batch of one example where a layer's output is 1x1 (one value
-  // per channel), and gives a step of doubtful worth elsewhere: a training batch that unreadable examples left with
-  // one is passed over, with a warning, as the CLI leaves out an epoch's last batch of one (drop_last).
+  // per channel): a training batch that unreadable examples left with one (it was to hold more) is passed over, with
+  // a warning. A batch of one by design (batch size 1, or an epoch's last batch) is trained on as before (the CLI
+  // leaves out such a last batch itself: drop_last).
   bool batch_statistics = false;
   for (auto& [name, m] : net.named_modules())
     if (const auto* bn = dynamic_cast<const BatchNorm2d*>(m); bn && bn->use_batch_stats()) batch_statistics = true;
@@ -354,7 +355,9 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
       if (b) {
         const std::int64_t n = b->labels.numel();
         if (n == 0) continue;  // (loaders skip unreadable batches themselves; an empty one would have no mean)
-        if (n == 1 && batch_statistics && train.options().batch_size > 1) {
+        const std::int64_t batch_size = train.options().batch_size;
+        const std::int64_t planned = std::min(batch_size, train.dataset()->size() - b->index * batch_size);
+        if (n == 1 && planned > 1 && batch_statistics) {
           if (result.lone_examples_skipped++ == 0)
             std::fprintf(stderr, "graft: warning: epoch %d, batch %lld of %lld: the only readable example of its batch "
                          "is passed over (BatchNorm with batch statistics cannot normalise one example)\n", epoch + 1,
