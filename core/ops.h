@@ -20,7 +20,7 @@ Tensor div(const Tensor& a, const Tensor& b);  // a / b;  da = dout/b,  db = -do
 Tensor add(const Tensor& a, float b);          // a + b
 Tensor mul(const Tensor& a, float b);          // a * b
 Tensor neg(const Tensor& x);                   // -x
-Tensor relu(const Tensor& x);                  // max(x,0), NaN stays NaN; dx = dout * [out > 0]
+Tensor relu(const Tensor& x);                  // max(x,0), NaN stays NaN; dx = dout * [out > 0] (0 at a NaN)
 Tensor exp(const Tensor& x);                   // e^x;      dx = dout * out
 Tensor log(const Tensor& x);                   // ln x;     dx = dout / x
 
