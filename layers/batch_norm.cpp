@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "core/ops.h"
+#include "layers/basic.h"
 
 namespace graft {
 
@@ -66,6 +67,19 @@ std::string BatchNorm2d::describe() const {
   std::ostringstream s;
   s << channels_ << ", eps " << eps_ << ", momentum " << momentum_;
   return s.str();
+}
+
+Tensor norm_add_relu(Module& norm, Module* activation, const Tensor& y, const std::optional<Tensor>& residual) {
+  auto* batch_norm = dynamic_cast<BatchNorm2d*>(&norm);
+  auto* plain_relu = dynamic_cast<ReLU*>(activation);
+  if (batch_norm && (activation == nullptr || plain_relu)) {
+    Tensor out = batch_norm->forward_add_relu(y, residual, true);
+    if (plain_relu) plain_relu->set_last_output_shape(out.shape());  // for summaries: it ran, fused
+    return out;
+  }
+  Tensor out = norm(y);
+  if (residual) out = add(out, *residual);
+  return activation ? (*activation)(out) : relu(out);
 }
 
 }  // namespace graft

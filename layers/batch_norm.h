@@ -44,4 +44,10 @@ class BatchNorm2d : public Module {
   bool use_batch_stats_ = true, update_running_ = true, pinned_ = false;
 };
 
+// relu(norm(y) + residual) through whichever modules now sit where a network registered its norm and its activation
+// (replace_module may have swapped either): batch norm's fused epilogue (one pass, core/ops.h batch_norm_add_relu)
+// when they are a BatchNorm2d and a ReLU - activation null meaning a plain relu -, else each module's own forward.
+// The residual is optional.
+Tensor norm_add_relu(Module& norm, Module* activation, const Tensor& y, const std::optional<Tensor>& residual);
+
 }  // namespace graft

@@ -118,7 +118,15 @@ Module* Module::child(const std::string& name) const {
   return nullptr;
 }
 
+Module& Module::required_child(const std::string& name) const {
+  Module* found = child(name);
+  GRAFT_CHECK(found != nullptr, type_name(), ": has no child module '", name, "'");
+  return *found;
+}
+
 void Module::replace_module(const std::string& path, std::shared_ptr<Module> replacement) {
+  GRAFT_CHECK(replacement != nullptr, "replace_module: ", type_name(), ".", path,
+              " would be replaced by no module (null); an Identity passes its input on");
   std::size_t dot = path.rfind('.');
   Module* parent = dot == std::string::npos ? this : find_module(path.substr(0, dot));
   std::string leaf = dot == std::string::npos ? path : path.substr(dot + 1);

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/error.h"
 #include "core/tensor.h"
 
 namespace graft {
@@ -47,6 +48,9 @@ class Module {
   std::vector<std::pair<std::string, Module*>> named_modules();
   Module* find_module(const std::string& path);         // nullptr when absent
   Module* child(const std::string& name) const;         // a direct child, nullptr when absent
+  // A direct child that the module's forward needs: graft::Error naming both when absent. Looked up at every call,
+  // so that a child swapped by replace_module is the one that runs.
+  Module& required_child(const std::string& name) const;
   // Replaces the child at a dotted path (e.g. "fc", "classifier.6"); throws graft::Error when absent.
   void replace_module(const std::string& path, std::shared_ptr<Module> replacement);
   std::int64_t parameter_count() const;
@@ -74,6 +78,7 @@ class Module {
   Tensor& register_buffer(const std::string& name, Tensor value);
   template <typename M>
   std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    GRAFT_CHECK(module != nullptr, type_name(), ": register_module('", name, "') was given no module (null)");
     children_.emplace_back(name, module);
     return module;
   }

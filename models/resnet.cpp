@@ -69,37 +69,38 @@ ResidualBlock::ResidualBlock(int in, int planes, int stride, bool bottleneck, Di
   if (bottleneck) {
     // Where the stage's stride goes is the difference between the dialects (see resnet.h).
     int stride_1x1 = is_keras(d) ? stride : 1, stride_3x3 = is_keras(d) ? 1 : stride;
-    conv1_ = register_module("conv1", make_conv(in, width, 1, stride_1x1, 0, d, gen));
-    bn1_ = register_module("bn1", make_bn(width, d));
-    conv2_ = register_module("conv2", make_conv(width, width, 3, stride_3x3, 1, d, gen, groups));
-    bn2_ = register_module("bn2", make_bn(width, d));
-    conv3_ = register_module("conv3", make_conv(width, out, 1, 1, 0, d, gen));
-    bn3_ = register_module("bn3", make_bn(out, d));
+    register_module("conv1", make_conv(in, width, 1, stride_1x1, 0, d, gen));
+    register_module("bn1", make_bn(width, d));
+    register_module("conv2", make_conv(width, width, 3, stride_3x3, 1, d, gen, groups));
+    register_module("bn2", make_bn(width, d));
+    register_module("conv3", make_conv(width, out, 1, 1, 0, d, gen));
+    register_module("bn3", make_bn(out, d));
   } else {
-    conv1_ = register_module("conv1", make_conv(in, planes, 3, stride, 1, d, gen));
-    bn1_ = register_module("bn1", make_bn(planes, d));
-    conv2_ = register_module("conv2", make_conv(planes, planes, 3, 1, 1, d, gen));
-    bn2_ = register_module("bn2", make_bn(planes, d));
+    register_module("conv1", make_conv(in, planes, 3, stride, 1, d, gen));
+    register_module("bn1", make_bn(planes, d));
+    register_module("conv2", make_conv(planes, planes, 3, 1, 1, d, gen));
+    register_module("bn2", make_bn(planes, d));
   }
-  relu_ = register_module("relu", std::make_shared<ReLU>());
+  register_module("relu", std::make_shared<ReLU>());
   if (stride != 1 || in != out) {
-    downsample_ = register_module("downsample", std::make_shared<Sequential>());
-    downsample_->push_back(make_conv(in, out, 1, stride, 0, d, gen));
-    downsample_->push_back(make_bn(out, d));
+    auto downsample = register_module("downsample", std::make_shared<Sequential>());
+    downsample->push_back(make_conv(in, out, 1, stride, 0, d, gen));
+    downsample->push_back(make_bn(out, d));
   }
 }
 
-// relu(bn(conv(x))) and relu(bn(conv(y)) + shortcut) run as fused batch-norm epilogues (batch_norm_add_relu):
-// the same math as the separate relu/add modules, without their extra passes over the activations.
+// relu(bn(conv(x))) and relu(bn(conv(y)) + shortcut) run as fused batch-norm epilogues (norm_add_relu): the same
+// math as the separate relu/add modules, without their extra passes over the activations. Every child is looked up
+// by name at each call, so a module put in by replace_module is the one that runs.
 Tensor ResidualBlock::forward(const Tensor& x) {
-  Tensor y = bn1_->forward_add_relu((*conv1_)(x), std::nullopt, true);
-  if (bottleneck_) y = bn2_->forward_add_relu((*conv2_)(y), std::nullopt, true);
-  Tensor shortcut = downsample_ ? (*downsample_)(x) : x;
-  BatchNorm2d& last = bottleneck_ ? *bn3_ : *bn2_;
-  Conv2d& last_conv = bottleneck_ ? *conv3_ : *conv2_;
-  y = last.forward_add_relu(last_conv(y), shortcut, true);
-  relu_->set_last_output_shape(y.shape());
-  return y;
+  Module& relu = required_child("relu");
+  Tensor y = norm_add_relu(required_child("bn1"), &relu, required_child("conv1")(x), std::nullopt);
+  if (bottleneck_) y = norm_add_relu(required_child("bn2"), &relu, required_child("conv2")(y), std::nullopt);
+  Module* downsample = child("downsample");
+  Tensor shortcut = downsample ? (*downsample)(x) : x;
+  const char* last = bottleneck_ ? "3" : "2";
+  return norm_add_relu(required_child(std::string("bn") + last), &relu, required_child(std::string("conv") + last)(y),
+                       shortcut);
 }
 
 ResNet::ResNet(const ResNetOptions& o) : options_(o) {
@@ -122,20 +123,20 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
   Generator gen(o.seed);
   const Dialect d = o.dialect;
   if (is_keras(d)) {
-    stem_pad_ = register_module("conv1_pad", std::make_shared<ZeroPad2d>(3));
-    conv1_ = register_module("conv1", make_conv(3, 64, 7, 2, 0, d, gen));
+    register_module("conv1_pad", std::make_shared<ZeroPad2d>(3));
+    register_module("conv1", make_conv(3, 64, 7, 2, 0, d, gen));
   } else {
-    conv1_ = register_module("conv1", make_conv(3, 64, 7, 2, 3, d, gen));
+    register_module("conv1", make_conv(3, 64, 7, 2, 3, d, gen));
   }
-  bn1_ = register_module("bn1", make_bn(64, d));
-  relu_ = register_module("relu", std::make_shared<ReLU>());
+  register_module("bn1", make_bn(64, d));
+  register_module("relu", std::make_shared<ReLU>());
   if (d == Dialect::Keras) {
-    pool_pad_ = register_module("pool1_pad", std::make_shared<ZeroPad2d>(1));
-    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
+    register_module("pool1_pad", std::make_shared<ZeroPad2d>(1));
+    register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
   } else if (d == Dialect::KerasLegacy) {  // the 2016 model pools without padding: 112 -> 55, not 56
-    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
+    register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 0));
   } else {
-    maxpool_ = register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
+    register_module("maxpool", std::make_shared<MaxPool2d>(3, 2, 1));
   }
   int in = 64;
   const int expansion = bottleneck ? 4 : 1;
@@ -143,30 +144,30 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
     const int planes = 64 << stage;
     // torchvision's width: planes * (width_per_group / 64) * groups, in integer arithmetic in that order.
     const int width = planes * o.width_per_group / 64 * o.groups;
-    layers_[stage] = register_module("layer" + std::to_string(stage + 1), std::make_shared<Sequential>());
+    auto layer = register_module("layer" + std::to_string(stage + 1), std::make_shared<Sequential>());
     for (int b = 0; b < blocks[stage]; ++b) {
       int stride = (b == 0 && stage > 0) ? 2 : 1;
-      layers_[stage]->push_back(
+      layer->push_back(
           std::make_shared<ResidualBlock>(in, planes, stride, bottleneck, d, gen, width, o.groups));
       in = planes * expansion;
     }
   }
   feature_channels_ = in;
-  avgpool_ = register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(1, 1));
+  register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(1, 1));
   if (o.include_top) register_module("fc", std::make_shared<Linear>(in, o.num_classes, true, gen));
 }
 
 Tensor ResNet::forward(const Tensor& x) {
   GRAFT_CHECK(x.ndim() == 4 && x.dim(3) == 3, type_name(), ": input ", shape_str(x.shape()),
               " must be NHWC images (N,H,W,3)");
-  Tensor y = stem_pad_ ? (*stem_pad_)(x) : x;
-  y = bn1_->forward_add_relu((*conv1_)(y), std::nullopt, true);
-  relu_->set_last_output_shape(y.shape());
-  if (pool_pad_) y = (*pool_pad_)(y);
-  y = (*maxpool_)(y);
-  for (auto& layer : layers_) y = (*layer)(y);
-  y = (*avgpool_)(y).flatten(1);
-  // The head is looked up by name so replace_module("fc", ...) takes effect.
+  // Every child looked up by name at each call: a module put in by replace_module is the one that runs.
+  Tensor y = x;
+  if (Module* pad = child("conv1_pad")) y = (*pad)(y);
+  y = norm_add_relu(required_child("bn1"), &required_child("relu"), required_child("conv1")(y), std::nullopt);
+  if (Module* pad = child("pool1_pad")) y = (*pad)(y);
+  y = required_child("maxpool")(y);
+  for (const char* layer : {"layer1", "layer2", "layer3", "layer4"}) y = required_child(layer)(y);
+  y = required_child("avgpool")(y).flatten(1);
   if (Module* head = child("fc")) y = (*head)(y);
   return y;
 }

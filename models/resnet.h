@@ -57,11 +57,7 @@ class ResidualBlock : public Module {
   std::string type_name() const override { return bottleneck_ ? "Bottleneck" : "BasicBlock"; }
 
  private:
-  bool bottleneck_;
-  std::shared_ptr<Conv2d> conv1_, conv2_, conv3_;
-  std::shared_ptr<BatchNorm2d> bn1_, bn2_, bn3_;
-  std::shared_ptr<Sequential> downsample_;
-  std::shared_ptr<ReLU> relu_;
+  bool bottleneck_;  // (forward looks its children up by name: a module put in by replace_module runs)
 };
 
 class ResNet : public Module {
@@ -75,14 +71,7 @@ class ResNet : public Module {
 
  private:
   ResNetOptions options_;
-  int feature_channels_ = 0;
-  std::shared_ptr<ZeroPad2d> stem_pad_, pool_pad_;  // Keras dialects only
-  std::shared_ptr<Conv2d> conv1_;
-  std::shared_ptr<BatchNorm2d> bn1_;
-  std::shared_ptr<ReLU> relu_;
-  std::shared_ptr<MaxPool2d> maxpool_;
-  std::shared_ptr<Sequential> layers_[4];
-  std::shared_ptr<AdaptiveAvgPool2d> avgpool_;
+  int feature_channels_ = 0;  // (forward looks its children up by name: a module put in by replace_module runs)
 };
 
 }  // namespace graft

@@ -43,10 +43,7 @@ class PreActBottleneck : public Module {
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "PreActBottleneck"; }
 
- private:
-  std::shared_ptr<BatchNorm2d> preact_bn_, bn1_, bn2_;
-  std::shared_ptr<Conv2d> conv1_, conv2_, conv3_, downsample_;
-  std::shared_ptr<MaxPool2d> subsample_;
+  // (forward looks its children up by name: a module put in by replace_module runs)
 };
 
 class ResNetV2 : public Module {
@@ -58,14 +55,7 @@ class ResNetV2 : public Module {
   std::string arch() const { return "resnet" + std::to_string(options_.depth) + "v2"; }  // the zoo's name
 
  private:
-  ResNetV2Options options_;
-  std::shared_ptr<ZeroPad2d> stem_pad_, pool_pad_;
-  std::shared_ptr<Conv2d> conv1_;
-  std::shared_ptr<MaxPool2d> maxpool_;
-  std::shared_ptr<Sequential> layers_[4];
-  std::shared_ptr<BatchNorm2d> post_bn_;
-  std::shared_ptr<ReLU> relu_;
-  std::shared_ptr<AdaptiveAvgPool2d> avgpool_;
+  ResNetV2Options options_;  // (forward looks its children up by name: a module put in by replace_module runs)
 };
 
 }  // namespace graft

@@ -89,6 +89,7 @@ std::string head_path(Module& model) {
 }
 
 void replace_head(Module& model, std::shared_ptr<Module> head) {
+  GRAFT_CHECK(head != nullptr, "replace_head: ", model.type_name(), "'s new head is no module (null)");
   Device device = model.device();
   head->to(device);
   model.replace_module(head_path(model), std::move(head));

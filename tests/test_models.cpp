@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/ops.h"
 #include "core/optim.h"
+#include "layers/basic.h"
 #include "layers/batch_norm.h"
 #include "layers/conv2d.h"
 #include "layers/init.h"
@@ -341,6 +342,59 @@ TEST(NaNs, OneNaNWeightMakesEveryLogitNaN) {
   NoGradGuard no_grad;
   Generator gen(5);
   for (float logit : (*m)(Tensor::randn({2, 32, 32, 3}, gen)).to_vector()) EXPECT_TRUE(std::isnan(logit));
+}
+
+// A module put in anywhere by replace_module is the one that runs (ResNet's blocks called the modules they were built
+// with, so only a new fc took effect): a block's conv, a whole stage, a ResNetV2 block's batch norm. The new module
+// also trains, and a ReLU swapped for another activation runs as that activation.
+TEST(Surgery, ReplaceModuleTakesEffectAnywhereInAResNet) {
+  Generator gen(3);
+  const Tensor x = Tensor::randn({2, 32, 32, 3}, gen);
+  auto m = model("resnet18", Dialect::Torchvision, 3);
+  m->eval();
+  const std::vector<float> before = (*m)(x).to_vector();
+  auto conv = std::make_shared<Conv2d>(Conv2dConfig{.in_channels = 64, .out_channels = 64, .kernel_h = 3, .kernel_w = 3,
+                                                    .padding = 1, .bias = false},
+                                       gen);
+  m->replace_module("layer1.0.conv1", conv);
+  Tensor out = (*m)(x);
+  EXPECT_NE(out.to_vector(), before) << "the new conv computes";
+  sum(out).backward();
+  EXPECT_TRUE(conv->parameters().front().grad().defined()) << "and trains";
+
+  m->replace_module("layer4", std::make_shared<Identity>());  // layer3's 256 channels now reach the head
+  m->replace_module("fc", std::make_shared<Linear>(256, 3, true, gen));
+  EXPECT_EQ((*m)(x).shape(), (Shape{2, 3}));
+
+  // An activation other than ReLU: the block runs norm, add and that module instead of the fused epilogue.
+  class Negate : public Module {
+   public:
+    Tensor forward(const Tensor& t) override { return neg(t); }
+    std::string type_name() const override { return "Negate"; }
+  };
+  auto plain = model("resnet18", Dialect::Torchvision, 3);
+  plain->eval();
+  plain->replace_module("layer1.0.relu", std::make_shared<Negate>());
+  EXPECT_NE((*plain)(x).to_vector(), before);
+
+  auto v2 = model("resnet50v2", Dialect::Keras, 3);
+  v2->eval();
+  const std::vector<float> v2_before = (*v2)(x).to_vector();
+  auto bn = std::make_shared<BatchNorm2d>(64, 1.001e-5f, 0.01f);
+  bn->state().at("running_mean").copy_from(Tensor::full({64}, 5.f));
+  v2->replace_module("layer1.0.bn1", bn);
+  EXPECT_NE((*v2)(x).to_vector(), v2_before) << "ResNetV2's blocks too";
+}
+
+// A null module is refused where it is given, not a crash later.
+TEST(Surgery, ANullModuleIsAnError) {
+  auto m = model("resnet18", Dialect::Torchvision, 3);
+  EXPECT_NE(testing::error_message([&] { m->replace_module("fc", nullptr); }).find("no module (null)"),
+            std::string::npos);
+  EXPECT_NE(testing::error_message([&] { replace_head(*m, nullptr); }).find("no module (null)"), std::string::npos);
+  Sequential s;
+  EXPECT_NE(testing::error_message([&] { s.push_back(nullptr); }).find("no module (null)"), std::string::npos);
+  EXPECT_GT(m->parameter_count(), 0) << "the model is intact";
 }
 
 TEST(Surgery, ReplaceHeadAndTrainOnlyIt) {

@@ -322,6 +322,30 @@ TEST(Trainer, EvaluateScoresTopKAndTheConfusionMatrix) {
   EXPECT_GT(r.loss, 0);
 }
 
+// Gradients left from before fit (a check's backward) do not enter its first step: the run equals one without them.
+// An optimizer over another model's parameters is refused (it would train nothing, silently).
+TEST(Trainer, StaleGradientsAreClearedAndAForeignOptimizerIsRefused) {
+  auto run = [](bool stale) {
+    auto net = small_net(5, false);
+    Loader train(std::make_shared<Bands>(8, 3, 8, 1), loader_options(5, false));
+    SGD opt(net->parameters(), SGDOptions{.lr = 0.1f, .momentum = 0.9f});
+    if (stale) {  // in eval mode: the check leaves BatchNorm's running statistics as they were
+      net->eval();
+      Generator gen(1);
+      mul(sum((*net)(Tensor::randn({2, 8, 8, 3}, gen))), 1000.f).backward();
+    }
+    fit(*net, opt, train, nullptr, quiet("", 1));
+    return values(*net);
+  };
+  EXPECT_EQ(run(true), run(false));
+
+  auto net = small_net(5, false), other = small_net(5, false);
+  Loader train(std::make_shared<Bands>(8, 3, 8, 1), loader_options(5, false));
+  SGD foreign(other->parameters(), SGDOptions{.lr = 0.1f});
+  expect_error([&] { fit(*net, foreign, train, nullptr, quiet("", 1)); },
+               {"fit: the optimizer holds a", "that is not a parameter of this Sequential"});
+}
+
 // Bands(8, 3, 8, 1) whose examples 6-9 cannot be read: in order, in batches of 5, batch 1 (examples 5-9) is left with
 // example 5 alone.
 class BandsLeavingALoneExample : public Bands {

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <limits>
 #include <optional>
+#include <set>
 #include <sstream>
 
 #include "core/error.h"
@@ -317,8 +318,20 @@ TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* vali
     if (auto* l = dynamic_cast<Linear*>(m)) last_linear = l;
   if (last_linear) check_outputs(last_linear->out_features(), classes, "fit");
 
-  InterruptScope sigint;
   const std::vector<Tensor> params = optimizer.params();
+  {
+    // The optimizer must step this model's own tensors (train/trainer.h): one built over another model's (or a copy's)
+    // would train nothing here, silently.
+    std::set<const TensorImpl*> own;
+    for (const Tensor& p : model.parameters()) own.insert(p.impl());
+    for (const Tensor& p : params)
+      GRAFT_CHECK(own.count(p.impl()), "fit: the optimizer holds a ", shape_str(p.shape()), " tensor that is not a "
+                  "parameter of this ", model.type_name(), " (an optimizer built over another model or a copy?)");
+  }
+  // Gradients left from before the call (a check's backward, an earlier fit stopped mid-group) must not enter the
+  // first step: each step uses the gradient of its own group's loss.
+  optimizer.zero_grad();
+  InterruptScope sigint;
   const std::int64_t accumulate = options.accumulate;
   const float clip = options.clip_grad_norm > 0 ? options.clip_grad_norm : std::numeric_limits<float>::infinity();
   std::int64_t images_this_call = 0;
