@@ -151,6 +151,9 @@ void run_backward(const Tensor& root, const Tensor& seed) {
   GRAFT_CHECK(seed.shape() == root.shape() && seed.device() == root.device(), "backward: seed gradient ",
               shape_str(seed.shape()), " on ", seed.device().str(), " does not match tensor ", shape_str(root.shape()),
               " on ", root.device().str());
+  GRAFT_CHECK(seed.dtype() == DType::Float32 && root.dtype() == DType::Float32, "backward: seed gradient ",
+              dtype_name(seed.dtype()), " for a ", dtype_name(root.dtype()), " tensor ", shape_str(root.shape()),
+              ": gradients are float32");
   NoGradGuard no_grad;
   if (root.is_leaf()) {  // the seed is the caller's tensor: .grad gets a copy, never the caller's memory
     TensorImpl& leaf = *root.impl();

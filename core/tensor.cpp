@@ -187,12 +187,24 @@ Tensor Tensor::to(Device target) const {
   return out;
 }
 
+// Views of one storage may overlap (t.slice(0, 5).copy_from(t.slice(1, 6))): memmove on the host; on the device,
+// where a copy between overlapping ranges is undefined, through a temporary.
 static void copy_same_device(const Tensor& dst, const Tensor& src) {
-  if (src.nbytes() == 0) return;
+  const std::size_t bytes = src.nbytes();
+  if (bytes == 0) return;
 #if GRAFT_HAS_CUDA
-  if (src.is_cuda()) return cuda::copy_device_to_device(dst.data<void>(), src.data<void>(), src.nbytes());
+  if (src.is_cuda()) {
+    const auto* d = static_cast<const char*>(dst.data<void>());
+    const auto* s = static_cast<const char*>(src.data<void>());
+    if (d < s + bytes && s < d + bytes && d != s) {
+      const Tensor staged = Tensor::empty(src.shape(), src.device(), src.dtype());
+      cuda::copy_device_to_device(staged.data<void>(), src.data<void>(), bytes);
+      return cuda::copy_device_to_device(dst.data<void>(), staged.data<void>(), bytes);
+    }
+    return cuda::copy_device_to_device(dst.data<void>(), src.data<void>(), bytes);
+  }
 #endif
-  std::memcpy(dst.data<void>(), src.data<void>(), src.nbytes());
+  std::memmove(dst.data<void>(), src.data<void>(), bytes);
 }
 
 void Tensor::copy_from(const Tensor& src) {
@@ -380,8 +392,10 @@ void Tensor::zero_grad() { checked(), impl_->grad.reset(); }
 void Tensor::set_grad(const Tensor& grad) {
   checked();
   if (grad.defined())
-    GRAFT_CHECK(grad.shape() == shape() && grad.device() == device(), "set_grad: gradient ", shape_str(grad.shape()),
-                " on ", grad.device().str(), " does not match tensor ", shape_str(shape()), " on ", device().str());
+    GRAFT_CHECK(grad.shape() == shape() && grad.device() == device() && grad.dtype() == DType::Float32,
+                "set_grad: gradient ", shape_str(grad.shape()), " ", dtype_name(grad.dtype()), " on ",
+                grad.device().str(), " does not match tensor ", shape_str(shape()), " on ", device().str(),
+                " (gradients are float32)");
   impl_->grad = grad.defined() ? grad.impl_ptr() : nullptr;
 }
 

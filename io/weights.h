@@ -28,7 +28,8 @@
 
 namespace graft {
 
-enum class WeightFormat { Torchvision, KerasLegacy, Keras3, Native /* graft checkpoint: later */ };
+// (Native is unused: a graft checkpoint given to the functions below is refused, pointing to load_checkpoint.)
+enum class WeightFormat { Torchvision, KerasLegacy, Keras3, Native };
 const char* weight_format_name(WeightFormat format);  // "torchvision", "keras-legacy-h5", "keras3-weights-h5"
 
 struct WeightTensorInfo {

@@ -84,6 +84,18 @@ TEST(Autograd, BackwardOnScalar) {
   EXPECT_TRUE(x.grad().is_leaf());
 }
 
+// Gradients are float32: an int32 seed or gradient is refused where it is given (a leaf stored it as its .grad, and
+// only the optimizer noticed; on a graph the error named an op the caller never called).
+TEST(Autograd, AnInt32SeedOrGradientIsRefused) {
+  Tensor leaf = Tensor::ones({3});
+  leaf.set_requires_grad(true);
+  const Tensor int_seed = Tensor::from_vector(std::vector<std::int32_t>{1, 1, 1}, {3});
+  for (const Tensor& root : {leaf, mul(leaf, 2.f)})
+    testing::expect_error([&] { root.backward(int_seed); }, {"backward: seed gradient int32", "gradients are float32"});
+  EXPECT_FALSE(leaf.grad().defined());
+  testing::expect_error([&] { leaf.set_grad(int_seed); }, {"set_grad: gradient (3) int32", "gradients are float32"});
+}
+
 TEST(Autograd, BackwardOfALeafItself) {
   Tensor x = leaf({}, 5);
   x.backward();

@@ -75,6 +75,18 @@ TEST(CudaRuntime, Int32RoundTripIsExact) {
   }
 }
 
+// copy_from between overlapping views of a CUDA tensor, either way round: staged through a temporary (a device copy
+// between overlapping ranges is undefined).
+TEST(CudaRuntime, CopyBetweenOverlappingViews) {
+  GRAFT_REQUIRE_CUDA();
+  Tensor t = Tensor::arange(6).to(kCUDA);
+  t.slice(0, 5).copy_from(t.slice(1, 6));
+  EXPECT_EQ(t.to_vector(), (std::vector<float>{1, 2, 3, 4, 5, 5}));
+  Tensor u = Tensor::arange(6).to(kCUDA);
+  u.slice(1, 6).copy_from(u.slice(0, 5));
+  EXPECT_EQ(u.to_vector(), (std::vector<float>{0, 0, 1, 2, 3, 4}));
+}
+
 TEST(CudaRuntime, ViewsAndSlicesOfCudaTensors) {
   GRAFT_REQUIRE_CUDA();
   Generator gen(2);

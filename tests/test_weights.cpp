@@ -1,6 +1,7 @@
 // Weight import (io/weights.h, io/hdf5.h) against fixtures from tests/make_weight_fixtures.py: torchvision models
 // with random weights exported to HDF5, the same weights in every Keras layout, and torch's own logits.
 // Parity is max|graft - torch| / max|torch| over the logits (bound 1e-4: float32 sums over ~25M weights).
+#include "io/checkpoint.h"
 #include "tests/weights_setup.h"
 
 namespace graft {
@@ -103,6 +104,23 @@ std::string first_diverging_stage(Module& model, const std::string& input) {
 }
 
 // ---- parity with torch -----------------------------------------------------------------------------------------
+// A graft checkpoint given to the weight-file API says what it is and where to load it, instead of reading as a
+// torchvision export whose every name is unknown (hundreds of lines of missing and unexpected tensors).
+TEST(Weights, AGraftCheckpointIsPointedToLoadCheckpoint) {
+  ModelOptions o;
+  o.num_classes = 3;
+  auto net = make_model("resnet18", o);
+  const std::string path = temp_path("a_checkpoint.h5");
+  save_checkpoint(path, *net, nullptr, {.arch = "resnet18", .num_classes = 3});
+  for (const auto& call : std::vector<std::function<void()>>{[&] { inspect_weights(path); },
+                                                            [&] { load_weights(*net, path); }}) {
+    const std::string msg = testing::error_message(call);
+    EXPECT_NE(msg.find("is a graft checkpoint, not a weight file: load it with load_checkpoint"), std::string::npos)
+        << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+  }
+}
+
 TEST(Weights, TorchvisionResNet50MatchesTorchLogits) {
   auto model = build("resnet50");
   LoadReport report = load_weights(*model, fixture("resnet50_torchvision.h5"));
