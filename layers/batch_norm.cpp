@@ -9,6 +9,8 @@ namespace graft {
 
 BatchNorm2d::BatchNorm2d(int channels, float eps, float momentum)
     : channels_(channels), eps_(eps), momentum_(momentum) {
+  GRAFT_CHECK(channels > 0 && eps >= 0.f && momentum >= 0.f && momentum <= 1.f, "BatchNorm2d: channels ", channels,
+              ", eps ", eps, ", momentum ", momentum, ": channels must be positive, eps >= 0, momentum in [0, 1]");
   register_parameter("weight", Tensor::ones({channels}));
   register_parameter("bias", Tensor::zeros({channels}));
   register_buffer("running_mean", Tensor::zeros({channels}));

@@ -386,6 +386,14 @@ TEST(Surgery, ReplaceModuleTakesEffectAnywhereInAResNet) {
   EXPECT_NE((*v2)(x).to_vector(), v2_before) << "ResNetV2's blocks too";
 }
 
+// Bad settings are refused when the layer is built, not at its first forward.
+TEST(Layers, BatchNorm2dRefusesBadSettingsAtConstruction) {
+  testing::expect_error([] { BatchNorm2d(0); }, {"BatchNorm2d: channels 0", "channels must be positive"});
+  testing::expect_error([] { BatchNorm2d(3, -1.f); }, {"eps -1"});
+  testing::expect_error([] { BatchNorm2d(3, 1e-5f, 1.5f); }, {"momentum 1.5"});
+  EXPECT_NO_THROW(BatchNorm2d(3, 0.f, 0.f));
+}
+
 // A null module is refused where it is given, not a crash later.
 TEST(Surgery, ANullModuleIsAnError) {
   auto m = model("resnet18", Dialect::Torchvision, 3);
