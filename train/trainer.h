@@ -114,7 +114,8 @@ struct TrainResult {
 
 // Trains `model` with `optimizer`; `schedule` (may be null) steps once per optimizer step. The optimizer must hold
 // the model's own parameter tensors (a graft::Error otherwise); gradients they hold when fit is called are cleared
-// first. A model with fewer outputs than the train data has classes is an error (see above). Errors from the loader (strict mode, unreadable files) propagate.
+// first. A model with fewer outputs than the train data has classes is an error (see above). Errors from the loader
+// (strict mode, unreadable files) propagate.
 TrainResult fit(Module& model, Optimizer& optimizer, Loader& train, Loader* validation, const TrainOptions& options,
                 LRSchedule* schedule = nullptr);
 
