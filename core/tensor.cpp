@@ -194,9 +194,10 @@ static void copy_same_device(const Tensor& dst, const Tensor& src) {
   if (bytes == 0) return;
 #if GRAFT_HAS_CUDA
   if (src.is_cuda()) {
-    const auto* d = static_cast<const char*>(dst.data<void>());
-    const auto* s = static_cast<const char*>(src.data<void>());
-    if (d < s + bytes && s < d + bytes && d != s) {
+    // Views are contiguous: two of one storage overlap when their element ranges do.
+    const std::int64_t d = dst.impl()->offset, s = src.impl()->offset, n = src.numel();
+    if (dst.impl()->storage == src.impl()->storage && d < s + n && s < d + n) {
+      if (d == s) return;  // the same elements
       const Tensor staged = Tensor::empty(src.shape(), src.device(), src.dtype());
       cuda::copy_device_to_device(staged.data<void>(), src.data<void>(), bytes);
       return cuda::copy_device_to_device(dst.data<void>(), staged.data<void>(), bytes);

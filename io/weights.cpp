@@ -56,7 +56,7 @@ Plan make_plan(const hdf5::File& file, const std::string& model_arch) {
     } catch (const Error&) {
       // not a string: not graft's
     }
-    GRAFT_CHECK(format != std::vector<std::string>{"graft-checkpoint"}, "load_weights: '", file.path(),
+    GRAFT_CHECK(format != std::vector<std::string>{"graft-checkpoint"}, "weights: '", file.path(),
                 "' is a graft checkpoint, not a weight file: load it with load_checkpoint (io/checkpoint.h), or give "
                 "it to the CLI as --weights or --checkpoint");
   }

@@ -7,6 +7,11 @@
 
 namespace graft {
 
+void BatchNorm2d::set_eps(float eps) {
+  GRAFT_CHECK(eps >= 0.f, "BatchNorm2d: set_eps(", eps, "): eps must be >= 0");
+  eps_ = eps;
+}
+
 BatchNorm2d::BatchNorm2d(int channels, float eps, float momentum)
     : channels_(channels), eps_(eps), momentum_(momentum) {
   GRAFT_CHECK(channels > 0 && eps >= 0.f && momentum >= 0.f && momentum <= 1.f, "BatchNorm2d: channels ", channels,

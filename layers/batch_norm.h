@@ -34,7 +34,7 @@ class BatchNorm2d : public Module {
   int channels() const { return channels_; }
   float eps() const { return eps_; }
   float momentum() const { return momentum_; }
-  void set_eps(float eps) { eps_ = eps; }
+  void set_eps(float eps);  // eps >= 0 (graft::Error otherwise)
   // "batch stats, updating" / "running stats, frozen" ...: the state a summary shows.
   std::string mode() const;
 

@@ -67,7 +67,7 @@ class ResNet : public Module {
   std::string type_name() const override;  // ResNet50, ResNeXt50_32x4d, WideResNet50_2
   const ResNetOptions& options() const { return options_; }
   std::string arch() const { return resnet_arch_name(options_); }
-  int feature_channels() const { return feature_channels_; }
+  int feature_channels() const { return feature_channels_; }  // as built (surgery on layer4 does not update it)
 
  private:
   ResNetOptions options_;

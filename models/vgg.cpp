@@ -25,19 +25,19 @@ std::vector<int> vgg_config(int depth) {
 VGG::VGG(const VGGOptions& o) : options_(o) {
   GRAFT_CHECK(!o.include_top || o.num_classes > 0, "VGG: num_classes must be positive, got ", o.num_classes);
   Generator gen(o.seed);
-  features_ = register_module("features", std::make_shared<Sequential>());
+  auto features = register_module("features", std::make_shared<Sequential>());
   int in = 3;
   for (int width : vgg_config(o.depth)) {
     if (width == M) {
-      features_->push_back(std::make_shared<MaxPool2d>(2, 2));
+      features->push_back(std::make_shared<MaxPool2d>(2, 2));
       continue;
     }
     Conv2dConfig c;
     c.in_channels = in, c.out_channels = width, c.kernel_h = c.kernel_w = 3, c.padding = 1;
     c.init = ConvInit::KaimingFanOut;
-    features_->push_back(std::make_shared<Conv2d>(c, gen));
-    if (o.batch_norm) features_->push_back(std::make_shared<BatchNorm2d>(width));
-    features_->push_back(std::make_shared<ReLU>());
+    features->push_back(std::make_shared<Conv2d>(c, gen));
+    if (o.batch_norm) features->push_back(std::make_shared<BatchNorm2d>(width));
+    features->push_back(std::make_shared<ReLU>());
     in = width;
   }
   if (!o.include_top) return;
@@ -58,9 +58,12 @@ std::string VGG::type_name() const {
 
 // The features run module by module, fusing what follows a convolution: conv -> relu as one conv2d_relu op,
 // conv -> batch norm -> relu as the batch-norm op with its relu epilogue. Same math as the modules one by one,
-// fewer passes over the activations. A replaced module (replace_module) breaks the pattern and runs as itself.
+// fewer passes over the activations. A replaced module (replace_module) breaks the pattern and runs as itself, and so
+// does a replaced "features" that is not a Sequential (looked up by name at each call).
 Tensor VGG::run_features(const Tensor& x) {
-  const auto& layers = features_->children();
+  Module& features = required_child("features");
+  if (!dynamic_cast<Sequential*>(&features)) return features(x);
+  const auto& layers = features.children();
   auto is_relu = [&](std::size_t i) { return i < layers.size() && dynamic_cast<ReLU*>(layers[i].second.get()); };
   Tensor y = x;
   for (std::size_t i = 0; i < layers.size(); ++i) {
@@ -77,7 +80,7 @@ Tensor VGG::run_features(const Tensor& x) {
       y = (*layers[i].second)(y);
     }
   }
-  features_->set_last_output_shape(y.shape());
+  features.set_last_output_shape(y.shape());
   return y;
 }
 

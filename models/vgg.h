@@ -30,8 +30,7 @@ class VGG : public Module {
 
  private:
   Tensor run_features(const Tensor& x);
-  VGGOptions options_;
-  std::shared_ptr<Sequential> features_;
+  VGGOptions options_;  // (forward looks its children up by name: a module put in by replace_module runs)
 };
 
 }  // namespace graft

@@ -384,6 +384,22 @@ TEST(Surgery, ReplaceModuleTakesEffectAnywhereInAResNet) {
   bn->state().at("running_mean").copy_from(Tensor::full({64}, 5.f));
   v2->replace_module("layer1.0.bn1", bn);
   EXPECT_NE((*v2)(x).to_vector(), v2_before) << "ResNetV2's blocks too";
+
+  // VGG's whole "features" swapped (here for a module running the old one, then negating): the new one runs.
+  class NegatedOutput : public Module {
+   public:
+    explicit NegatedOutput(std::shared_ptr<Module> inner) : inner_(register_module("inner", std::move(inner))) {}
+    Tensor forward(const Tensor& t) override { return neg((*inner_)(t)); }
+    std::string type_name() const override { return "NegatedOutput"; }
+
+   private:
+    std::shared_ptr<Module> inner_;
+  };
+  auto vgg = model("vgg11", Dialect::Torchvision, 3);
+  vgg->eval();
+  const std::vector<float> vgg_before = (*vgg)(x).to_vector();
+  vgg->replace_module("features", std::make_shared<NegatedOutput>(vgg->children().front().second));
+  EXPECT_NE((*vgg)(x).to_vector(), vgg_before) << "VGG's features";
 }
 
 // Bad settings are refused when the layer is built, not at its first forward.
@@ -392,6 +408,8 @@ TEST(Layers, BatchNorm2dRefusesBadSettingsAtConstruction) {
   testing::expect_error([] { BatchNorm2d(3, -1.f); }, {"eps -1"});
   testing::expect_error([] { BatchNorm2d(3, 1e-5f, 1.5f); }, {"momentum 1.5"});
   EXPECT_NO_THROW(BatchNorm2d(3, 0.f, 0.f));
+  BatchNorm2d bn(3);
+  testing::expect_error([&] { bn.set_eps(-1e-5f); }, {"set_eps(-1e-05): eps must be >= 0"});
 }
 
 // A null module is refused where it is given, not a crash later.
