@@ -148,10 +148,17 @@ void save_checkpoint(const std::string& path, const Module& model, const Optimiz
 
 CheckpointMeta read_checkpoint_meta(const std::string& path) { return read_meta(hdf5::File(path)); }
 
+bool is_checkpoint(const hdf5::File& file) {
+  try {
+    return file.has_attribute("/", "format") && attribute(file, "format") == kFormat;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
 bool is_checkpoint(const std::string& path) {
   try {
-    hdf5::File file(path);
-    return file.has_attribute("/", "format") && attribute(file, "format") == kFormat;
+    return is_checkpoint(hdf5::File(path));
   } catch (const Error&) {
     return false;
   }

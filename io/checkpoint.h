@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/optim.h"
+#include "io/hdf5.h"
 #include "layers/module.h"
 
 namespace graft {
@@ -44,5 +45,7 @@ CheckpointMeta load_checkpoint(const std::string& path, Module& model, Optimizer
 CheckpointMeta read_checkpoint_meta(const std::string& path);
 // True when the file is an HDF5 file written by save_checkpoint.
 bool is_checkpoint(const std::string& path);
+// The same for a file already open (no error: false when it is not one).
+bool is_checkpoint(const hdf5::File& file);
 
 }  // namespace graft

@@ -7,6 +7,7 @@
 
 #include "core/autograd.h"
 #include "core/error.h"
+#include "io/checkpoint.h"
 #include "io/weights_internal.h"
 #include "models/resnet_v2.h"
 #include "models/vgg.h"
@@ -49,17 +50,9 @@ namespace {
 // Detects the format from the file's structure (never its name) and maps its tensors onto graft names.
 Plan make_plan(const hdf5::File& file, const std::string& model_arch) {
   // A graft checkpoint holds /model and /optimizer, which would read as a torchvision export with foreign names.
-  if (file.has_attribute("/", "format")) {
-    std::vector<std::string> format;
-    try {
-      format = file.string_list_attribute("/", "format");
-    } catch (const Error&) {
-      // not a string: not graft's
-    }
-    GRAFT_CHECK(format != std::vector<std::string>{"graft-checkpoint"}, "weights: '", file.path(),
-                "' is a graft checkpoint, not a weight file: load it with load_checkpoint (io/checkpoint.h), or give "
-                "it to the CLI as --weights or --checkpoint");
-  }
+  GRAFT_CHECK(!is_checkpoint(file), "weights: '", file.path(),
+              "' is a graft checkpoint, not a weight file: load it with load_checkpoint (io/checkpoint.h), or give "
+              "it to the CLI as --weights or --checkpoint");
   if (file.has_string_list_attribute("/", "layer_names"))
     return weights_detail::plan_keras_legacy(file, "/", model_arch);
   // A whole-model model.save("x.h5") file keeps the weights file's layout under /model_weights.

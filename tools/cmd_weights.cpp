@@ -8,7 +8,6 @@
 //   (N,classes) of logits. The architecture defaults to the file's guess, the ResNet dialect (and BatchNorm eps)
 //   and the number of classes always come from the file.
 #include <array>
-#include <cmath>
 #include <cstdio>
 
 #include "core/autograd.h"
@@ -46,9 +45,8 @@ void print_checkpoint_tensors(const std::string& path) {
   for (int g = 0; g < 2; ++g) {
     if (!file.has_group(groups[g])) continue;
     for (const hdf5::DatasetInfo& info : file.datasets_below(groups[g])) {
-      std::int64_t nan = 0, inf = 0;
       const std::vector<float> tensor = file.read_floats(info.path);
-      for (const float v : tensor) nan += std::isnan(v) ? 1 : 0, inf += std::isinf(v) ? 1 : 0;
+      const auto [nan, inf] = count_nonfinite(tensor.data(), static_cast<std::int64_t>(tensor.size()));
       values += static_cast<std::int64_t>(tensor.size());
       ++counts[g];
       if (nan || inf) nonfinite += detail::concat("\n  ", info.path, " has ", nan, " NaN and ", inf, " Inf values");
