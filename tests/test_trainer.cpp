@@ -346,17 +346,6 @@ TEST(Trainer, StaleGradientsAreClearedAndAForeignOptimizerIsRefused) {
                {"fit: the optimizer holds a", "that is not a parameter of this Sequential"});
 }
 
-// Bands(8, 3, 8, 1) whose examples 6-9 cannot be read: in order, in batches of 5, batch 1 (examples 5-9) is left with
-// example 5 alone.
-class BandsLeavingALoneExample : public Bands {
- public:
-  BandsLeavingALoneExample() : Bands(8, 3, 8, 1) {}
-  Example get(std::int64_t i) const override {
-    GRAFT_CHECK(i < 6 || i > 9, "example ", i, " is unreadable");
-    return Bands::get(i);
-  }
-};
-
 // The same Bands without examples 5-9: in batches of 5, the batches above that are not batch 1.
 class BandsWithoutTheLoneBatch : public Dataset {
  public:
@@ -390,7 +379,8 @@ TEST(Trainer, ABatchLeftWithOneExampleIsPassedOverUnderBatchStatistics) {
     const TrainResult r = fit(*net, opt, train, nullptr, quiet("", 2));
     return std::make_pair(r, values(*net));
   };
-  const auto [lone, lone_values] = run(std::make_shared<BandsLeavingALoneExample>());
+  // Examples 6-9 unreadable: in batches of 5, batch 1 (examples 5-9) is left with example 5 alone.
+  const auto [lone, lone_values] = run(std::make_shared<BandsWithUnreadable>(6, 9));
   const auto [without, without_values] = run(std::make_shared<BandsWithoutTheLoneBatch>());
   EXPECT_EQ(lone.lone_examples_skipped, 2);  // once an epoch
   EXPECT_EQ(lone.skipped_images, 8);

@@ -176,19 +176,6 @@ TEST(Trainer, AStepWhoseLabelsAllWeighZeroChangesNothing) {
   EXPECT_EQ(after[3], after[2]);  // label 0 again
 }
 
-// Bands whose last `unreadable` examples cannot be read.
-class BandsWithAnUnreadableEnd : public Bands {
- public:
-  explicit BandsWithAnUnreadableEnd(int unreadable) : Bands(8, 3, 8, 1), unreadable_(unreadable) {}
-  Example get(std::int64_t i) const override {
-    GRAFT_CHECK(i < size() - unreadable_, "example ", i, " is unreadable");
-    return Bands::get(i);
-  }
-
- private:
-  int unreadable_;
-};
-
 // The first `n` examples of Bands(8, 3, 8, 1).
 class FirstBands : public Bands {
  public:
@@ -215,7 +202,7 @@ TEST(Trainer, AGroupCutShortByUnreadableLastBatchesTakesItsStepAtTheEpochsEnd) {
     EXPECT_EQ(r.steps, 4);
     return std::make_pair(positions, values(*net));
   };
-  const auto [positions, cut] = run(std::make_shared<BandsWithAnUnreadableEnd>(4));
+  const auto [positions, cut] = run(std::make_shared<BandsWithUnreadable>(20, 23));  // the last 4
   const auto [readable_positions, readable] = run(std::make_shared<FirstBands>(20));
   EXPECT_EQ(positions, (std::vector<std::int64_t>{3, 4, 3, 4}));
   EXPECT_EQ(readable_positions, positions);

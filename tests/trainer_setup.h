@@ -78,6 +78,20 @@ class Bands : public Dataset {
   std::vector<std::string> names_;
 };
 
+// Bands(8, 3, 8, 1) (24 examples) whose examples first..last cannot be read: get() throws for them, as a damaged file
+// does.
+class BandsWithUnreadable : public Bands {
+ public:
+  BandsWithUnreadable(std::int64_t first, std::int64_t last) : Bands(8, 3, 8, 1), first_(first), last_(last) {}
+  Example get(std::int64_t i) const override {
+    GRAFT_CHECK(i < first_ || i > last_, "example ", i, " is unreadable");
+    return Bands::get(i);
+  }
+
+ private:
+  std::int64_t first_, last_;
+};
+
 inline LoaderOptions loader_options(int batch, bool shuffle, std::uint64_t seed = 7) {
   LoaderOptions o;
   o.batch_size = batch;
